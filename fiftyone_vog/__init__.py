@@ -1,0 +1,38 @@
+"""fiftyone-vog: Variance of Gradients (VoG) example difficulty for FiftyOne datasets.
+
+    import fiftyone_vog as fov
+    fov.compute_vog(dataset, checkpoints="runs/exp1/epoch_*.pt", model="resnet18")
+
+This package is also a FiftyOne plugin (``fiftyone.yml`` lives here); FiftyOne
+calls :func:`register` when it loads the plugin.
+"""
+
+__version__ = "0.1.0"
+
+from .engine import VoGError, class_normalize  # noqa: E402
+from .api import (  # noqa: E402
+    VoGResults,
+    compute_vog,
+    delete_vog_run,
+    get_vog_run,
+    list_vog_runs,
+    load_vog_results,
+)
+
+__all__ = [
+    "VoGError",
+    "VoGResults",
+    "class_normalize",
+    "compute_vog",
+    "delete_vog_run",
+    "get_vog_run",
+    "list_vog_runs",
+    "load_vog_results",
+]
+
+
+def register(plugin):
+    """FiftyOne plugin entry point: registers the operators and the panel."""
+    from .plugin import register as _register
+
+    _register(plugin)

@@ -1,0 +1,401 @@
+"""``compute_vog``: ties the engine to a FiftyOne collection, writes fields, registers the run."""
+
+from __future__ import annotations
+
+import keyword
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoints import ModelSpec, load_models, resolve_checkpoints, sha256
+from .data import ImageDataset, make_loader, read_view
+from .engine import (
+    VoGEngine,
+    VoGError,
+    VoGOptions,
+    check_choice,
+    class_normalize,
+    class_statistics,
+    resolve_device,
+    score_batches,
+)
+
+NORMALIZATIONS = ("zscore", "abs", "none")
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+ALL = "all"  # the engine's name for the window of every checkpoint
+RUN_METHOD = "fiftyone_vog.compute_vog"
+
+
+@dataclass
+class VoGResults:
+    """What :func:`compute_vog` computed. Arrays are aligned with ``ids``.
+
+    Attributes:
+        ids: sample ids of the scored view.
+        raw: ``{field_name: (n,) float64}`` raw VoG for ``{vog_field}_raw`` and each window's ``_raw`` field.
+        scores: ``{field_name: (n,) float64}`` everything written, normalized and raw.
+        used_labels: (n,) the class index each sample was scored on.
+        predicted: (n,) the last checkpoint's predicted class, or None for ``label_mode="true"``.
+        classes: class names in model output order.
+        class_stats: ``{window: {class_name: {"mean","std","count"}}}`` of raw scores.
+        config: the configuration registered with the run.
+        timings: seconds spent loading, scoring and writing.
+    """
+
+    ids: list[str]
+    raw: dict[str, np.ndarray]
+    scores: dict[str, np.ndarray]
+    used_labels: np.ndarray
+    predicted: np.ndarray | None
+    classes: list[str]
+    class_stats: dict
+    config: dict
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def vog_field(self) -> str:
+        return self.config["vog_field"]
+
+    def __getitem__(self, field_name: str) -> np.ndarray:
+        return self.scores[field_name]
+
+    def __repr__(self):
+        return f"VoGResults(vog_field={self.vog_field!r}, samples={len(self.ids)}, fields={list(self.scores)})"
+
+
+def _check_field_name(name: str, what: str = "vog_field") -> str:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
+        raise VoGError(f"{what}={name!r} is not a valid field name; use letters, digits and underscores, e.g. 'vog'")
+    return name
+
+
+def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[str, list[int]]:
+    """Turn the user's window spec into ``{name: [checkpoint indices]}``.
+
+    Accepted:
+      - ``None``: no windows.
+      - ``"thirds"``: ``early``/``middle``/``late``, the first, middle and last third of the
+        checkpoints (as in the paper's Fig. 1 stages).
+      - a mapping ``name → spec`` where spec is a list of indices (negatives count from the
+        end), a slice string such as ``"0:3"`` or ``"-3:"``, or a list of checkpoint file
+        paths / file names that are among the checkpoints.
+    """
+    K = len(checkpoint_paths)
+    if windows is None:
+        return {}
+    if isinstance(windows, str):
+        if windows != "thirds":
+            raise VoGError(f"windows={windows!r}: use 'thirds' or a mapping name → checkpoints")
+        if K < 6:
+            raise VoGError(f"windows='thirds' needs at least 6 checkpoints (2 per window), got {K}")
+        a, b = K // 3, K - K // 3
+        return {"early": list(range(a)), "middle": list(range(a, b)), "late": list(range(b, K))}
+    if not isinstance(windows, Mapping):
+        raise VoGError("windows must be None, 'thirds' or a mapping name → checkpoint indices")
+    names = {str(p): i for i, p in enumerate(checkpoint_paths)}
+    names.update({os.path.basename(str(p)): i for i, p in enumerate(checkpoint_paths)})
+    out = {}
+    for name, spec in windows.items():
+        _check_field_name(name, "window name")
+        if name in ("raw", ALL):
+            raise VoGError(f"window name {name!r} is reserved; choose another")
+        if isinstance(spec, str):
+            if ":" in spec:
+                try:
+                    parts = [int(p) if p.strip() else None for p in spec.split(":")]
+                    spec = list(range(K))[slice(*parts)]
+                except (ValueError, TypeError):
+                    raise VoGError(f"window {name!r}: {spec!r} is not a slice like '0:3' or '-3:'") from None
+            else:
+                spec = [spec]
+        idx = []
+        for s in spec:
+            if isinstance(s, (str, os.PathLike)):
+                key = str(s)
+                if key not in names:
+                    raise VoGError(f"window {name!r} names checkpoint {key!r}, which is not among the checkpoints")
+                idx.append(names[key])
+            else:
+                idx.append(s)
+        out[name] = idx
+    # validates ranges, duplicates and emptiness with the engine's own rules
+    from .engine import normalize_windows
+
+    out = normalize_windows(out, K)
+    short = [n for n, idx in out.items() if len(idx) < 2]
+    if short:
+        raise VoGError(f"window {short[0]!r} has fewer than 2 checkpoints; a variance needs at least 2")
+    return out
+
+
+def field_names(vog_field: str, windows: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """``{window: (normalized_field, raw_field)}``; the window of every checkpoint is ``all``."""
+    out = {ALL: (vog_field, f"{vog_field}_raw")}
+    for w in windows:
+        out[w] = (f"{vog_field}_{w}", f"{vog_field}_{w}_raw")
+    return out
+
+
+def _versions() -> dict:
+    import fiftyone
+    import torchvision
+
+    return {
+        "fiftyone_vog": __version__,
+        "fiftyone": fiftyone.__version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _model_spec(model) -> str | None:
+    if model is None or isinstance(model, str):
+        return model
+    if isinstance(model, torch.nn.Module):
+        return f"nn.Module:{type(model).__module__}.{type(model).__qualname__}"
+    return f"factory:{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', repr(model))}"
+
+
+def compute_vog(
+    samples,
+    checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
+    model: ModelSpec = None,
+    label_field: str = "ground_truth",
+    classes: Sequence[str] | None = None,
+    label_mode: str = "true",
+    target: str = "logit",
+    statistic: str = "variance",
+    channel_reduction: str = "sum",
+    normalization: str = "zscore",
+    vog_field: str = "vog",
+    windows=None,
+    transform=None,
+    batch_size: int = 64,
+    device: str | None = None,
+    num_workers: int = 0,
+    progress: bool | Callable | None = None,
+    overwrite: bool = False,
+    num_classes: int | None = None,
+    allow_pickle: bool = False,
+    precision: str = "float32",
+    _allow_import: bool = True,
+) -> VoGResults:
+    """Score every sample of ``samples`` by Variance of Gradients and write the scores.
+
+    Args:
+        samples: a FiftyOne dataset or view of images.
+        checkpoints: training checkpoints in training order: a glob (naturally sorted),
+            a directory, or a list of paths.
+        model: architecture — torchvision name (``"resnet18"``), ``"package.module:callable"``,
+            an ``nn.Module`` or a factory; ``None`` for TorchScript / pickled-module checkpoints.
+        label_field: a ``fo.Classification`` field with the labels.
+        classes: class names in the model's output order (default: the dataset's classes
+            for ``label_field``, else its default classes, else the sorted distinct labels).
+        label_mode: ``"true"`` (the label), ``"predicted"`` (the last checkpoint's
+            prediction, at every checkpoint) or ``"auto"`` (the label where present, else
+            the prediction).
+        target: ``"logit"`` (pre-softmax) or ``"probability"`` (softmax).
+        statistic: ``"variance"`` or ``"std"`` per pixel across checkpoints.
+        channel_reduction: ``"sum"`` (paper) or ``"mean"`` over colour channels.
+        normalization: ``"zscore"`` within each class, ``"abs"`` (its absolute value) or ``"none"``.
+        vog_field: the field for the normalized score; ``{vog_field}_raw`` gets the raw score,
+            ``{vog_field}_{window}`` / ``{vog_field}_{window}_raw`` each window's. Also the run key.
+        windows: ``None``, ``"thirds"`` or ``{name: indices | "a:b" | [paths]}`` (see
+            :func:`resolve_windows`).
+        transform: ``"rgb"`` (default), ``"gray"``, ``"cifar"``, ``"imagenet"`` or a callable
+            taking an RGB ``PIL.Image`` and returning a C×H×W tensor.
+        batch_size, num_workers: the DataLoader's.
+        device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``…; default CUDA when available.
+        progress: FiftyOne's convention: ``True``/``False``, ``None`` for the default, or a
+            callable receiving the progress bar.
+        overwrite: replace an existing run/fields with the same ``vog_field``.
+        num_classes: output size used to build a torchvision/factory architecture
+            (default ``len(classes)``).
+        allow_pickle: allow whole pickled-module checkpoints (unpickling runs code; only
+            for files you trust).
+        precision: ``"float32"`` (default) or ``"float64"`` for models and gradients.
+
+    Returns:
+        :class:`VoGResults`.
+
+    Nothing is written unless the whole computation succeeds.
+    """
+    t0 = time.perf_counter()
+    options = VoGOptions(label_mode=label_mode, target=target, statistic=statistic, channel_reduction=channel_reduction)
+    check_choice("normalization", normalization, NORMALIZATIONS)
+    check_choice("precision", precision, tuple(PRECISIONS))
+    _check_field_name(vog_field)
+    if int(batch_size) < 1:
+        raise VoGError(f"batch_size must be ≥ 1, got {batch_size}")
+    dev = resolve_device(device)
+
+    paths = resolve_checkpoints(checkpoints)
+    window_idx = resolve_windows(windows, paths)
+    fields = field_names(vog_field, window_idx)
+    data = read_view(samples, label_field, classes, require_labels=label_mode == "true")
+    _check_overwrite(samples, vog_field, fields, overwrite)
+
+    models = load_models(
+        paths,
+        model,
+        num_classes=num_classes if num_classes is not None else len(data.classes),
+        allow_pickle=allow_pickle,
+        allow_import=_allow_import,
+    )
+    t_load = time.perf_counter()
+    engine = VoGEngine(models, {ALL: list(range(len(paths))), **window_idx}, options, device=dev,
+                       dtype=PRECISIONS[precision])
+    dataset = ImageDataset(data.ids, data.filepaths, data.labels, transform)
+    engine.check_output_size(dataset[0][0][None], len(data.classes))
+    loader = make_loader(dataset, batch_size=int(batch_size), num_workers=int(num_workers),
+                         pin_memory=dev.type == "cuda")
+
+    import fiftyone.core.utils as fou
+
+    with fou.ProgressBar(total=len(data.ids), progress=progress) as pb:
+        raw = score_batches(engine, loader, data.ids, progress=lambda n: pb.set_iteration(n))
+    t_score = time.perf_counter()
+
+    scores, raws, stats = {}, {}, {}
+    for w, (norm_name, raw_name) in fields.items():
+        scores[norm_name] = class_normalize(raw.raw[w], raw.used_labels, normalization)
+        scores[raw_name] = raw.raw[w]
+        raws[raw_name] = raw.raw[w]
+        stats[w] = {data.classes[c]: s for c, s in class_statistics(raw.raw[w], raw.used_labels).items()}
+
+    config = {
+        "method": RUN_METHOD,
+        "vog_field": vog_field,
+        "fields": list(scores),
+        "checkpoints": [os.path.abspath(p) for p in paths],
+        "checkpoint_sha256": [sha256(p) for p in paths],
+        "model": _model_spec(model),
+        "num_classes": num_classes,
+        "label_field": label_field,
+        "classes": data.classes,
+        "label_mode": label_mode,
+        "target": target,
+        "statistic": statistic,
+        "channel_reduction": channel_reduction,
+        "normalization": normalization,
+        "windows": {w: idx for w, idx in window_idx.items()},
+        "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
+        "batch_size": int(batch_size),
+        "device": str(dev),
+        "precision": precision,
+        "num_samples": len(data.ids),
+        "versions": _versions(),
+    }
+    _write(samples, data.ids, scores, vog_field, config, stats, raw, overwrite)
+    t_end = time.perf_counter()
+    timings = {"load": t_load - t0, "score": t_score - t_load, "write": t_end - t_score, "total": t_end - t0}
+    samples._dataset.save_run_results(vog_field, _run_results(samples, vog_field, stats, timings, raw, data))
+    return VoGResults(
+        ids=data.ids, raw=raws, scores=scores, used_labels=raw.used_labels, predicted=raw.predicted,
+        classes=data.classes, class_stats=stats, config=config, timings=timings,
+    )
+
+
+def _check_overwrite(samples, vog_field, fields, overwrite):
+    ds = samples._dataset
+    if overwrite:
+        return
+    if ds.has_run(vog_field):
+        raise VoGError(
+            f"a VoG run with key {vog_field!r} already exists on dataset {ds.name!r}; pass overwrite=True "
+            f"(CLI: --overwrite) to replace it, or choose another vog_field"
+        )
+    schema = ds.get_field_schema()
+    taken = [f for pair in fields.values() for f in pair if f in schema]
+    if taken:
+        raise VoGError(f"field {taken[0]!r} already exists; pass overwrite=True or choose another vog_field")
+
+
+def _write(samples, ids, scores, vog_field, config, stats, raw, overwrite):
+    """Declare fields, write all values in bulk, register the run; undo new fields on failure."""
+    import fiftyone as fo
+
+    ds = samples._dataset
+    schema = ds.get_field_schema()
+    created = []
+    try:
+        for name in scores:
+            if name not in schema:
+                ds.add_sample_field(name, fo.FloatField)
+                created.append(name)
+            elif not isinstance(schema[name], fo.FloatField):
+                raise VoGError(f"field {name!r} exists with type {type(schema[name]).__name__}; choose another vog_field")
+        for name, values in scores.items():
+            samples.set_values(name, dict(zip(ids, values.tolist())), key_field="id")
+        run_config = samples.init_run(**config)
+        samples.register_run(vog_field, run_config, overwrite=True, cleanup=False)
+        try:
+            ds.app_config.sidebar_groups = _sidebar_groups(ds, list(scores))
+            ds.save()
+        except Exception:  # a sidebar nicety must never fail a finished computation
+            pass
+    except BaseException:
+        for name in created:
+            ds.delete_sample_field(name)
+        raise
+
+
+def _sidebar_groups(ds, names):
+    """Put the VoG fields in a "VoG" sidebar group of the App."""
+    import fiftyone as fo
+
+    groups = ds.app_config.sidebar_groups or fo.DatasetAppConfig.default_sidebar_groups(ds)
+    vog = next((g for g in groups if g.name == "VoG"), None)
+    for g in groups:
+        if g is not vog:
+            g.paths = [p for p in g.paths if p not in names]
+    if vog is None:
+        vog = fo.SidebarGroupDocument(name="VoG", paths=[])
+        groups.insert(2 if len(groups) > 2 else len(groups), vog)
+    vog.paths = list(dict.fromkeys([*vog.paths, *names]))
+    return groups
+
+
+def _run_results(samples, key, stats, timings, raw, data):
+    summary = {
+        w: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)), "max": float(np.max(v))}
+        for w, v in raw.raw.items()
+    }
+    return samples._dataset.init_run_results(key, class_stats=stats, summary=summary, timings=timings)
+
+
+# -- runs --------------------------------------------------------------------
+def list_vog_runs(dataset) -> list[str]:
+    """Keys of the VoG runs registered on ``dataset``."""
+    return [k for k in dataset.list_runs() if dataset.get_run_info(k).config.method == RUN_METHOD]
+
+
+def get_vog_run(dataset, key: str = "vog"):
+    """The run's info (``.config``, ``.timestamp``) for a VoG run key."""
+    if key not in list_vog_runs(dataset):
+        raise VoGError(f"no VoG run {key!r} on dataset {dataset.name!r}; runs: {list_vog_runs(dataset)}")
+    return dataset.get_run_info(key)
+
+
+def load_vog_results(dataset, key: str = "vog"):
+    """The stored run results: per-class statistics, summary, timings."""
+    get_vog_run(dataset, key)
+    return dataset.load_run_results(key)
+
+
+def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> None:
+    """Delete a VoG run and (by default) the fields it wrote."""
+    info = get_vog_run(dataset, key)
+    if delete_fields:
+        schema = dataset.get_field_schema()
+        for name in info.config.fields:
+            if name in schema:
+                dataset.delete_sample_field(name)
+    dataset.delete_run(key)
