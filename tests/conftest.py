@@ -1,0 +1,114 @@
+"""Shared fixtures. FiftyOne runs against its own throw-away database, never a user's."""
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="fiftyone-vog-tests-")
+# Must happen before fiftyone is imported anywhere in the test process.
+os.environ.pop("FIFTYONE_DATABASE_URI", None)
+os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_TMP, "db")
+os.environ["FIFTYONE_DATABASE_NAME"] = "fiftyone-vog-tests"
+os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
+os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_TMP, "plugins")
+os.environ.setdefault("FIFTYONE_DEFAULT_APP_PORT", "5151")
+os.makedirs(os.environ["FIFTYONE_PLUGINS_DIR"], exist_ok=True)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from fiftyone_vog.models import SmallCNN  # noqa: E402
+from fiftyone_vog.training import CheckpointSaver, train_classifier  # noqa: E402
+
+CLASSES = ["circle", "square", "stripes", "dots"]
+IMG_H, IMG_W = 12, 10  # non-square on purpose
+
+
+# Registered before fiftyone is imported, so it runs after FiftyOne has stopped its mongod.
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+
+
+def make_images(n, seed=0, h=IMG_H, w=IMG_W):
+    """Generated RGB pictures of four visually distinct classes, with noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    imgs, labels = [], []
+    for i in range(n):
+        c = i % len(CLASSES)
+        cy, cx = rng.uniform(3, h - 3), rng.uniform(3, w - 3)
+        if c == 0:
+            m = ((yy - cy) ** 2 + (xx - cx) ** 2) < 9
+        elif c == 1:
+            m = (abs(yy - cy) < 3) & (abs(xx - cx) < 3)
+        elif c == 2:
+            m = (yy % 3) == 0
+        else:
+            m = ((yy % 3) == 0) & ((xx % 3) == 0)
+        img = rng.uniform(0, 0.3, (h, w, 3))
+        img[m] += np.array([0.6, 0.3 * (c % 2), 0.2 * c])
+        imgs.append((np.clip(img, 0, 1) * 255).astype(np.uint8))
+        labels.append(c)
+    return np.stack(imgs), np.array(labels)
+
+
+def to_tensor(imgs):
+    return torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255
+
+
+def small_model(num_classes=len(CLASSES)):
+    return SmallCNN(num_classes=num_classes, in_channels=3, width=8)
+
+
+@pytest.fixture(scope="session")
+def tmp_root():
+    return _TMP
+
+
+@pytest.fixture(scope="session")
+def checkpoint_dir(tmp_root):
+    """Five checkpoints of a small CNN trained on generated images (epoch_1..epoch_5.pt)."""
+    d = os.path.join(tmp_root, "ckpts")
+    imgs, labels = make_images(96, seed=1)
+    torch.manual_seed(0)
+    train_classifier(small_model(), to_tensor(imgs), torch.from_numpy(labels), epochs=5,
+                     saver=CheckpointSaver(d), lr=0.05, batch_size=16)
+    return d
+
+
+@pytest.fixture(scope="session")
+def image_dir(tmp_root):
+    """40 generated PNGs in a folder, with their labels."""
+    from PIL import Image
+
+    d = os.path.join(tmp_root, "images")
+    os.makedirs(d, exist_ok=True)
+    imgs, labels = make_images(40, seed=2)
+    paths = []
+    for i, img in enumerate(imgs):
+        p = os.path.join(d, f"img_{i:03d}.png")
+        Image.fromarray(img).save(p)
+        paths.append(p)
+    return paths, [CLASSES[l] for l in labels]
+
+
+def build_dataset(paths, labels, name=None):
+    import fiftyone as fo
+
+    ds = fo.Dataset(name) if name else fo.Dataset()
+    ds.add_samples([fo.Sample(filepath=p, ground_truth=fo.Classification(label=l)) for p, l in zip(paths, labels)])
+    ds.classes["ground_truth"] = list(CLASSES)
+    ds.save()
+    return ds
+
+
+@pytest.fixture
+def dataset(image_dir):
+    """A fresh FiftyOne dataset of the generated images (deleted afterwards)."""
+    ds = build_dataset(*image_dir)
+    yield ds
+    if not ds.deleted:
+        ds.delete()

@@ -1,0 +1,104 @@
+"""compute_vog on real FiftyOne datasets: fields, runs, order, errors, atomicity."""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import fiftyone as fo
+import fiftyone_vog as fov
+from fiftyone_vog.checkpoints import load_models, resolve_checkpoints
+from fiftyone_vog.data import ImageDataset, make_loader, read_view
+from fiftyone_vog.engine import VoGEngine, score_batches
+
+from conftest import CLASSES, small_model
+
+MODEL = "fiftyone_vog.models:SmallCNN"
+
+
+def _factory():
+    return small_model()
+
+
+def test_compute_vog_writes_fields_and_run(dataset, checkpoint_dir):
+    res = fov.compute_vog(dataset, os.path.join(checkpoint_dir, "epoch_*.pt"), model=_factory, windows={"early": "0:2", "late": "-2:"})
+    schema = dataset.get_field_schema()
+    for f in ["vog", "vog_raw", "vog_early", "vog_early_raw", "vog_late", "vog_late_raw"]:
+        assert isinstance(schema[f], fo.FloatField), f
+        assert None not in dataset.values(f)
+    # values stay with the right samples
+    ids, raw = dataset.values(["id", "vog_raw"])
+    by_id = dict(zip(res.ids, res.raw["vog_raw"]))
+    assert raw == pytest.approx([by_id[i] for i in ids], rel=1e-12)
+    # class-normalized per label
+    labels = np.array(dataset.values("ground_truth.label"))
+    z = np.array(dataset.values("vog"))
+    for c in CLASSES:
+        assert abs(z[labels == c].mean()) < 1e-9 and abs(z[labels == c].std() - 1) < 1e-9
+    # run registered with its configuration
+    assert fov.list_vog_runs(dataset) == ["vog"]
+    cfg = fov.get_vog_run(dataset).config
+    assert cfg.checkpoints == [os.path.abspath(p) for p in resolve_checkpoints(os.path.join(checkpoint_dir, "epoch_*.pt"))]
+    assert len(cfg.checkpoint_sha256) == 5 and all(len(h) == 64 for h in cfg.checkpoint_sha256)
+    assert cfg.windows == {"early": [0, 1], "late": [3, 4]}
+    stored = fov.load_vog_results(dataset)
+    assert set(stored.class_stats["all"]) == set(CLASSES)
+    assert stored.class_stats["all"]["circle"]["count"] == 10
+    # App sidebar group
+    group = [g for g in dataset.app_config.sidebar_groups if g.name == "VoG"][0]
+    assert "vog" in group.paths and "vog_late_raw" in group.paths
+
+
+def test_matches_engine_on_tensors_and_loader_order(dataset, checkpoint_dir):
+    res = fov.compute_vog(dataset, checkpoint_dir, model=_factory, batch_size=7)
+    data = read_view(dataset)
+    models = load_models(resolve_checkpoints(checkpoint_dir), _factory)
+    eng = VoGEngine(models, {"all": list(range(5))}, device="cpu", dtype=torch.float64)
+    ds = ImageDataset(data.ids, data.filepaths, data.labels)
+    ref = score_batches(eng, make_loader(ds, batch_size=40), data.ids).raw["all"]
+    np.testing.assert_allclose(res.raw["vog_raw"], ref, rtol=1e-6)
+    # shuffled, multi-worker loader: same per-sample scores
+    eng32 = VoGEngine(load_models(resolve_checkpoints(checkpoint_dir), _factory), {"all": list(range(5))}, device="cpu")
+    shuffled = score_batches(eng32, make_loader(ds, batch_size=6, shuffle=True, num_workers=2, seed=5), data.ids).raw["all"]
+    np.testing.assert_allclose(shuffled, ref, rtol=1e-6)
+
+
+def test_identical_inputs_identical_scores(dataset, checkpoint_dir):
+    a = fov.compute_vog(dataset, checkpoint_dir, model=_factory, vog_field="a")
+    b = fov.compute_vog(dataset, checkpoint_dir, model=_factory, vog_field="b", num_workers=2, batch_size=5)
+    np.testing.assert_allclose(dataset.values("a_raw"), dataset.values("b_raw"), rtol=1e-6)
+    assert a.config["checkpoint_sha256"] == b.config["checkpoint_sha256"]
+
+
+def test_view_only_and_outside_samples_untouched(dataset, checkpoint_dir):
+    dataset.set_values("vog", [123.0] * len(dataset))
+    view = dataset.match(fo.ViewField("ground_truth.label") == "circle")
+    fov.compute_vog(view, checkpoint_dir, model=_factory, overwrite=True)
+    outside = dataset.match(fo.ViewField("ground_truth.label") != "circle")
+    assert set(outside.values("vog")) == {123.0}
+    assert 123.0 not in view.values("vog")
+    assert set(outside.values("vog_raw")) == {None}
+
+
+def test_rerun_needs_overwrite_and_delete_run(dataset, checkpoint_dir):
+    fov.compute_vog(dataset, checkpoint_dir, model=_factory)
+    with pytest.raises(fov.VoGError, match="overwrite=True"):
+        fov.compute_vog(dataset, checkpoint_dir, model=_factory)
+    fov.compute_vog(dataset, checkpoint_dir, model=_factory, overwrite=True, statistic="std")
+    assert fov.get_vog_run(dataset).config.statistic == "std"
+    fov.delete_vog_run(dataset, "vog")
+    assert "vog" not in dataset.get_field_schema() and "vog_raw" not in dataset.get_field_schema()
+    assert fov.list_vog_runs(dataset) == []
+
+
+def test_auto_mode_with_unlabeled_samples(dataset, checkpoint_dir, image_dir):
+    paths, _ = image_dir
+    dataset.add_samples([fo.Sample(filepath=p, tags=["ood"]) for p in paths[:4]])
+    with pytest.raises(fov.VoGError, match="label_mode='auto'"):
+        fov.compute_vog(dataset, checkpoint_dir, model=_factory)
+    res = fov.compute_vog(dataset, checkpoint_dir, model=_factory, label_mode="auto")
+    assert None not in dataset.values("vog")
+    ood = np.array([t == ["ood"] for t in dataset.values("tags")])
+    np.testing.assert_array_equal(res.used_labels[ood], res.predicted[ood])
