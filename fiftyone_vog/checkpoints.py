@@ -112,7 +112,7 @@ def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> dict
         except Exception as e:
             if allow_pickle:
                 obj = torch.load(path, map_location="cpu", weights_only=False)
-            elif "weights_only" in str(e) or "Unsupported global" in str(e):
+            elif "Unsupported global" in str(e):  # a valid pickle that needs classes: a whole model
                 raise VoGError(
                     f"{path} holds pickled Python objects (a whole model?) that are not loaded by "
                     "default because unpickling can run arbitrary code; save model.state_dict() "
@@ -268,6 +268,10 @@ def load_models(
             module.load_state_dict(state, strict=True)
         except RuntimeError as e:
             msg = str(e).split("\n\t", 1)[-1].replace("\n\t", " ")
-            raise VoGError(f"{path} does not fit the architecture: {msg[:600]}") from None
+            hint = ""
+            if num_classes is not None and "size mismatch" in msg:
+                hint = (f" (the architecture was built with num_classes={num_classes}; if the checkpoint has "
+                        "another output size, check classes= or pass num_classes=)")
+            raise VoGError(f"{path} does not fit the architecture: {msg[:600]}{hint}") from None
         models.append(module)
     return models

@@ -1,0 +1,139 @@
+"""Each user error gets a clear VoGError, and a failing or interrupted run changes nothing."""
+
+import os
+import shutil
+
+import pytest
+import torch
+
+import fiftyone as fo
+import fiftyone_vog as fov
+
+from conftest import CLASSES, small_model
+
+
+@pytest.fixture
+def scored(dataset, checkpoint_dir):
+    """A dataset with an existing VoG run, and a snapshot of everything it holds."""
+    fov.compute_vog(dataset, checkpoint_dir, model=small_model)
+
+    def snapshot():
+        schema = dataset.get_field_schema()
+        return (
+            sorted(schema),
+            {f: dataset.values(f) for f in ("vog", "vog_raw", "ground_truth.label")},
+            dataset.get_run_info("vog").config.serialize(),
+            dataset.list_runs(),
+        )
+
+    return dataset, snapshot
+
+
+def _nan_checkpoints(tmp_path, checkpoint_dir):
+    d = tmp_path / "nan"
+    shutil.copytree(checkpoint_dir, d)
+    sd = torch.load(d / "epoch_5.pt", weights_only=True)
+    sd["head.weight"].fill_(float("nan"))
+    torch.save(sd, d / "epoch_5.pt")
+    return str(d)
+
+
+def _one_checkpoint(tmp_path, checkpoint_dir):
+    d = tmp_path / "one"
+    d.mkdir()
+    shutil.copy(os.path.join(checkpoint_dir, "epoch_1.pt"), d)
+    return str(d)
+
+
+def _corrupt_checkpoint(tmp_path, checkpoint_dir):
+    d = tmp_path / "corrupt"
+    shutil.copytree(checkpoint_dir, d)
+    (d / "epoch_3.pt").write_bytes(b"\x00garbage")
+    return str(d)
+
+
+CASES = {
+    "no checkpoint matches": (lambda tp, cd: dict(checkpoints=str(tp / "none_*.pt")), "no checkpoint file matches"),
+    "fewer than 2 checkpoints": (lambda tp, cd: dict(checkpoints=_one_checkpoint(tp, cd)), "at least 2 checkpoints"),
+    "corrupt checkpoint": (lambda tp, cd: dict(checkpoints=_corrupt_checkpoint(tp, cd)), "cannot read checkpoint .*epoch_3.pt"),
+    "checkpoint does not fit": (lambda tp, cd: dict(model=lambda: small_model(num_classes=7)), "does not fit the architecture"),
+    "head built for other classes": (lambda tp, cd: dict(classes=CLASSES + ["extra"]), "num_classes=5"),
+    "unknown torchvision name": (lambda tp, cd: dict(model="resnet1800"), "unknown torchvision architecture"),
+    "label field missing": (lambda tp, cd: dict(label_field="labels"), "label field 'labels' does not exist"),
+    "label field not Classification": (lambda tp, cd: dict(label_field="filepath"), "not a fo.Classification"),
+    "label not in classes": (lambda tp, cd: dict(classes=CLASSES[:3]), r"labels \['dots'\] .* are not among"),
+    "classes count != outputs": (lambda tp, cd: dict(classes=CLASSES + ["extra"], model=lambda: small_model()), "outputs \\(4,\\) scores .* 5 classes"),
+    "NaN gradients": (lambda tp, cd: dict(checkpoints=_nan_checkpoints(tp, cd)), "NaN/inf"),
+    "window out of range": (lambda tp, cd: dict(windows={"late": [3, 9]}), "only 5 checkpoints"),
+    "window unknown file": (lambda tp, cd: dict(windows={"late": ["epoch_99.pt", "epoch_1.pt"]}), "not among the checkpoints"),
+    "bad option": (lambda tp, cd: dict(target="loss"), "target='loss' is not supported"),
+    "bad field name": (lambda tp, cd: dict(vog_field="my vog"), "not a valid field name"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_error_is_raised_and_dataset_unchanged(scored, checkpoint_dir, tmp_path, case):
+    dataset, snapshot = scored
+    before = snapshot()
+    make_kwargs, message = CASES[case]
+    kwargs = dict(checkpoints=checkpoint_dir, model=small_model, overwrite=True)
+    kwargs.update(make_kwargs(tmp_path, checkpoint_dir))
+    with pytest.raises(fov.VoGError, match=message):
+        fov.compute_vog(dataset, **kwargs)
+    assert snapshot() == before
+
+
+def test_empty_view(scored, checkpoint_dir):
+    dataset, snapshot = scored
+    with pytest.raises(fov.VoGError, match="view is empty"):
+        fov.compute_vog(dataset.limit(0), checkpoint_dir, model=small_model, overwrite=True)
+
+
+def test_missing_and_unreadable_images(scored, checkpoint_dir, tmp_path):
+    dataset, snapshot = scored
+    before = snapshot()
+    sample = dataset.first()
+    gone = tmp_path / "gone.png"
+    dataset.add_sample(fo.Sample(filepath=str(gone), ground_truth=fo.Classification(label="dots")))
+    with pytest.raises(fov.VoGError, match=f"image file not found: {gone}"):
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True)
+    gone.write_bytes(b"not a png")  # exists but cannot be decoded: found while scoring
+    with pytest.raises(fov.VoGError, match=f"cannot read image {gone}"):
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, batch_size=4)
+    view = dataset.match(fo.ViewField("filepath") != str(gone))
+    assert {f: view.values(f) for f in ("vog", "vog_raw", "ground_truth.label")} == before[1]
+    assert sample.filepath in dataset.values("filepath")
+
+
+def test_interrupted_run_leaves_everything(scored, checkpoint_dir):
+    dataset, snapshot = scored
+    before = snapshot()
+
+    def interrupt(pb):
+        if pb.iteration >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, batch_size=4,
+                        statistic="std", progress=interrupt)
+    assert snapshot() == before
+
+
+def test_new_field_not_left_behind_on_failure(dataset, checkpoint_dir, monkeypatch):
+    """A failure while writing removes the fields this run created."""
+    import fiftyone.core.collections as foc
+
+    real = foc.SampleCollection.set_values
+    calls = []
+
+    def flaky(self, name, *a, **k):
+        calls.append(name)
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return real(self, name, *a, **k)
+
+    monkeypatch.setattr(foc.SampleCollection, "set_values", flaky)
+    with pytest.raises(RuntimeError, match="database went away"):
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, vog_field="fresh")
+    assert not [f for f in dataset.get_field_schema() if f.startswith("fresh")]
+    assert not dataset.has_run("fresh")
