@@ -161,8 +161,13 @@ def read_view(samples, label_field: str = "ground_truth", classes: Sequence[str]
         raise VoGError("the view is empty: there are no samples to score")
     if samples.media_type != "image":
         raise VoGError(f"VoG scores images; this collection's media type is {samples.media_type!r}")
-    check_label_field(samples, label_field)
-    ids, filepaths, names = samples.values(["id", "filepath", f"{label_field}.label"])
+    if not require_labels and classes is not None and label_field not in samples.get_field_schema():
+        # unlabeled data scored on the model's predictions: no label field needed
+        ids, filepaths = samples.values(["id", "filepath"])
+        names = [None] * len(ids)
+    else:
+        check_label_field(samples, label_field)
+        ids, filepaths, names = samples.values(["id", "filepath", f"{label_field}.label"])
     classes = resolve_classes(samples, label_field, classes, names)
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted({n for n in names if n is not None and n not in index})

@@ -1,0 +1,62 @@
+"""Reading a FiftyOne view: image modes and sizes, transforms, class order."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fiftyone as fo
+import fiftyone_vog as fov
+from fiftyone_vog.data import ImageDataset, build_transform, collate, read_view
+
+from conftest import CLASSES, small_model
+
+
+def _write(path, size, mode):
+    arr = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3 if mode == "RGB" else 1), dtype=np.uint8)
+    Image.fromarray(arr.squeeze()).convert(mode).save(path)
+    return str(path)
+
+
+def test_modes_sizes_and_presets(tmp_path):
+    gray = _write(tmp_path / "g.png", (10, 12), "L")
+    rgb = _write(tmp_path / "c.png", (50, 40), "RGB")
+    ds = ImageDataset(["a", "b"], [gray, rgb], [0, 1])
+    x, label, sid = ds[0]
+    assert x.shape == (3, 12, 10) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert torch.equal(x[0], x[1])  # grayscale expanded to RGB
+    assert ImageDataset(["a"], [rgb], [0], transform="gray")[0][0].shape == (1, 40, 50)
+    assert ImageDataset(["a"], [gray], [0], transform="cifar")[0][0].shape == (3, 32, 32)
+    assert ImageDataset(["a"], [rgb], [0], transform="imagenet")[0][0].shape == (3, 224, 224)
+    custom = ImageDataset(["a"], [rgb], [0], transform=lambda img: torch.zeros(2, 3, 4))
+    assert custom[0][0].shape == (2, 3, 4)
+    with pytest.raises(fov.VoGError, match="different sizes"):
+        collate([ds[0], ds[1]])
+    with pytest.raises(fov.VoGError, match="not a preset"):
+        build_transform("resnet")
+    with pytest.raises(fov.VoGError, match="C×H×W tensor"):
+        ImageDataset(["a"], [rgb], [0], transform=lambda img: 3)[0]
+
+
+def test_class_order(dataset):
+    assert read_view(dataset).classes == CLASSES  # dataset.classes for the field
+    assert read_view(dataset, classes=CLASSES[::-1]).classes == CLASSES[::-1]
+    dataset.classes = {}
+    dataset.default_classes = ["dots", "stripes", "square", "circle"]
+    assert read_view(dataset).classes == ["dots", "stripes", "square", "circle"]
+    dataset.default_classes = []
+    assert read_view(dataset).classes == sorted(CLASSES)  # sorted distinct labels
+    data = read_view(dataset)
+    labels = dataset.values("ground_truth.label")
+    assert [data.classes[i] for i in data.labels] == labels
+
+
+def test_unlabeled_collection_with_predicted_labels(image_dir, checkpoint_dir):
+    paths, _ = image_dir
+    ds = fo.Dataset()
+    ds.add_samples([fo.Sample(filepath=p) for p in paths[:6]])
+    with pytest.raises(fov.VoGError, match="does not exist"):
+        fov.compute_vog(ds, checkpoint_dir, model=small_model, label_mode="predicted")
+    res = fov.compute_vog(ds, checkpoint_dir, model=small_model, label_mode="predicted", classes=CLASSES)
+    assert len(ds.exists("vog")) == 6 and np.array_equal(res.used_labels, res.predicted)
+    ds.delete()
