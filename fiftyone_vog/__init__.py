@@ -18,8 +18,10 @@ from .api import (  # noqa: E402
     list_vog_runs,
     load_vog_results,
 )
+from . import analysis  # noqa: E402
 
 __all__ = [
+    "analysis",
     "VoGError",
     "VoGResults",
     "class_normalize",
