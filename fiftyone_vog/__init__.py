@@ -19,6 +19,9 @@ from .api import (  # noqa: E402
     load_vog_results,
 )
 from . import analysis  # noqa: E402
+from .views import VOG_VIEW_NAMES, save_vog_views, vog_view_names  # noqa: E402
+from .shuffle import restore_labels, shuffle_labels  # noqa: E402
+from .export import export_vog_subset  # noqa: E402
 
 __all__ = [
     "analysis",
@@ -30,6 +33,12 @@ __all__ = [
     "get_vog_run",
     "list_vog_runs",
     "load_vog_results",
+    "VOG_VIEW_NAMES",
+    "save_vog_views",
+    "vog_view_names",
+    "shuffle_labels",
+    "restore_labels",
+    "export_vog_subset",
 ]
 
 

@@ -1,0 +1,165 @@
+"""Export a VoG slice (a saved view such as ``vog-high``, or any view) to a directory."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import uuid
+
+from .engine import VoGError
+
+#: ``dataset_type`` → what is written.
+DATASET_TYPES = {
+    "image-classification-dir": "FiftyOne's ImageClassificationDirectoryTree: one folder per label with the images",
+    "fiftyone": "FiftyOneDataset: media and every field, re-importable with fo.Dataset.from_dir",
+    "csv": "manifest.csv: id, filepath, label and every VoG field of the run, in the view's order",
+}
+MANIFEST_NAME = "manifest.csv"
+
+
+def resolve_view(view_or_saved_view_name, dataset=None):
+    """A view or dataset as is; a saved-view name loaded from ``dataset`` (a dataset or its name)."""
+    if not isinstance(view_or_saved_view_name, str):
+        if not hasattr(view_or_saved_view_name, "_dataset"):
+            raise VoGError(
+                f"expected a FiftyOne dataset, view or saved-view name, got {type(view_or_saved_view_name).__name__}"
+            )
+        return view_or_saved_view_name
+    name = view_or_saved_view_name
+    if dataset is None:
+        raise VoGError(f"{name!r} is a saved-view name: pass dataset= (the dataset or its name) to load it from")
+    if isinstance(dataset, str):
+        import fiftyone as fo
+
+        if not fo.dataset_exists(dataset):
+            raise VoGError(f"dataset {dataset!r} not found; datasets: {fo.list_datasets()}")
+        dataset = fo.load_dataset(dataset)
+    ds = dataset._dataset
+    if not ds.has_saved_view(name):
+        raise VoGError(
+            f"saved view {name!r} not found on {ds.name!r}; saved views: {ds.list_saved_views()} "
+            f"(fov.save_vog_views creates the vog-* views)"
+        )
+    return ds.load_saved_view(name)
+
+
+def vog_fields(samples, vog_field: str = "vog") -> list[str]:
+    """The score fields of the VoG run ``vog_field`` present on ``samples``.
+
+    The run's registered ``config.fields`` when the run exists (``vog``, ``vog_raw``, window
+    fields), else the numeric fields named ``vog_field`` or starting with ``f"{vog_field}_"``.
+    """
+    import fiftyone as fo
+
+    from .api import list_vog_runs
+
+    ds = samples._dataset
+    schema = samples.get_field_schema()
+    if vog_field in list_vog_runs(ds):
+        names = list(ds.get_run_info(vog_field).config.fields)
+    else:
+        names = [f for f in schema if f == vog_field or f.startswith(vog_field + "_")]
+    return [f for f in names if isinstance(schema.get(f), (fo.FloatField, fo.IntField))]
+
+
+def _check_target(export_dir, overwrite):
+    export_dir = os.path.abspath(os.path.expanduser(str(export_dir)))
+    if os.path.exists(export_dir):
+        if not os.path.isdir(export_dir):
+            raise VoGError(f"export_dir {export_dir} is a file; choose a directory")
+        if os.listdir(export_dir) and not overwrite:
+            raise VoGError(
+                f"export_dir {export_dir} already holds files; choose an empty or new directory, or pass "
+                f"overwrite=True (CLI: --overwrite) to replace its contents"
+            )
+    return export_dir
+
+
+def _write_csv(samples, path, label_field, fields):
+    ids, filepaths = samples.values(["id", "filepath"])
+    labels = samples.values(f"{label_field}.label") if label_field else [None] * len(ids)
+    columns = [samples.values(f) for f in fields]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "filepath", "label", *fields])
+        for row in zip(ids, filepaths, labels, *columns):
+            w.writerow(["" if v is None else (repr(v) if isinstance(v, float) else v) for v in row])
+
+
+def export_vog_subset(
+    view_or_saved_view_name,
+    export_dir,
+    dataset=None,
+    dataset_type: str = "image-classification-dir",
+    label_field: str = "ground_truth",
+    vog_field: str = "vog",
+    overwrite: bool = False,
+    progress=None,
+) -> str:
+    """Export a view — e.g. the saved view ``vog-high`` — to ``export_dir``.
+
+    Args:
+        view_or_saved_view_name: a FiftyOne view or dataset, or the name of a saved view of
+            ``dataset``.
+        export_dir: the output directory; it must be new or empty unless ``overwrite``.
+        dataset: the dataset (or its name) holding the saved view; only for a name.
+        dataset_type:
+          - ``"image-classification-dir"``: FiftyOne's ``ImageClassificationDirectoryTree`` —
+            ``export_dir/<label>/<image>``, unlabeled samples under ``_unlabeled``.
+          - ``"fiftyone"``: ``FiftyOneDataset`` — media and all fields (scores, flags, tags);
+            ``fo.Dataset.from_dir(export_dir, dataset_type=fo.types.FiftyOneDataset)`` reads it.
+          - ``"csv"``: ``export_dir/manifest.csv`` with columns ``id, filepath, label`` and every
+            VoG field of the run (see :func:`vog_fields`), one row per sample in the view's
+            order (the vog-* views are sorted by VoG); floats are written exactly (``repr``),
+            missing values as empty cells. Media are not copied.
+        label_field: the ``fo.Classification`` field giving the label.
+        vog_field: the run key whose fields go into the CSV.
+        overwrite: replace the contents of a non-empty ``export_dir``.
+        progress: FiftyOne's progress convention for the media exports.
+
+    Returns:
+        the export directory, or the manifest's path for ``"csv"``.
+
+    The export is written to a temporary sibling directory and moved into place when complete,
+    so a failure leaves ``export_dir`` as it was.
+    """
+    import fiftyone as fo
+
+    if dataset_type not in DATASET_TYPES:
+        raise VoGError(f"dataset_type={dataset_type!r} is not one of {', '.join(DATASET_TYPES)}")
+    samples = resolve_view(view_or_saved_view_name, dataset)
+    export_dir = _check_target(export_dir, overwrite)
+    schema = samples.get_field_schema()
+    if dataset_type != "fiftyone":
+        field = schema.get(label_field)
+        if field is None:
+            raise VoGError(f"no label field {label_field!r} on {samples._dataset.name!r}; pass label_field=")
+        if not (isinstance(field, fo.EmbeddedDocumentField) and issubclass(field.document_type, fo.Classification)):
+            raise VoGError(f"field {label_field!r} is not a fo.Classification field")
+    fields = vog_fields(samples, vog_field) if dataset_type == "csv" else []
+    if dataset_type == "csv" and not fields:
+        raise VoGError(
+            f"no VoG field {vog_field!r} on {samples._dataset.name!r}; run fov.compute_vog first or pass vog_field="
+        )
+
+    parent = os.path.dirname(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(export_dir)}.partial-{uuid.uuid4().hex[:12]}")
+    os.makedirs(tmp)  # not mkdtemp: its 0700 mode would stick to the export
+    try:
+        if dataset_type == "csv":
+            _write_csv(samples, os.path.join(tmp, MANIFEST_NAME), label_field, fields)
+        elif dataset_type == "fiftyone":
+            samples.export(export_dir=tmp, dataset_type=fo.types.FiftyOneDataset, export_media=True,
+                           overwrite=True, progress=progress)
+        else:
+            samples.export(export_dir=tmp, dataset_type=fo.types.ImageClassificationDirectoryTree,
+                           label_field=label_field, export_media=True, overwrite=True, progress=progress)
+        if os.path.isdir(export_dir):
+            shutil.rmtree(export_dir)  # empty, or overwrite=True (checked above)
+        os.replace(tmp, export_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return os.path.join(export_dir, MANIFEST_NAME) if dataset_type == "csv" else export_dir

@@ -1,0 +1,234 @@
+"""The paper's memorization audit: give a seeded fraction of samples a wrong label, flag them.
+
+Train on the shuffled labels, compute VoG, and the flagged samples — which the network can only
+memorize — should score higher (PAPER.md, Fig. 8). :func:`restore_labels` undoes it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .engine import VoGError
+
+MODES = ("random-class", "permute")
+
+
+def _original_field(label_field, original_field):
+    return original_field or f"{label_field}_original"
+
+
+def _check_label_field(samples, label_field):
+    import fiftyone as fo
+
+    field = samples.get_field(label_field)
+    if field is None:
+        raise VoGError(f"{samples._dataset.name!r} has no field {label_field!r}; pass label_field= the fo.Classification field")
+    if not (isinstance(field, fo.EmbeddedDocumentField) and issubclass(field.document_type, fo.Classification)):
+        raise VoGError(f"field {label_field!r} is not a fo.Classification field; shuffle_labels needs one")
+
+
+def _class_list(samples, label_field, present):
+    ds = samples._dataset
+    classes = ds.classes.get(label_field) or ds.default_classes or sorted(set(present))
+    missing = sorted(set(present) - set(classes))
+    if missing:  # labels outside the declared classes still count as classes to shuffle among
+        classes = list(classes) + missing
+    return list(classes)
+
+
+def shuffle_labels(
+    dataset,
+    fraction: float = 0.2,
+    label_field: str = "ground_truth",
+    seed: int | None = 51,
+    flag_field: str = "label_shuffled",
+    original_field: str | None = None,
+    overwrite: bool = False,
+    mode: str = "random-class",
+) -> dict:
+    """Replace the labels of a seeded random fraction of the labeled samples with wrong ones.
+
+    Of the ``n`` samples of ``dataset`` whose ``label_field`` has a label, ``m = round(fraction
+    × n)`` (halves round up) are drawn with ``numpy.random.default_rng(seed)`` in the
+    collection's order. Then, by ``mode``:
+
+      - ``"random-class"`` (default): each drawn sample gets a class drawn uniformly from the
+        *other* classes (the dataset's ``classes[label_field]``, else ``default_classes``, else
+        the labels present). Every drawn sample really changes label, so exactly ``m`` are
+        flagged — the audit's "shuffled" group has no clean samples hiding in it.
+      - ``"permute"``: the drawn samples' labels are randomly permuted among themselves, which
+        keeps the label histogram; a sample that draws its own class keeps it and is not
+        flagged, so ``shuffled <= m``.
+
+    Writes, in bulk, on every labeled sample of ``dataset``: ``original_field`` (default
+    ``f"{label_field}_original"``, a copy of the ``fo.Classification``), the boolean
+    ``flag_field`` (True exactly where the label changed, else False); and the new ``label``
+    of ``label_field`` on the changed samples (their other attributes and label id are kept).
+    Unlabeled samples and samples outside a view are not touched.
+
+    Args:
+        dataset: a FiftyOne dataset or view (only its samples are shuffled).
+        fraction: share of the labeled samples to draw, ``0 <= fraction <= 1``.
+        label_field: the ``fo.Classification`` field to shuffle.
+        seed: RNG seed; the same seed on the same samples gives the same shuffle.
+        flag_field: boolean field marking the samples whose label changed.
+        original_field: where the original labels are kept.
+        overwrite: if the labels were already shuffled (``flag_field`` or ``original_field``
+            exists), restore them with :func:`restore_labels` and shuffle again; otherwise raise.
+        mode: ``"random-class"`` or ``"permute"``, see above.
+
+    Returns:
+        ``{"labeled", "selected", "shuffled", "unlabeled", "fraction", "seed", "mode",
+        "label_field", "flag_field", "original_field", "changed": {old_label: count}}``.
+
+    Nothing is left half-written: on failure the fields created are deleted and labels restored.
+    """
+    import fiftyone as fo
+
+    original_field = _original_field(label_field, original_field)
+    if mode not in MODES:
+        raise VoGError(f"mode={mode!r} is not one of {', '.join(MODES)}")
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise VoGError(f"fraction must be a number in [0, 1], got {fraction!r}") from None
+    if not 0 <= fraction <= 1:
+        raise VoGError(f"fraction must be in [0, 1], got {fraction:g}; e.g. 0.2 for the paper's 20%")
+    _check_label_field(dataset, label_field)
+    for name in (flag_field, original_field):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise VoGError(f"{name!r} is not a valid field name")
+    if len({label_field, flag_field, original_field}) < 3:
+        raise VoGError("label_field, flag_field and original_field must be three different fields")
+
+    ds = dataset._dataset
+    schema = ds.get_field_schema()
+    existing = [f for f in (flag_field, original_field) if f in schema]
+    if existing:
+        if not overwrite:
+            raise VoGError(
+                f"the labels of {label_field!r} look already shuffled on {ds.name!r} (field {existing[0]!r} "
+                f"exists); pass overwrite=True (CLI: --overwrite) to restore and shuffle again, or undo it "
+                f"with fov.restore_labels(dataset, label_field={label_field!r}) (CLI: --restore)"
+            )
+        restore_labels(ds, label_field=label_field, flag_field=flag_field, original_field=original_field)
+        schema = ds.get_field_schema()
+    for name in (flag_field, original_field):
+        if name in schema:  # restore could not remove it: not ours
+            raise VoGError(f"field {name!r} already exists; choose another name")
+
+    labeled = dataset.exists(f"{label_field}.label")
+    ids, labels = labeled.values(["id", f"{label_field}.label"])
+    n = len(ids)
+    unlabeled = len(dataset) - n
+    m = int(math.floor(fraction * n + 0.5))
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(n, size=m, replace=False)) if m else np.zeros(0, dtype=int)
+
+    new = list(labels)
+    if mode == "random-class":
+        classes = _class_list(dataset, label_field, labels)
+        if m and len(classes) < 2:
+            raise VoGError(f"{label_field!r} has {len(classes)} class; shuffling needs at least 2")
+        index = {c: i for i, c in enumerate(classes)}
+        for i in chosen:
+            # uniform over the other classes: draw from K-1 and skip over the sample's own class
+            j = int(rng.integers(len(classes) - 1))
+            new[i] = classes[j + (j >= index[labels[i]])]
+    else:
+        perm = rng.permutation(chosen)
+        for i, src in zip(chosen, perm):
+            new[i] = labels[src]
+    changed = [i for i in range(n) if new[i] != labels[i]]
+    flags = [False] * n
+    for i in changed:
+        flags[i] = True
+
+    originals = labeled.values(label_field)
+    created = []
+    try:
+        ds.add_sample_field(original_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+        created.append(original_field)
+        labeled.set_values(original_field, dict(zip(ids, (c.copy() for c in originals))), key_field="id")
+        ds.add_sample_field(flag_field, fo.BooleanField)
+        created.append(flag_field)
+        labeled.set_values(flag_field, dict(zip(ids, flags)), key_field="id")
+        if changed:
+            labeled.set_values(f"{label_field}.label", {ids[i]: new[i] for i in changed}, key_field="id")
+    except BaseException:
+        labeled.set_values(f"{label_field}.label", dict(zip(ids, labels)), key_field="id")
+        for name in created:
+            ds.delete_sample_field(name)
+        raise
+
+    by_class: dict[str, int] = {}
+    for i in changed:
+        by_class[labels[i]] = by_class.get(labels[i], 0) + 1
+    return {
+        "labeled": n,
+        "selected": m,
+        "shuffled": len(changed),
+        "unlabeled": unlabeled,
+        "fraction": fraction,
+        "seed": seed,
+        "mode": mode,
+        "label_field": label_field,
+        "flag_field": flag_field,
+        "original_field": original_field,
+        "changed": dict(sorted(by_class.items())),
+    }
+
+
+def restore_labels(
+    dataset,
+    label_field: str = "ground_truth",
+    flag_field: str = "label_shuffled",
+    original_field: str | None = None,
+) -> dict:
+    """Put back the labels :func:`shuffle_labels` replaced and remove its fields.
+
+    Every sample of ``dataset`` that has an ``original_field`` gets that label back in
+    ``label_field`` (the label's id and other attributes are kept). When no sample of the whole
+    dataset still holds an original — the usual case — ``flag_field`` and ``original_field`` are
+    deleted; when ``dataset`` is a view covering only part of the shuffled samples, they are
+    cleared on its samples only.
+
+    Returns:
+        ``{"restored": samples whose label was put back, "checked": samples with an original,
+        "deleted_fields": [...]}``.
+
+    Raises:
+        VoGError: neither field exists (nothing to restore).
+    """
+    original_field = _original_field(label_field, original_field)
+    ds = dataset._dataset
+    schema = ds.get_field_schema()
+    if original_field not in schema and flag_field not in schema:
+        raise VoGError(
+            f"nothing to restore on {ds.name!r}: neither {original_field!r} nor {flag_field!r} exists "
+            f"(were the labels of {label_field!r} shuffled with other field names?)"
+        )
+    restored = checked = 0
+    if original_field in schema:
+        _check_label_field(dataset, label_field)
+        kept = dataset.exists(f"{original_field}.label")
+        ids, orig, current = kept.values(["id", f"{original_field}.label", f"{label_field}.label"])
+        checked = len(ids)
+        back = {i: o for i, o, c in zip(ids, orig, current) if o != c}
+        if back:
+            kept.set_values(f"{label_field}.label", back, key_field="id")
+        restored = len(back)
+
+    present = [name for name in (flag_field, original_field) if name in schema]
+    # samples outside `dataset` still holding a flag or an original (dataset is a view of ds)
+    elsewhere = sum(len(ds.exists(name)) - len(dataset.exists(name)) for name in present)
+    deleted = []
+    for name in present:
+        if elsewhere:
+            dataset.set_values(name, [None] * len(dataset))
+        else:
+            ds.delete_sample_field(name)
+            deleted.append(name)
+    return {"restored": restored, "checked": checked, "deleted_fields": deleted}
