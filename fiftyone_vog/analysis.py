@@ -643,10 +643,11 @@ def window_decile_comparison(early_scores, late_scores, correct, bins: int = 10)
         correct: ``(n,)`` bool, True where the (final) model is right.
         bins: number of quantile bins.
     """
+    ne, nl = np.size(early_scores), np.size(late_scores)
+    if ne != nl:
+        raise VoGError(f"early and late scores must have the same length; got {ne} and {nl}")
     e = error_by_bin(early_scores, correct, bins)
     l = error_by_bin(late_scores, correct, bins)
-    if e.n != l.n:
-        raise VoGError(f"early and late scores must have the same length; got {e.n} and {l.n}")
     te, tl = _trend(e), _trend(l)
     rev = bool(np.isfinite(te["slope"]) and np.isfinite(tl["slope"]) and te["slope"] * tl["slope"] < 0)
     return WindowComparison(early=e, late=l, early_trend=te, late_trend=tl, reversed=rev)
