@@ -675,14 +675,30 @@ def _read_scores(samples, vog_field):
     return ids, vals, np.array(keep)
 
 
-def read_flag(samples, field: str | None = None, tag: str | None = None) -> np.ndarray:
-    """``(n,) bool`` per sample of ``samples``, in its order: a boolean field (None → False) or a tag."""
+def read_flag(samples, field: str | None = None, tag: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(flag, known)``, two ``(n,) bool`` arrays in the order of ``samples``.
+
+    From a boolean ``field``: ``flag`` is True where the value is True; ``known`` is False
+    where the value is None — such samples are outside the comparison (``shuffle_labels``
+    leaves unlabeled samples None). From a ``tag``: flagged = tagged, every sample known.
+    """
     if (field is None) == (tag is None):
         raise VoGError("give exactly one of a boolean field or a tag for the flag")
     if field is not None:
         _check_fields(samples, field)
-        return np.array([bool(v) for v in samples.values(field)], dtype=bool)
-    return np.array([tag in (t or []) for t in samples.values("tags")], dtype=bool)
+        vals = samples.values(field)
+        return np.array([bool(v) for v in vals], dtype=bool), np.array([v is not None for v in vals], dtype=bool)
+    flag = np.array([tag in (t or []) for t in samples.values("tags")], dtype=bool)
+    return flag, np.ones(flag.size, dtype=bool)
+
+
+def _scores_and_flag(samples, vog_field, flag_field, tag):
+    _, s, has = _read_scores(samples, vog_field)
+    flag, known = read_flag(samples, flag_field, tag)
+    use = known[has]
+    if not use.any():
+        raise VoGError(f"no scored sample has a value in {flag_field!r}")
+    return s[use], flag[has][use]
 
 
 def read_correct(samples, label_field: str = "ground_truth", pred_field: str = "predictions"):
@@ -712,23 +728,21 @@ decile_error_from_view = error_by_bin_from_view  # the name used in the issue
 
 def welch_ttest_from_view(samples, vog_field: str = "vog", flag_field: str | None = "label_shuffled",
                           tag: str | None = None, alternative: str = "two-sided") -> TTest:
-    """:func:`welch_ttest` of flagged (boolean field, None → False, or tag) vs other scored samples."""
-    _, s, has = _read_scores(samples, vog_field)
-    return welch_ttest(s, read_flag(samples, flag_field, tag)[has], alternative)
+    """:func:`welch_ttest` of flagged vs other scored samples (boolean field True vs False — None
+    is left out — or tagged vs untagged)."""
+    return welch_ttest(*_scores_and_flag(samples, vog_field, flag_field, tag), alternative)
 
 
 def share_by_percentile_from_view(samples, vog_field: str = "vog", flag_field: str | None = None,
                                   tag: str | None = "ood", bins: int = 10) -> BinnedShare:
-    """:func:`share_by_percentile` of samples tagged ``tag`` (or flagged in ``flag_field``)."""
-    _, s, has = _read_scores(samples, vog_field)
-    return share_by_percentile(s, read_flag(samples, flag_field, tag)[has], bins)
+    """:func:`share_by_percentile` of samples tagged ``tag`` (or True in ``flag_field``; None left out)."""
+    return share_by_percentile(*_scores_and_flag(samples, vog_field, flag_field, tag), bins)
 
 
 def detection_metrics_from_view(samples, vog_field: str = "vog", flag_field: str | None = None,
                                 tag: str | None = None, ks: Sequence[int] = (10, 50, 100)) -> Detection:
-    """:func:`detection_metrics` of VoG against a boolean field or a tag."""
-    _, s, has = _read_scores(samples, vog_field)
-    return detection_metrics(s, read_flag(samples, flag_field, tag)[has], ks)
+    """:func:`detection_metrics` of VoG against a boolean field (None left out) or a tag."""
+    return detection_metrics(*_scores_and_flag(samples, vog_field, flag_field, tag), ks)
 
 
 def rank_stability_from_view(samples, vog_fields: Sequence[str], k: int | None = None) -> RankStability:
