@@ -122,8 +122,174 @@ def run_compute(args):
     print(f"sort hardest first: dataset.sort_by({res.vog_field!r}, reverse=True)")
 
 
+# -- views -------------------------------------------------------------------
+def add_views(sub):
+    p = sub.add_parser(
+        "views",
+        help="save the vog-high, vog-low, vog-shuffled-labels and vog-ood views",
+        description="Save expression-based views on the dataset: vog-high (top PERCENTILE%% by VoG, hardest "
+        "first), vog-low (bottom PERCENTILE%%, lowest first), vog-shuffled-labels (SHUFFLED_FIELD is True) and "
+        "vog-ood (tagged OOD_TAG, or OOD_FIELD is True). A view whose marker does not exist is skipped with a note. "
+        "Existing views of these names are replaced.",
+        epilog="examples:\n  fiftyone-vog views my-images\n  fiftyone-vog views my-images --percentile 5 --ood-tag novel",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="name of the FiftyOne dataset")
+    p.add_argument("--vog-field", default="vog", help="score field written by 'compute' (default: vog)")
+    p.add_argument("--percentile", type=float, default=10, help="size of vog-high / vog-low in percent (default: 10)")
+    p.add_argument("--shuffled-field", default="label_shuffled", help="boolean field marking shuffled labels (default: label_shuffled)")
+    p.add_argument("--ood-field", help="boolean field marking out-of-distribution samples (default: use --ood-tag)")
+    p.add_argument("--ood-tag", default="ood", help="sample tag marking out-of-distribution samples (default: ood)")
+    p.set_defaults(func=run_views)
+
+
+def run_views(args):
+    import logging
+
+    import fiftyone_vog as fov
+
+    ds = _load_dataset(args.dataset)
+    logging.getLogger("fiftyone_vog.views").setLevel(logging.ERROR)  # skipped views are printed below
+    views = fov.save_vog_views(
+        ds,
+        vog_field=args.vog_field,
+        percentile=args.percentile,
+        shuffled_field=args.shuffled_field,
+        ood_field=args.ood_field,
+        ood_tag=args.ood_tag,
+    )
+    for name, count in views.counts().items():
+        print(f"{name}\t{count} samples")
+    for name, reason in views.skipped.items():
+        print(f"{name}\tskipped: {reason}")
+    print(f"open one: fo.load_dataset({args.dataset!r}).load_saved_view('vog-high')")
+
+
+# -- shuffle-labels ------------------------------------------------------------
+def add_shuffle_labels(sub):
+    p = sub.add_parser(
+        "shuffle-labels",
+        help="memorization audit: give a seeded fraction of samples a wrong label (or --restore)",
+        description="Replace the label of a seeded FRACTION of the labeled samples with a different class, keep "
+        "the originals in LABEL_FIELD_original and flag changed samples in FLAG_FIELD. Train on the result, compute "
+        "VoG, then compare flagged and clean samples (the paper's memorization audit). --restore undoes it.",
+        epilog="examples:\n  fiftyone-vog shuffle-labels my-images --fraction 0.2 --seed 51\n"
+        "  fiftyone-vog shuffle-labels my-images --restore",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="name of the FiftyOne dataset")
+    p.add_argument("--view", help="shuffle only this saved view of the dataset")
+    p.add_argument("--fraction", type=float, default=0.2, help="share of labeled samples to shuffle (default: 0.2)")
+    p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
+    p.add_argument("--seed", type=int, default=51, help="random seed (default: 51)")
+    p.add_argument("--flag-field", default="label_shuffled", help="boolean field marking changed labels (default: label_shuffled)")
+    p.add_argument("--original-field", help="field keeping the original labels (default: LABEL_FIELD_original)")
+    p.add_argument("--mode", default="random-class", choices=["random-class", "permute"],
+                   help="random-class: each drawn sample gets another class (default); permute: permute drawn labels")
+    p.add_argument("--overwrite", action="store_true", help="restore an earlier shuffle first, then shuffle again")
+    p.add_argument("--restore", action="store_true", help="put the original labels back and remove the fields")
+    p.set_defaults(func=run_shuffle_labels)
+
+
+def run_shuffle_labels(args):
+    import fiftyone_vog as fov
+
+    samples = _load_dataset(args.dataset, args.view)
+    if args.restore:
+        out = fov.restore_labels(samples, label_field=args.label_field, flag_field=args.flag_field,
+                                 original_field=args.original_field)
+        print(f"restored {out['restored']} labels of {args.label_field!r}; removed {', '.join(out['deleted_fields']) or 'no fields'}")
+        return
+    out = fov.shuffle_labels(
+        samples,
+        fraction=args.fraction,
+        label_field=args.label_field,
+        seed=args.seed,
+        flag_field=args.flag_field,
+        original_field=args.original_field,
+        overwrite=args.overwrite,
+        mode=args.mode,
+    )
+    print(
+        f"shuffled {out['shuffled']} of {out['labeled']} labeled samples ({out['selected']} drawn, seed {out['seed']}); "
+        f"flag: {out['flag_field']}, originals: {out['original_field']}"
+    )
+
+
+# -- export --------------------------------------------------------------------
+def add_export(sub):
+    p = sub.add_parser(
+        "export",
+        help="export a saved view (e.g. vog-high) as a class-folder tree, FiftyOne dataset or CSV manifest",
+        description="Export a saved view (or the whole dataset) to EXPORT_DIR. image-classification-dir: "
+        "EXPORT_DIR/<label>/<image>; fiftyone: media and every field, re-importable; csv: EXPORT_DIR/manifest.csv "
+        "with id, filepath, label and the VoG fields, in the view's order. EXPORT_DIR must be new or empty "
+        "unless --overwrite.",
+        epilog="examples:\n  fiftyone-vog export my-images --view vog-high --export-dir out/hard\n"
+        "  fiftyone-vog export my-images --view vog-shuffled-labels --export-dir out/memorized --dataset-type csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="name of the FiftyOne dataset")
+    p.add_argument("--view", help="saved view to export, e.g. vog-high (default: the whole dataset)")
+    p.add_argument("--export-dir", required=True, help="output directory (new or empty unless --overwrite)")
+    p.add_argument("--dataset-type", default="image-classification-dir", choices=["image-classification-dir", "fiftyone", "csv"])
+    p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
+    p.add_argument("--vog-field", default="vog", help="VoG run whose fields go into the CSV (default: vog)")
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty EXPORT_DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args):
+    import fiftyone_vog as fov
+
+    samples = _load_dataset(args.dataset, args.view)
+    path = fov.export_vog_subset(
+        samples,
+        args.export_dir,
+        dataset_type=args.dataset_type,
+        label_field=args.label_field,
+        vog_field=args.vog_field,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    print(f"exported {len(samples)} samples ({args.dataset_type}) to {path}")
+
+
+# -- install-plugin ------------------------------------------------------------
+def add_install_plugin(sub):
+    p = sub.add_parser(
+        "install-plugin",
+        help="make the FiftyOne App find the @fiftyone-vog/vog plugin of this installation",
+        description="Link (default) or copy this package's folder, which holds fiftyone.yml, into FiftyOne's "
+        "plugins directory (fo.config.plugins_dir / FIFTYONE_PLUGINS_DIR), then check that FiftyOne loads it.",
+        epilog="example: fiftyone-vog install-plugin && fiftyone app launch",
+    )
+    p.add_argument("--plugins-dir", help="FiftyOne plugins directory (default: fo.config.plugins_dir)")
+    p.add_argument("--copy", action="store_true", help="copy the files instead of a symlink")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing installation")
+    p.set_defaults(func=run_install_plugin)
+
+
+def run_install_plugin(args):
+    from .install import install_plugin, plugin_errors
+
+    path = install_plugin(args.plugins_dir, mode="copy" if args.copy else "link", overwrite=args.overwrite)
+    print(f"installed @fiftyone-vog/vog at {path}")
+    import fiftyone as fo
+
+    plugins_dir = os.path.dirname(path)
+    if os.path.realpath(fo.config.plugins_dir or "") != os.path.realpath(plugins_dir):
+        print(f"note: FiftyOne looks for plugins in {fo.config.plugins_dir!r}; set FIFTYONE_PLUGINS_DIR={plugins_dir}")
+        return
+    errors = plugin_errors()
+    if errors:
+        raise CLIError("FiftyOne could not load the plugin:\n" + "\n".join(errors))
+    print("FiftyOne loads it: open the App and press ` for the operator browser (Compute VoG)")
+
+
 # -- entry point ---------------------------------------------------------------
-SUBCOMMANDS = [add_compute]
+SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_install_plugin]
 
 
 def build_parser() -> argparse.ArgumentParser:
