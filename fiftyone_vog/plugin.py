@@ -1,5 +1,10 @@
-"""Registers the plugin's operators and panel with FiftyOne (filled in by the plugin layer)."""
+"""Registers the plugin's operators and panel with FiftyOne (``@fiftyone-vog/vog``)."""
 
 
 def register(plugin):
-    pass
+    """Called by FiftyOne's plugin loader with a ``PluginContext``; the names must match fiftyone.yml."""
+    from .operators import OPERATORS
+    from .panels import VoGPanel
+
+    for cls in (*OPERATORS, VoGPanel):
+        plugin.register(cls)

@@ -1,0 +1,319 @@
+"""The VoG panel: where a view's samples fall in the VoG ranking.
+
+The numbers come from small pure functions (:func:`histogram`, :func:`decile_table`,
+:func:`class_means`, :func:`slice_bounds`) that need no App; the panel only reads
+the view's values, calls them, and draws the results with Plotly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fiftyone as fo
+import fiftyone.core.view as fov_view
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+from fiftyone import ViewField as F
+
+NUM_BINS = 20
+NUM_DECILES = 10
+
+
+# -- pure computations ---------------------------------------------------------------
+def finite(values) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores, mask)``: float64 scores with None/NaN removed, and which inputs were kept."""
+    arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    mask = np.isfinite(arr)
+    return arr[mask], mask
+
+
+def histogram(scores, bins: int = NUM_BINS) -> dict:
+    """Equal-width histogram: ``{"edges": (bins+1,), "counts": (bins,)}``.
+
+    The last bin is closed on the right (numpy's convention), so every score is counted once.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return {"edges": [], "counts": []}
+    lo, hi = float(scores.min()), float(scores.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(scores, bins=bins, range=(lo, hi))
+    return {"edges": edges.tolist(), "counts": counts.astype(int).tolist()}
+
+
+def decile_of(scores, num: int = NUM_DECILES) -> np.ndarray:
+    """Decile (0 = lowest VoG … num-1 = highest) of each score by rank, so the groups
+    differ in size by at most one; ties are broken by position (stable sort)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.size
+    rank = np.empty(n, dtype=np.int64)
+    rank[np.argsort(scores, kind="stable")] = np.arange(n)
+    return (rank * num) // max(n, 1)
+
+
+def decile_table(scores, errors=None, num: int = NUM_DECILES) -> list[dict]:
+    """One row per non-empty decile: ``decile`` (1-based), ``count``, ``lo``/``hi`` (score range),
+    ``mean`` (mean score) and ``error_rate`` (share of ``errors`` that are True among the samples
+    whose error is known; None without ``errors``).
+
+    Args:
+        scores: (n,) VoG scores.
+        errors: optional (n,) of True (misclassified), False (correct) or None (unknown).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    d = decile_of(scores, num)
+    rows = []
+    for k in range(num):
+        sel = d == k
+        if not sel.any():
+            continue
+        row = {"decile": k + 1, "count": int(sel.sum()), "lo": float(scores[sel].min()),
+               "hi": float(scores[sel].max()), "mean": float(scores[sel].mean()), "error_rate": None}
+        if errors is not None:
+            known = [bool(e) for e, s in zip(errors, sel) if s and e is not None]
+            row["error_rate"] = float(np.mean(known)) if known else None
+        rows.append(row)
+    return rows
+
+
+def class_means(scores, labels) -> list[dict]:
+    """Mean VoG per class, highest first: ``[{"label", "mean", "count"}]``; None labels are skipped."""
+    scores = np.asarray(scores, dtype=np.float64)
+    groups: dict[str, list[float]] = {}
+    for s, lab in zip(scores, labels):
+        if lab is not None:
+            groups.setdefault(lab, []).append(s)
+    rows = [{"label": lab, "mean": float(np.mean(v)), "count": len(v)} for lab, v in groups.items()]
+    return sorted(rows, key=lambda r: (-r["mean"], r["label"]))
+
+
+def classification_errors(labels, predictions) -> list:
+    """``True`` where the prediction differs from the label, None where either is missing."""
+    return [None if (t is None or p is None) else t != p for t, p in zip(labels, predictions)]
+
+
+def slice_bounds(stats: dict, chart: str, index: int) -> tuple[float, float] | None:
+    """The closed score range ``[lo, hi]`` behind bar ``index`` of ``chart`` ("histogram" or "deciles")."""
+    if chart == "histogram":
+        edges = stats.get("histogram", {}).get("edges", [])
+        if 0 <= index < len(edges) - 1:
+            return float(edges[index]), float(edges[index + 1])
+    elif chart == "deciles":
+        rows = stats.get("deciles", [])
+        if 0 <= index < len(rows):
+            return rows[index]["lo"], rows[index]["hi"]
+    return None
+
+
+def view_stats(samples, vog_field: str, label_field: str | None = None, pred_field: str | None = None) -> dict:
+    """Everything the panel draws, for one view: read the values once, then the pure functions."""
+    fields = [vog_field]
+    if label_field:
+        fields.append(f"{label_field}.label")
+    if pred_field:
+        fields.append(f"{pred_field}.label")
+    values = samples.values(fields)
+    scores, mask = finite(values[0])
+    labels = [v for v, m in zip(values[1], mask) if m] if label_field else None
+    preds = [v for v, m in zip(values[-1], mask) if m] if pred_field else None
+    errors = classification_errors(labels, preds) if labels is not None and preds is not None else None
+    return {
+        "vog_field": vog_field,
+        "label_field": label_field,
+        "pred_field": pred_field,
+        "count": int(scores.size),
+        "missing": int((~mask).sum()),
+        "mean": float(scores.mean()) if scores.size else None,
+        "histogram": histogram(scores),
+        "deciles": decile_table(scores, errors),
+        "classes": class_means(scores, labels) if labels is not None else [],
+    }
+
+
+# -- the panel -----------------------------------------------------------------------
+
+class VoGPanel(foo.Panel):
+    @property
+    def config(self):
+        return foo.PanelConfig(
+            name="vog_panel",
+            label="VoG",
+            icon="insights",
+            help_markdown="Variance of Gradients: histogram, error by VoG decile and per-class mean. "
+            "Click a bar to load that slice, hardest first.",
+            surfaces="grid",
+        )
+
+    # state: vog_field, pred_field, stats (for the base view), base (serialized view), slice
+    def on_load(self, ctx):
+        self._refresh(ctx)
+
+    def on_change_view(self, ctx):
+        if _same_view(ctx.request_params.get("view"), ctx.panel.state.slice_view):
+            return  # the panel set this slice: keep the statistics of the view it came from
+        ctx.panel.state.slice_view = None
+        ctx.panel.state.slice = None
+        self._refresh(ctx)
+
+    def on_change_dataset(self, ctx):
+        ctx.panel.state.vog_field = None
+        ctx.panel.state.pred_field = None
+        self._refresh(ctx)
+
+    def on_change_vog_field(self, ctx):
+        ctx.panel.state.vog_field = ctx.params.get("value")
+        self._refresh(ctx)
+
+    def on_change_pred_field(self, ctx):
+        ctx.panel.state.pred_field = ctx.params.get("value") or None
+        self._refresh(ctx)
+
+    def _refresh(self, ctx):
+        from .api import get_vog_run, list_vog_runs
+
+        ds = ctx.dataset
+        runs = list_vog_runs(ds) if ds is not None else []
+        state = ctx.panel.state
+        if not runs:
+            state.set({"runs": [], "stats": None})
+            return
+        vog_field = state.vog_field if state.vog_field in runs else runs[0]
+        label_field = get_vog_run(ds, vog_field).config.label_field
+        schema = ds.get_field_schema(embedded_doc_type=fo.Classification)
+        label_field = label_field if label_field in schema else None
+        preds = sorted(f for f in schema if f != label_field)
+        pred_field = state.pred_field
+        if pred_field not in preds:
+            pred_field = next((f for f in preds if "pred" in f), preds[0] if preds else None)
+        stats = view_stats(ctx.view, vog_field, label_field, pred_field)
+        state.set({"runs": runs, "preds": preds, "vog_field": vog_field, "pred_field": pred_field,
+                   "stats": stats, "base_view": ctx.request_params.get("view") or []})
+
+    def _load_slice(self, ctx, chart):
+        stats = ctx.panel.state.stats or {}
+        idx = ctx.params.get("idx")
+        if idx is None:
+            idx = ctx.params.get("data", {}).get("idx") if isinstance(ctx.params.get("data"), dict) else None
+        bounds = slice_bounds(stats, chart, int(idx)) if idx is not None else None
+        if bounds is None:
+            return
+        field = stats["vog_field"]
+        lo, hi = bounds
+        view = _base_view(ctx).match((F(field) >= lo) & (F(field) <= hi)).sort_by(field, reverse=True)
+        ctx.panel.state.slice = {"chart": chart, "index": int(idx), "lo": lo, "hi": hi, "count": len(view)}
+        ctx.panel.state.slice_view = _strip_uuids(view._serialize())
+        ctx.ops.set_view(view)
+
+    def on_click_histogram(self, ctx):
+        self._load_slice(ctx, "histogram")
+
+    def on_click_deciles(self, ctx):
+        self._load_slice(ctx, "deciles")
+
+    def clear_slice(self, ctx):
+        ctx.panel.state.slice = None
+        ctx.panel.state.slice_view = None
+        ctx.ops.set_view(_base_view(ctx))
+
+    def render(self, ctx):
+        panel = types.Object()
+        state = ctx.panel.state
+        stats = state.stats
+        if not stats:
+            panel.md("### No VoG scores yet\n\nRun **Compute VoG** from the operator browser "
+                     "(press `` ` ``), then reopen this panel.", name="empty")
+            return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
+        row = panel.h_stack("controls", gap=2)
+        _select(row, "vog_field", state.runs or [], stats["vog_field"], "VoG field", self.on_change_vog_field)
+        if state.preds:
+            _select(row, "pred_field", state.preds, stats["pred_field"], "Prediction field", self.on_change_pred_field)
+        mean = f"{stats['mean']:.3g}" if stats["mean"] is not None else "–"
+        summary = f"**{stats['count']}** samples scored in this view (mean {stats['vog_field']} {mean})"
+        if stats["missing"]:
+            summary += f"; {stats['missing']} without a score"
+        sl = state.slice
+        if sl:
+            summary += f"  \nShowing {sl['count']} samples with {sl['lo']:.3g} ≤ {stats['vog_field']} ≤ {sl['hi']:.3g}"
+        panel.md(summary, name="summary")
+        if sl:
+            panel.btn("clear_slice", label="Back to the full view", on_click=self.clear_slice, variant="outlined")
+        panel.plot("histogram", data=_histogram_traces(stats), layout=_layout(
+            f"{stats['vog_field']}: histogram (click a bar to load it)", stats["vog_field"], "samples"),
+            on_click=self.on_click_histogram, height=40, width=100)
+        panel.plot("deciles", data=_decile_traces(stats), layout=_decile_layout(stats),
+                   on_click=self.on_click_deciles, height=40, width=100)
+        if stats["classes"]:
+            panel.plot("classes", data=_class_traces(stats), layout=_layout(
+                "mean VoG by class", "class", f"mean {stats['vog_field']}"), height=40, width=100)
+        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=1,
+                                                          height=100, width=100))
+
+
+def _select(obj, name, values, value, label, on_change):
+    dd = types.DropdownView(label=label)
+    for v in values:
+        dd.add_choice(v, label=v)
+    obj.str(name, default=value, view=dd, on_change=on_change)
+
+
+def _base_view(ctx):
+    stages = ctx.panel.state.base_view or []
+    return fov_view.DatasetView._build(ctx.dataset, stages) if stages else ctx.dataset.view()
+
+
+def _strip_uuids(stages):
+    out = []
+    for s in stages or []:
+        s = dict(s)
+        s.pop("_uuid", None)
+        out.append(s)
+    return out
+
+
+def _same_view(a, b) -> bool:
+    return b is not None and _strip_uuids(a) == _strip_uuids(b)
+
+
+def _layout(title, xtitle, ytitle):
+    return {"title": {"text": title, "font": {"size": 13}}, "xaxis": {"title": xtitle},
+            "yaxis": {"title": ytitle}, "margin": {"t": 40, "l": 50, "r": 10, "b": 40},
+            "bargap": 0.05, "showlegend": False}
+
+
+def _histogram_traces(stats):
+    h = stats["histogram"]
+    edges = h["edges"]
+    centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    return [{"type": "bar", "x": centers, "y": h["counts"], "name": "samples",
+             "width": [(b - a) for a, b in zip(edges[:-1], edges[1:])], "marker": {"color": "#FF6D04"},
+             "hovertemplate": "%{x:.3g}: %{y} samples<extra></extra>"}]
+
+
+def _decile_traces(stats):
+    rows = stats["deciles"]
+    x = [f"D{r['decile']}" for r in rows]
+    if any(r["error_rate"] is not None for r in rows):
+        return [{"type": "bar", "x": x, "y": [r["error_rate"] for r in rows], "name": "error rate",
+                 "marker": {"color": "#E0474C"}, "customdata": [r["mean"] for r in rows],
+                 "hovertemplate": "%{x}: error %{y:.1%} (mean VoG %{customdata:.3g})<extra></extra>"}]
+    return [{"type": "bar", "x": x, "y": [r["mean"] for r in rows], "name": "mean VoG",
+             "marker": {"color": "#499CEF"}, "hovertemplate": "%{x}: mean VoG %{y:.3g}<extra></extra>"}]
+
+
+def _decile_layout(stats):
+    has_errors = any(r["error_rate"] is not None for r in stats["deciles"])
+    if has_errors:
+        return _layout(f"error rate by {stats['vog_field']} decile ({stats['pred_field']} vs {stats['label_field']})",
+                       "decile (D1 lowest VoG … D10 highest)", "error rate")
+    return _layout(f"mean {stats['vog_field']} by decile (add a prediction field for error rates)",
+                   "decile (D1 lowest … D10 highest)", "mean VoG")
+
+
+def _class_traces(stats):
+    rows = stats["classes"]
+    return [{"type": "bar", "x": [r["label"] for r in rows], "y": [r["mean"] for r in rows],
+             "customdata": [r["count"] for r in rows], "marker": {"color": "#8F8F8F"},
+             "hovertemplate": "%{x}: %{y:.3g} (%{customdata} samples)<extra></extra>"}]
+
+
