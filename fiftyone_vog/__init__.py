@@ -19,12 +19,14 @@ from .api import (  # noqa: E402
     load_vog_results,
 )
 from . import analysis  # noqa: E402
+from .report import vog_report  # noqa: E402
 from .views import VOG_VIEW_NAMES, save_vog_views, vog_view_names  # noqa: E402
 from .shuffle import restore_labels, shuffle_labels  # noqa: E402
 from .export import export_vog_subset  # noqa: E402
 
 __all__ = [
     "analysis",
+    "vog_report",
     "VoGError",
     "VoGResults",
     "class_normalize",

@@ -256,6 +256,59 @@ def run_export(args):
     print(f"exported {len(samples)} samples ({args.dataset_type}) to {path}")
 
 
+# -- report --------------------------------------------------------------------
+def add_report(sub):
+    p = sub.add_parser(
+        "report",
+        help="write an HTML report (plus PNGs) of every VoG analysis and store the results in the run",
+        description="Analyse the VoG scores of a dataset or saved view: score histogram, error by VoG decile, "
+        "early vs late window, shuffled-label t-test, OOD share by percentile, per-class VoG vs false-negative "
+        "rate, and grids of the lowest- and highest-VoG images. Writes OUT_DIR/report.html (self-contained, "
+        "opens offline) and one PNG per chart; sections whose inputs are missing are skipped with a note.",
+        epilog="examples:\n  fiftyone-vog report my-images --out-dir out/report --pred-field predictions\n"
+        "  fiftyone-vog report vog-digits --view test --out-dir out/test-report --pred-field predictions --no-per-class",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="name of the FiftyOne dataset")
+    p.add_argument("--out-dir", required=True, help="folder for report.html and the PNGs (created)")
+    p.add_argument("--view", help="analyse only this saved view of the dataset")
+    p.add_argument("--vog-field", default="vog", help="score field and run key (default: vog)")
+    p.add_argument("--label-field", default="ground_truth", help="fo.Classification field with labels (default: ground_truth)")
+    p.add_argument("--pred-field", help="fo.Classification field with predictions (error, window and per-class sections)")
+    p.add_argument("--shuffled-field", default="label_shuffled", help="boolean field marking shuffled labels (default: label_shuffled)")
+    p.add_argument("--ood-tag", default="ood", help="tag marking out-of-distribution samples (default: ood)")
+    p.add_argument("--ood-field", help="boolean field marking OOD samples (instead of the tag)")
+    p.add_argument("--early-field", help="early-window score field (default: VOG_FIELD_early when present)")
+    p.add_argument("--late-field", help="late-window score field (default: VOG_FIELD_late when present)")
+    p.add_argument("--bins", type=int, default=10, help="number of VoG quantile bins (default: 10, deciles)")
+    p.add_argument("--grid-size", type=int, default=5, help="images per side of the lowest/highest grids (default: 5)")
+    p.add_argument("--no-per-class", action="store_true", help="skip per-class grids and the per-class section")
+    p.set_defaults(func=run_report)
+
+
+def run_report(args):
+    import fiftyone_vog as fov
+
+    samples = _load_dataset(args.dataset, args.view)
+    out = fov.vog_report(
+        samples,
+        args.out_dir,
+        vog_field=args.vog_field,
+        label_field=args.label_field,
+        pred_field=args.pred_field,
+        shuffled_field=args.shuffled_field,
+        ood_tag=args.ood_tag,
+        ood_field=args.ood_field,
+        early_field=args.early_field,
+        late_field=args.late_field,
+        grid_size=args.grid_size,
+        per_class=not args.no_per_class,
+        bins=args.bins,
+        print_summary=True,
+    )
+    print(f"{len(out['pngs'])} PNGs in {out['out_dir']}; open {out['html']} in a browser")
+
+
 # -- install-plugin ------------------------------------------------------------
 def add_install_plugin(sub):
     p = sub.add_parser(
@@ -289,7 +342,7 @@ def run_install_plugin(args):
 
 
 # -- entry point ---------------------------------------------------------------
-SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_install_plugin]
+SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_report, add_install_plugin]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,493 @@
+"""``vog_report``: one self-contained HTML page (plotly, inlined) plus PNGs of every VoG analysis.
+
+Charts are drawn twice: interactively with plotly for ``report.html`` (plotly.js is
+inlined, so the page opens offline) and as static PNGs with matplotlib (plotly's PNG
+export needs kaleido and a Chrome binary, which a plain install does not have). Image
+grids are composed with PIL and embedded in the page as data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import os
+import re
+
+import numpy as np
+
+from . import analysis as A
+from .engine import VoGError
+
+PNG_NAMES = {
+    "distribution": "vog_histogram.png",
+    "error": "error_by_decile.png",
+    "windows": "window_deciles.png",
+    "memorization": "shuffled_ttest.png",
+    "ood": "ood_share.png",
+    "per_class": "per_class_vog_vs_fnr.png",
+}
+MAX_CLASS_GRIDS = 50  # per-class grids beyond this many classes would bury the page
+CELL = 96  # grid thumbnail size in pixels
+
+
+# -- inputs -------------------------------------------------------------------------
+def _exists(schema, name):
+    return name is not None and name.split(".")[0] in schema
+
+
+def _require(schema, name, what):
+    if name is not None and not _exists(schema, name):
+        raise VoGError(f"{what}={name!r} is not a field of this dataset; fields: {', '.join(sorted(schema))}")
+
+
+def _labels(samples, field):
+    return np.array(samples.values(f"{field}.label"), dtype=object)
+
+
+# -- charts: matplotlib PNGs ------------------------------------------------------------
+def _mpl_figure(w=6.4, h=3.6):
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
+
+    fig = Figure(figsize=(w, h), dpi=110, layout="constrained")
+    return fig, fig.subplots()
+
+
+def _save(fig, path):
+    fig.savefig(path)
+    return path
+
+
+def _png_histogram(path, scores, field):
+    fig, ax = _mpl_figure()
+    ax.hist(scores, bins=min(50, max(5, scores.size // 5)), color="#4C72B0")
+    ax.set(xlabel=field, ylabel="samples", title=f"Distribution of {field} ({scores.size} samples)")
+    return _save(fig, path)
+
+
+def _png_bins(path, labels, series, ylabel, title, hline=None, hlabel=None):
+    fig, ax = _mpl_figure(7.2, 3.8)
+    x = np.arange(len(labels))
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, np.nan_to_num(values, nan=0.0), width, label=name)
+    if hline is not None:
+        ax.axhline(hline, color="k", linestyle="--", linewidth=1, label=hlabel)
+    ax.set_xticks(x, labels, rotation=35, ha="right", fontsize=8)
+    ax.set(xlabel="VoG percentile bin (low → high)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _png_boxes(path, groups, title):
+    fig, ax = _mpl_figure()
+    ax.boxplot(list(groups.values()), tick_labels=list(groups), showmeans=True)
+    ax.set(ylabel="VoG", title=title)
+    return _save(fig, path)
+
+
+def _png_scatter(path, pc: A.PerClassVoG, field):
+    fig, ax = _mpl_figure()
+    x, y = np.array(pc.mean_vog, dtype=float), np.array(pc.fnr, dtype=float)
+    ax.scatter(x, y, color="#C44E52")
+    for name, xi, yi in zip(pc.classes, x, y):
+        if np.isfinite(xi) and np.isfinite(yi):
+            ax.annotate(name, (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlabel=f"class mean {field}", ylabel="false-negative rate",
+           title=f"Per class: mean VoG vs FNR (Pearson {pc.pearson:.2f}, Spearman {pc.spearman:.2f})")
+    return _save(fig, path)
+
+
+# -- charts: plotly for the page ----------------------------------------------------------
+def _plotly_div(fig, first: bool) -> str:
+    fig.update_layout(template="plotly_white", height=380, margin=dict(l=50, r=20, t=50, b=60))
+    return fig.to_html(full_html=False, include_plotlyjs=True if first else False)
+
+
+def _bar_fig(labels, series, ytitle, title, hline=None, hlabel=None):
+    import plotly.graph_objects as go
+
+    fig = go.Figure([go.Bar(x=labels, y=[None if not np.isfinite(v) else v for v in vals], name=name)
+                     for name, vals in series.items()])
+    if hline is not None:
+        fig.add_hline(y=hline, line_dash="dash", annotation_text=hlabel)
+    fig.update_layout(title=title, xaxis_title="VoG percentile bin (low → high)", yaxis_title=ytitle, barmode="group")
+    return fig
+
+
+# -- image grids -------------------------------------------------------------------------
+def _font(size):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def image_grid(filepaths, scores, path, title, grid_size=5, cell=CELL):
+    """Write a ``grid_size``×``grid_size`` PNG of the images with their scores under each; returns ``path``."""
+    from PIL import Image, ImageDraw
+
+    cap, head, pad = 16, 26, 4
+    cols = grid_size
+    rows = max(1, -(-len(filepaths) // cols))
+    W, H = cols * (cell + pad) + pad, head + rows * (cell + cap + pad) + pad
+    canvas = Image.new("RGB", (W, H), "white")
+    draw = ImageDraw.Draw(canvas)
+    draw.text((pad, 5), title, fill="black", font=_font(14))
+    small = _font(11)
+    for i, (fp, s) in enumerate(zip(filepaths, scores)):
+        x0 = pad + (i % cols) * (cell + pad)
+        y0 = head + (i // cols) * (cell + cap + pad)
+        try:
+            with Image.open(fp) as im:
+                im = im.convert("RGB")
+                scale = cell / max(im.size)
+                size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+                im = im.resize(size, Image.NEAREST if scale >= 1 else Image.LANCZOS)
+            canvas.paste(im, (x0 + (cell - im.width) // 2, y0 + (cell - im.height) // 2))
+        except (OSError, ValueError):
+            draw.rectangle([x0, y0, x0 + cell, y0 + cell], fill="#ddd")
+            draw.text((x0 + 4, y0 + cell // 2), "unreadable", fill="black", font=small)
+        draw.text((x0 + 2, y0 + cell + 1), f"{s:.3g}", fill="black", font=small)
+    canvas.save(path)
+    return path
+
+
+def _grid_pair(fps, scores, out_dir, suffix, what, grid_size):
+    k = grid_size * grid_size
+    order = np.lexsort((np.arange(scores.size), scores))  # ascending, ties by position
+    low, high = order[:k], np.lexsort((np.arange(scores.size), -scores))[:k]
+    return {
+        "lowest": image_grid(fps[low], scores[low], os.path.join(out_dir, f"grid_lowest{suffix}.png"),
+                             f"{len(low)} lowest VoG - {what}", grid_size),
+        "highest": image_grid(fps[high], scores[high], os.path.join(out_dir, f"grid_highest{suffix}.png"),
+                              f"{len(high)} highest VoG - {what}", grid_size),
+    }
+
+
+def _safe(name):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "class"
+
+
+# -- the report -------------------------------------------------------------------------
+def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pred_field=None,
+               shuffled_field="label_shuffled", ood_tag="ood", ood_field=None, early_field=None,
+               late_field=None, grid_size=5, per_class=True, print_summary=True, bins=10) -> dict:
+    """Write ``out_dir/report.html`` and PNGs of every VoG analysis; store the results in the run.
+
+    Sections (each skipped, with a note in the page, when its inputs are missing):
+
+    - ``distribution``: histogram of ``vog_field`` (``vog_histogram.png``).
+    - ``error``: error rate by VoG decile with the overall error (paper Fig. 4) and VoG as a
+      detector of misclassification; needs ``label_field`` and ``pred_field``
+      (``error_by_decile.png``).
+    - ``windows``: early- vs late-window decile error (Fig. 7); needs predictions and
+      ``early_field``/``late_field`` (default: ``{vog_field}_early``/``_late`` when both exist)
+      (``window_deciles.png``).
+    - ``memorization``: Welch t-test and detection metrics of ``shuffled_field`` True vs False
+      (Fig. 8) (``shuffled_ttest.png``).
+    - ``ood``: share of OOD samples (``ood_field`` True, else tag ``ood_tag``) per VoG
+      percentile and its over-index (Fig. 6 right), and detection metrics (``ood_share.png``).
+    - ``per_class``: class mean raw VoG (``{vog_field}_raw`` when present) vs false-negative
+      rate (Fig. 10); needs predictions (``per_class_vog_vs_fnr.png``).
+    - ``grids``: ``grid_size``² lowest- and highest-VoG images overall and, with
+      ``per_class=True``, per ``label_field`` class (Figs. 2, 3, 5) (``grid_{lowest,highest}[_CLASS].png``).
+
+    Args:
+        samples: a FiftyOne dataset or view; only samples with a ``vog_field`` value are analysed.
+        out_dir: folder for ``report.html`` and the PNGs (created).
+        vog_field: the score field (and run key) to analyse.
+        label_field, pred_field: ``fo.Classification`` fields with labels and predictions.
+        shuffled_field: boolean field from :func:`shuffle_labels` (None values are left out).
+        ood_tag, ood_field: how out-of-distribution samples are marked (a field wins over the tag).
+        early_field, late_field: window score fields for the Fig. 7 comparison.
+        grid_size: images per grid side. per_class: per-class grids and the per-class section.
+        print_summary: print a short text summary. bins: number of quantile bins (10 = deciles).
+
+    Returns:
+        ``{"html", "out_dir", "pngs": {name: path}, "sections": {name: {"status", "note"}},
+        "analysis": {section: JSON dict}, "summary": text}``. The same ``analysis`` is saved
+        on the run ``vog_field`` (``dataset.load_run_results(vog_field).analysis``) when the
+        run exists.
+
+    Raises:
+        VoGError: ``vog_field`` missing or unscored, or an explicitly named field missing.
+    """
+    schema = samples.get_field_schema()
+    if vog_field not in schema:
+        raise VoGError(f"field {vog_field!r} not found; run compute_vog(..., vog_field={vog_field!r}) first")
+    for name, what in ((pred_field, "pred_field"), (ood_field, "ood_field"), (early_field, "early_field"),
+                       (late_field, "late_field")):
+        _require(schema, name, what)
+    if int(grid_size) < 1:
+        raise VoGError(f"grid_size must be ≥ 1, got {grid_size}")
+    if early_field is None and late_field is None and _exists(schema, f"{vog_field}_early") and _exists(schema, f"{vog_field}_late"):
+        early_field, late_field = f"{vog_field}_early", f"{vog_field}_late"
+
+    ids, scores, fps = samples.values(["id", vog_field, "filepath"])
+    has = np.array([s is not None for s in scores], dtype=bool)
+    if not has.any():
+        raise VoGError(f"no sample has a value in {vog_field!r}; run compute_vog first")
+    s = np.array([x for x in scores if x is not None], dtype=np.float64)
+    fps = np.array(fps, dtype=object)[has]
+    labels = _labels(samples, label_field)[has] if _exists(schema, label_field) else None
+    preds = _labels(samples, pred_field)[has] if pred_field else None
+
+    os.makedirs(out_dir, exist_ok=True)
+    sections, results, pngs, blocks = {}, {}, {}, []
+    first = [True]
+
+    def section(key, title, status="ok", note="", body=""):
+        sections[key] = {"status": status, "note": note}
+        note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+        blocks.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>{note_html}{body}</section>')
+
+    def plot(fig):
+        div = _plotly_div(fig, first[0])
+        first[0] = False
+        return div
+
+    def png_link(key):
+        return f'<p class="png">PNG: <a href="{PNG_NAMES[key]}">{PNG_NAMES[key]}</a></p>'
+
+    import plotly.graph_objects as go
+
+    # distribution
+    pngs["distribution"] = _png_histogram(os.path.join(out_dir, PNG_NAMES["distribution"]), s, vog_field)
+    desc = {"n": int(s.size), "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
+            "median": float(np.median(s)), "max": float(s.max())}
+    results["distribution"] = desc
+    fig = go.Figure(go.Histogram(x=s, nbinsx=50))
+    fig.update_layout(title=f"Distribution of {vog_field}", xaxis_title=vog_field, yaxis_title="samples")
+    section("distribution", "Score distribution", body=plot(fig) + _table(desc) + png_link("distribution"))
+
+    # error by decile
+    both = None
+    if labels is None or preds is None:
+        why = f"label field {label_field!r} not found" if labels is None else "no predictions: pass pred_field (CLI: --pred-field)"
+        section("error", "Error rate by VoG decile (Fig. 4)", "skipped", why)
+    else:
+        both = np.array([l is not None and p is not None for l, p in zip(labels, preds)], dtype=bool)
+        if not both.any():
+            section("error", "Error rate by VoG decile (Fig. 4)", "skipped", "no scored sample has both a label and a prediction")
+            both = None
+        else:
+            correct = labels[both] == preds[both]
+            eb = A.error_by_bin(s[both], correct.astype(bool), bins)
+            det = A.detection_metrics(s[both], ~correct.astype(bool))
+            results["error"] = {"by_bin": eb.to_dict(), "misclassified_detection": det.to_dict()}
+            pngs["error"] = _png_bins(os.path.join(out_dir, PNG_NAMES["error"]), eb.labels, {"error rate": eb.error_rate},
+                                      "error rate", "Error rate by VoG decile", eb.overall_error, "overall error")
+            fig = _bar_fig(eb.labels, {"error rate": eb.error_rate}, "error rate", "Error rate by VoG decile",
+                           eb.overall_error, f"overall {eb.overall_error:.3f}")
+            rows = {"overall error": eb.overall_error, "bottom bin error": eb.error_rate[0], "top bin error": eb.error_rate[-1],
+                    "AUROC (misclassified)": det.auroc, "AUPRC (misclassified)": det.auprc, "samples": eb.n}
+            section("error", "Error rate by VoG decile (Fig. 4)", note=eb.note, body=plot(fig) + _table(rows) + png_link("error"))
+
+    # windows
+    title = "Early vs late checkpoint window (Fig. 7)"
+    if not (early_field and late_field):
+        section("windows", title, "skipped", f"no window fields: compute_vog(..., windows='thirds') writes {vog_field}_early/_late")
+    elif both is None:
+        section("windows", title, "skipped", "needs labels and predictions (pred_field)")
+    else:
+        try:
+            wc = A.window_comparison_from_view(samples, early_field, late_field, label_field, pred_field, bins)
+        except VoGError as e:
+            section("windows", title, "skipped", str(e))
+        else:
+            results["windows"] = wc.to_dict()
+            series = {f"early ({early_field})": wc.early.error_rate, f"late ({late_field})": wc.late.error_rate}
+            pngs["windows"] = _png_bins(os.path.join(out_dir, PNG_NAMES["windows"]), wc.early.labels, series,
+                                        "error rate", "Error by VoG decile: early vs late window", wc.late.overall_error, "overall error")
+            rows = {"early": wc.early_trend["direction"], "early slope / bin": wc.early_trend["slope"],
+                    "late": wc.late_trend["direction"], "late slope / bin": wc.late_trend["slope"],
+                    "rankings reversed": wc.reversed}
+            section("windows", title, body=plot(_bar_fig(wc.early.labels, series, "error rate", "Early vs late window"))
+                    + _table(rows) + png_link("windows"))
+
+    # memorization
+    title = "Shuffled labels: memorization (Fig. 8)"
+    flag = None
+    if _exists(schema, shuffled_field):
+        flag, known = A.read_flag(samples, field=shuffled_field)
+        flag, known = flag[has], known[has]
+    if flag is None or not (flag & known).any() or not (~flag & known).any():
+        why = (f"no field {shuffled_field!r}: fov.shuffle_labels(...) marks shuffled samples" if flag is None
+               else f"{shuffled_field!r} needs both True and False values among the scored samples")
+        section("memorization", title, "skipped", why)
+    else:
+        tt = A.welch_ttest(s[known], flag[known])
+        det = A.detection_metrics(s[known], flag[known])
+        results["memorization"] = {"ttest": tt.to_dict(), "detection": det.to_dict()}
+        groups = {f"clean (n={tt.n_other})": s[known & ~flag], f"shuffled (n={tt.n_flagged})": s[known & flag]}
+        pngs["memorization"] = _png_boxes(os.path.join(out_dir, PNG_NAMES["memorization"]), groups,
+                                          f"Welch t = {tt.t:.2f}, p = {tt.p_value:.2g}")
+        fig = go.Figure([go.Box(y=v, name=k, boxmean="sd") for k, v in groups.items()])
+        fig.update_layout(title="VoG of shuffled vs clean samples", yaxis_title=vog_field)
+        rows = {"clean mean ± std": f"{tt.mean_other:.4g} ± {tt.std_other:.4g} (n={tt.n_other})",
+                "shuffled mean ± std": f"{tt.mean_flagged:.4g} ± {tt.std_flagged:.4g} (n={tt.n_flagged})",
+                "Welch t": tt.t, "dof": tt.dof, "p-value": tt.p_value, "AUROC": det.auroc, "AUPRC": det.auprc,
+                "precision@k=#shuffled": det.r_precision}
+        section("memorization", title, note=tt.note, body=plot(fig) + _table(rows) + png_link("memorization"))
+
+    # OOD
+    title = "Out-of-distribution samples by VoG percentile (Fig. 6 right)"
+    if ood_field:
+        oflag, oknown = (a[has] for a in A.read_flag(samples, field=ood_field))
+        source = f"field {ood_field!r}"
+    elif ood_tag:
+        oflag, oknown = (a[has] for a in A.read_flag(samples, tag=ood_tag))
+        source = f"tag {ood_tag!r}"
+    else:
+        oflag = None
+    if oflag is None or not (oflag & oknown).any():
+        section("ood", title, "skipped", "no OOD marking given" if oflag is None else f"no scored sample is flagged by {source}")
+    else:
+        sh = A.share_by_percentile(s[oknown], oflag[oknown], bins)
+        det = A.detection_metrics(s[oknown], oflag[oknown])
+        results["ood"] = {"share": sh.to_dict(), "detection": det.to_dict(), "source": source}
+        pngs["ood"] = _png_bins(os.path.join(out_dir, PNG_NAMES["ood"]), sh.labels, {"OOD share": sh.share},
+                                "share of OOD samples", f"OOD share by VoG percentile ({source})", sh.overall_share, "overall share")
+        fig = _bar_fig(sh.labels, {"OOD share": sh.share}, "share of OOD samples", "OOD share by VoG percentile",
+                       sh.overall_share, f"overall {sh.overall_share:.3f}")
+        rows = {"OOD samples": f"{sh.n_flagged} of {sh.n}", "top-bin over-index": sh.over_index[-1],
+                "bottom-bin over-index": sh.over_index[0], "AUROC": det.auroc, "AUPRC": det.auprc}
+        section("ood", title, note="; ".join(x for x in (sh.note, det.note) if x),
+                body=plot(fig) + _table(rows) + png_link("ood"))
+
+    # per class
+    title = "Per-class mean VoG vs false-negative rate (Fig. 10)"
+    if not per_class:
+        section("per_class", title, "skipped", "per_class=False")
+    elif both is None:
+        section("per_class", title, "skipped", "needs labels and predictions (pred_field)")
+    else:
+        pc = A.per_class_from_view(samples, vog_field, label_field, pred_field)
+        used = f"{vog_field}_raw" if _exists(schema, f"{vog_field}_raw") else vog_field
+        results["per_class"] = {**pc.to_dict(), "field": used}
+        pngs["per_class"] = _png_scatter(os.path.join(out_dir, PNG_NAMES["per_class"]), pc, used)
+        fig = go.Figure(go.Scatter(x=pc.mean_vog, y=pc.fnr, text=pc.classes, mode="markers+text", textposition="top center"))
+        fig.update_layout(title=f"Class mean {used} vs FNR", xaxis_title=f"class mean {used}", yaxis_title="false-negative rate")
+        rows = {"Pearson r": pc.pearson, "Pearson p": pc.pearson_p, "Spearman ρ": pc.spearman, "classes": pc.n_classes_used}
+        section("per_class", title, note=pc.note, body=plot(fig) + _table(rows) + png_link("per_class"))
+
+    # grids
+    grids = {"all": _grid_pair(fps, s, out_dir, "", "all classes", grid_size)}
+    note = ""
+    if per_class and labels is not None:
+        classes = [c for c in dict.fromkeys(sorted((l for l in labels if l is not None), key=str))]
+        if len(classes) > MAX_CLASS_GRIDS:
+            note = f"per-class grids for the first {MAX_CLASS_GRIDS} of {len(classes)} classes"
+            classes = classes[:MAX_CLASS_GRIDS]
+        for c in classes:
+            m = labels == c
+            grids[str(c)] = _grid_pair(fps[m], s[m], out_dir, f"_{_safe(c)}", f"class {c}", grid_size)
+    elif per_class:
+        note = f"label field {label_field!r} not found: overall grids only"
+    for name, pair in grids.items():
+        for kind, path in pair.items():
+            pngs[f"grid_{kind}" + ("" if name == "all" else f"_{name}")] = path
+    results["grids"] = {name: {k: os.path.basename(p) for k, p in pair.items()} for name, pair in grids.items()}
+    body = "".join(
+        f'<h3>{html.escape("All samples" if name == "all" else f"Class {name}")}</h3><div class="grids">'
+        + "".join(_img(p) for p in pair.values()) + "</div>" for name, pair in grids.items()
+    )
+    section("grids", "Lowest and highest VoG images (Figs. 2, 3, 5)", note=note, body=body)
+
+    summary = _summary(samples, vog_field, s, sections, results)
+    html_path = os.path.join(out_dir, "report.html")
+    _write_html(html_path, samples, vog_field, summary, blocks)
+    stored = _store(samples, vog_field, results, sections, html_path)
+    if print_summary:
+        print(summary)
+        print(f"report: {html_path}")
+    return {"html": html_path, "out_dir": out_dir, "pngs": pngs, "sections": sections,
+            "analysis": A.to_jsonable(results), "summary": summary, "stored_in_run": stored}
+
+
+def _fmt(v):
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (float, np.floating)):
+        return "n/a" if not np.isfinite(v) else f"{v:.4g}"
+    return str(v)
+
+
+def _table(rows: dict) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items())
+    return f'<table class="stats">{body}</table>'
+
+
+def _img(path) -> str:
+    with open(path, "rb") as f:
+        data = base64.b64encode(f.read()).decode()
+    name = html.escape(os.path.basename(path))
+    return f'<figure><img alt="{name}" src="data:image/png;base64,{data}"><figcaption>{name}</figcaption></figure>'
+
+
+def _summary(samples, vog_field, s, sections, results) -> str:
+    name = samples._dataset.name
+    lines = [f"VoG report for {name!r}: {s.size} samples scored in {vog_field!r} "
+             f"(mean {s.mean():.4g}, median {np.median(s):.4g}, max {s.max():.4g})"]
+    if "error" in results:
+        eb = results["error"]["by_bin"]
+        lines.append(f"  error: overall {_fmt(eb['overall_error'])}, lowest decile {_fmt(eb['error_rate'][0])}, "
+                     f"highest decile {_fmt(eb['error_rate'][-1])}")
+    if "windows" in results:
+        w = results["windows"]
+        lines.append(f"  windows: early — {w['early_trend']['direction']}; late — {w['late_trend']['direction']}")
+    if "memorization" in results:
+        t = results["memorization"]["ttest"]
+        lines.append(f"  shuffled vs clean: mean {_fmt(t['mean_flagged'])} vs {_fmt(t['mean_other'])}, "
+                     f"Welch p = {_fmt(t['p_value'])}, AUROC {_fmt(results['memorization']['detection']['auroc'])}")
+    if "ood" in results:
+        o = results["ood"]["share"]
+        lines.append(f"  OOD: {o['n_flagged']} samples, top-bin over-index {_fmt(o['over_index'][-1])}, "
+                     f"AUROC {_fmt(results['ood']['detection']['auroc'])}")
+    if "per_class" in results:
+        lines.append(f"  per class: Pearson(mean VoG, FNR) = {_fmt(results['per_class']['pearson'])}")
+    skipped = [k for k, v in sections.items() if v["status"] == "skipped"]
+    if skipped:
+        notes = [f"{k} ({sections[k]['note']})" for k in skipped]
+        lines.append("  skipped: " + "; ".join(notes))
+    return "\n".join(lines)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+.note{background:#fff6dd;border-left:4px solid #e0b000;padding:.4em .8em}
+table.stats{border-collapse:collapse;margin:.5em 0}table.stats th,table.stats td{border:1px solid #ddd;padding:.2em .6em;text-align:left}
+.grids{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap}"""
+
+
+def _write_html(path, samples, vog_field, summary, blocks):
+    name = html.escape(samples._dataset.name)
+    when = datetime.datetime.now().isoformat(timespec="seconds")
+    doc = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>VoG report: {name}</title><style>{CSS}</style></head>'
+           f"<body><h1>VoG report: {name}</h1><p>Score field <code>{html.escape(vog_field)}</code>; "
+           f"{len(samples)} samples in the analysed collection; generated {when} by fiftyone-vog.</p>"
+           f"<pre>{html.escape(summary)}</pre>{''.join(blocks)}</body></html>")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(doc)
+    os.replace(tmp, path)  # never a half-written report
+
+
+def _store(samples, vog_field, results, sections, html_path) -> bool:
+    """Save the analysis on the run ``vog_field`` (``load_run_results(vog_field).analysis``)."""
+    ds = samples._dataset
+    if not ds.has_run(vog_field):
+        return False
+    res = ds.load_run_results(vog_field)
+    if res is None:
+        res = ds.init_run_results(vog_field)
+    res.analysis = A.to_jsonable(results)
+    res.report = {"html": os.path.abspath(html_path), "sections": sections, "num_samples": len(samples),
+                  "view": [repr(stage) for stage in getattr(samples, "_stages", [])],
+                  "created": datetime.datetime.now().isoformat(timespec="seconds")}
+    ds.save_run_results(vog_field, res)
+    return True
