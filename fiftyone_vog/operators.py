@@ -62,11 +62,13 @@ def _invalid(prop, message: str):
     return None
 
 
+# Only inputs without a sensible default are ``required``: the App fills in defaults,
+# Python callers (``foo.execute_operator``) may leave them out.
 def _choice(inputs, name, values, default, label, description, ctx):
     radio = types.RadioGroup(orientation="horizontal")
     for v in values:
         radio.add_choice(v, label=v)
-    inputs.enum(name, radio.values(), default=default, required=True, label=label,
+    inputs.enum(name, radio.values(), default=default, label=label,
                 description=description, view=radio)
     return ctx.params.get(name, default)
 
@@ -76,18 +78,18 @@ def _fields_of(samples, embedded_doc_type=None, ftype=None) -> list[str]:
     return sorted(k for k in schema if not k.startswith("_"))
 
 
-def _dropdown(inputs, name, values, default, label, description, required=False):
+def _dropdown(inputs, name, values, default, label, description):
     dd = types.DropdownView()
     for v in values:
         dd.add_choice(v, label=v)
-    return inputs.str(name, default=default, required=required, label=label, description=description, view=dd)
+    return inputs.str(name, default=default, label=label, description=description, view=dd)
 
 
 def _new_field(ctx, inputs, name, default, label, description, existing, overwrite):
     """A text input for an output field name; inline error if invalid or taken without overwrite."""
     from .api import _check_field_name
 
-    prop = inputs.str(name, default=default, required=True, label=label, description=description)
+    prop = inputs.str(name, default=default, label=label, description=description)
     value = ctx.params.get(name, default)
     if not value:
         return None
@@ -281,7 +283,7 @@ def compute_vog_form(ctx, inputs):
     label_fields = _fields_of(ctx.dataset, embedded_doc_type=fo.Classification)
     default_label = "ground_truth" if "ground_truth" in label_fields else (label_fields[0] if label_fields else None)
     _dropdown(inputs, "label_field", label_fields, default_label, "Label field",
-              "fo.Classification field with the labels the model was trained on", required=bool(label_fields))
+              "fo.Classification field with the labels the model was trained on")
     inputs.str("classes", label="Classes",
                description="Comma-separated class names in the model's output order (default: the dataset's classes)")
 
@@ -372,7 +374,7 @@ def _vog_runs(ctx, inputs):
         prop.invalid = True
         return None
     _dropdown(inputs, "vog_field", runs, "vog" if "vog" in runs else runs[0], "VoG field",
-              "The VoG run (field) to use", required=True)
+              "The VoG run (field) to use")
     return ctx.params.get("vog_field", runs[0])
 
 
@@ -393,7 +395,7 @@ class SaveVoGViews(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         if _vog_runs(ctx, inputs) is not None:
-            inputs.float("percentile", default=10, min=0.01, max=50, required=True, label="Percentile",
+            inputs.float("percentile", default=10, min=0.01, max=50, label="Percentile",
                          description="vog-high / vog-low hold the top / bottom percentile of scores")
             bools = _fields_of(ctx.dataset, ftype=fo.BooleanField)
             _dropdown(inputs, "shuffled_field", bools, "label_shuffled" if "label_shuffled" in bools else None,
@@ -456,13 +458,13 @@ class ShuffleLabels(foo.Operator):
             prop.invalid = True
             return types.Property(inputs)
         _dropdown(inputs, "label_field", label_fields, "ground_truth" if "ground_truth" in label_fields else label_fields[0],
-                  "Label field", "fo.Classification field to shuffle", required=True)
-        inputs.str("flag_field", default="label_shuffled", required=True, label="Flag field",
+                  "Label field", "fo.Classification field to shuffle")
+        inputs.str("flag_field", default="label_shuffled", label="Flag field",
                    description="Boolean field marking the samples whose label changed")
         inputs.str("original_field", label="Original-label field",
                    description="Where the original labels are kept (default: <label_field>_original)")
         if action == "shuffle":
-            inputs.float("fraction", default=0.2, min=0.0, max=1.0, required=True, label="Fraction",
+            inputs.float("fraction", default=0.2, min=0.0, max=1.0, label="Fraction",
                          description="Share of samples whose labels are shuffled (paper: 20%)")
             inputs.int("seed", default=51, label="Seed")
             _choice(inputs, "mode", ("random-class", "permute"), "random-class", "Mode",
