@@ -1,0 +1,181 @@
+"""save_vog_views on real datasets: contents, order, thresholds, ties, markers, expressions."""
+
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import pytest
+
+import fiftyone as fo
+import fiftyone_vog as fov
+from fiftyone import ViewField as F
+from fiftyone_vog.views import percentile_thresholds
+
+from conftest import small_model
+
+# 40 distinct scores in a scrambled order (7 is coprime with 40)
+SCORES = [float((7 * i) % 40) - 3.5 for i in range(40)]
+
+
+def _by_score(ds, field="vog"):
+    ids, v = ds.values(["id", field])
+    return ids, v
+
+
+def _naive(ids, values, k, high):
+    """The k highest (descending) or lowest (ascending) ids; values distinct."""
+    pairs = [(v, i) for i, v in zip(ids, values) if v is not None]
+    pairs.sort(reverse=high)
+    return [i for _, i in pairs[:k]]
+
+
+def test_names():
+    assert fov.vog_view_names() == ["vog-high", "vog-low", "vog-shuffled-labels", "vog-ood"]
+    assert list(fov.VOG_VIEW_NAMES) == fov.vog_view_names()
+
+
+@pytest.mark.parametrize("percentile,k", [(10, 4), (25, 10), (2.5, 1), (1, 1), (12.5, 5), (100, 40)])
+def test_high_low_contents_and_order(dataset, percentile, k):
+    dataset.set_values("vog", SCORES)
+    views = fov.save_vog_views(dataset, percentile=percentile)
+    ids, values = _by_score(dataset)
+    assert views.k == k and views.scored == 40
+    high = dataset.load_saved_view("vog-high")
+    low = dataset.load_saved_view("vog-low")
+    assert high.values("id") == _naive(ids, values, k, high=True)
+    assert low.values("id") == _naive(ids, values, k, high=False)
+    # hardest first in vog-high; lowest first in vog-low
+    assert high.values("vog") == sorted(high.values("vog"), reverse=True)
+    assert low.values("vog") == sorted(low.values("vog"))
+    assert views.thresholds == {"high": sorted(SCORES)[40 - k], "low": sorted(SCORES)[k - 1]}
+    assert views["vog-high"].values("id") == high.values("id")
+
+
+def test_ties_at_threshold_are_all_included(dataset):
+    # scores 0..39 but the 4th, 5th and 6th largest share one value
+    values = [float(i) for i in range(40)]
+    values[34] = values[35] = values[36] = 36.0
+    values[3] = values[4] = 3.0  # the 4th smallest ties with the 5th
+    dataset.set_values("vog", values)
+    fov.save_vog_views(dataset, percentile=10)
+    assert dataset.load_saved_view("vog-high").values("vog") == [39.0, 38.0, 37.0, 36.0, 36.0, 36.0]
+    assert dataset.load_saved_view("vog-low").values("vog") == [0.0, 1.0, 2.0, 3.0, 3.0]
+
+
+def test_missing_scores_are_in_no_view_and_not_counted(dataset):
+    values = [None if i % 4 == 0 else float(i) for i in range(40)]  # 30 scored
+    values[1] = float("nan")  # 29 scored
+    dataset.set_values("vog", values)
+    views = fov.save_vog_views(dataset, percentile=10)
+    assert views.scored == 29 and views.k == 3
+    assert dataset.load_saved_view("vog-high").values("vog") == [39.0, 38.0, 37.0]
+    low = dataset.load_saved_view("vog-low").values("vog")
+    assert low == [2.0, 3.0, 5.0]  # None (MongoDB orders it lowest) and NaN are left out
+
+
+def test_views_are_expressions_not_id_lists(dataset):
+    dataset.set_values("vog", SCORES)
+    fov.save_vog_views(dataset, percentile=10)
+    stages = dataset._doc.saved_views
+    for doc in stages:
+        kinds = [json.loads(s)["_cls"].rsplit(".", 1)[-1] for s in doc.view_stages]
+        assert kinds[-1] == "SortBy" and "Match" in kinds, (doc.name, kinds)
+        assert not any(k in ("Select", "Exclude") for k in kinds)
+    # moving a score across the threshold changes membership of the stored view
+    ids, values = _by_score(dataset)
+    lowest = ids[int(np.argmin(values))]
+    dataset[lowest].vog  # exists
+    dataset.set_values("vog", {lowest: 1000.0}, key_field="id")
+    high = dataset.load_saved_view("vog-high")
+    assert high.first().id == lowest and len(high) == 5
+    assert lowest not in dataset.load_saved_view("vog-low").values("id")
+
+
+def test_marker_views(dataset):
+    dataset.set_values("vog", SCORES)
+    ids = dataset.values("id")
+    shuffled = set(ids[::5])  # 8 samples
+    dataset.set_values("label_shuffled", [i in shuffled for i in ids])
+    ood = ids[1:7]
+    dataset.select(ood).tag_samples("ood")
+    views = fov.save_vog_views(dataset)
+    assert views.skipped == {}
+    sh = dataset.load_saved_view("vog-shuffled-labels")
+    assert set(sh.values("id")) == shuffled
+    assert sh.values("vog") == sorted((v for i, v in zip(ids, SCORES) if i in shuffled), reverse=True)
+    od = dataset.load_saved_view("vog-ood")
+    assert od.values("vog") == sorted(SCORES[1:7], reverse=True)
+    # a flag flipped later shows in the stored view
+    dataset.set_values("label_shuffled", {ids[1]: True}, key_field="id")
+    assert ids[1] in dataset.load_saved_view("vog-shuffled-labels").values("id")
+    # an OOD boolean field instead of the tag
+    dataset.set_values("is_ood", [i in (ids[0], ids[39]) for i in ids])
+    fov.save_vog_views(dataset, ood_field="is_ood")
+    assert dataset.load_saved_view("vog-ood").values("vog") == sorted([SCORES[0], SCORES[39]], reverse=True)
+
+
+def test_missing_markers_are_skipped_with_a_note(dataset, caplog):
+    dataset.set_values("vog", SCORES)
+    with caplog.at_level(logging.WARNING, logger="fiftyone_vog.views"):
+        views = fov.save_vog_views(dataset, shuffled_field="flipped", ood_field="novel")
+    assert set(views) == {"vog-high", "vog-low"}
+    assert "field 'flipped' does not exist" in views.skipped["vog-shuffled-labels"]
+    assert "field 'novel' does not exist" in views.skipped["vog-ood"]
+    assert "vog-shuffled-labels" in caplog.text and "vog-ood" in caplog.text
+    assert sorted(dataset.list_saved_views()) == ["vog-high", "vog-low"]
+    # tag missing: skipped; a stale saved view of that name is removed
+    dataset.select(dataset.values("id")[:2]).tag_samples("ood")
+    fov.save_vog_views(dataset)
+    assert dataset.has_saved_view("vog-ood")
+    dataset.untag_samples("ood")
+    views = fov.save_vog_views(dataset)
+    assert "no sample is tagged 'ood'" in views.skipped["vog-ood"] and "deleted" in views.skipped["vog-ood"]
+    assert not dataset.has_saved_view("vog-ood")
+    # a non-boolean marker is skipped too
+    dataset.set_values("label_shuffled", ["yes"] * 40)
+    views = fov.save_vog_views(dataset)
+    assert "not a BooleanField" in views.skipped["vog-shuffled-labels"]
+
+
+def test_errors(dataset):
+    with pytest.raises(fov.VoGError, match=r"no field 'vog'.*fov\.compute_vog"):
+        fov.save_vog_views(dataset)
+    dataset.add_sample_field("vog", fo.FloatField)
+    with pytest.raises(fov.VoGError, match="no sample has a VoG score"):
+        fov.save_vog_views(dataset)
+    dataset.set_values("vog", SCORES)
+    for bad in (0, -5, 101, "ten"):
+        with pytest.raises(fov.VoGError, match="percentile"):
+            fov.save_vog_views(dataset, percentile=bad)
+    assert dataset.list_saved_views() == []
+    fov.save_vog_views(dataset)
+    with pytest.raises(fov.VoGError, match="already exists.*overwrite=True"):
+        fov.save_vog_views(dataset, overwrite=False)
+
+
+def test_view_input_slices_within_the_view(dataset):
+    dataset.set_values("vog", SCORES)
+    circles = dataset.match(F("ground_truth.label") == "circle")  # 10 samples
+    views = fov.save_vog_views(circles, percentile=20)
+    assert views.k == 2
+    assert dataset.load_saved_view("vog-high").values("vog") == sorted(circles.values("vog"), reverse=True)[:2]
+    assert set(dataset.load_saved_view("vog-high").values("ground_truth.label")) == {"circle"}
+
+
+def test_percentile_thresholds_reference():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=37).tolist()
+    for p in (1, 5, 10, 33.3, 50, 99, 100):
+        hi, lo, k, n = percentile_thresholds(v + [None], p)
+        assert n == 37 and k == max(1, math.ceil(p * 37 / 100))
+        assert sum(x >= hi for x in v) == k and sum(x <= lo for x in v) == k
+
+
+def test_views_after_compute_vog(dataset, checkpoint_dir):
+    fov.compute_vog(dataset, os.path.join(checkpoint_dir, "epoch_*.pt"), model=small_model)
+    views = fov.save_vog_views(dataset, percentile=10)
+    ids, vog = dataset.values(["id", "vog"])
+    assert views["vog-high"].values("id") == _naive(ids, vog, 4, high=True)
+    assert views["vog-low"].values("id") == _naive(ids, vog, 4, high=False)
