@@ -149,15 +149,20 @@ def run_views(args):
     import fiftyone_vog as fov
 
     ds = _load_dataset(args.dataset)
-    logging.getLogger("fiftyone_vog.views").setLevel(logging.ERROR)  # skipped views are printed below
-    views = fov.save_vog_views(
-        ds,
-        vog_field=args.vog_field,
-        percentile=args.percentile,
-        shuffled_field=args.shuffled_field,
-        ood_field=args.ood_field,
-        ood_tag=args.ood_tag,
-    )
+    logger = logging.getLogger("fiftyone_vog.views")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # skipped views are printed below, not warned twice
+    try:
+        views = fov.save_vog_views(
+            ds,
+            vog_field=args.vog_field,
+            percentile=args.percentile,
+            shuffled_field=args.shuffled_field,
+            ood_field=args.ood_field,
+            ood_tag=args.ood_tag,
+        )
+    finally:
+        logger.setLevel(level)
     for name, count in views.counts().items():
         print(f"{name}\t{count} samples")
     for name, reason in views.skipped.items():
