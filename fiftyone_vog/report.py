@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import io
 import os
 import re
 
@@ -361,12 +360,17 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
 
     # per class
     title = "Per-class mean VoG vs false-negative rate (Fig. 10)"
+    pc = None
     if not per_class:
         section("per_class", title, "skipped", "per_class=False")
     elif both is None:
         section("per_class", title, "skipped", "needs labels and predictions (pred_field)")
     else:
-        pc = A.per_class_from_view(samples, vog_field, label_field, pred_field)
+        try:
+            pc = A.per_class_from_view(samples, vog_field, label_field, pred_field)
+        except VoGError as e:
+            section("per_class", title, "skipped", str(e))
+    if pc is not None:
         used = f"{vog_field}_raw" if _exists(schema, f"{vog_field}_raw") else vog_field
         results["per_class"] = {**pc.to_dict(), "field": used}
         pngs["per_class"] = _png_scatter(os.path.join(out_dir, PNG_NAMES["per_class"]), pc, used)
