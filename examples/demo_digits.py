@@ -1,0 +1,292 @@
+"""The fiftyone-vog demo (``make demo``): a VoG audit of scikit-learn's digits, end to end, offline.
+
+What it does, in order (each step prints what it did):
+
+ 1. writes the 1,797 digit images (8×8, upscaled to 32×32) as PNG files under ``OUT/images/``;
+ 2. builds the persistent FiftyOne dataset ``vog-digits`` (replacing an earlier one): digits 0–7
+    split 75/25 into samples tagged ``train`` and ``test`` with a ``ground_truth`` label; digits
+    8 and 9 are held out as out-of-distribution samples tagged ``ood``, with no label (their true
+    digit is kept in the ``digit`` field);
+ 3. shuffles 20% of the training labels with ``fov.shuffle_labels`` (flag ``label_shuffled``,
+    original in ``ground_truth_original``) — the paper's memorization audit;
+ 4. trains ``fiftyone_vog.models.SmallCNN`` on the (partly wrong) training labels, saving a
+    checkpoint each epoch with ``CheckpointSaver`` into ``OUT/checkpoints/``;
+ 5. computes VoG: ``vog`` on the training split with its (shuffled) labels, ``vog_test`` on test +
+    OOD with ``label_mode="auto"`` (true label where there is one, else the model's prediction),
+    both with early / middle / late windows; stores the last checkpoint's predictions in
+    ``predictions``;
+ 6. saves the views ``vog-high``, ``vog-low``, ``vog-shuffled-labels`` (training split, ``vog``)
+    and ``vog-ood``, ``vog-test-high`` (test + OOD, ``vog_test``);
+ 7. writes the reports ``OUT/report/train/report.html`` and ``OUT/report/test/report.html``;
+ 8. exports the ``vog-high`` subset as a class-folder tree to ``OUT/export/vog-high/``;
+ 9. prints what to look at and how to open the App.
+
+    python examples/demo_digits.py                 # the full demo, a few minutes on 2 CPU cores
+    python examples/demo_digits.py --size small    # a reduced run (tests): 320 images, 16×16, 6 epochs
+
+Everything the demo writes lives under ``--out`` (default ``out/``); the dataset's media are the
+PNGs there, so ``make clean`` (which deletes ``out/``) leaves the dataset without images until the
+demo is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+
+import _common as C  # noqa: E402
+
+IN_CLASSES = [str(d) for d in range(8)]  # digits 8 and 9 are the out-of-distribution samples
+OOD_DIGITS = (8, 9)
+MODEL = "fiftyone_vog.models:SmallCNN"  # importable by name, so the App / CLI can recompute with it
+SIZES = {
+    # images, image side, epochs, learning rate
+    "full": dict(per_class=None, side=32, epochs=30),
+    "small": dict(per_class=32, side=16, epochs=6),
+}
+SUBDIRS = ("images", "checkpoints", "report", "export")
+
+
+def step(n: int, text: str) -> None:
+    print(f"\n[{n}/9] {text}", flush=True)
+
+
+def write_images(out: str, per_class: int | None, side: int, seed: int = 0) -> list[dict]:
+    """Write the digits as PNGs; return one record per image (path, digit, split)."""
+    from PIL import Image
+
+    images, digits = C.digits_images(side)
+    rng = np.random.default_rng(seed)
+    keep = np.arange(len(digits))
+    if per_class is not None:  # a class-balanced subsample for the small size
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(digits == d))[:per_class] for d in range(10)]))
+    in_dist = keep[~np.isin(digits[keep], OOD_DIGITS)]
+    train_idx, test_idx = C.split_indices(digits[in_dist], 0.25, seed)
+    split = {int(i): "ood" for i in keep if digits[i] in OOD_DIGITS}
+    split.update({int(in_dist[i]): "train" for i in train_idx})
+    split.update({int(in_dist[i]): "test" for i in test_idx})
+    records = []
+    for i in keep:
+        folder = os.path.join(out, "images", split[int(i)])
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"digit{digits[i]}_{i:04d}.png")
+        Image.fromarray(images[i]).save(path)
+        records.append({"filepath": os.path.abspath(path), "digit": int(digits[i]), "split": split[int(i)]})
+    return records
+
+
+def build_dataset(name: str, records: list[dict]):
+    import fiftyone as fo
+
+    if fo.dataset_exists(name):
+        fo.delete_dataset(name)
+    ds = fo.Dataset(name, persistent=True)
+    samples = []
+    for r in records:
+        label = None if r["split"] == "ood" else fo.Classification(label=str(r["digit"]))
+        samples.append(fo.Sample(filepath=r["filepath"], tags=[r["split"]], ground_truth=label, digit=r["digit"]))
+    ds.add_samples(samples, progress=True)
+    ds.classes["ground_truth"] = list(IN_CLASSES)
+    ds.classes["predictions"] = list(IN_CLASSES)
+    ds.info["description"] = (
+        "scikit-learn digits for the fiftyone-vog demo: digits 0-7 train/test, 8-9 held out as "
+        "out-of-distribution (tag 'ood'), 20% of training labels shuffled"
+    )
+    ds.save()
+    return ds
+
+
+def read_tensors(view, label_field="ground_truth"):
+    """Images of ``view`` as a float tensor (same decoding as compute_vog's default transform)."""
+    import torch
+
+    from fiftyone_vog.data import ImageDataset, read_view
+
+    data = read_view(view, label_field, IN_CLASSES, require_labels=False)
+    images = ImageDataset(data.ids, data.filepaths, data.labels)  # transform "rgb": [0, 1] RGB
+    x = torch.stack([images[i][0] for i in range(len(images))])
+    return data.ids, x, torch.from_numpy(data.labels)
+
+
+def train(ds, out: str, epochs: int, seed: int):
+    import torch
+
+    from fiftyone_vog.checkpoints import import_callable
+    from fiftyone_vog.training import CheckpointSaver, train_classifier
+
+    train_view = ds.match_tags("train")
+    ids, x, y = read_tensors(train_view)
+    shuffled = np.array(train_view.values("label_shuffled"), dtype=bool)
+    ckpt_dir = os.path.join(out, "checkpoints")
+    saver = CheckpointSaver(ckpt_dir, every=1)
+    torch.manual_seed(seed)
+    model = import_callable(MODEL)(num_classes=len(IN_CLASSES))
+    t0 = time.perf_counter()
+
+    def log(epoch, loss, acc):
+        print(f"  epoch {epoch:3d}/{epochs}  loss {loss:.3f}  train accuracy {acc:.3f}  "
+              f"({time.perf_counter() - t0:.0f}s)", flush=True)
+
+    train_classifier(model, x, y, epochs=epochs, saver=saver, lr=0.05, batch_size=32, seed=seed, log=log)
+    with torch.no_grad():
+        fit = (model(x).argmax(1) == y).numpy()
+    print(f"  the trained model fits {fit[~shuffled].mean():.1%} of the clean and {fit[shuffled].mean():.1%} "
+          f"of the shuffled training labels")
+    return model, saver.paths
+
+
+def store_predictions(ds, model) -> None:
+    """The trained model's prediction for every sample, as a ``predictions`` Classification."""
+    import fiftyone as fo
+    import torch
+
+    ids, x, _ = read_tensors(ds)
+    with torch.no_grad():
+        probs = torch.softmax(model.eval()(x), 1)
+    conf, pred = probs.max(1)
+    labels = [fo.Classification(label=IN_CLASSES[p], confidence=float(c)) for p, c in zip(pred.tolist(), conf.tolist())]
+    ds.set_values("predictions", dict(zip(ids, labels)), key_field="id")
+
+
+def save_test_views(ds, percentile: float = 10) -> dict:
+    """``vog-ood`` and ``vog-test-high`` over the test + OOD scores in ``vog_test``.
+
+    ``fov.save_vog_views`` saves the four standard views for one score field; the demo scores the
+    test split in a second field, so its two views are saved here with the same threshold rule.
+    """
+    from fiftyone import ViewField as F
+
+    from fiftyone_vog.views import percentile_thresholds
+
+    scored = ds.match_tags(["test", "ood"])
+    t_high, _, _, _ = percentile_thresholds(scored.values("vog_test"), percentile)
+    views = {
+        "vog-ood": (ds.match_tags("ood").sort_by("vog_test", reverse=True),
+                    "out-of-distribution digits 8 and 9 (tag 'ood'), by vog_test, hardest first"),
+        "vog-test-high": (scored.match(F("vog_test") >= t_high).sort_by("vog_test", reverse=True),
+                          f"top {percentile:g}% of test + OOD by vog_test (>= {t_high:.6g}), hardest first"),
+    }
+    for name, (view, description) in views.items():
+        ds.save_view(name, view, description=description, overwrite=True)
+    return {name: len(view) for name, (view, _) in views.items()}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description="fiftyone-vog demo: a VoG audit of scikit-learn's digits",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
+    ap.add_argument("--size", choices=sorted(SIZES), default="full", help="full (default) or small (for tests)")
+    ap.add_argument("--out", default="out", help="folder for images, checkpoints, report and export (default: out)")
+    ap.add_argument("--dataset-name", default="vog-digits", help="FiftyOne dataset to (re)create (default: vog-digits)")
+    ap.add_argument("--epochs", type=int, help="training epochs, one checkpoint each (default: 30; small: 6)")
+    ap.add_argument("--seed", type=int, default=0, help="split, shuffle and training seed (default: 0)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: these small models gain nothing from more, and lose a lot "
+                         "when the cores are busy)")
+    args = ap.parse_args(argv)
+    cfg = dict(SIZES[args.size])
+    epochs = args.epochs or cfg["epochs"]
+    if epochs < 2:
+        ap.error("--epochs must be at least 2 (VoG needs two checkpoints)")
+    out = os.path.abspath(args.out)
+    t_start = time.perf_counter()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import fiftyone as fo
+
+    import fiftyone_vog as fov
+
+    step(1, f"writing the digit images under {out}/images")
+    os.makedirs(out, exist_ok=True)
+    for sub in SUBDIRS:  # only the demo's own folders: --out may hold other things
+        shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
+    records = write_images(out, cfg["per_class"], cfg["side"], seed=args.seed)
+    counts = {s: sum(r["split"] == s for r in records) for s in ("train", "test", "ood")}
+    print(f"  {len(records)} images ({cfg['side']}×{cfg['side']} PNG): {counts['train']} train, {counts['test']} test, "
+          f"{counts['ood']} out-of-distribution (digits 8, 9)")
+
+    step(2, f"building the FiftyOne dataset {args.dataset_name!r}")
+    ds = build_dataset(args.dataset_name, records)
+    print(f"  {len(ds)} samples, tags {ds.count_sample_tags()}")
+
+    step(3, "shuffling 20% of the training labels (fov.shuffle_labels)")
+    info = fov.shuffle_labels(ds.match_tags("train"), fraction=0.2, seed=51 + args.seed)
+    print(f"  {info['shuffled']} of {info['labeled']} training labels replaced by a wrong class; flag "
+          f"'{info['flag_field']}', originals in '{info['original_field']}'")
+
+    step(4, f"training SmallCNN for {epochs} epochs, one checkpoint per epoch (CheckpointSaver)")
+    model, checkpoints = train(ds, out, epochs, args.seed)
+    print(f"  checkpoints: {out}/checkpoints/epoch_1.pt … epoch_{epochs}.pt")
+
+    step(5, "computing VoG over the checkpoints (fov.compute_vog)")
+    windows = "thirds" if epochs >= 6 else None
+    common = dict(checkpoints=checkpoints, model=MODEL, windows=windows, progress=True, overwrite=True)
+    print("  training split, true (partly shuffled) labels → field 'vog'")
+    res_train = fov.compute_vog(ds.match_tags("train"), label_mode="true", vog_field="vog", **common)
+    print("  test + OOD, label_mode='auto' (OOD samples scored on the model's prediction) → field 'vog_test'")
+    res_test = fov.compute_vog(ds.match_tags(["test", "ood"]), label_mode="auto", vog_field="vog_test", **common)
+    store_predictions(ds, model)
+    test = ds.match_tags("test")
+    acc = np.mean([g == p for g, p in zip(*test.values(["ground_truth.label", "predictions.label"]))])
+    print(f"  {len(res_train.ids)} + {len(res_test.ids)} samples scored in "
+          f"{res_train.timings['total'] + res_test.timings['total']:.1f}s; test accuracy of the last checkpoint {acc:.3f}")
+
+    step(6, "saving the views (fov.save_vog_views)")
+    quiet = logging.getLogger("fiftyone_vog.views")
+    level, quiet.level = quiet.level, logging.ERROR  # the train split has no 'ood' tag: its vog-ood is saved below
+    try:
+        views = fov.save_vog_views(ds.match_tags("train"), vog_field="vog", percentile=10)
+    finally:
+        quiet.setLevel(level)
+    view_counts = {**views.counts(), **save_test_views(ds, percentile=10)}
+    for name, n in view_counts.items():
+        print(f"  {name:22s} {n:5d} samples — {ds.get_saved_view_info(name)['description']}")
+
+    step(7, f"writing the reports under {out}/report (fov.vog_report)")
+    rep_train = fov.vog_report(ds.match_tags("train"), os.path.join(out, "report", "train"), vog_field="vog",
+                               pred_field="predictions", per_class=args.size == "full")
+    rep_test = fov.vog_report(ds.match_tags(["test", "ood"]), os.path.join(out, "report", "test"),
+                              vog_field="vog_test", pred_field="predictions", per_class=args.size == "full")
+
+    step(8, "exporting the vog-high subset (fov.export_vog_subset)")
+    export_dir = fov.export_vog_subset("vog-high", os.path.join(out, "export", "vog-high"), dataset=ds, overwrite=True)
+    print(f"  {view_counts['vog-high']} images in class folders under {export_dir}")
+
+    step(9, "done")
+    seconds = time.perf_counter() - t_start
+    shuffled_in_high = len(ds.load_saved_view("vog-high").match(fo.ViewField("label_shuffled") == True))  # noqa: E712
+    ood_in_test_high = len(ds.load_saved_view("vog-test-high").match_tags("ood"))
+    print(f"""
+Finished in {seconds:.0f}s. What to look at:
+  * {shuffled_in_high} of the {view_counts['vog-high']} samples in 'vog-high' (top 10% VoG of the training split) have a
+    shuffled label, against 20% of the training split overall; open 'vog-shuffled-labels' to see them all.
+  * {ood_in_test_high} of the {view_counts['vog-test-high']} samples in 'vog-test-high' are held-out digits 8/9; 'vog-ood' lists them by VoG.
+  * 'vog-low' holds the most prototypical, easy training digits.
+  * Reports: {rep_train['html']}
+             {rep_test['html']}
+  * Export of vog-high: {export_dir}
+
+Open the App (the plugin adds the VoG panel and operators):
+  fiftyone-vog install-plugin        # once
+  fiftyone app launch {args.dataset_name}
+then pick a saved view (vog-high, vog-shuffled-labels, vog-ood, ...) in the view bar, or sort by 'vog'.""")
+    return {
+        "dataset": ds.name, "out": out, "checkpoints": [str(p) for p in checkpoints], "views": view_counts,
+        "reports": [rep_train["html"], rep_test["html"]], "export": export_dir, "seconds": seconds,
+        "shuffled": info["shuffled"], "test_accuracy": float(acc), "shuffled_in_high": shuffled_in_high,
+        "ood_in_test_high": ood_in_test_high,
+    }
+
+
+if __name__ == "__main__":
+    main()
