@@ -2,19 +2,22 @@
 
 What it does, in order (each step prints what it did):
 
- 1. writes the 1,797 digit images (8×8, upscaled to 32×32) as PNG files under ``OUT/images/``;
+ 1. writes the 1,797 digit images as 8×8 grayscale PNG files (their native resolution; the App
+    scales them up) under ``OUT/images/``;
  2. builds the persistent FiftyOne dataset ``vog-digits`` (replacing an earlier one): digits 0–7
     split 75/25 into samples tagged ``train`` and ``test`` with a ``ground_truth`` label; digits
     8 and 9 are held out as out-of-distribution samples tagged ``ood``, with no label (their true
     digit is kept in the ``digit`` field);
  3. shuffles 20% of the training labels with ``fov.shuffle_labels`` (flag ``label_shuffled``,
     original in ``ground_truth_original``) — the paper's memorization audit;
- 4. trains ``fiftyone_vog.models.SmallCNN`` on the (partly wrong) training labels, saving a
-    checkpoint each epoch with ``CheckpointSaver`` into ``OUT/checkpoints/``;
+ 4. trains ``fiftyone_vog.models.SmallCNN`` on the (partly wrong) training labels for 80 epochs —
+    long enough to memorize the wrong labels, as in the paper — saving a checkpoint each epoch
+    with ``CheckpointSaver`` into ``OUT/checkpoints/``;
  5. computes VoG: ``vog`` on the training split with its (shuffled) labels, ``vog_test`` on test +
     OOD with ``label_mode="auto"`` (true label where there is one, else the model's prediction),
-    both with early / middle / late windows; stores the last checkpoint's predictions in
-    ``predictions``;
+    both with early / middle / late windows and the softmax-probability target (``--target``; on
+    digits it separates memorized and OOD samples, the logit does not — see docs/results.md);
+    stores the last checkpoint's predictions in ``predictions``;
  6. saves the views ``vog-high``, ``vog-low``, ``vog-shuffled-labels`` (training split, ``vog``)
     and ``vog-ood``, ``vog-test-high`` (test + OOD, ``vog_test``);
  7. writes the reports ``OUT/report/train/report.html`` and ``OUT/report/test/report.html``;
@@ -22,7 +25,7 @@ What it does, in order (each step prints what it did):
  9. prints what to look at and how to open the App.
 
     python examples/demo_digits.py                 # the full demo, a few minutes on 2 CPU cores
-    python examples/demo_digits.py --size small    # a reduced run (tests): 320 images, 16×16, 6 epochs
+    python examples/demo_digits.py --size small    # a reduced run (tests): 320 images, 6 epochs
 
 Everything the demo writes lives under ``--out`` (default ``out/``); the dataset's media are the
 PNGs there, so ``make clean`` (which deletes ``out/``) leaves the dataset without images until the
@@ -49,9 +52,9 @@ IN_CLASSES = [str(d) for d in range(8)]  # digits 8 and 9 are the out-of-distrib
 OOD_DIGITS = (8, 9)
 MODEL = "fiftyone_vog.models:SmallCNN"  # importable by name, so the App / CLI can recompute with it
 SIZES = {
-    # images, image side, epochs, learning rate
-    "full": dict(per_class=None, side=32, epochs=30),
-    "small": dict(per_class=32, side=16, epochs=6),
+    # images per class (None: all), training epochs
+    "full": dict(per_class=None, epochs=80),
+    "small": dict(per_class=32, epochs=6),
 }
 SUBDIRS = ("images", "checkpoints", "report", "export")
 
@@ -60,7 +63,7 @@ def step(n: int, text: str) -> None:
     print(f"\n[{n}/9] {text}", flush=True)
 
 
-def write_images(out: str, per_class: int | None, side: int, seed: int = 0) -> list[dict]:
+def write_images(out: str, per_class: int | None, side: int = 8, seed: int = 0) -> list[dict]:
     """Write the digits as PNGs; return one record per image (path, digit, split)."""
     from PIL import Image
 
@@ -186,7 +189,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--size", choices=sorted(SIZES), default="full", help="full (default) or small (for tests)")
     ap.add_argument("--out", default="out", help="folder for images, checkpoints, report and export (default: out)")
     ap.add_argument("--dataset-name", default="vog-digits", help="FiftyOne dataset to (re)create (default: vog-digits)")
-    ap.add_argument("--epochs", type=int, help="training epochs, one checkpoint each (default: 30; small: 6)")
+    ap.add_argument("--epochs", type=int, help="training epochs, one checkpoint each (default: 80; small: 6)")
+    ap.add_argument("--image-size", type=int, default=8,
+                    help="side of the PNGs in pixels (default 8, the data's own; larger sizes are bilinear "
+                         "upscales and train more slowly)")
+    ap.add_argument("--target", choices=["probability", "logit"], default="probability",
+                    help="score whose input gradient VoG takes (default probability, see docs/results.md)")
     ap.add_argument("--seed", type=int, default=0, help="split, shuffle and training seed (default: 0)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: these small models gain nothing from more, and lose a lot "
@@ -210,9 +218,9 @@ def main(argv=None) -> dict:
     os.makedirs(out, exist_ok=True)
     for sub in SUBDIRS:  # only the demo's own folders: --out may hold other things
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
-    records = write_images(out, cfg["per_class"], cfg["side"], seed=args.seed)
+    records = write_images(out, cfg["per_class"], args.image_size, seed=args.seed)
     counts = {s: sum(r["split"] == s for r in records) for s in ("train", "test", "ood")}
-    print(f"  {len(records)} images ({cfg['side']}×{cfg['side']} PNG): {counts['train']} train, {counts['test']} test, "
+    print(f"  {len(records)} images ({args.image_size}×{args.image_size} PNG): {counts['train']} train, {counts['test']} test, "
           f"{counts['ood']} out-of-distribution (digits 8, 9)")
 
     step(2, f"building the FiftyOne dataset {args.dataset_name!r}")
@@ -228,9 +236,10 @@ def main(argv=None) -> dict:
     model, checkpoints = train(ds, out, epochs, args.seed)
     print(f"  checkpoints: {out}/checkpoints/epoch_1.pt … epoch_{epochs}.pt")
 
-    step(5, "computing VoG over the checkpoints (fov.compute_vog)")
+    step(5, f"computing VoG over the checkpoints (fov.compute_vog, target={args.target!r})")
     windows = "thirds" if epochs >= 6 else None
-    common = dict(checkpoints=checkpoints, model=MODEL, windows=windows, progress=True, overwrite=True)
+    common = dict(checkpoints=checkpoints, model=MODEL, windows=windows, target=args.target, progress=True,
+                  overwrite=True)
     print("  training split, true (partly shuffled) labels → field 'vog'")
     res_train = fov.compute_vog(ds.match_tags("train"), label_mode="true", vog_field="vog", **common)
     print("  test + OOD, label_mode='auto' (OOD samples scored on the model's prediction) → field 'vog_test'")
@@ -269,8 +278,9 @@ def main(argv=None) -> dict:
     print(f"""
 Finished in {seconds:.0f}s. What to look at:
   * {shuffled_in_high} of the {view_counts['vog-high']} samples in 'vog-high' (top 10% VoG of the training split) have a
-    shuffled label, against 20% of the training split overall; open 'vog-shuffled-labels' to see them all.
-  * {ood_in_test_high} of the {view_counts['vog-test-high']} samples in 'vog-test-high' are held-out digits 8/9; 'vog-ood' lists them by VoG.
+    shuffled label, against {info['shuffled'] / info['labeled']:.0%} of the training split overall; open 'vog-shuffled-labels' to see them all.
+  * {ood_in_test_high} of the {view_counts['vog-test-high']} samples in 'vog-test-high' (top 10% of test + OOD) are held-out digits
+    8/9, against {counts['ood'] / (counts['ood'] + counts['test']):.0%} of test + OOD overall; 'vog-ood' lists them by VoG.
   * 'vog-low' holds the most prototypical, easy training digits.
   * Reports: {rep_train['html']}
              {rep_test['html']}
