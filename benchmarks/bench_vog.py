@@ -60,8 +60,8 @@ VARIANTS = {
     "loop": {"strategy": "loop"},
     "vmap": {"strategy": "vmap"},
     "bf16": {"autocast": "bf16"},
+    "fp16": {"autocast": "fp16"},
     "channels_last": {"channels_last": True},
-    "vmap+bf16": {"strategy": "vmap", "autocast": "bf16"},
     "vmap+channels_last": {"strategy": "vmap", "channels_last": True},
 }
 
