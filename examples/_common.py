@@ -7,7 +7,6 @@ The experiments run on tensors (no FiftyOne) so that many settings can be compar
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import time
@@ -157,35 +156,13 @@ def thirds(k: int) -> dict[str, list[int]]:
     return {"early": list(range(a)), "middle": list(range(a, b)), "late": list(range(b, k)), "all": list(range(k))}
 
 
-# -- statistics (thin wrappers over scipy / scikit-learn) -------------------------------
-def auroc(scores: np.ndarray, flags: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` as a detector of ``flags`` (0.5 = chance)."""
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(np.asarray(flags, dtype=bool), scores))
-
-
-def welch(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Welch's two-sample t statistic and two-sided p-value of mean(a) vs mean(b)."""
-    from scipy.stats import ttest_ind
-
-    r = ttest_ind(a, b, equal_var=False)
-    return float(r.statistic), float(r.pvalue)
-
-
+# -- statistics ------------------------------------------------------------------------
+# (shuffled-vs-clean, OOD and decile statistics come from fiftyone_vog.analysis)
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation of two arrays."""
     from scipy.stats import spearmanr
 
     return float(spearmanr(a, b).statistic)
-
-
-def rate_by_bin(scores: np.ndarray, values: np.ndarray, bins: int = 10) -> np.ndarray:
-    """Mean of ``values`` in each of ``bins`` equal-count bins of ``scores``, lowest scores first.
-
-    Ties are broken by position (a stable sort), so every bin holds ``len/bins`` samples (±1).
-    """
-    order = np.argsort(scores, kind="stable")
-    return np.array([np.mean(values[part]) for part in np.array_split(order, bins)])
 
 
 # -- output ------------------------------------------------------------------------------

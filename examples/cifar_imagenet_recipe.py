@@ -124,7 +124,7 @@ def train(ds, classes, arch: str, preset: str, epochs: int, every: int, out: str
             loss = loss_fn(logits, y)
             loss.backward()
             opt.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         saved = saver.save(model, epoch, force=epoch == epochs)
