@@ -13,8 +13,10 @@ import numpy as np
 import torch
 
 from . import __version__
+from . import distributed
 from .checkpoints import ModelSpec, load_models, resolve_checkpoints, sha256
 from .data import ImageDataset, make_loader, read_view
+from .resume import open_partial
 from .engine import (
     VoGEngine,
     VoGError,
@@ -185,6 +187,10 @@ def compute_vog(
     num_classes: int | None = None,
     allow_pickle: bool = False,
     precision: str = "float32",
+    resume: bool = False,
+    strategy: str = "auto",
+    autocast: str | None = None,
+    channels_last: bool | None = None,
     _allow_import: bool = True,
 ) -> VoGResults:
     """Score every sample of ``samples`` by Variance of Gradients and write the scores.
@@ -221,6 +227,14 @@ def compute_vog(
         allow_pickle: allow whole pickled-module checkpoints (unpickling runs code; only
             for files you trust).
         precision: ``"float32"`` (default) or ``"float64"`` for models and gradients.
+        resume: continue an interrupted run with the same configuration from its last
+            flushed chunk of raw scores (see :mod:`fiftyone_vog.resume`); otherwise start over.
+        strategy, autocast, channels_last: how the engine computes the gradients
+            (``"loop"``/``"vmap"``, ``"bf16"``/``"fp16"`` mixed precision, NHWC layout); see
+            :class:`fiftyone_vog.engine.VoGEngine` and docs/performance.md.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process scores its shard of the samples,
+    the raw scores are gathered, and rank 0 alone writes (see :mod:`fiftyone_vog.distributed`).
 
     Returns:
         :class:`VoGResults`.
@@ -235,6 +249,9 @@ def compute_vog(
     if int(batch_size) < 1:
         raise VoGError(f"batch_size must be ≥ 1, got {batch_size}")
     dev = resolve_device(device)
+    ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
+    if ctx is not None:
+        dev = ctx.device(dev)
 
     paths = resolve_checkpoints(checkpoints)
     window_idx = resolve_windows(windows, paths)
@@ -251,16 +268,21 @@ def compute_vog(
     )
     t_load = time.perf_counter()
     engine = VoGEngine(models, {ALL: list(range(len(paths))), **window_idx}, options, device=dev,
-                       dtype=PRECISIONS[precision])
+                       dtype=PRECISIONS[precision], strategy=strategy, autocast=autocast, channels_last=channels_last)
     dataset = ImageDataset(data.ids, data.filepaths, data.labels, transform)
     engine.check_output_size(dataset[0][0][None], len(data.classes))
-    loader = make_loader(dataset, batch_size=int(batch_size), num_workers=int(num_workers),
-                         pin_memory=dev.type == "cuda")
-
-    import fiftyone.core.utils as fou
-
-    with fou.ProgressBar(total=len(data.ids), progress=progress) as pb:
-        raw = score_batches(engine, loader, data.ids, progress=lambda n: pb.set_iteration(n))
+    hashes = [sha256(p) for p in paths]
+    partial = open_partial(samples, vog_field, engine, resume, ctx, {
+        "checkpoint_sha256": hashes, "model": _model_spec(model), "num_classes": num_classes,
+        "label_field": label_field, "classes": data.classes, "options": vars(options), "windows": window_idx,
+        "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
+        "precision": precision, "autocast": autocast,
+    })
+    raw = distributed.score_samples(
+        engine, dataset, data.ids,
+        lambda d: make_loader(d, batch_size=int(batch_size), num_workers=int(num_workers), pin_memory=dev.type == "cuda"),
+        progress=progress, partial=partial, ctx=ctx,
+    )
     t_score = time.perf_counter()
 
     scores, raws, stats = {}, {}, {}
@@ -275,7 +297,7 @@ def compute_vog(
         "vog_field": vog_field,
         "fields": list(scores),
         "checkpoints": [os.path.abspath(p) for p in paths],
-        "checkpoint_sha256": [sha256(p) for p in paths],
+        "checkpoint_sha256": hashes,
         "model": _model_spec(model),
         "num_classes": num_classes,
         "label_field": label_field,
@@ -290,13 +312,22 @@ def compute_vog(
         "batch_size": int(batch_size),
         "device": str(dev),
         "precision": precision,
+        "engine": engine.settings,
+        "world_size": 1 if ctx is None else ctx.world_size,
+        "resumed_samples": raw.stats.get("resumed", 0),
         "num_samples": len(data.ids),
         "versions": _versions(),
     }
-    _write(samples, data.ids, scores, vog_field, config, stats, raw, overwrite)
+    main = ctx is None or ctx.is_main  # under torchrun only rank 0 writes
+    if main:
+        _write(samples, data.ids, scores, vog_field, config, stats, raw, overwrite)
     t_end = time.perf_counter()
     timings = {"load": t_load - t0, "score": t_score - t_load, "write": t_end - t_score, "total": t_end - t0}
-    samples._dataset.save_run_results(vog_field, _run_results(samples, vog_field, stats, timings, raw, data))
+    if main:
+        samples._dataset.save_run_results(vog_field, _run_results(samples, vog_field, stats, timings, raw, data))
+        partial.clear()
+    if ctx is not None:
+        ctx.barrier()
     return VoGResults(
         ids=data.ids, raw=raws, scores=scores, used_labels=raw.used_labels, predicted=raw.predicted,
         classes=data.classes, class_stats=stats, config=config, timings=timings,

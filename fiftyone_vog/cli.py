@@ -78,6 +78,10 @@ def add_compute(sub):
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--device", help="cuda | cpu | cuda:N (default: cuda when available)")
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same configuration from its last saved chunk")
+    p.add_argument("--strategy", default="auto", choices=["auto", "loop", "vmap"], help="checkpoints one after another (loop) or all in one batched pass (vmap)")
+    p.add_argument("--autocast", choices=["bf16", "fp16"], help="mixed precision: faster, ranks kept, values not exact")
+    p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for convolutions")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run / fields of the same name")
     p.add_argument("--allow-pickle", action="store_true", help="allow whole pickled-module checkpoints (runs code; trusted files only)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -113,7 +117,13 @@ def run_compute(args):
         num_classes=args.num_classes,
         allow_pickle=args.allow_pickle,
         precision=args.precision,
+        resume=args.resume,
+        strategy=args.strategy,
+        autocast=args.autocast,
+        channels_last=args.channels_last,
     )
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return
     t = res.timings
     print(
         f"VoG: scored {len(res.ids)} samples against {len(res.config['checkpoints'])} checkpoints on "

@@ -453,12 +453,14 @@ def score_batches(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]],
     ids: Sequence[str],
     progress=None,
+    on_batch=None,
 ) -> RawVoG:
     """Run ``engine`` over ``batches`` of ``(images, labels, sample_ids)`` in any order.
 
     Scores are placed by sample id, so shuffled or multi-worker loaders cannot
-    misattach them. ``progress(n_done)`` is called after each batch when given.
-    Every id in ``ids`` must be seen exactly once.
+    misattach them. ``progress(n_done)`` is called after each batch when given, and
+    ``on_batch(batch_ids, batch_scores)`` once a batch is scored (used to persist
+    partial results). Every id in ``ids`` must be seen exactly once.
     """
     n = len(ids)
     pos = {sid: i for i, sid in enumerate(ids)}
@@ -485,6 +487,8 @@ def score_batches(
         if needs_pred:
             predicted[idx] = out.predicted.cpu().numpy()
         done += len(idx)
+        if on_batch is not None:
+            on_batch(list(batch_ids), out)
         if progress is not None:
             progress(done)
     if not seen.all():

@@ -1,0 +1,126 @@
+"""Partial raw scores of an unfinished VoG run, so that an interrupted run can resume.
+
+While :func:`fiftyone_vog.compute_vog` scores, the raw scores of finished batches are
+flushed in chunks (every ``FIFTYONE_VOG_FLUSH_SECONDS`` seconds, default 10, or every
+50,000 samples) to the collection ``fiftyone_vog.partial`` of the FiftyOne database —
+beside the dataset, so a run on a shared MongoDB resumes from any machine. Each chunk is
+one document, inserted atomically: a killed process loses at most the chunk it was filling.
+
+A chunk is keyed by the dataset, the run key (``vog_field``) and a fingerprint of
+everything that changes a raw score (checkpoint SHA-256s, model, classes, options,
+windows, transform, precision): a changed configuration never resumes from stale scores.
+``compute_vog(..., resume=True)`` scores only the samples not in a chunk; the visible
+fields are written once, when every sample is scored, and the chunks are then deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+COLLECTION = "fiftyone_vog.partial"
+MAX_PENDING = 50_000  # samples per chunk: ~2 MB, far below MongoDB's 16 MB document limit
+
+
+def fingerprint(config: dict) -> str:
+    """SHA-256 of a JSON-serializable configuration (key order does not matter)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _flush_seconds() -> float:
+    return float(os.environ.get("FIFTYONE_VOG_FLUSH_SECONDS", 10))
+
+
+class PartialScores:
+    """Chunks of raw scores of one unfinished run in the FiftyOne database.
+
+    Args:
+        dataset: the FiftyOne dataset being scored.
+        vog_field: the run key.
+        key: :func:`fingerprint` of the run's configuration.
+        windows: window names, in the engine's order.
+    """
+
+    def __init__(self, dataset, vog_field: str, key: str, windows: Sequence[str]):
+        import fiftyone.core.odm as foo
+
+        self._coll = foo.get_db_conn()[COLLECTION]
+        self._coll.create_index([("dataset_id", 1), ("vog_field", 1), ("key", 1)])
+        self.run = {"dataset_id": str(dataset._doc.id), "vog_field": vog_field}
+        self.key = key
+        self.windows = list(windows)
+        self._pending: list = []
+        self._npending = 0
+        self._last = time.monotonic()
+
+    # -- reading ---------------------------------------------------------------
+    def load(self) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+        """Everything flushed so far: ``(ids, raw {window: (m,)}, used_labels (m,), predicted | None)``."""
+        ids, raw, used, pred = [], {w: [] for w in self.windows}, [], []
+        for doc in self._coll.find({**self.run, "key": self.key}).sort("_id", 1):
+            ids.extend(doc["ids"])
+            for w in self.windows:
+                raw[w].append(np.frombuffer(doc["raw"][w], dtype=np.float64))
+            used.append(np.frombuffer(doc["used"], dtype=np.int64))
+            if doc.get("predicted") is not None:
+                pred.append(np.frombuffer(doc["predicted"], dtype=np.int64))
+        cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
+        return (ids, {w: cat(v, np.float64) for w, v in raw.items()}, cat(used, np.int64),
+                cat(pred, np.int64) if pred else None)
+
+    # -- writing ---------------------------------------------------------------
+    def add(self, ids: Sequence[str], batch) -> None:
+        """Queue one scored batch (:class:`~fiftyone_vog.engine.BatchScores`); flush when due."""
+        self._pending.append((
+            list(ids),
+            {w: batch.raw[w].detach().cpu().numpy().astype(np.float64) for w in self.windows},
+            batch.used_labels.detach().cpu().numpy().astype(np.int64),
+            None if batch.predicted is None else batch.predicted.detach().cpu().numpy().astype(np.int64),
+        ))
+        self._npending += len(ids)
+        if self._npending >= MAX_PENDING or time.monotonic() - self._last >= _flush_seconds():
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued batches as one chunk (one atomic insert)."""
+        if self._pending:
+            ids, raw, used, pred = zip(*self._pending)
+            has_pred = pred[0] is not None
+            self._coll.insert_one({
+                **self.run,
+                "key": self.key,
+                "ids": [i for chunk in ids for i in chunk],
+                "raw": {w: np.concatenate([r[w] for r in raw]).tobytes() for w in self.windows},
+                "used": np.concatenate(used).tobytes(),
+                "predicted": np.concatenate(pred).tobytes() if has_pred else None,
+            })
+        self._pending, self._npending, self._last = [], 0, time.monotonic()
+
+    def clear(self) -> None:
+        """Delete every chunk of this run key on this dataset (any configuration)."""
+        self._pending, self._npending = [], 0
+        self._coll.delete_many(self.run)
+
+    def count(self) -> int:
+        """Samples flushed so far under this configuration."""
+        return sum(len(d["ids"]) for d in self._coll.find({**self.run, "key": self.key}, {"ids": 1}))
+
+
+def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dict) -> PartialScores:
+    """The run's :class:`PartialScores`; without ``resume`` any earlier chunks of this run key are dropped.
+
+    Args:
+        config: everything that changes a raw score; hashed into the chunks' key.
+        ctx: the ``torchrun`` context (rank 0 drops, then every rank waits) or None.
+    """
+    partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(engine.windows))
+    if not resume and (ctx is None or ctx.is_main):
+        partial.clear()
+    if ctx is not None:
+        ctx.barrier()
+    return partial
