@@ -49,7 +49,7 @@ def run_seed(seed: int, data: dict, epochs: int, width: int, verbose: bool, targ
             "bins": {w: A.error_by_bin(v["score"][w], correct, bins=10) for w in WINDOWS}}
 
 
-def plot(runs: list[dict], path: str) -> None:
+def plot(runs: list[dict], path: str, target: str = "logit") -> None:
     plt = C.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), constrained_layout=True, sharey=True)
     labels = runs[0]["bins"]["late"].labels
@@ -64,7 +64,7 @@ def plot(runs: list[dict], path: str) -> None:
         ax.set_xlabel("VoG decile (test samples)")
         ax.legend(fontsize=8)
     axes[0].set_ylabel("test error")
-    fig.suptitle("Digits: test error by VoG decile, one grey line per seed", fontsize=10)
+    fig.suptitle(f"Digits: test error by {target} VoG decile, one grey line per seed", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -127,7 +127,7 @@ def main(argv=None) -> dict:
     print("top-decile minus bottom-decile error: " + ", ".join(f"{w} {d:+.3f}" for w, d in flips.items()))
     path = os.path.join(C.ensure_dir(args.out), "decile_error_and_dynamics.png" if args.target == "logit"
                         else f"decile_error_and_dynamics_{args.target}.png")
-    plot(runs, path)
+    plot(runs, path, args.target)
     print(f"plot: {path}")
     return {"table": table, "plot": path, "curves": {w: c.mean(0).tolist() for w, c in curves.items()},
             "stability": stability, "top_minus_bottom": flips, "seeds": seeds}

@@ -60,21 +60,24 @@ def run(epochs: int, x: torch.Tensor, labels: np.ndarray, flag: np.ndarray, seed
 
 def plot(runs: list[dict], flag: np.ndarray, path: str) -> None:
     plt = C.pyplot()
-    fig, axes = plt.subplots(1, len(runs) + 1, figsize=(4.6 * (len(runs) + 1), 3.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(13.8, 3.8), constrained_layout=True)
     ax = axes[0]
     for r in runs:
         ep = np.arange(1, r["epochs"] + 1)
         ax.plot(ep, r["fit_shuffled"], label=f"{r['epochs']}-epoch run: shuffled")
         ax.plot(ep, r["fit_clean"], "--", label=f"{r['epochs']}-epoch run: clean")
+    ax.text(0.98, 0.5, "same seed: a shorter run is\nthe start of the longer one", transform=ax.transAxes,
+            ha="right", fontsize=7)
     ax.set_xlabel("epoch"), ax.set_ylabel("fits its training label"), ax.set_title("memorization", fontsize=10)
     ax.legend(fontsize=7)
-    for ax, r in zip(axes[1:], runs):
-        s = r["rows"]["logit", "all"]["score"]
+    panels = [(runs[-1], target) for target in TARGETS]  # the longest (memorizing) run, both targets
+    for ax, (r, target) in zip(axes[1:], panels):
+        s = r["rows"][target, "all"]["score"]
         bins = np.linspace(np.percentile(s, 0.5), np.percentile(s, 99.5), 40)
         ax.hist(s[~flag], bins=bins, alpha=0.6, density=True, label=f"clean (n={int((~flag).sum())})")
         ax.hist(s[flag], bins=bins, alpha=0.6, density=True, label=f"shuffled (n={int(flag.sum())})")
-        d = r["rows"]["logit", "all"]
-        ax.set_title(f"{r['epochs']} epochs, logit, all checkpoints: AUROC {d['detect'].auroc:.2f}, "
+        d = r["rows"][target, "all"]
+        ax.set_title(f"{r['epochs']} epochs, {target}, all checkpoints: AUROC {d['detect'].auroc:.2f}, "
                      f"p={d['ttest'].p_value:.1e}", fontsize=9)
         ax.set_xlabel("VoG (class z-score)"), ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
