@@ -108,14 +108,17 @@ def slice_bounds(stats: dict, chart: str, index: int) -> tuple[float, float] | N
 
 def view_stats(samples, vog_field: str, label_field: str | None = None, pred_field: str | None = None) -> dict:
     """Everything the panel draws, for one view: read the values once, then the pure functions."""
-    fields = [vog_field]
+    # class means of a class-normalized score are 0 by construction: use the raw score for them
+    raw_field = f"{vog_field}_raw" if f"{vog_field}_raw" in samples.get_field_schema() else vog_field
+    fields = [vog_field, raw_field]
     if label_field:
         fields.append(f"{label_field}.label")
     if pred_field:
         fields.append(f"{pred_field}.label")
     values = samples.values(fields)
     scores, mask = finite(values[0])
-    labels = [v for v, m in zip(values[1], mask) if m] if label_field else None
+    raw, _ = finite([r if m else None for r, m in zip(values[1], mask)])
+    labels = [v for v, m in zip(values[2], mask) if m] if label_field else None
     preds = [v for v, m in zip(values[-1], mask) if m] if pred_field else None
     errors = classification_errors(labels, preds) if labels is not None and preds is not None else None
     return {
@@ -127,7 +130,8 @@ def view_stats(samples, vog_field: str, label_field: str | None = None, pred_fie
         "mean": float(scores.mean()) if scores.size else None,
         "histogram": histogram(scores),
         "deciles": decile_table(scores, errors),
-        "classes": class_means(scores, labels) if labels is not None else [],
+        "class_field": raw_field,
+        "classes": class_means(raw, labels) if labels is not None and raw.size == scores.size else [],
     }
 
 
@@ -228,8 +232,9 @@ class VoGPanel(foo.Panel):
         _select(row, "vog_field", state.runs or [], stats["vog_field"], "VoG field", self.on_change_vog_field)
         if state.preds:
             _select(row, "pred_field", state.preds, stats["pred_field"], "Prediction field", self.on_change_pred_field)
-        mean = f"{stats['mean']:.3g}" if stats["mean"] is not None else "–"
-        summary = f"**{stats['count']}** samples scored in this view (mean {stats['vog_field']} {mean})"
+        edges = stats["histogram"]["edges"]
+        span = f" ({stats['vog_field']} from {edges[0]:.3g} to {edges[-1]:.3g})" if edges else ""
+        summary = f"**{stats['count']}** samples scored in this view{span}"
         if stats["missing"]:
             summary += f"; {stats['missing']} without a score"
         sl = state.slice
@@ -240,12 +245,12 @@ class VoGPanel(foo.Panel):
             panel.btn("clear_slice", label="Back to the full view", on_click=self.clear_slice, variant="outlined")
         panel.plot("histogram", data=_histogram_traces(stats), layout=_layout(
             f"{stats['vog_field']}: histogram (click a bar to load it)", stats["vog_field"], "samples"),
-            on_click=self.on_click_histogram, height=40, width=100)
+            on_click=self.on_click_histogram)
         panel.plot("deciles", data=_decile_traces(stats), layout=_decile_layout(stats),
-                   on_click=self.on_click_deciles, height=40, width=100)
+                   on_click=self.on_click_deciles)
         if stats["classes"]:
             panel.plot("classes", data=_class_traces(stats), layout=_layout(
-                "mean VoG by class", "class", f"mean {stats['vog_field']}"), height=40, width=100)
+                f"mean {stats['class_field']} by class", "class", f"mean {stats['class_field']}"))
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=1,
                                                           height=100, width=100))
 
@@ -278,7 +283,7 @@ def _same_view(a, b) -> bool:
 def _layout(title, xtitle, ytitle):
     return {"title": {"text": title, "font": {"size": 13}}, "xaxis": {"title": xtitle},
             "yaxis": {"title": ytitle}, "margin": {"t": 40, "l": 50, "r": 10, "b": 40},
-            "bargap": 0.05, "showlegend": False}
+            "bargap": 0.05, "showlegend": False, "height": 260, "autosize": True}
 
 
 def _histogram_traces(stats):

@@ -1,0 +1,99 @@
+"""The VoG panel: its pure computations against hand counts, and its events through the executor."""
+
+import numpy as np
+import pytest
+
+import fiftyone as fo
+import fiftyone.operators as foo
+
+from fiftyone_vog import panels
+from fiftyone_vog.install import install_plugin
+
+PANEL = "@fiftyone-vog/vog/vog_panel"
+
+
+def test_histogram_counts_every_score_once():
+    h = panels.histogram([0.0, 0.1, 0.5, 1.0, 1.0], bins=2)
+    assert h == {"edges": [0.0, 0.5, 1.0], "counts": [2, 3]}
+    assert panels.histogram([3.0, 3.0], bins=2) == {"edges": [2.5, 3.0, 3.5], "counts": [0, 2]}
+    assert panels.histogram([]) == {"edges": [], "counts": []}
+
+
+def test_deciles_by_rank():
+    scores = np.arange(25, dtype=float)[::-1]  # 24 … 0
+    d = panels.decile_of(scores)
+    assert np.bincount(d).tolist() == [3, 2, 3, 2, 3, 2, 3, 2, 3, 2]
+    assert d[-1] == 0 and d[0] == 9  # lowest score → first decile
+
+
+def test_decile_table_error_rate_by_hand():
+    scores = [5, 1, 4, 2, 3, 6, 8, 7, 9, 10]  # one sample per decile
+    errors = [True, False, None, True, False, False, True, True, False, None]
+    rows = panels.decile_table(scores, errors)
+    assert [r["lo"] for r in rows] == list(range(1, 11))
+    by_score = dict(zip(scores, errors))
+    assert [r["error_rate"] for r in rows] == [None if by_score[s] is None else float(by_score[s]) for s in range(1, 11)]
+    rows = panels.decile_table(list(range(20)), [i % 2 == 0 for i in range(20)])
+    assert all(r["count"] == 2 and r["error_rate"] == 0.5 for r in rows)
+    assert panels.decile_table([1.0, 2.0])[0]["error_rate"] is None
+
+
+def test_class_means_and_errors():
+    rows = panels.class_means([1.0, 3.0, 10.0, 5.0], ["a", "a", "b", None])
+    assert rows == [{"label": "b", "mean": 10.0, "count": 1}, {"label": "a", "mean": 2.0, "count": 2}]
+    assert panels.classification_errors(["a", "b", None, "c"], ["a", "c", "a", None]) == [False, True, None, None]
+
+
+def test_slice_bounds():
+    stats = {"histogram": {"edges": [0.0, 0.5, 1.0]}, "deciles": [{"lo": 0.1, "hi": 0.2}]}
+    assert panels.slice_bounds(stats, "histogram", 1) == (0.5, 1.0)
+    assert panels.slice_bounds(stats, "deciles", 0) == (0.1, 0.2)
+    assert panels.slice_bounds(stats, "histogram", 2) is None
+
+
+@pytest.fixture
+def scored(dataset):
+    rng = np.random.default_rng(0)
+    dataset.add_sample_field("vog", fo.FloatField)
+    dataset.set_values("vog", rng.normal(size=len(dataset)).tolist())
+    dataset.set_values("vog_raw", rng.uniform(size=len(dataset)).tolist())
+    labels = dataset.values("ground_truth.label")
+    dataset.set_values("predictions", [fo.Classification(label=l if i % 4 else "circle") for i, l in enumerate(labels)])
+    cfg = dataset.init_run(method="fiftyone_vog.compute_vog", vog_field="vog", label_field="ground_truth",
+                           fields=["vog", "vog_raw"])
+    dataset.register_run("vog", cfg)
+    return dataset
+
+
+def test_view_stats_uses_raw_scores_for_class_means(scored):
+    stats = panels.view_stats(scored, "vog", "ground_truth", "predictions")
+    raw = np.array(scored.values("vog_raw"))
+    labels = scored.values("ground_truth.label")
+    circle = raw[[l == "circle" for l in labels]].mean()
+    assert next(r for r in stats["classes"] if r["label"] == "circle")["mean"] == pytest.approx(circle)
+    preds = scored.values("predictions.label")
+    assert sum(r["count"] for r in stats["deciles"]) == 40 == stats["count"]
+    wrong = sum(p != l for p, l in zip(preds, labels))
+    assert sum(r["error_rate"] * r["count"] for r in stats["deciles"]) == pytest.approx(wrong)
+
+
+def _run(ds, method, state=None, **params):
+    return foo.execute_operator(PANEL, ctx={"dataset": ds, "params": {
+        "__method__": method, "panel_id": "p1", "panel_state": state or {}, **params}})
+
+
+def test_panel_load_and_click_through_the_executor(scored):
+    install_plugin()
+    result = _run(scored, "on_load")
+    patches = [r.params["state"] for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
+    state = {k: v for p in patches for k, v in p.items()}
+    assert state["vog_field"] == "vog" and state["pred_field"] == "predictions"
+    assert state["stats"]["count"] == 40
+    assert any(r.operator_uri == "show_panel_output" for r in result.executor._requests)
+    # click the top decile: the App gets a view of exactly those samples, hardest first
+    result = _run(scored, "on_click_deciles", state=state, idx=9)
+    view_req = next(r for r in result.executor._requests if r.operator_uri == "set_view")
+    view = fo.DatasetView._build(scored, view_req.params["view"])
+    vog = np.array(scored.values("vog"))
+    top = np.sort(vog)[-4:][::-1]
+    assert view.values("vog") == top.tolist()
