@@ -251,9 +251,10 @@ def bench_engine(args) -> dict:
     rows = []
     for n in args.n:
         batches = Batches(n, args.batch_size, args.size, args.num_classes, device)
-        methods = {"floor": (run_floor, models)}
-        methods.update({f"ours[{v}]": (run_ours, e) for v, e in engines.items()})
-        if not args.no_naive and n <= args.naive_max_n:
+        methods = {"floor": (run_floor, models)} if "floor" in args.methods else {}
+        if "ours" in args.methods:
+            methods.update({f"ours[{v}]": (run_ours, e) for v, e in engines.items()})
+        if "naive" in args.methods and not args.no_naive and n <= args.naive_max_n:
             methods["naive"] = (run_naive, models)
         warm = Batches(min(n, args.batch_size), args.batch_size, args.size, args.num_classes, device)
         for fn, obj in methods.values():
@@ -268,20 +269,21 @@ def bench_engine(args) -> dict:
                 prev = mems.get(name)
                 mems[name] = (max(mem.rss, prev[0]) if prev else mem.rss,
                               None if mem.cuda is None else max(mem.cuda, prev[1] if prev else 0))
-        ref_scores = outs[f"ours[{reference}]"]
+        ref_scores = outs.get(f"ours[{reference}]", outs.get("naive"))
         for name in methods:
             t = statistics.median(times[name])
             row = {
                 "model": args.model, "size": args.size, "n": n, "k": args.k, "batch_size": args.batch_size,
                 "method": name, "clock": args.clock, "seconds": t, "throughput": n * args.k / t,
-                "vs_floor": statistics.median(f / s for f, s in zip(times["floor"], times[name])),
+                "vs_floor": (statistics.median(f / s for f, s in zip(times["floor"], times[name]))
+                             if "floor" in times else None),
                 "vs_naive": (statistics.median(nv / s for nv, s in zip(times["naive"], times[name]))
                              if "naive" in times else None),
                 "peak_rss_mib": mems[name][0] / 2**20,
                 "peak_cuda_mib": None if mems[name][1] is None else mems[name][1] / 2**20,
                 "rounds": times[name],
             }
-            if outs[name] is not None:
+            if outs[name] is not None and ref_scores is not None:
                 rel = np.abs(outs[name] - ref_scores) / np.abs(ref_scores)
                 row["max_rel_diff"] = float(rel.max())
                 row["spearman"] = spearman(outs[name], ref_scores)
@@ -395,6 +397,7 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per N (default 3)")
     p.add_argument("--variants", default="default",
                    help=f"comma-separated engine configurations: {', '.join(VARIANTS)} (default: default)")
+    p.add_argument("--methods", default="floor,ours,naive", help="which of floor, ours, naive to run (default: all)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive method")
     p.add_argument("--naive-max-n", type=int, default=10**9, help="skip naive above this N (its memory is O(N·K·H·W))")
     p.add_argument("--e2e", action="store_true", help="end to end from a FiftyOne dataset (needs fiftyone)")
@@ -402,6 +405,7 @@ def main(argv=None):
     p.add_argument("--write-n", type=int, default=1_000_000, help="--e2e: scores in the bulk-write test (0: skip)")
     p.add_argument("--out", help="JSON path (default: benchmarks/results/<model>-<time>.json)")
     args = p.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
