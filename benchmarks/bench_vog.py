@@ -316,8 +316,10 @@ def print_row(r):
 def bench_e2e(args) -> dict:
     """compute_vog on generated PNGs (decode + score + write), then a bulk write of write_n scores."""
     tmp = tempfile.mkdtemp(prefix="vog-bench-")
-    # registered before fiftyone is imported, so it runs after FiftyOne has stopped its mongod
-    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    # images and checkpoints are removed at exit; the database dir stays (its datasets are deleted),
+    # since mongod may still be shutting down when atexit runs
+    atexit.register(shutil.rmtree, os.path.join(tmp, "images"), ignore_errors=True)
+    atexit.register(shutil.rmtree, os.path.join(tmp, "ckpts"), ignore_errors=True)
     os.environ.setdefault("FIFTYONE_DATABASE_DIR", os.path.join(tmp, "db"))
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
