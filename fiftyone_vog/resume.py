@@ -111,6 +111,14 @@ class PartialScores:
         return sum(len(d["ids"]) for d in self._coll.find({**self.run, "key": self.key}, {"ids": 1}))
 
 
+def drop_partials(dataset, vog_field: str) -> int:
+    """Delete the chunks that interrupted runs under this key left; returns how many."""
+    import fiftyone.core.odm as foo
+
+    run = {"dataset_id": str(dataset._doc.id), "vog_field": vog_field}
+    return foo.get_db_conn()[COLLECTION].delete_many(run).deleted_count
+
+
 def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dict) -> PartialScores:
     """The run's :class:`PartialScores`; without ``resume`` any earlier chunks of this run key are dropped.
 

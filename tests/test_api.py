@@ -102,3 +102,18 @@ def test_auto_mode_with_unlabeled_samples(dataset, checkpoint_dir, image_dir):
     assert None not in dataset.values("vog")
     ood = np.array([t == ["ood"] for t in dataset.values("tags")])
     np.testing.assert_array_equal(res.used_labels[ood], res.predicted[ood])
+
+
+def test_delete_run_drops_leftover_partial_scores(dataset, checkpoint_dir):
+    import fiftyone.core.odm as foo
+
+    from fiftyone_vog.resume import COLLECTION
+
+    fov.compute_vog(dataset, checkpoint_dir, model=_factory)
+    coll = foo.get_db_conn()[COLLECTION]
+    mine = {"dataset_id": str(dataset._doc.id), "vog_field": "vog"}
+    coll.insert_one({**mine, "key": "an interrupted run's", "ids": []})
+    coll.insert_one({**mine, "vog_field": "other", "key": "x", "ids": []})
+    fov.delete_vog_run(dataset, "vog")
+    assert coll.count_documents(mine) == 0
+    assert coll.count_documents({**mine, "vog_field": "other"}) == 1  # other keys untouched

@@ -121,19 +121,36 @@ def test_interrupted_run_leaves_everything(scored, checkpoint_dir):
 
 def test_new_field_not_left_behind_on_failure(dataset, checkpoint_dir, monkeypatch):
     """A failure while writing removes the fields this run created."""
-    import fiftyone.core.collections as foc
+    import fiftyone_vog.api as api
 
-    real = foc.SampleCollection.set_values
-    calls = []
+    def failing(samples, ids, scores):
+        raise RuntimeError("database went away")
 
-    def flaky(self, name, *a, **k):
-        calls.append(name)
-        if len(calls) == 2:
-            raise RuntimeError("database went away")
-        return real(self, name, *a, **k)
-
-    monkeypatch.setattr(foc.SampleCollection, "set_values", flaky)
+    monkeypatch.setattr(api, "_bulk_set", failing)
     with pytest.raises(RuntimeError, match="database went away"):
         fov.compute_vog(dataset, checkpoint_dir, model=small_model, vog_field="fresh")
     assert not [f for f in dataset.get_field_schema() if f.startswith("fresh")]
     assert not dataset.has_run("fresh")
+
+
+def test_bulk_write_equals_set_values(dataset):
+    """The one-pass writer stores what set_values would, and bumps last_modified_at."""
+    import numpy as np
+
+    from fiftyone_vog.api import _bulk_set
+
+    ids = dataset.values("id")
+    view = dataset.skip(5).limit(20)
+    view_ids = view.values("id")
+    a, b = np.linspace(0, 1, 20), np.arange(20.0)
+    for f in ("a", "b", "c"):
+        dataset.add_sample_field(f, fo.FloatField)
+    before = dict(zip(ids, dataset.values("last_modified_at")))
+    _bulk_set(view, view_ids[::-1], {"a": a[::-1], "b": b[::-1]})  # any order: keyed by id
+    view.set_values("c", dict(zip(view_ids, a.tolist())), key_field="id")
+    assert view.values("a") == view.values("c") == a.tolist() and view.values("b") == b.tolist()
+    after = dict(zip(ids, dataset.values("last_modified_at")))
+    assert all(after[i] > before[i] for i in view_ids)
+    outside = [i for i in ids if i not in set(view_ids)]
+    assert all(after[i] == before[i] for i in outside)
+    assert dataset.select(outside).values("a") == [None] * len(outside)
