@@ -180,7 +180,7 @@ def compute_vog(
     transform=None,
     batch_size: int = 64,
     device: str | None = None,
-    num_workers: int = 0,
+    num_workers: int | None = None,
     progress: bool | Callable | None = None,
     overwrite: bool = False,
     num_classes: int | None = None,
@@ -216,7 +216,9 @@ def compute_vog(
             :func:`resolve_windows`).
         transform: ``"rgb"`` (default), ``"gray"``, ``"cifar"``, ``"imagenet"`` or a callable
             taking an RGB ``PIL.Image`` and returning a C×H×W tensor.
-        batch_size, num_workers: the DataLoader's.
+        batch_size, num_workers: the DataLoader's; ``num_workers=None`` decodes images in the
+            main process on the CPU (the model is the bottleneck there) and in up to 8 worker
+            processes when scoring on a GPU, so that decoding keeps up.
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``…; default CUDA when available.
         progress: FiftyOne's convention: ``True``/``False``, ``None`` for the default, or a
             callable receiving the progress bar.
@@ -279,7 +281,7 @@ def compute_vog(
     })
     raw = distributed.score_samples(
         engine, dataset, data.ids,
-        lambda d: make_loader(d, batch_size=int(batch_size), num_workers=int(num_workers), pin_memory=dev.type == "cuda"),
+        lambda d: make_loader(d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev), pin_memory=dev.type == "cuda"),
         progress=progress, partial=partial, ctx=ctx,
     )
     t_score = time.perf_counter()
@@ -331,6 +333,12 @@ def compute_vog(
         ids=data.ids, raw=raws, scores=scores, used_labels=raw.used_labels, predicted=raw.predicted,
         classes=data.classes, class_stats=stats, config=config, timings=timings,
     )
+
+
+def _workers(num_workers: int | None, dev: torch.device) -> int:
+    if num_workers is not None:
+        return int(num_workers)
+    return 0 if dev.type == "cpu" else min(8, os.cpu_count() or 1)
 
 
 def _check_overwrite(samples, vog_field, fields, overwrite):

@@ -75,7 +75,7 @@ def add_compute(sub):
     p.add_argument("--windows", help="'thirds', or NAME=SPEC pairs such as 'early=0:3,late=-3:' (indices or slices)")
     p.add_argument("--transform", default="rgb", help="rgb | gray | cifar | imagenet (default: rgb)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--num-workers", type=int, help="image-decoding processes (default: 0 on CPU, up to 8 on GPU)")
     p.add_argument("--device", help="cuda | cpu | cuda:N (default: cuda when available)")
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same configuration from its last saved chunk")

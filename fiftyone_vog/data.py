@@ -48,7 +48,7 @@ def build_transform(transform: str | Callable | None) -> tuple[str | None, Calla
             [T.Resize(256, antialias=True), T.CenterCrop(224), *to_float, T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
         )
     if callable(transform):
-        return "RGB", transform
+        return "PIL", transform
     raise VoGError(f"transform={transform!r} is not a preset ({', '.join(TRANSFORM_PRESETS)}) or a callable")
 
 
@@ -63,17 +63,32 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.ids)
 
+    def _read(self, path):
+        """Presets decode with torchvision.io (uint8 tensor, no PIL round trip), falling back to
+        PIL for formats it does not decode; a user's transform receives an RGB ``PIL.Image``."""
+        if self.mode == "PIL":
+            with Image.open(path) as img:
+                return img.convert("RGB")
+        from torchvision.io import ImageReadMode, decode_image
+
+        try:
+            return decode_image(path, mode=ImageReadMode.RGB if self.mode == "RGB" else ImageReadMode.GRAY)
+        except Exception:
+            from torchvision.transforms.functional import pil_to_tensor
+
+            with Image.open(path) as img:
+                return pil_to_tensor(img.convert(self.mode))
+
     def __getitem__(self, i):
         path = self.filepaths[i]
         try:
-            with Image.open(path) as img:
-                img = img.convert(self.mode)
+            img = self._read(path)
         except Exception as e:
             raise VoGError(f"cannot read image {path} (sample {self.ids[i]}): {type(e).__name__}: {e}") from None
         x = self.transform(img)
         if not isinstance(x, torch.Tensor) or x.ndim != 3:
             raise VoGError(f"the transform must return a C×H×W tensor, got {type(x).__name__} for {path}")
-        return x, int(self.labels[i]), self.ids[i]
+        return x.as_subclass(torch.Tensor), int(self.labels[i]), self.ids[i]
 
 
 def collate(items):

@@ -60,3 +60,30 @@ def test_unlabeled_collection_with_predicted_labels(image_dir, checkpoint_dir):
     res = fov.compute_vog(ds, checkpoint_dir, model=small_model, label_mode="predicted", classes=CLASSES)
     assert len(ds.exists("vog")) == 6 and np.array_equal(res.used_labels, res.predicted)
     ds.delete()
+
+
+def test_torchvision_decoding_equals_pil(tmp_path):
+    """The fast decoder gives the PIL path's pixels, for every mode a file can be stored in."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (9, 7, 3), dtype=np.uint8)
+    files = {
+        "rgb.png": Image.fromarray(rgb),
+        "gray.png": Image.fromarray(rgb[..., 0]),
+        "rgba.png": Image.fromarray(np.dstack([rgb, rgb[..., :1]])),
+        "palette.png": Image.fromarray(rgb).convert("P"),
+        "img.bmp": Image.fromarray(rgb),  # not decoded by torchvision.io: PIL fallback
+    }
+    for name, img in files.items():
+        img.save(tmp_path / name)
+        for mode, preset in (("RGB", "rgb"), ("L", "gray")):
+            got = ImageDataset(["a"], [str(tmp_path / name)], [0], transform=preset)[0][0]
+            with Image.open(tmp_path / name) as ref:
+                want = pil_to_tensor(ref.convert(mode)).float() / 255
+            if mode == "L" and name != "gray.png":
+                # RGB→gray weights differ by rounding between decoders: within one grey level
+                assert (got - want).abs().max() <= 1 / 255 + 1e-7, name
+            else:
+                # same pixel values (the scaling may differ by one float ulp: x·(1/255) vs x/255)
+                assert (got - want).abs().max() < 1e-6, (name, mode)
