@@ -5,12 +5,16 @@ list of sample ids, so it follows later edits of the fields it reads: a sample w
 crosses the threshold, or whose flag or tag changes, enters or leaves the view when it is
 loaded again. The thresholds are numbers fixed when the views are saved; recompute VoG and
 call :func:`save_vog_views` again to move them.
+
+``name_prefix`` names another set of views (``vog-test`` → ``vog-test-high``, …) so that several
+score fields or splits each keep their own; ``names`` renames or leaves out single views.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -25,25 +29,65 @@ VOG_OOD = "vog-ood"
 
 #: The saved views :func:`save_vog_views` creates, in the order it creates them.
 VOG_VIEW_NAMES = (VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD)
+#: The kinds of view, in the same order: a view is named ``{name_prefix}-{kind}``.
+VIEW_KINDS = ("high", "low", "shuffled-labels", "ood")
+DEFAULT_PREFIX = "vog"
 
 
-def vog_view_names() -> list[str]:
-    """Names of the saved views :func:`save_vog_views` creates."""
-    return list(VOG_VIEW_NAMES)
+def vog_view_names(name_prefix: str | None = None) -> list[str]:
+    """Names of the saved views :func:`save_vog_views` creates with this ``name_prefix``.
+
+    ``None`` gives the default names ``vog-high``, ``vog-low``, ``vog-shuffled-labels``,
+    ``vog-ood``; ``"vog-test"`` gives ``vog-test-high``, … ``vog-test-ood``.
+    """
+    return list(view_names(name_prefix).values())
+
+
+def view_names(name_prefix: str | None = None, names: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """``{kind: saved view name}`` for :func:`save_vog_views`'s ``name_prefix`` and ``names``.
+
+    Every kind of :data:`VIEW_KINDS` is named ``{name_prefix}-{kind}`` unless ``names`` gives it
+    another name; a kind that ``names`` maps to ``None`` is left out.
+    """
+    if name_prefix is None:
+        name_prefix = DEFAULT_PREFIX
+    if not isinstance(name_prefix, str) or not name_prefix.strip() or name_prefix != name_prefix.strip():
+        raise VoGError(f"name_prefix={name_prefix!r}: use a non-empty name without surrounding spaces, e.g. 'vog-test'")
+    out = {kind: f"{name_prefix}-{kind}" for kind in VIEW_KINDS}
+    if names is not None:
+        if not isinstance(names, Mapping):
+            raise VoGError(f"names must be a mapping kind → view name (kinds: {', '.join(VIEW_KINDS)}), got {names!r}")
+        for kind, name in names.items():
+            if kind not in VIEW_KINDS:
+                raise VoGError(f"names: unknown view kind {kind!r}; the kinds are {', '.join(VIEW_KINDS)}")
+            if name is None:
+                del out[kind]
+            elif not isinstance(name, str) or not name.strip():
+                raise VoGError(f"names[{kind!r}]={name!r}: give a non-empty view name, or None to not save that view")
+            else:
+                out[kind] = name
+    seen = {}
+    for kind, name in out.items():
+        if name in seen:
+            raise VoGError(f"views {seen[name]!r} and {kind!r} would both be named {name!r}; give them different names")
+        seen[name] = kind
+    return out
 
 
 class VoGViews(dict):
     """``{view name: DatasetView}`` of the views saved, plus ``skipped``: ``{view name: reason}``.
 
     Attributes:
+        names: ``{kind: view name}`` of every view the call was asked for (kinds in :data:`VIEW_KINDS`).
         skipped: views not saved because their marker (field or tag) does not exist.
         thresholds: ``{"high": t_high, "low": t_low}``, the VoG cut-offs used.
         scored: number of samples with a score (not None, not NaN).
         k: the slice size before ties, ``ceil(percentile / 100 × scored)``.
     """
 
-    def __init__(self, views=(), skipped=None, thresholds=None, scored=0, k=0):
+    def __init__(self, views=(), skipped=None, thresholds=None, scored=0, k=0, names=None):
         super().__init__(views)
+        self.names = dict(names or {})
         self.skipped = dict(skipped or {})
         self.thresholds = dict(thresholds or {})
         self.scored, self.k = scored, k
@@ -107,10 +151,12 @@ def save_vog_views(
     ood_field: str | None = None,
     ood_tag: str = "ood",
     overwrite: bool = True,
+    name_prefix: str | None = None,
+    names: Mapping[str, str | None] | None = None,
 ) -> VoGViews:
     """Save the VoG views on ``dataset`` and return them.
 
-    Views (each also gets a description saying what it holds):
+    Views (each also gets a description saying what it holds), named ``{name_prefix}-{kind}``:
       - ``vog-high``: the top ``percentile``% of scored samples, ``vog_field >= t_high``,
         sorted by VoG descending (hardest first).
       - ``vog-low``: the bottom ``percentile``%, ``vog_field <= t_low``, sorted by VoG
@@ -128,24 +174,35 @@ def save_vog_views(
     a score are in neither slice. In the marker views, samples without a score sort last.
 
     Args:
-        dataset: a FiftyOne dataset, or a view of one (the slices are then taken within it;
-            the views are saved on its dataset).
+        dataset: a FiftyOne dataset, or a view of one: the thresholds are then computed over the
+            view's samples only, and every saved view is the view's stages followed by the
+            view's own ``match``/``sort_by`` (still expressions, saved on the view's dataset).
         vog_field: the score field written by :func:`fiftyone_vog.compute_vog`.
         percentile: size of the high and low slices, in percent, ``0 < percentile <= 100``.
         shuffled_field: boolean field marking samples with shuffled labels.
         ood_field: boolean field marking out-of-distribution samples; ``None`` to use ``ood_tag``.
         ood_tag: sample tag marking out-of-distribution samples.
         overwrite: replace saved views of the same names (default); ``False`` raises if one exists.
+        name_prefix: the views are named ``{name_prefix}-high``, ``-low``, ``-shuffled-labels``,
+            ``-ood``; ``None`` for the default ``vog`` (``vog-high``, …). Use one prefix per score
+            field or split, e.g. ``vog_field="vog_test", name_prefix="vog-test"``.
+        names: ``{kind: name}`` overriding single names, kinds ``"high"``, ``"low"``,
+            ``"shuffled-labels"``, ``"ood"``; a kind mapped to ``None`` is not saved (and a saved
+            view of its name is left alone). E.g. ``names={"ood": "vog-ood"}`` with
+            ``name_prefix="vog-test"`` saves ``vog-test-high``, ``vog-test-low``,
+            ``vog-test-shuffled-labels`` and ``vog-ood``.
 
     Returns:
         :class:`VoGViews`, a ``{name: DatasetView}`` dict of the views saved. A marker view whose
-        field or tag does not exist is skipped, not an error: its reason is in ``.skipped`` and
-        logged as a warning, and a saved view of that name left from an earlier call is deleted
-        when ``overwrite`` (it would describe a marker that is gone).
+        field or tag does not exist (or, for the tag, marks no sample of ``dataset``) is skipped,
+        not an error: its reason is in ``.skipped`` and logged as a warning. When ``overwrite``,
+        a saved view of that name left from an earlier call **over the same samples and score
+        field** is deleted (it would describe a marker that is gone); a view of that name saved
+        by a call over other samples or another field (say the test split's ``vog-ood``) is kept.
 
     Raises:
-        VoGError: ``vog_field`` missing or holding no score, a bad percentile, or a view that
-            exists while ``overwrite=False``.
+        VoGError: ``vog_field`` missing or holding no score, a bad percentile, prefix or names,
+            or a view that exists while ``overwrite=False``.
     """
     from fiftyone import ViewField as F
 
@@ -156,9 +213,10 @@ def save_vog_views(
         raise VoGError(f"percentile must be a number in (0, 100], got {percentile!r}") from None
     if not 0 < percentile <= 100:
         raise VoGError(f"percentile must be in (0, 100], got {percentile:g}; e.g. 10 for the top and bottom 10%")
+    kind_names = view_names(name_prefix, names)
     _check_vog_field(ds, vog_field)
     if not overwrite:
-        taken = [n for n in VOG_VIEW_NAMES if ds.has_saved_view(n)]
+        taken = [n for n in kind_names.values() if ds.has_saved_view(n)]
         if taken:
             raise VoGError(f"saved view {taken[0]!r} already exists on {ds.name!r}; pass overwrite=True to replace it")
 
@@ -167,38 +225,55 @@ def save_vog_views(
     hardest_first = dict(reverse=True)
     views, descriptions, skipped = {}, {}, {}
 
-    views[VOG_HIGH] = dataset.match(score >= t_high).sort_by(vog_field, **hardest_first)
-    descriptions[VOG_HIGH] = f"top {percentile:g}% by {vog_field} (>= {t_high:.6g}), hardest first"
+    def add(kind, view, description):
+        if kind in kind_names:
+            views[kind_names[kind]] = view
+            descriptions[kind_names[kind]] = description
+
+    def skip(kind, reason):
+        if kind in kind_names:
+            skipped[kind_names[kind]] = reason
+
+    add("high", dataset.match(score >= t_high).sort_by(vog_field, **hardest_first),
+        f"top {percentile:g}% by {vog_field} (>= {t_high:.6g}), hardest first")
     # `>= -inf` drops None and NaN, which MongoDB orders below every number
-    views[VOG_LOW] = dataset.match((score <= t_low) & (score >= float("-inf"))).sort_by(vog_field)
-    descriptions[VOG_LOW] = f"bottom {percentile:g}% by {vog_field} (<= {t_low:.6g}), lowest first"
+    add("low", dataset.match((score <= t_low) & (score >= float("-inf"))).sort_by(vog_field),
+        f"bottom {percentile:g}% by {vog_field} (<= {t_low:.6g}), lowest first")
 
-    why = _bool_field_exists(dataset, shuffled_field)
-    if why is None:
-        views[VOG_SHUFFLED] = dataset.match(F(shuffled_field) == True).sort_by(vog_field, **hardest_first)  # noqa: E712
-        descriptions[VOG_SHUFFLED] = f"{shuffled_field} is True (shuffled labels), by {vog_field}, hardest first"
-    else:
-        skipped[VOG_SHUFFLED] = f"{why}; run fov.shuffle_labels first or pass shuffled_field"
+    if "shuffled-labels" in kind_names:
+        why = _bool_field_exists(dataset, shuffled_field)
+        if why is None:
+            add("shuffled-labels", dataset.match(F(shuffled_field) == True).sort_by(vog_field, **hardest_first),  # noqa: E712
+                f"{shuffled_field} is True (shuffled labels), by {vog_field}, hardest first")
+        else:
+            skip("shuffled-labels", f"{why}; run fov.shuffle_labels first or pass shuffled_field")
 
-    if ood_field:
+    if "ood" not in kind_names:
+        pass
+    elif ood_field:
         why = _bool_field_exists(dataset, ood_field)
         if why is None:
-            views[VOG_OOD] = dataset.match(F(ood_field) == True).sort_by(vog_field, **hardest_first)  # noqa: E712
-            descriptions[VOG_OOD] = f"{ood_field} is True (out-of-distribution), by {vog_field}, hardest first"
+            add("ood", dataset.match(F(ood_field) == True).sort_by(vog_field, **hardest_first),  # noqa: E712
+                f"{ood_field} is True (out-of-distribution), by {vog_field}, hardest first")
         else:
-            skipped[VOG_OOD] = f"{why}; pass ood_field=None to use the tag {ood_tag!r}"
+            skip("ood", f"{why}; pass ood_field=None to use the tag {ood_tag!r}")
     elif dataset.count_sample_tags().get(ood_tag, 0) > 0:
-        views[VOG_OOD] = dataset.match_tags(ood_tag).sort_by(vog_field, **hardest_first)
-        descriptions[VOG_OOD] = f"samples tagged {ood_tag!r} (out-of-distribution), by {vog_field}, hardest first"
+        add("ood", dataset.match_tags(ood_tag).sort_by(vog_field, **hardest_first),
+            f"samples tagged {ood_tag!r} (out-of-distribution), by {vog_field}, hardest first")
     else:
-        skipped[VOG_OOD] = f"no sample is tagged {ood_tag!r}; tag OOD samples (add_images_dir(..., tags={ood_tag!r})) or pass ood_field"
+        where = "" if dataset is ds else " in these samples"
+        skip("ood", f"no sample{where} is tagged {ood_tag!r}; tag OOD samples "
+                    f"(add_images_dir(..., tags={ood_tag!r})) or pass ood_field")
 
     for name, view in views.items():
         ds.save_view(name, view, description=descriptions[name], overwrite=overwrite)
     for name, reason in skipped.items():
         if overwrite and ds.has_saved_view(name):
-            ds.delete_saved_view(name)
-            skipped[name] = reason + f" (deleted the earlier saved view {name!r})"
+            if _saved_by_same_call(ds, name, dataset, vog_field):
+                ds.delete_saved_view(name)
+                skipped[name] = reason + f" (deleted the earlier saved view {name!r})"
+            else:
+                skipped[name] = reason + f" (kept the saved view {name!r}: it was saved over other samples or another field)"
         logger.warning("fiftyone-vog: saved view %r skipped: %s", name, skipped[name])
     return VoGViews(
         {name: ds.load_saved_view(name) for name in views},
@@ -206,4 +281,20 @@ def save_vog_views(
         thresholds={"high": t_high, "low": t_low},
         scored=n,
         k=k,
+        names=kind_names,
     )
+
+
+def _saved_by_same_call(ds, name, samples, vog_field) -> bool:
+    """Whether saved view ``name`` is what :func:`save_vog_views` saves over ``samples`` and
+    ``vog_field``: the same stages, then one marker stage and a sort by ``vog_field``."""
+    try:
+        saved = ds.load_saved_view(name)._serialize(include_uuids=False)
+    except Exception:  # a view that no longer loads (its fields are gone) is not ours to judge
+        return False
+    base = samples.view()._serialize(include_uuids=False)
+    if len(saved) != len(base) + 2 or saved[: len(base)] != base:
+        return False
+    sort = saved[-1]
+    kwargs = dict(sort.get("kwargs", []))
+    return sort.get("_cls", "").endswith(".SortBy") and kwargs.get("field_or_expr") == vog_field

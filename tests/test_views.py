@@ -179,3 +179,83 @@ def test_views_after_compute_vog(dataset, checkpoint_dir):
     ids, vog = dataset.values(["id", "vog"])
     assert views["vog-high"].values("id") == _naive(ids, vog, 4, high=True)
     assert views["vog-low"].values("id") == _naive(ids, vog, 4, high=False)
+
+
+# -- name_prefix / names -------------------------------------------------------------------
+def test_view_names_for_a_prefix():
+    assert fov.vog_view_names("vog-test") == ["vog-test-high", "vog-test-low", "vog-test-shuffled-labels", "vog-test-ood"]
+    assert fov.vog_view_names(None) == fov.vog_view_names() == list(fov.VOG_VIEW_NAMES)
+    for bad in ("", "  ", " vog", 3):
+        with pytest.raises(fov.VoGError, match="name_prefix"):
+            fov.vog_view_names(bad)
+
+
+def test_name_prefix_saves_its_own_set_beside_the_default(dataset):
+    dataset.set_values("vog", SCORES)
+    dataset.set_values("vog_b", [-s for s in SCORES])
+    dataset.select(dataset.values("id")[:3]).tag_samples("ood")
+    default = fov.save_vog_views(dataset, percentile=10)
+    other = fov.save_vog_views(dataset, vog_field="vog_b", percentile=10, name_prefix="vog-b")
+    assert set(other) == {"vog-b-high", "vog-b-low", "vog-b-ood"}
+    assert other.names == {"high": "vog-b-high", "low": "vog-b-low", "shuffled-labels": "vog-b-shuffled-labels",
+                           "ood": "vog-b-ood"}
+    assert "vog-b-shuffled-labels" in other.skipped  # no label_shuffled field
+    assert sorted(dataset.list_saved_views()) == sorted([*default, *other])
+    # vog_b = -vog: its high slice is vog's low slice, in the reverse order of vog-low's ascending sort
+    assert dataset.load_saved_view("vog-b-high").values("id") == dataset.load_saved_view("vog-low").values("id")
+    assert dataset.load_saved_view("vog-high").values("vog") == sorted(SCORES, reverse=True)[:4]  # untouched
+    assert "by vog_b" in dataset.get_saved_view_info("vog-b-ood")["description"]
+
+
+def test_names_rename_or_leave_out_single_views(dataset):
+    dataset.set_values("vog", SCORES)
+    dataset.set_values("label_shuffled", [i % 5 == 0 for i in range(40)])
+    views = fov.save_vog_views(dataset, name_prefix="run2", names={"ood": "vog-ood", "shuffled-labels": None})
+    assert views.names == {"high": "run2-high", "low": "run2-low", "ood": "vog-ood"}
+    assert set(views) == {"run2-high", "run2-low"} and set(views.skipped) == {"vog-ood"}  # no sample is tagged
+    assert sorted(dataset.list_saved_views()) == ["run2-high", "run2-low"]
+    for bad, match in [({"hig": "x"}, "unknown view kind 'hig'"), ({"low": ""}, "non-empty view name"),
+                       ({"low": "run2-high"}, "would both be named 'run2-high'"), (["high"], "must be a mapping")]:
+        with pytest.raises(fov.VoGError, match=match):
+            fov.save_vog_views(dataset, name_prefix="run2", names=bad)
+    with pytest.raises(fov.VoGError, match="'run2-high' already exists"):
+        fov.save_vog_views(dataset, name_prefix="run2", overwrite=False)
+    fov.save_vog_views(dataset, name_prefix="run3", overwrite=False)  # other names: nothing taken
+
+
+def test_a_call_without_ood_samples_keeps_another_calls_vog_ood(dataset):
+    """The demo's two calls: the training split (no OOD sample) must not delete the test split's vog-ood."""
+    ids = dataset.values("id")
+    train, test = dataset.select(ids[:24]), dataset.select(ids[24:])
+    dataset.select(ids[30:36]).tag_samples("ood")
+    train.set_values("vog", SCORES[:24])
+    test.set_values("vog_test", SCORES[24:])
+    tv = fov.save_vog_views(test, vog_field="vog_test", name_prefix="vog-test", names={"ood": "vog-ood"})
+    assert set(tv) == {"vog-test-high", "vog-test-low", "vog-ood"}
+    assert set(dataset.load_saved_view("vog-ood").values("id")) == set(ids[30:36])
+    for _ in range(2):  # in either order, and again
+        views = fov.save_vog_views(train, vog_field="vog")
+        assert "no sample in these samples is tagged 'ood'" in views.skipped["vog-ood"]
+        assert "kept the saved view 'vog-ood'" in views.skipped["vog-ood"]
+        assert set(dataset.load_saved_view("vog-ood").values("id")) == set(ids[30:36])
+        fov.save_vog_views(test, vog_field="vog_test", name_prefix="vog-test", names={"ood": "vog-ood"})
+    # the same call over the same samples, once the tag is gone, does delete its stale vog-ood
+    dataset.untag_samples("ood")
+    views = fov.save_vog_views(test, vog_field="vog_test", name_prefix="vog-test", names={"ood": "vog-ood"})
+    assert "deleted the earlier saved view 'vog-ood'" in views.skipped["vog-ood"]
+    assert not dataset.has_saved_view("vog-ood") and dataset.has_saved_view("vog-test-high")
+
+
+def test_views_of_a_view_are_its_stages_then_the_filter(dataset):
+    dataset.set_values("vog", SCORES)
+    circles = dataset.match(F("ground_truth.label") == "circle")
+    views = fov.save_vog_views(circles, percentile=20, name_prefix="circles")
+    base = circles._serialize(include_uuids=False)
+    for name in views:
+        stages = dataset.load_saved_view(name)._serialize(include_uuids=False)
+        assert stages[: len(base)] == base and len(stages) == len(base) + 2, name
+        assert stages[-2]["_cls"].endswith(".Match") and stages[-1]["_cls"].endswith(".SortBy")
+    # a square whose score jumps above the threshold stays out: the view's own stages come first
+    square = dataset.match(F("ground_truth.label") == "square").first().id
+    dataset.set_values("vog", {square: 1e6}, key_field="id")
+    assert square not in dataset.load_saved_view("circles-high").values("id")
