@@ -140,8 +140,10 @@ def add_views(sub):
         description="Save expression-based views on the dataset: vog-high (top PERCENTILE%% by VoG, hardest "
         "first), vog-low (bottom PERCENTILE%%, lowest first), vog-shuffled-labels (SHUFFLED_FIELD is True) and "
         "vog-ood (tagged OOD_TAG, or OOD_FIELD is True). A view whose marker does not exist is skipped with a note. "
-        "Existing views of these names are replaced.",
-        epilog="examples:\n  fiftyone-vog views my-images\n  fiftyone-vog views my-images --percentile 5 --ood-tag novel",
+        "Existing views of these names are replaced. --name-prefix PREFIX names them PREFIX-high, PREFIX-low, "
+        "PREFIX-shuffled-labels and PREFIX-ood instead, so that another score field keeps its own views.",
+        epilog="examples:\n  fiftyone-vog views my-images\n  fiftyone-vog views my-images --percentile 5 --ood-tag novel\n"
+        "  fiftyone-vog views my-images --vog-field vog_test --name-prefix vog-test",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dataset", help="name of the FiftyOne dataset")
@@ -150,6 +152,7 @@ def add_views(sub):
     p.add_argument("--shuffled-field", default="label_shuffled", help="boolean field marking shuffled labels (default: label_shuffled)")
     p.add_argument("--ood-field", help="boolean field marking out-of-distribution samples (default: use --ood-tag)")
     p.add_argument("--ood-tag", default="ood", help="sample tag marking out-of-distribution samples (default: ood)")
+    p.add_argument("--name-prefix", help="name the views PREFIX-high, PREFIX-low, ... (default: vog)")
     p.set_defaults(func=run_views)
 
 
@@ -170,6 +173,7 @@ def run_views(args):
             shuffled_field=args.shuffled_field,
             ood_field=args.ood_field,
             ood_tag=args.ood_tag,
+            name_prefix=args.name_prefix,
         )
     finally:
         logger.setLevel(level)
@@ -177,7 +181,7 @@ def run_views(args):
         print(f"{name}\t{count} samples")
     for name, reason in views.skipped.items():
         print(f"{name}\tskipped: {reason}")
-    print(f"open one: fo.load_dataset({args.dataset!r}).load_saved_view('vog-high')")
+    print(f"open one: fo.load_dataset({args.dataset!r}).load_saved_view({views.names['high']!r})")
 
 
 # -- shuffle-labels ------------------------------------------------------------

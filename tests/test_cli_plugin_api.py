@@ -53,6 +53,16 @@ def test_views_shuffle_export_in_process(named, capsys, tmp_path):
     assert lines["vog-shuffled-labels"] == "10 samples"
     assert lines["vog-ood"].startswith("skipped: no sample is tagged 'ood'")
     assert named.load_saved_view("vog-high").values("vog") == [39.0, 38.0]
+    assert "load_saved_view('vog-high')" in out
+
+    # another set of views beside the first: --name-prefix
+    rc, out, err = _main(capsys, "views", named.name, "--percentile", "10", "--name-prefix", "vog-10")
+    assert rc == 0, err
+    lines = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    assert lines["vog-10-high"] == "4 samples" and lines["vog-10-shuffled-labels"] == "10 samples"
+    assert lines["vog-10-ood"].startswith("skipped:") and "load_saved_view('vog-10-high')" in out
+    assert named.load_saved_view("vog-high").values("vog") == [39.0, 38.0]  # the first set is untouched
+    assert named.load_saved_view("vog-10-high").values("vog") == [39.0, 38.0, 37.0, 36.0]
 
     d = tmp_path / "csv"
     rc, out, err = _main(capsys, "export", named.name, "--view", "vog-shuffled-labels", "--export-dir", str(d),
@@ -76,6 +86,7 @@ def test_errors_are_one_line(named, capsys, tmp_path):
         (["views", "no-such"], "dataset 'no-such' not found"),
         (["views", named.name, "--vog-field", "score"], "fov.compute_vog"),
         (["views", named.name, "--percentile", "0"], "percentile"),
+        (["views", named.name, "--name-prefix", " "], "name_prefix"),
         (["export", named.name, "--view", "nope", "--export-dir", str(tmp_path / "x")], "saved view 'nope' not found"),
         (["shuffle-labels", named.name, "--restore"], "nothing to restore"),
         (["shuffle-labels", named.name, "--fraction", "2"], "fraction"),
@@ -99,7 +110,7 @@ def test_subprocess_views_and_help(named):
 def test_help_for_each_subcommand():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     for name, flags in {
-        "views": ["--vog-field", "--percentile", "--shuffled-field", "--ood-field", "--ood-tag"],
+        "views": ["--vog-field", "--percentile", "--shuffled-field", "--ood-field", "--ood-tag", "--name-prefix"],
         "shuffle-labels": ["--fraction", "--label-field", "--seed", "--flag-field", "--overwrite", "--restore"],
         "export": ["--view", "--export-dir", "--dataset-type", "--label-field", "--vog-field", "--overwrite"],
     }.items():
