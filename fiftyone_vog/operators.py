@@ -23,6 +23,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from .engine import VoGError
+from .views import vog_view_names
 
 PLUGIN = "@fiftyone-vog/vog"
 #: Server-side switch (environment variable or plugin secret) that lets App users
@@ -233,6 +234,7 @@ class ComputeVoG(foo.Operator):
     def execute(self, ctx):
         kwargs = compute_vog_kwargs(ctx)
         samples = ctx.target_view()
+        existing = set(ctx.dataset.get_field_schema())
         from .api import compute_vog
 
         if ctx.delegated:
@@ -242,6 +244,10 @@ class ComputeVoG(foo.Operator):
             yield ctx.trigger("reload_dataset")
         message = (f"VoG: scored {len(results.ids)} samples in {results.timings['total']:.1f}s; "
                    f"wrote {', '.join(results.scores)}")
+        if set(results.scores) - existing:
+            # The App applies the dataset's sidebar groups when it loads a dataset; a reload_dataset keeps
+            # the groups it shows and lists new fields under PRIMITIVES until the page is reloaded.
+            message += " (reload the page to see them in the sidebar's VoG group)"
         if not ctx.delegated:
             yield ctx.ops.notify(message, variant="success")
 
@@ -378,6 +384,12 @@ def _vog_runs(ctx, inputs):
     return ctx.params.get("vog_field", runs[0])
 
 
+def _name_prefix(params):
+    """The form's optional name prefix: blank means the default names."""
+    prefix = params.get("name_prefix")
+    return (prefix.strip() or None) if isinstance(prefix, str) else prefix
+
+
 class SaveVoGViews(foo.Operator):
     @property
     def config(self):
@@ -403,8 +415,18 @@ class SaveVoGViews(foo.Operator):
             _dropdown(inputs, "ood_field", bools, None, "OOD flag field",
                       "Optional boolean field marking out-of-distribution samples")
             inputs.str("ood_tag", default="ood", label="OOD tag", description="Sample tag marking out-of-distribution samples")
+            prefix_prop = inputs.str(
+                "name_prefix", required=False, label="Name prefix",
+                description="Name the views PREFIX-high, PREFIX-low, PREFIX-shuffled-labels, PREFIX-ood (default: "
+                            "vog), e.g. vog-test to keep another score field's views beside these")
+            prefix = _name_prefix(ctx.params)
+            try:
+                names = vog_view_names(prefix)
+            except VoGError as e:
+                _invalid(prefix_prop, str(e))
+                names = list(VIEW_NAMES)
             inputs.bool("overwrite", default=True, label="Overwrite", description="Replace saved views of the same names")
-            _dropdown(inputs, "load_view", VIEW_NAMES, "vog-high", "Open afterwards", "Saved view to load in the App")
+            _dropdown(inputs, "load_view", names, names[0], "Open afterwards", "Saved view to load in the App")
         return types.Property(inputs, view=types.View(label="Save VoG views"))
 
     def execute(self, ctx):
@@ -419,6 +441,7 @@ class SaveVoGViews(foo.Operator):
             ood_field=p.get("ood_field") or None,
             ood_tag=p.get("ood_tag") or "ood",
             overwrite=bool(p.get("overwrite", True)),
+            name_prefix=_name_prefix(p),
         )
         load = p.get("load_view")
         if load in views and not ctx.delegated:

@@ -1,5 +1,6 @@
 """End to end in the real App: headless Chromium opens the operator browser, runs Compute VoG,
-sees the field appear, opens the VoG panel; screenshots go to docs/images/ for the README."""
+sees the field appear, opens the VoG panel. Screenshots go to a temporary folder, or to
+$FOV_SCREENSHOTS when set — `FOV_SCREENSHOTS=docs/images make test` refreshes the README's pictures."""
 
 import os
 import socket
@@ -12,7 +13,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} missing: run `make browser-deps` (Debian chromium)"),
 ]
-IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "images")
+IMAGES = os.environ.get("FOV_SCREENSHOTS") or os.path.join(os.environ["FIFTYONE_DATABASE_DIR"], os.pardir, "screenshots")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-dev-shm-usage"]
 TIMEOUT = 120_000  # ms: the first form resolve imports torch in the App server
@@ -101,8 +102,24 @@ def _close_dialogs(page):
     for name in ("Close", "Done", "Cancel"):
         if dialog.count() and page.get_by_role("button", name=name).count():
             page.get_by_role("button", name=name).first.click()
-    page.screenshot(path="/tmp/vogapp/dialog.png")
+    _shot(page, "debug-dialog.png")
     dialog.first.wait_for(state="detached", timeout=10000)
+
+
+def _sidebar_group_of(page, paths):
+    """``{path: title of the sidebar group it is listed under}``; the sidebar's rows are absolutely
+    positioned siblings, so a field belongs to the nearest group header above it."""
+    return page.evaluate("""paths => {
+        const top = el => el.getBoundingClientRect().top;
+        const headers = [...document.querySelectorAll('[data-cy^="sidebar-group-"][title]')].map(h => [h.title, top(h)]);
+        const out = {};
+        for (const p of paths) {
+            const row = document.querySelector(`[data-cy="sidebar-field-container-${p}"]`);
+            const above = row ? headers.filter(([, y]) => y < top(row)).sort((a, b) => b[1] - a[1]) : [];
+            out[p] = above.length ? above[0][0] : null;
+        }
+        return out;
+    }""", paths)
 
 
 def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoints):
@@ -122,8 +139,9 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
         page.locator("[data-cy=operators-prompt-modal] input").first.fill(os.path.join(torchscript_checkpoints, "epoch_*.pt"))
         page.get_by_text("5 checkpoints: epoch_1.pt … epoch_5.pt").wait_for(timeout=20000)  # resolved on the server
     except Exception:
-        page.screenshot(path="/tmp/vogapp/fail.png")
-        open("/tmp/vogapp/fail.html", "w").write(page.content())
+        _shot(page, "debug-fail.png")
+        with open(os.path.join(IMAGES, "debug-fail.html"), "w") as f:
+            f.write(page.content())
         raise
     _shot(page, "app-form.png")
     page.get_by_role("button", name="Execute").click()
@@ -133,7 +151,17 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
     ds.reload()
     assert ds.count("vog") == 40 and ds.count("vog_raw") == 40
     assert ds.get_run_info("vog").config.model is None  # TorchScript: nothing imported
+    assert [(g.name, g.paths) for g in ds.app_config.sidebar_groups if g.name == "VoG"] == [("VoG", ["vog", "vog_raw"])]
     _close_dialogs(page)
+    # The App applies the dataset's sidebar groups when it loads the dataset (its reload_dataset keeps the
+    # groups on screen and lists new fields under PRIMITIVES); the operator's message asks for a page reload.
+    page.reload()
+    page.get_by_text("40 samples").wait_for()
+    header = page.locator("[data-cy=sidebar-group-VOG]")
+    header.wait_for()
+    assert header.is_visible()
+    groups = _sidebar_group_of(page, ["vog", "vog_raw", "ground_truth", "filepath"])
+    assert groups == {"vog": "VOG", "vog_raw": "VOG", "ground_truth": "LABELS", "filepath": "PRIMITIVES"}, groups
     page.get_by_text("vog", exact=True).click()  # the score's range filter in the sidebar
     page.mouse.move(700, 500)
     session.view = ds.sort_by("vog", reverse=True)  # hardest first

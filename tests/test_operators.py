@@ -96,6 +96,11 @@ def test_compute_vog_reports_progress_and_reloads(dataset, checkpoint_dir, allow
     notes = _requests(result, "notify")
     assert notes and notes[0].params["message"].startswith("VoG: scored 40 samples")
     assert dataset.count("vog") == 40 and dataset.count("vog_raw") == 40
+    # new fields: the App shows the VoG sidebar group only after a page reload, so the message says so
+    assert notes[0].params["message"].endswith("(reload the page to see them in the sidebar's VoG group)")
+    result = foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {
+        "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "overwrite": True}})
+    assert "reload the page" not in _requests(result, "notify")[0].params["message"]  # same fields: already placed
 
 
 def test_compute_vog_on_selected_samples_only(dataset, checkpoint_dir, allow_imports):
@@ -230,6 +235,23 @@ def test_save_vog_views_operator(scored):
     assert scored.load_saved_view("vog-high").values("id") == [ids[i] for i in order[:4]]
     assert scored.load_saved_view("vog-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
     assert _requests(result, "set_view")[0].params["name"] == "vog-high"
+
+
+def test_save_vog_views_operator_name_prefix(scored):
+    params = {"vog_field": "vog", "percentile": 10, "name_prefix": " vog-b ", "load_view": "vog-b-low"}
+    props, val = _form(f"{PLUGIN}/save_vog_views", scored, params)
+    assert not val.invalid
+    assert [c.value for c in props["load_view"].view.choices] == [
+        "vog-b-high", "vog-b-low", "vog-b-shuffled-labels", "vog-b-ood"]
+    result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": scored, "params": params})
+    assert result.result["views"] == {"vog-b-high": 4, "vog-b-low": 4}
+    assert set(result.result["skipped"]) == {"vog-b-shuffled-labels", "vog-b-ood"}
+    ids, vog = scored.values("id"), np.array(scored.values("vog"))
+    assert scored.load_saved_view("vog-b-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
+    assert _requests(result, "set_view")[0].params["name"] == "vog-b-low"
+    # blank: the default names
+    props, _ = _form(f"{PLUGIN}/save_vog_views", scored, {"vog_field": "vog", "name_prefix": "  "})
+    assert props["load_view"].view.choices[0].value == "vog-high"
 
 
 def test_save_vog_views_form_needs_a_run(dataset):
