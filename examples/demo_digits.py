@@ -19,7 +19,8 @@ What it does, in order (each step prints what it did):
     digits it separates memorized and OOD samples, the logit does not — see docs/results.md);
     stores the last checkpoint's predictions in ``predictions``;
  6. saves the views ``vog-high``, ``vog-low``, ``vog-shuffled-labels`` (training split, ``vog``)
-    and ``vog-ood``, ``vog-test-high`` (test + OOD, ``vog_test``);
+    and ``vog-test-high``, ``vog-test-low``, ``vog-ood`` (test + OOD, ``vog_test``, with
+    ``save_vog_views(..., name_prefix="vog-test", names={"ood": "vog-ood"})``);
  7. writes the reports ``OUT/report/train/report.html`` and ``OUT/report/test/report.html``;
  8. exports the ``vog-high`` subset as a class-folder tree to ``OUT/export/vog-high/``;
  9. prints what to look at and how to open the App.
@@ -35,7 +36,6 @@ demo is run again.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import sys
@@ -160,29 +160,6 @@ def store_predictions(ds, model) -> None:
     ds.set_values("predictions", dict(zip(ids, labels)), key_field="id")
 
 
-def save_test_views(ds, percentile: float = 10) -> dict:
-    """``vog-ood`` and ``vog-test-high`` over the test + OOD scores in ``vog_test``.
-
-    ``fov.save_vog_views`` saves the four standard views for one score field; the demo scores the
-    test split in a second field, so its two views are saved here with the same threshold rule.
-    """
-    from fiftyone import ViewField as F
-
-    from fiftyone_vog.views import percentile_thresholds
-
-    scored = ds.match_tags(["test", "ood"])
-    t_high, _, _, _ = percentile_thresholds(scored.values("vog_test"), percentile)
-    views = {
-        "vog-ood": (ds.match_tags("ood").sort_by("vog_test", reverse=True),
-                    "out-of-distribution digits 8 and 9 (tag 'ood'), by vog_test, hardest first"),
-        "vog-test-high": (scored.match(F("vog_test") >= t_high).sort_by("vog_test", reverse=True),
-                          f"top {percentile:g}% of test + OOD by vog_test (>= {t_high:.6g}), hardest first"),
-    }
-    for name, (view, description) in views.items():
-        ds.save_view(name, view, description=description, overwrite=True)
-    return {name: len(view) for name, (view, _) in views.items()}
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description="fiftyone-vog demo: a VoG audit of scikit-learn's digits",
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
@@ -251,13 +228,12 @@ def main(argv=None) -> dict:
           f"{res_train.timings['total'] + res_test.timings['total']:.1f}s; test accuracy of the last checkpoint {acc:.3f}")
 
     step(6, "saving the views (fov.save_vog_views)")
-    quiet = logging.getLogger("fiftyone_vog.views")
-    level, quiet.level = quiet.level, logging.ERROR  # the train split has no 'ood' tag: its vog-ood is saved below
-    try:
-        views = fov.save_vog_views(ds.match_tags("train"), vog_field="vog", percentile=10)
-    finally:
-        quiet.setLevel(level)
-    view_counts = {**views.counts(), **save_test_views(ds, percentile=10)}
+    # the training split by `vog`: vog-high, vog-low, vog-shuffled-labels (it holds no OOD sample)
+    train_views = fov.save_vog_views(ds.match_tags("train"), vog_field="vog", percentile=10, names={"ood": None})
+    # test + OOD by `vog_test`: vog-test-high, vog-test-low, and vog-ood (no label is shuffled there)
+    test_views = fov.save_vog_views(ds.match_tags(["test", "ood"]), vog_field="vog_test", percentile=10,
+                                    name_prefix="vog-test", names={"ood": "vog-ood", "shuffled-labels": None})
+    view_counts = {**train_views.counts(), **test_views.counts()}
     for name, n in view_counts.items():
         print(f"  {name:22s} {n:5d} samples — {ds.get_saved_view_info(name)['description']}")
 

@@ -92,8 +92,9 @@ def test_views_are_saved_and_sorted(demo_run):
 
     res, _ = demo_run
     ds = fo.load_dataset(NAME)
-    names = {"vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-test-high"}
-    assert names <= set(ds.list_saved_views())
+    names = {"vog-high", "vog-low", "vog-shuffled-labels", "vog-test-high", "vog-test-low", "vog-ood"}
+    assert set(ds.list_saved_views()) == names  # no vog-test-shuffled-labels / vog-test-ood: left out
+    assert set(res["views"]) == names
     assert res["views"]["vog-shuffled-labels"] == res["shuffled"]
     assert res["views"]["vog-ood"] == 64
     high = ds.load_saved_view("vog-high")
@@ -103,6 +104,9 @@ def test_views_are_saved_and_sorted(demo_run):
     assert set(high.distinct("tags")) == {"train"}
     ood = ds.load_saved_view("vog-ood").values("vog_test")
     assert ood == sorted(ood, reverse=True)
+    assert "by vog_test" in ds.get_saved_view_info("vog-ood")["description"]
+    test_low = ds.load_saved_view("vog-test-low").values("vog_test")
+    assert test_low == sorted(test_low) and len(test_low) >= 13  # 10% of 128, rounded up
     test_high = ds.load_saved_view("vog-test-high")
     assert min(test_high.values("vog_test")) >= max(
         v for v in ds.match_tags(["test", "ood"]).values("vog_test") if v not in test_high.values("vog_test"))
