@@ -1,14 +1,75 @@
 """Shared fixtures. FiftyOne runs against its own throw-away database, never a user's."""
 
 import atexit
+import importlib.util
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
 
 _TMP = tempfile.mkdtemp(prefix="fiftyone-vog-tests-")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_mongod() -> str | None:
+    """Our own throw-away mongod (FiftyOne's bundled binary) on a free loopback port.
+
+    Every process of the test session — this one, CLI and torchrun subprocesses, the App
+    server — then talks to one database that lives exactly as long as the session, instead of
+    each FiftyOne process negotiating the life of a shared service. Returns its URI, or None
+    where no mongod binary exists (FiftyOne then starts its own on FIFTYONE_DATABASE_DIR).
+    """
+    spec = importlib.util.find_spec("fiftyone")  # finds the package without importing it
+    mongod = os.path.join(spec.submodule_search_locations[0], "db", "bin", "mongod") if spec else ""
+    if not os.access(mongod, os.X_OK):
+        mongod = shutil.which("mongod")
+        if mongod is None:
+            return None
+    dbpath = os.path.join(_TMP, "mongo")
+    os.makedirs(dbpath)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [mongod, "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
+         "--logpath", os.path.join(_TMP, "mongod.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+    def stop():
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    atexit.register(stop)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mongod exited with {proc.returncode}; see {os.path.join(_TMP, 'mongod.log')}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return f"mongodb://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("mongod did not start within 60 s")
+
+
+# Registered before anything else, so it runs last: after FiftyOne and mongod have stopped.
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+
 # Must happen before fiftyone is imported anywhere in the test process.
 os.environ.pop("FIFTYONE_DATABASE_URI", None)
 os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_TMP, "db")
+_URI = _start_mongod()
+if _URI:
+    os.environ["FIFTYONE_DATABASE_URI"] = _URI
 os.environ["FIFTYONE_DATABASE_NAME"] = "fiftyone-vog-tests"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
@@ -26,10 +87,6 @@ from fiftyone_vog.training import CheckpointSaver, train_classifier  # noqa: E40
 
 CLASSES = ["circle", "square", "stripes", "dots"]
 IMG_H, IMG_W = 12, 10  # non-square on purpose
-
-
-# Registered before fiftyone is imported, so it runs after FiftyOne has stopped its mongod.
-atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 def make_images(n, seed=0, h=IMG_H, w=IMG_W):
