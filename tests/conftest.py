@@ -9,13 +9,21 @@ import subprocess
 import tempfile
 import time
 
-_TMP = tempfile.mkdtemp(prefix="fiftyone-vog-tests-")
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _die_with_parent():
+    """Linux: the kernel stops mongod if the test process dies without running atexit (SIGKILL)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _start_mongod() -> str | None:
@@ -39,6 +47,7 @@ def _start_mongod() -> str | None:
         [mongod, "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
          "--logpath", os.path.join(_TMP, "mongod.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=_die_with_parent,
     )
 
     def stop():
@@ -61,22 +70,27 @@ def _start_mongod() -> str | None:
     raise RuntimeError("mongod did not start within 60 s")
 
 
-# Registered before anything else, so it runs last: after FiftyOne and mongod have stopped.
-atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
-
-# Must happen before fiftyone is imported anywhere in the test process.
-os.environ.pop("FIFTYONE_DATABASE_URI", None)
-os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_TMP, "db")
-_URI = _start_mongod()
-if _URI:
-    os.environ["FIFTYONE_DATABASE_URI"] = _URI
-os.environ["FIFTYONE_DATABASE_NAME"] = "fiftyone-vog-tests"
-os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
-os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
-os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
-os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_TMP, "plugins")
-os.environ.setdefault("FIFTYONE_DEFAULT_APP_PORT", "5151")
-os.makedirs(os.environ["FIFTYONE_PLUGINS_DIR"], exist_ok=True)
+if "FIFTYONE_VOG_TESTS_TMP" in os.environ:
+    # imported as a module by a subprocess of the session (a model spec "conftest:small_model"):
+    # the session's environment is inherited; start nothing, clean nothing
+    _TMP = os.environ["FIFTYONE_VOG_TESTS_TMP"]
+else:
+    _TMP = os.environ["FIFTYONE_VOG_TESTS_TMP"] = tempfile.mkdtemp(prefix="fiftyone-vog-tests-")
+    # Registered before anything else, so it runs last: after FiftyOne and mongod have stopped.
+    atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+    # Must happen before fiftyone is imported anywhere in the test process.
+    os.environ.pop("FIFTYONE_DATABASE_URI", None)
+    os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_TMP, "db")
+    _URI = _start_mongod()
+    if _URI:
+        os.environ["FIFTYONE_DATABASE_URI"] = _URI
+    os.environ["FIFTYONE_DATABASE_NAME"] = "fiftyone-vog-tests"
+    os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+    os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+    os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
+    os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_TMP, "plugins")
+    os.environ.setdefault("FIFTYONE_DEFAULT_APP_PORT", "5151")
+    os.makedirs(os.environ["FIFTYONE_PLUGINS_DIR"], exist_ok=True)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
