@@ -8,6 +8,7 @@ with every batch, so the engine places scores by id whatever the loader order.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +17,11 @@ import torch
 from PIL import Image
 
 from .engine import MISSING_LABEL, VoGError
+
+# torchvision 0.29 deprecates its image decoders in favour of TorchCodec (not a dependency here) and
+# warns on every call; they still work, decode straight to tensors, and PIL remains the fallback.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
