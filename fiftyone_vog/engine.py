@@ -257,9 +257,16 @@ class VoGEngine:
             return self.models[-1](self._input(x)).argmax(dim=1)
 
     def check_output_size(self, x: torch.Tensor, num_classes: int) -> None:
-        """Raise when the model's output size disagrees with the class list."""
-        with torch.no_grad():
-            out = self.models[-1](self._input(x[:1]))
+        """Raise when the model cannot take the input or its output size disagrees with the class list."""
+        try:
+            with torch.no_grad():
+                out = self.models[-1](self._input(x[:1]))
+        except RuntimeError as e:  # wrong channels or size for the architecture
+            raise VoGError(
+                f"the model cannot take the images as transformed ({x.shape[1]}×{x.shape[2]}×{x.shape[3]}, "
+                f"channels×height×width): {str(e).splitlines()[0][:300]} — choose the transform the model was "
+                "trained with (transform='rgb' for 3 channels, 'gray' for 1, 'cifar', 'imagenet', or your own)"
+            ) from None
         if out.ndim != 2 or out.shape[1] != num_classes:
             raise VoGError(
                 f"the model outputs {tuple(out.shape[1:])} scores per sample but {num_classes} classes "

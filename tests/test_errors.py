@@ -63,6 +63,7 @@ CASES = {
     "label field not Classification": (lambda tp, cd: dict(label_field="filepath"), "not a fo.Classification"),
     "label not in classes": (lambda tp, cd: dict(classes=CLASSES[:3]), r"labels \['dots'\] .* are not among"),
     "classes count != outputs": (lambda tp, cd: dict(classes=CLASSES + ["extra"], model=lambda: small_model()), "outputs \\(4,\\) scores .* 5 classes"),
+    "transform does not fit the model": (lambda tp, cd: dict(transform="gray"), "cannot take the images as transformed \\(1×12×10"),
     "NaN gradients": (lambda tp, cd: dict(checkpoints=_nan_checkpoints(tp, cd)), "NaN/inf"),
     "window out of range": (lambda tp, cd: dict(windows={"late": [3, 9]}), "only 5 checkpoints"),
     "window unknown file": (lambda tp, cd: dict(windows={"late": ["epoch_99.pt", "epoch_1.pt"]}), "not among the checkpoints"),
