@@ -28,6 +28,7 @@ CHOICES = {
     "normalization": ("zscore", "abs", "none"),
     "transform": ("rgb", "gray", "cifar", "imagenet"),
     "precision": ("float32", "float64"),
+    "autocast": ("none", "bf16", "fp16"),
 }
 VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood")
 EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
@@ -221,6 +222,10 @@ def compute_vog_form(ctx, inputs):
     inputs.str("device", label="Device", description="cpu, cuda or cuda:N (default: cuda when available)")
     inputs.int("num_workers", default=0, min=0, label="Data loader workers")
     _choice(inputs, "precision", CHOICES["precision"], "float32", "Precision", "Models and gradients", ctx)
+    _choice(inputs, "autocast", CHOICES["autocast"], "none", "Mixed precision",
+            "bf16/fp16 autocast: faster on GPUs, approximate scores (see docs/performance.md)", ctx)
+    inputs.bool("resume", default=False, label="Resume",
+                description="Continue an interrupted run with the same settings from its last saved chunk")
     prop = inputs.bool("allow_pickle", default=False, label="Allow pickled checkpoints",
                        description="Unpickle whole-module checkpoints (runs code from the files)")
     if params.get("allow_pickle") and not allowed:
@@ -252,6 +257,8 @@ def compute_vog_kwargs(ctx) -> dict:
         num_workers=int(p.get("num_workers", 0)),
         overwrite=bool(p.get("overwrite", False)),
         precision=p.get("precision", "float32"),
+        autocast=None if p.get("autocast", "none") in (None, "none") else p["autocast"],
+        resume=bool(p.get("resume", False)),
         allow_pickle=bool(p.get("allow_pickle", False)),
         _allow_import=allowed,
     )

@@ -301,3 +301,18 @@ def test_export_vog_subset_operator(scored, tmp_path):
     view = scored.match(fo.ViewField("ground_truth.label") == "circle")
     foo.execute_operator(uri, ctx={"view": view, "params": {"export_dir": str(tree)}})
     assert sorted(os.listdir(tree)) == ["circle"] and len(os.listdir(tree / "circle")) == len(view)
+
+
+def test_compute_vog_operator_mixed_precision_and_resume(scored, checkpoint_dir, allow_imports):
+    foo.execute_operator(COMPUTE, ctx={"dataset": scored, "params": {
+        "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "vog_field": "amp",
+        "autocast": "bf16", "resume": True, "batch_size": 16}})
+    cfg = fov.get_vog_run(scored, "amp").config
+    assert cfg.engine["autocast"] == "bf16" and cfg.resumed_samples == 0
+    exact = np.array(scored.values("vog_raw"))
+    approx = np.array(scored.values("amp_raw"))
+    assert not np.array_equal(exact, approx)  # really computed in bf16
+    from scipy.stats import spearmanr
+
+    assert spearmanr(exact, approx).statistic > 0.9
+    fov.delete_vog_run(scored, "amp")
