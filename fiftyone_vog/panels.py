@@ -154,8 +154,13 @@ class VoGPanel(foo.Panel):
         self._refresh(ctx)
 
     def on_change_view(self, ctx):
-        if _same_view(ctx.request_params.get("view"), ctx.panel.state.slice_view):
+        view = ctx.request_params.get("view")
+        if _same_view(view, ctx.panel.state.slice_view):
             return  # the panel set this slice: keep the statistics of the view it came from
+        if ctx.panel.state.stats and _same_view(view or [], ctx.panel.state.base_view):
+            # a late event for the view the statistics already describe: recomputing from this
+            # event's (possibly older) state could undo a field the user has just picked
+            return
         ctx.panel.state.slice_view = None
         ctx.panel.state.slice = None
         self._refresh(ctx)

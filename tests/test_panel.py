@@ -97,3 +97,31 @@ def test_panel_load_and_click_through_the_executor(scored):
     vog = np.array(scored.values("vog"))
     top = np.sort(vog)[-4:][::-1]
     assert view.values("vog") == top.tolist()
+
+
+def test_late_view_event_for_the_same_view_keeps_the_picked_field(scored):
+    """The App may deliver a view-change event for the view the statistics already describe, carrying
+    an older panel state: it must not undo the VoG field the user has just picked."""
+    install_plugin()
+    scored.set_values("other", np.array(scored.values("vog")) * 2)
+    cfg = scored.init_run(method="fiftyone_vog.compute_vog", vog_field="other", label_field="ground_truth",
+                          fields=["other"])
+    scored.register_run("other", cfg)
+
+    def state_after(result):
+        patches = [r.params["state"] for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
+        return {k: v for p in patches for k, v in p.items()}
+
+    state = state_after(_run(scored, "on_load"))
+    assert state["vog_field"] in ("vog", "other")
+    picked = "other" if state["vog_field"] == "vog" else "vog"
+    new = state_after(_run(scored, "on_change_vog_field", state=state, value=picked))
+    assert new["vog_field"] == picked
+    stale = dict(state, base_view=[])  # the older state, for the unchanged (full) view
+    result = _run(scored, "on_change_view", state=stale)
+    assert not [r for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
+    # a real view change is recomputed
+    view = scored.limit(10)
+    result = foo.execute_operator(PANEL, ctx={"dataset": scored, "view": view, "params": {
+        "__method__": "on_change_view", "panel_id": "p1", "panel_state": new}})
+    assert state_after(result)["stats"]["count"] == 10
