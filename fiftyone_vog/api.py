@@ -321,11 +321,11 @@ def compute_vog(
     }
     main = ctx is None or ctx.is_main  # under torchrun only rank 0 writes
     if main:
-        _write(samples, data.ids, scores, vog_field, config, stats, raw, overwrite)
+        _write(samples, data.ids, scores, vog_field, config)
     t_end = time.perf_counter()
     timings = {"load": t_load - t0, "score": t_score - t_load, "write": t_end - t_score, "total": t_end - t0}
     if main:
-        samples._dataset.save_run_results(vog_field, _run_results(samples, vog_field, stats, timings, raw, data))
+        samples._dataset.save_run_results(vog_field, _run_results(samples, vog_field, stats, timings, raw))
         partial.clear()
     if ctx is not None:
         ctx.barrier()
@@ -342,7 +342,14 @@ def _workers(num_workers: int | None, dev: torch.device) -> int:
 
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
+    """Up front: the output fields must be free (or overwritten) and, if they exist, float fields."""
+    import fiftyone as fo
+
     ds = samples._dataset
+    schema = ds.get_field_schema()
+    for name in (f for pair in fields.values() for f in pair):
+        if name in schema and not isinstance(schema[name], fo.FloatField):
+            raise VoGError(f"field {name!r} exists with type {type(schema[name]).__name__}; choose another vog_field")
     if overwrite:
         return
     if ds.has_run(vog_field):
@@ -350,14 +357,14 @@ def _check_overwrite(samples, vog_field, fields, overwrite):
             f"a VoG run with key {vog_field!r} already exists on dataset {ds.name!r}; pass overwrite=True "
             f"(CLI: --overwrite) to replace it, or choose another vog_field"
         )
-    schema = ds.get_field_schema()
     taken = [f for pair in fields.values() for f in pair if f in schema]
     if taken:
         raise VoGError(f"field {taken[0]!r} already exists; pass overwrite=True or choose another vog_field")
 
 
-def _write(samples, ids, scores, vog_field, config, stats, raw, overwrite):
-    """Declare fields, write all values in bulk, register the run; undo new fields on failure."""
+def _write(samples, ids, scores, vog_field, config):
+    """Declare fields, write all values in bulk, register the run; undo new fields on failure.
+    (Field names and types were checked up front by :func:`_check_overwrite`.)"""
     import fiftyone as fo
 
     ds = samples._dataset
@@ -368,8 +375,6 @@ def _write(samples, ids, scores, vog_field, config, stats, raw, overwrite):
             if name not in schema:
                 ds.add_sample_field(name, fo.FloatField)
                 created.append(name)
-            elif not isinstance(schema[name], fo.FloatField):
-                raise VoGError(f"field {name!r} exists with type {type(schema[name]).__name__}; choose another vog_field")
         _bulk_set(samples, ids, scores)
         run_config = samples.init_run(**config)
         samples.register_run(vog_field, run_config, overwrite=True, cleanup=False)
@@ -435,7 +440,7 @@ def _sidebar_groups(ds, names):
     return groups
 
 
-def _run_results(samples, key, stats, timings, raw, data):
+def _run_results(samples, key, stats, timings, raw):
     summary = {
         w: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)), "max": float(np.max(v))}
         for w, v in raw.raw.items()

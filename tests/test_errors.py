@@ -69,6 +69,7 @@ CASES = {
     "window unknown file": (lambda tp, cd: dict(windows={"late": ["epoch_99.pt", "epoch_1.pt"]}), "not among the checkpoints"),
     "bad option": (lambda tp, cd: dict(target="loss"), "target='loss' is not supported"),
     "bad field name": (lambda tp, cd: dict(vog_field="my vog"), "not a valid field name"),
+    "output field of another type": (lambda tp, cd: dict(vog_field="filepath"), "field 'filepath' exists with type StringField"),
 }
 
 
