@@ -240,23 +240,23 @@ def save_vog_views(
     add("low", dataset.match((score <= t_low) & (score >= float("-inf"))).sort_by(vog_field),
         f"bottom {percentile:g}% by {vog_field} (<= {t_low:.6g}), lowest first")
 
-    if "shuffled-labels" in kind_names:
-        why = _bool_field_exists(dataset, shuffled_field)
+    def add_flagged(kind, field, meaning, hint):
+        """The samples whose boolean ``field`` is True, hardest first; skipped when it is absent."""
+        why = _bool_field_exists(dataset, field)
         if why is None:
-            add("shuffled-labels", dataset.match(F(shuffled_field) == True).sort_by(vog_field, **hardest_first),  # noqa: E712
-                f"{shuffled_field} is True (shuffled labels), by {vog_field}, hardest first")
+            add(kind, dataset.match(F(field) == True).sort_by(vog_field, **hardest_first),  # noqa: E712
+                f"{field} is True ({meaning}), by {vog_field}, hardest first")
         else:
-            skip("shuffled-labels", f"{why}; run fov.shuffle_labels first or pass shuffled_field")
+            skip(kind, f"{why}; {hint}")
+
+    if "shuffled-labels" in kind_names:
+        add_flagged("shuffled-labels", shuffled_field, "shuffled labels",
+                    "run fov.shuffle_labels first or pass shuffled_field")
 
     if "ood" not in kind_names:
         pass
     elif ood_field:
-        why = _bool_field_exists(dataset, ood_field)
-        if why is None:
-            add("ood", dataset.match(F(ood_field) == True).sort_by(vog_field, **hardest_first),  # noqa: E712
-                f"{ood_field} is True (out-of-distribution), by {vog_field}, hardest first")
-        else:
-            skip("ood", f"{why}; pass ood_field=None to use the tag {ood_tag!r}")
+        add_flagged("ood", ood_field, "out-of-distribution", f"pass ood_field=None to use the tag {ood_tag!r}")
     elif dataset.count_sample_tags().get(ood_tag, 0) > 0:
         add("ood", dataset.match_tags(ood_tag).sort_by(vog_field, **hardest_first),
             f"samples tagged {ood_tag!r} (out-of-distribution), by {vog_field}, hardest first")
