@@ -183,3 +183,13 @@ def dataset(image_dir):
     yield ds
     if not ds.deleted:
         ds.delete()
+
+
+@pytest.fixture
+def named_dataset(image_dir, request):
+    """A persistent dataset named by the test module's ``DATASET_NAME``, which subprocesses
+    (CLI, torchrun) load by name; deleted afterwards."""
+    ds = build_dataset(*image_dir, name=request.module.DATASET_NAME)
+    ds.persistent = True
+    yield ds
+    ds.delete()

@@ -10,7 +10,9 @@ import pytest
 import fiftyone_vog as fov
 from fiftyone_vog.cli import build_parser
 
-from conftest import build_dataset, small_model
+from conftest import small_model
+
+DATASET_NAME = "cli-test"  # the conftest fixture named_dataset
 
 CLI = [sys.executable, "-m", "fiftyone_vog.cli"]
 
@@ -19,19 +21,11 @@ def _run(*args):
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, env=os.environ.copy())
 
 
-@pytest.fixture
-def named_dataset(image_dir):
-    ds = build_dataset(*image_dir, name="cli-test")
-    ds.persistent = True
-    yield ds
-    ds.delete()
-
-
 def test_cli_compute_matches_api(named_dataset, checkpoint_dir, tmp_path):
     env_path = os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])
     os.environ["PYTHONPATH"] = env_path  # so "conftest:small_model" imports in the subprocess
     try:
-        r = _run("compute", "cli-test", "--checkpoints", os.path.join(checkpoint_dir, "epoch_*.pt"),
+        r = _run("compute", DATASET_NAME, "--checkpoints", os.path.join(checkpoint_dir, "epoch_*.pt"),
                  "--model", "conftest:small_model", "--windows", "early=0:2,late=-2:", "--batch-size", "8")
     finally:
         os.environ["PYTHONPATH"] = env_path.split(os.pathsep, 1)[1]
@@ -49,7 +43,7 @@ def test_cli_errors_are_one_line_and_nonzero(named_dataset, checkpoint_dir, tmp_
     r = _run("compute", "no-such-dataset", "--checkpoints", checkpoint_dir, "--model", "resnet18")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
     assert "dataset 'no-such-dataset' not found" in r.stderr
-    r = _run("compute", "cli-test", "--checkpoints", str(tmp_path / "x_*.pt"), "--model", "resnet18")
+    r = _run("compute", DATASET_NAME, "--checkpoints", str(tmp_path / "x_*.pt"), "--model", "resnet18")
     assert r.returncode == 2 and "no checkpoint file matches" in r.stderr
     assert r.stderr.strip().count("\n") == 0
     assert "vog" not in named_dataset.get_field_schema()

@@ -14,7 +14,9 @@ import fiftyone_vog as fov
 from fiftyone_vog.engine import VoGEngine
 from fiftyone_vog.resume import COLLECTION
 
-from conftest import build_dataset, small_model
+from conftest import small_model
+
+DATASET_NAME = "scale-test"  # the conftest fixture named_dataset
 
 CLI = [sys.executable, "-m", "fiftyone_vog.cli"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -35,16 +37,8 @@ def _chunks(ds):
     return list(foo.get_db_conn()[COLLECTION].find({"dataset_id": str(ds._doc.id)}))
 
 
-@pytest.fixture
-def named_dataset(image_dir):
-    ds = build_dataset(*image_dir, name="scale-test")
-    ds.persistent = True
-    yield ds
-    ds.delete()
-
-
 def _compute_args(ckpts, *extra):
-    return ["compute", "scale-test", "--checkpoints", os.path.join(ckpts, "epoch_*.pt"),
+    return ["compute", DATASET_NAME, "--checkpoints", os.path.join(ckpts, "epoch_*.pt"),
             "--model", "conftest:small_model", "--device", "cpu", "--windows", "early=0:2,late=-2:", "--quiet", *extra]
 
 
