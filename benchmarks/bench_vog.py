@@ -10,7 +10,7 @@ Engine level (needs only torch, torchvision and numpy)::
 For each N, in one process and on the same random batches:
 
 - ``floor``: K × (forward + backward to the input, parameters frozen), nothing else;
-- ``ours[...]``: ``fiftyone_vog.engine`` (each ``--variants`` entry: loop, vmap, bf16, channels_last);
+- ``ours[...]``: ``fiftyone_vog.engine`` (each ``--variants`` entry: loop, vmap, bf16, fp16, channels_last, ...);
 - ``naive``: the authors' released-code way — for each checkpoint compute and keep every
   sample's gradient map, then stack (K, N, H, W) and reduce.
 
@@ -61,6 +61,10 @@ VARIANTS = {
     "vmap": {"strategy": "vmap"},
     "bf16": {"autocast": "bf16"},
     "fp16": {"autocast": "fp16"},
+    "bf16-all": {"autocast": "bf16", "fp32_input_layer": False},  # input layer in half precision too
+    "fp16-all": {"autocast": "fp16", "fp32_input_layer": False},
+    "bf16+channels_last": {"autocast": "bf16", "channels_last": True},
+    "fp16+channels_last": {"autocast": "fp16", "channels_last": True},
     "channels_last": {"channels_last": True},
     "vmap+channels_last": {"strategy": "vmap", "channels_last": True},
 }

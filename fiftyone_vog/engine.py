@@ -29,19 +29,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from .precision import AUTOCAST_DTYPES, exact_fp32, find_input_layer, mixed_precision
+
 LABEL_MODES = ("true", "predicted", "auto")
 TARGETS = ("logit", "probability")
 STATISTICS = ("variance", "std")
 CHANNEL_REDUCTIONS = ("sum", "mean")
 STRATEGIES = ("auto", "loop", "vmap")
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 #: Label value meaning "this sample has no label" (used by ``label_mode="auto"``).
 MISSING_LABEL = -1
@@ -152,7 +152,10 @@ class VoGEngine:
             :func:`default_settings`.
         autocast: ``None`` (default, exact) or ``"bf16"`` / ``"fp16"``: mixed-precision
             forward and backward; ranks agree with float32 (Spearman ≥ 0.999 in our tests) but
-            values differ.
+            values differ. See :mod:`fiftyone_vog.precision`.
+        fp32_input_layer: with ``autocast``, keep the model's input layer (its first
+            convolution or linear layer) in float32 — the default, and what keeps the ranks; the
+            layer's name is in :attr:`settings`. ``False`` runs everything in half precision.
         channels_last: run convolutions in NHWC memory layout (same result up to float
             rounding); ``None`` picks per device.
     """
@@ -167,6 +170,7 @@ class VoGEngine:
         strategy: str = "auto",
         autocast: str | None = None,
         channels_last: bool | None = None,
+        fp32_input_layer: bool = True,
     ):
         if len(models) < 2:
             raise VoGError(f"VoG needs at least 2 checkpoints, got {len(models)}")
@@ -179,6 +183,9 @@ class VoGEngine:
             if dtype != torch.float32:
                 raise VoGError("autocast needs float32 models; use precision='float32' with autocast")
         self.autocast = autocast
+        self.fp32_input_layer = bool(fp32_input_layer)
+        self._input_layer: str | None = None  # found on the first batch (needs an input)
+        self._kept_fp32: list | None = None
         defaults = default_settings(self.device, autocast)
         self.channels_last = defaults["channels_last"] if channels_last is None else bool(channels_last)
         self.models = prepare_models(models, self.device, dtype, self.channels_last)
@@ -205,8 +212,11 @@ class VoGEngine:
     @property
     def settings(self) -> dict:
         """The effective computation settings (for a run's record)."""
-        return {"strategy": self.strategy, "autocast": self.autocast, "channels_last": self.channels_last,
-                "dtype": str(self.dtype).replace("torch.", "")}
+        settings = {"strategy": self.strategy, "autocast": self.autocast, "channels_last": self.channels_last,
+                    "dtype": str(self.dtype).replace("torch.", "")}
+        if self.autocast is not None:
+            settings["fp32_input_layer"] = self._input_layer if self.fp32_input_layer else None
+        return settings
 
     # -- per-checkpoint pieces ------------------------------------------------
     def _score(self, out: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -222,10 +232,18 @@ class VoGEngine:
             return torch.sum(grad, dim=dim, out=out) if out is not None else grad.sum(dim=dim)
         return torch.mean(grad, dim=dim, out=out) if out is not None else grad.mean(dim=dim)
 
-    def _autocast(self):
+    def _autocast(self, k: int, x: torch.Tensor):
+        """The precision context of checkpoint ``k``'s pass over ``x``."""
         if self.autocast is None:
-            return _exact_fp32(self.device)
-        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.autocast])
+            return exact_fp32(self.device)
+        if self._kept_fp32 is None:
+            self._find_input_layer(x)
+        return mixed_precision(self.device, self.autocast, self._kept_fp32[k])
+
+    def _find_input_layer(self, x: torch.Tensor) -> None:
+        name = find_input_layer(self.models[-1], x) if self.fp32_input_layer else None
+        self._input_layer = name
+        self._kept_fp32 = [m.get_submodule(name) if name else None for m in self.models]
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, self.dtype, non_blocking=True)
@@ -236,7 +254,7 @@ class VoGEngine:
     def _input_gradient(self, k: int, x: torch.Tensor, p: torch.Tensor | None, labels=None):
         """∂A_p/∂x of checkpoint ``k`` (B, C, H, W); with ``p=None`` p comes from this forward pass."""
         x = x.detach().requires_grad_(True)
-        with torch.enable_grad(), self._autocast():
+        with torch.enable_grad(), self._autocast(k, x):
             out = self.models[k](x)
             predicted = None
             if p is None:  # this is the last checkpoint: its forward pass gives the prediction
@@ -253,8 +271,9 @@ class VoGEngine:
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class predicted by the last checkpoint (the trained model)."""
-        with self._autocast():
-            return self.models[-1](self._input(x)).argmax(dim=1)
+        x = self._input(x)
+        with self._autocast(len(self.models) - 1, x):
+            return self.models[-1](x).argmax(dim=1)
 
     def check_output_size(self, x: torch.Tensor, num_classes: int) -> None:
         """Raise when the model cannot take the input or its output size disagrees with the class list."""
@@ -373,7 +392,7 @@ class VoGEngine:
         def score(params, buffers, x, p):
             return self._score(functional_call(base, (params, buffers), (x,)), p)
 
-        with torch.enable_grad(), self._autocast():
+        with torch.enable_grad(), exact_fp32(self.device):  # autocast is refused with vmap
             return vmap(grad(score, argnums=2), in_dims=(0, 0, None, None))(params, buffers, x, p)
 
 
@@ -408,26 +427,6 @@ def stack_models(models: Sequence[nn.Module]):
     params = {k: v.detach() for k, v in params.items()}
     base = copy.deepcopy(models[0]).to("meta")
     return base, params, buffers
-
-
-@contextmanager
-def _exact_fp32(device: torch.device):
-    """Keep float32 convolutions and matmuls IEEE on CUDA (no TF32), as exactness needs."""
-    if device.type != "cuda":
-        yield
-        return
-    saved = []
-    for backend in (torch.backends.cudnn, torch.backends.cuda.matmul):
-        try:
-            saved.append((backend, backend.allow_tf32))
-            backend.allow_tf32 = False
-        except (AttributeError, RuntimeError):  # newer fp32_precision API set by the user: leave it
-            pass
-    try:
-        yield
-    finally:
-        for backend, value in saved:
-            backend.allow_tf32 = value
 
 
 def default_settings(device: torch.device, autocast: str | None = None) -> dict:
