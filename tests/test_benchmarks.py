@@ -1,0 +1,59 @@
+"""The benchmark scripts run where only torch, torchvision and numpy exist (the lent GPU machines
+have no FiftyOne), and what they report is computed, not made up."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# run a script with ``import fiftyone`` made impossible, as on a machine without it
+NO_FIFTYONE = (
+    "import runpy, sys; sys.modules['fiftyone'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+def _run(script, *args, tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run([sys.executable, "-c", NO_FIFTYONE, os.path.join(ROOT, "benchmarks", script), *args],
+                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_bench_vog_engine_level_without_fiftyone(tmp_path):
+    out = tmp_path / "bench.json"
+    r = _run("bench_vog.py", "--model", "smallcnn", "--size", "12", "--n", "40", "80", "--k", "3",
+             "--batch-size", "16", "--rounds", "2", "--threads", "1", "--variants", "default,bf16,bf16-all",
+             "--out", str(out), tmp_path=tmp_path)
+    res = json.loads(out.read_text())
+    assert res["device"].startswith("cpu")
+    rows = {(row["method"], row["n"]): row for row in res["rows"]}
+    assert set(rows) == {(m, n) for m in ("floor", "ours[default]", "ours[bf16]", "ours[bf16-all]", "naive")
+                         for n in (40, 80)}
+    for (method, n), row in rows.items():
+        assert row["throughput"] == pytest.approx(n * 3 / row["seconds"], rel=1e-6)
+        assert len(row["rounds"]) == 2 and row["peak_rss_mib"] is not None
+    for n in (40, 80):
+        assert rows[("floor", n)]["vs_floor"] == 1.0
+        assert rows[("ours[default]", n)]["max_rel_diff"] == 0 and rows[("ours[default]", n)]["spearman"] == 1
+        assert rows[("naive", n)]["max_rel_diff"] < 1e-5  # the naive way computes the same VoG
+        assert 0 < rows[("ours[bf16]", n)]["max_rel_diff"] < 0.5  # low precision: close, not equal
+    assert "ours[bf16-all]" in r.stdout and "÷floor" in r.stdout
+
+
+def test_precision_vog_trains_and_compares(tmp_path):
+    out = tmp_path / "precision.json"
+    r = _run("precision_vog.py", "--data", "shapes", "--size", "12", "--epochs", "3", "--k", "3", "--n", "200",
+             "--autocast", "bf16", "--out", str(out), tmp_path=tmp_path)
+    res = json.loads(out.read_text())
+    assert res["data"] == "shapes" and res["k"] == 3 and res["n"] == 200
+    rows = {(row["target"], row["fp32_input_layer"]): row for row in res["rows"]}
+    assert set(rows) == {(t, layer) for t in ("probability", "logit") for layer in ("features.0", None)}
+    for row in rows.values():
+        assert 0.9 < row["spearman"] <= 1 and 0 < row["median_rel_diff"] < 0.1
+    assert "features.0" in r.stdout
