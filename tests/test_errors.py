@@ -125,7 +125,7 @@ def test_new_field_not_left_behind_on_failure(dataset, checkpoint_dir, monkeypat
     """A failure while writing removes the fields this run created."""
     import fiftyone_vog.api as api
 
-    def failing(samples, ids, scores):
+    def failing(samples, ids, scores, **kwargs):
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(api, "_bulk_set", failing)
