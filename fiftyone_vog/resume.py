@@ -11,12 +11,18 @@ everything that changes a raw score (checkpoint SHA-256s, model, classes, option
 windows, transform, precision): a changed configuration never resumes from stale scores.
 ``compute_vog(..., resume=True)`` scores only the samples not in a chunk; the visible
 fields are written once, when every sample is scored, and the chunks are then deleted.
+
+Chunks of datasets deleted since are garbage: whenever partial scores are opened or
+dropped, the chunks whose ``dataset_id`` names no existing dataset are deleted (one
+``distinct`` on the indexed ``dataset_id`` and one ``_id`` query of FiftyOne's
+``datasets`` collection).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -25,6 +31,8 @@ import numpy as np
 
 COLLECTION = "fiftyone_vog.partial"
 MAX_PENDING = 50_000  # samples per chunk: ~2 MB, far below MongoDB's 16 MB document limit
+
+logger = logging.getLogger(__name__)
 
 
 def fingerprint(config: dict) -> str:
@@ -111,22 +119,62 @@ class PartialScores:
         return sum(len(d["ids"]) for d in self._coll.find({**self.run, "key": self.key}, {"ids": 1}))
 
 
+def drop_orphans(coll=None) -> int:
+    """Delete the chunks of datasets that no longer exist; returns how many.
+
+    Never raises: a failure is logged and the run goes on (the chunks stay for next time).
+    Only chunks whose ``dataset_id`` is a well-formed id that names no dataset in FiftyOne's
+    ``datasets`` collection are deleted.
+    """
+    import fiftyone.core.odm as foo
+    from bson import ObjectId
+    from bson.errors import InvalidId
+
+    try:
+        db = foo.get_db_conn()
+        coll = db[COLLECTION] if coll is None else coll
+        known = {}
+        for sid in coll.distinct("dataset_id"):
+            try:
+                known[ObjectId(sid)] = sid
+            except (InvalidId, TypeError):
+                continue  # not written by us: leave it alone
+        if not known:
+            return 0
+        alive = {d["_id"] for d in db.datasets.find({"_id": {"$in": list(known)}}, {"_id": True})}
+        gone = [sid for oid, sid in known.items() if oid not in alive]
+        if not gone:
+            return 0
+        n = coll.delete_many({"dataset_id": {"$in": gone}}).deleted_count
+        logger.info("deleted %d chunk(s) of partial VoG scores of %d deleted dataset(s)", n, len(gone))
+        return n
+    except Exception as e:
+        logger.warning("could not delete the partial VoG scores of deleted datasets: %s", e)
+        return 0
+
+
 def drop_partials(dataset, vog_field: str) -> int:
-    """Delete the chunks that interrupted runs under this key left; returns how many."""
+    """Delete the chunks that interrupted runs under this key left; returns how many.
+    (Also deletes the chunks of deleted datasets: :func:`drop_orphans`.)"""
     import fiftyone.core.odm as foo
 
+    coll = foo.get_db_conn()[COLLECTION]
+    drop_orphans(coll)
     run = {"dataset_id": str(dataset._doc.id), "vog_field": vog_field}
-    return foo.get_db_conn()[COLLECTION].delete_many(run).deleted_count
+    return coll.delete_many(run).deleted_count
 
 
 def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dict) -> PartialScores:
     """The run's :class:`PartialScores`; without ``resume`` any earlier chunks of this run key are dropped.
+    The chunks of deleted datasets are dropped too (:func:`drop_orphans`).
 
     Args:
         config: everything that changes a raw score; hashed into the chunks' key.
         ctx: the ``torchrun`` context (rank 0 drops, then every rank waits) or None.
     """
     partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(engine.windows))
+    if ctx is None or ctx.is_main:
+        drop_orphans(partial._coll)
     if not resume and (ctx is None or ctx.is_main):
         partial.clear()
     if ctx is not None:
