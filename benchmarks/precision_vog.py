@@ -135,7 +135,8 @@ def main(argv=None) -> dict:
               f"{r['spearman']:9.5f} {r['median_rel_diff']:11.2e}")
     result = {"data": source, "size": args.size, "epochs": args.epochs, "k": len(models), "n": n_test,
               "test_accuracy": accuracy, "device": str(device),
-              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+              "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                              else f"{platform.machine()}, {os.cpu_count()} cores"),
               "torch": torch.__version__, "train_seconds": train_s, "rows": rows}
     out = args.out or os.path.join(RESULTS_DIR, f"precision-{source}-{device.type}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .precision import AUTOCAST_DTYPES, exact_fp32, find_input_layer, mixed_precision
+from .precision import AUTOCAST_DTYPES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 
 LABEL_MODES = ("true", "predicted", "auto")
 TARGETS = ("logit", "probability")
@@ -260,7 +260,12 @@ class VoGEngine:
             if p is None:  # this is the last checkpoint: its forward pass gives the prediction
                 predicted = out.detach().argmax(dim=1)
                 p = self._choose_labels(labels, predicted)
-            (grad,) = torch.autograd.grad(self._score(out, p), x)
+            if self.autocast == "fp16" and self.options.target == "probability":
+                score, scale = fp16_scaled_probability(out, p)
+                (grad,) = torch.autograd.grad(score, x)
+                grad = grad / scale.view(-1, *([1] * (grad.ndim - 1)))  # powers of two: exact
+            else:
+                (grad,) = torch.autograd.grad(self._score(out, p), x)
         return grad, p, predicted
 
     def saliency(self, k: int, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
