@@ -323,13 +323,18 @@ def compute_vog(
         "versions": _versions(),
     }
     main = ctx is None or ctx.is_main  # under torchrun only rank 0 writes
+    timings = {"load": t_load - t0, "score": t_score - t_load}
+
+    def results():  # the run's results, saved by _write inside its all-or-nothing block
+        t = time.perf_counter()
+        timings.update(write=t - t_score, total=t - t0)
+        return _run_results(samples, vog_field, stats, timings, raw)
+
     if main:
-        _write(samples, data.ids, scores, vog_field, config)
-    t_end = time.perf_counter()
-    timings = {"load": t_load - t0, "score": t_score - t_load, "write": t_end - t_score, "total": t_end - t0}
-    if main:
-        samples._dataset.save_run_results(vog_field, _run_results(samples, vog_field, stats, timings, raw))
+        _write(samples, data.ids, scores, vog_field, config, results)
         partial.clear()
+    else:
+        results()
     if ctx is not None:
         ctx.barrier()
     return VoGResults(
@@ -365,8 +370,9 @@ def _check_overwrite(samples, vog_field, fields, overwrite):
         raise VoGError(f"field {taken[0]!r} already exists; pass overwrite=True or choose another vog_field")
 
 
-def _write(samples, ids, scores, vog_field, config):
-    """Declare fields, write all values in bulk, register the run — all or nothing.
+def _write(samples, ids, scores, vog_field, config, results=None):
+    """Declare fields, write all values in bulk, register the run and save its results — all
+    or nothing.
     (Field names and types were checked up front by :func:`_check_overwrite`.)
 
     On any failure (``BaseException``: Ctrl-C included) the dataset is put back as it was:
@@ -403,6 +409,8 @@ def _write(samples, ids, scores, vog_field, config):
         samples._root_dataset.save()  # the dataset no longer lists the old run; its document stays
         run_config = samples.init_run(**config)
         samples.register_run(vog_field, run_config, overwrite=True, cleanup=False)
+        if results is not None:  # ``results()`` builds the run's results (RunResults)
+            samples._dataset.save_run_results(vog_field, results())
         try:
             ds.app_config.sidebar_groups = _sidebar_groups(ds, list(scores))
             ds.save()

@@ -120,6 +120,23 @@ def test_failure_while_registering_the_run_restores_values_and_run(first_run, ch
     assert none_sample.vog is None and none_sample.vog_raw == before[1]["vog_raw"][0]  # reloaded after the restore
 
 
+def test_failure_while_saving_the_run_results_restores_values_and_run(first_run, checkpoint_dir, monkeypatch):
+    """The run's results (timings, class statistics) are part of the same all-or-nothing write."""
+    dataset, snapshot, _, _ = first_run
+    before, docs, run = snapshot(), _raw_docs(dataset), _run_state(dataset)
+
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("results store unreachable")
+
+    monkeypatch.setattr(type(dataset), "save_run_results", fail)
+    with pytest.raises(RuntimeError, match="results store unreachable"):
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="probability")
+    assert _raw_docs(dataset) == docs
+    assert snapshot() == before
+    assert _run_state(dataset) == run
+    assert foo.get_db_conn().runs.count_documents({"_dataset_id": dataset._doc.id, "key": "vog"}) == 1
+
+
 def test_restore_failing_too_names_the_mixed_fields_and_the_fix(scored, checkpoint_dir, monkeypatch):  # noqa: F811
     dataset, _ = scored
     _small_chunks(monkeypatch)
