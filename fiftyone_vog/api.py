@@ -325,16 +325,17 @@ def compute_vog(
     main = ctx is None or ctx.is_main  # under torchrun only rank 0 writes
     timings = {"load": t_load - t0, "score": t_score - t_load}
 
-    def results():  # the run's results, saved by _write inside its all-or-nothing block
+    def finish_timings():
         t = time.perf_counter()
         timings.update(write=t - t_score, total=t - t0)
-        return _run_results(samples, vog_field, stats, timings, raw)
+        return timings
 
-    if main:
-        _write(samples, data.ids, scores, vog_field, config, results)
+    if main:  # the run's results are saved by _write, inside its all-or-nothing block
+        _write(samples, data.ids, scores, vog_field, config,
+               lambda: _run_results(samples, vog_field, stats, finish_timings(), raw))
         partial.clear()
     else:
-        results()
+        finish_timings()
     if ctx is not None:
         ctx.barrier()
     return VoGResults(
