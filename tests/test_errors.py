@@ -123,12 +123,12 @@ def test_interrupted_run_leaves_everything(scored, checkpoint_dir):
 
 def test_new_field_not_left_behind_on_failure(dataset, checkpoint_dir, monkeypatch):
     """A failure while writing removes the fields this run created."""
-    import fiftyone_vog.api as api
+    import fiftyone_vog.writer as writer
 
     def failing(samples, ids, scores, **kwargs):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(api, "_bulk_set", failing)
+    monkeypatch.setattr(writer, "bulk_set", failing)
     with pytest.raises(RuntimeError, match="database went away"):
         fov.compute_vog(dataset, checkpoint_dir, model=small_model, vog_field="fresh")
     assert not [f for f in dataset.get_field_schema() if f.startswith("fresh")]
@@ -139,7 +139,7 @@ def test_bulk_write_equals_set_values(dataset):
     """The one-pass writer stores what set_values would, and bumps last_modified_at."""
     import numpy as np
 
-    from fiftyone_vog.api import _bulk_set
+    from fiftyone_vog.writer import bulk_set
 
     ids = dataset.values("id")
     view = dataset.skip(5).limit(20)
@@ -148,7 +148,7 @@ def test_bulk_write_equals_set_values(dataset):
     for f in ("a", "b", "c"):
         dataset.add_sample_field(f, fo.FloatField)
     before = dict(zip(ids, dataset.values("last_modified_at")))
-    _bulk_set(view, view_ids[::-1], {"a": a[::-1], "b": b[::-1]}, chunk=3)  # any order: keyed by id; 7 chunks
+    bulk_set(view, view_ids[::-1], {"a": a[::-1], "b": b[::-1]}, chunk=3)  # any order: keyed by id; 7 chunks
     view.set_values("c", dict(zip(view_ids, a.tolist())), key_field="id")
     assert view.values("a") == view.values("c") == a.tolist() and view.values("b") == b.tolist()
     after = dict(zip(ids, dataset.values("last_modified_at")))

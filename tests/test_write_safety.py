@@ -12,7 +12,7 @@ import pytest
 import fiftyone as fo
 import fiftyone.core.odm as foo
 import fiftyone_vog as fov
-import fiftyone_vog.api as api
+import fiftyone_vog.writer as writer
 
 from conftest import small_model
 from test_errors import scored  # noqa: F401  (fixture: a dataset with a first run, and its snapshot)
@@ -35,8 +35,8 @@ def _run_state(dataset):
 
 def _small_chunks(monkeypatch, chunk=4, threads=1):
     """The real writer, in chunks of 4 samples (10 chunks for the 40 samples)."""
-    real = api._bulk_set
-    monkeypatch.setattr(api, "_bulk_set", lambda *a, **k: real(*a, chunk=chunk, threads=threads, **k))
+    real = writer.bulk_set
+    monkeypatch.setattr(writer, "bulk_set", lambda *a, **k: real(*a, chunk=chunk, threads=threads, **k))
 
 
 def _failing_bulk_write(monkeypatch, dataset, fail_on=2, error=RuntimeError("connection reset"), keep_failing=False):

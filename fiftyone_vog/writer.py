@@ -1,0 +1,291 @@
+"""The all-or-nothing write of a VoG run: every score field of every sample in one bulk pass,
+the FiftyOne run and its results registered — or, on any failure, the dataset put back as it was.
+
+Why a snapshot of the old values and not a MongoDB transaction: transactions need a replica set
+(FiftyOne's bundled mongod is a standalone server) and are capped at 60 s, less than a large
+write takes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .engine import VoGError
+
+logger = logging.getLogger(__name__)
+
+
+def write_run(samples, ids, scores, vog_field, config, results=None):
+    """Declare fields, write all values in bulk, register the run and save its results — all
+    or nothing.
+    (Field names and types were checked up front by :func:`fiftyone_vog.api._check_overwrite`.)
+
+    On any failure (``BaseException``: Ctrl-C included) the dataset is put back as it was:
+    fields this call created are deleted, fields that existed get their old value back on
+    every sample that may have been written (an absent key absent again, ``None`` as
+    ``None``), and an earlier run under ``vog_field`` stays registered, untouched; then the
+    original error propagates. If putting back fails too, a :class:`VoGError` says which
+    fields may be mixed and how to recover.
+
+    Why a snapshot of the old values and not a MongoDB transaction: transactions need a
+    replica set (FiftyOne's bundled mongod is a standalone server) and are capped at 60 s,
+    less than a large write takes. Reading the old values of the few score fields is one
+    projection query per chunk, O(samples) floats like the scores themselves, and only when
+    the fields exist; a fresh ``vog_field`` pays nothing. The old run is taken off the
+    dataset but kept in the database (with its results) until the new one is registered,
+    so that it can be put back as it was, timestamp and results included.
+    """
+    import copy
+
+    import fiftyone as fo
+
+    ds = samples._dataset
+    schema = ds.get_field_schema()
+    old = _read_values(samples, ids, [n for n in scores if n in schema])
+    groups = copy.deepcopy(ds.app_config.sidebar_groups)
+    created, written, old_run = [], [], _NOT_TAKEN
+    try:
+        for name in scores:
+            if name not in schema:
+                ds.add_sample_field(name, fo.FloatField)
+                created.append(name)
+        bulk_set(samples, ids, scores, written=written)
+        old_run = _take_run(samples, vog_field)
+        samples._root_dataset.save()  # the dataset no longer lists the old run; its document stays
+        run_config = samples.init_run(**config)
+        samples.register_run(vog_field, run_config, overwrite=True, cleanup=False)
+        if results is not None:  # ``results()`` builds the run's results (RunResults)
+            samples._dataset.save_run_results(vog_field, results())
+        try:
+            ds.app_config.sidebar_groups = _sidebar_groups(ds, list(scores))
+            ds.save()
+        except Exception:  # a sidebar nicety must never fail a finished computation
+            pass
+    except BaseException as err:
+        _undo_write(samples, ids, vog_field, old, written, created, old_run, groups, err)
+        raise
+    _drop_run_doc(samples, vog_field, old_run)
+
+
+_NOT_TAKEN = object()  # write_run failed before the old run (if any) was taken off the dataset
+_ABSENT = object()  # a sample document without the field's key (FiftyOne tells that from None)
+
+
+def _spans(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+
+
+def _in_chunks(fn, spans, threads: int = 4, started: list | None = None) -> list:
+    """``[fn(lo, hi) for (lo, hi) in spans]``, on a few threads.
+
+    On the first failure — or Ctrl-C while waiting — the chunks not yet started are
+    cancelled, the running ones are waited for (so that nothing lands after the caller
+    undoes what landed), and the error propagates. ``started`` collects the spans that
+    began, i.e. that may have changed something.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(span):
+        if started is not None:
+            started.append(span)
+        return fn(*span)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(spans))))
+    try:
+        futures = [pool.submit(run, span) for span in spans]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_values(samples, ids, names, chunk: int = 10_000) -> dict[str, list] | None:
+    """``{name: [value of the field on sample ids[i], or _ABSENT]}`` straight from the sample
+    collection (one projection query per chunk of ids); None when there are no names."""
+    if not names:
+        return None
+    coll = getattr(samples._dataset, "_sample_collection", None)
+    if coll is None:  # the public API: cannot tell an absent key from None
+        view = samples._dataset.select(ids, ordered=True)
+        return {n: view.values(n) for n in names}
+    from bson import ObjectId
+
+    out = {n: [_ABSENT] * len(ids) for n in names}
+
+    def read(lo, hi):
+        pos = {ObjectId(sid): i for i, sid in enumerate(ids[lo:hi], lo)}
+        for doc in coll.find({"_id": {"$in": list(pos)}}, {n: True for n in names}):
+            i = pos[doc["_id"]]
+            for n in names:
+                out[n][i] = doc.get(n, _ABSENT)
+
+    _in_chunks(read, _spans(len(ids), chunk))
+    return out
+
+
+def _restore_values(samples, ids, old: dict[str, list], spans, threads: int = 4) -> None:
+    """Put the values read by :func:`_read_values` back on the samples of ``spans``."""
+    coll = getattr(samples._dataset, "_sample_collection", None)
+    if coll is None:
+        for name, values in old.items():
+            samples.set_values(name, dict(zip(ids, values)), key_field="id")
+        return
+    from datetime import datetime
+
+    from bson import ObjectId
+    from pymongo import UpdateOne
+
+    now = datetime.utcnow()
+    names = list(old)
+
+    def restore(lo, hi):
+        ops = []
+        for i in range(lo, hi):
+            values = {n: old[n][i] for n in names}
+            update = {"$set": {**{n: v for n, v in values.items() if v is not _ABSENT}, "last_modified_at": now}}
+            absent = {n: "" for n, v in values.items() if v is _ABSENT}
+            if absent:
+                update["$unset"] = absent
+            ops.append(UpdateOne({"_id": ObjectId(ids[i])}, update))
+        if ops:
+            coll.bulk_write(ops, ordered=False)
+
+    _in_chunks(restore, sorted(spans), threads)
+
+
+def _take_run(samples, key):
+    """Take the run ``key`` off the (in-memory) dataset document but keep the run's document
+    and results in the database, so that a failed write can put it back as it was; None if
+    there is none. The caller saves the dataset."""
+    runs = samples._root_dataset._doc.runs
+    if key not in runs:
+        return None
+    doc = runs[key]
+    del runs[key]  # not pop(): https://github.com/voxel51/fiftyone/issues/4322
+    return doc
+
+
+def _reattach_run(samples, key, old_run) -> None:
+    """Undo :func:`_take_run`: delete whatever was registered under ``key`` since, and put
+    the old run back."""
+    ds = samples._root_dataset
+    if ds.has_run(key):
+        ds.delete_run(key)
+    if old_run is not None:
+        ds._doc.runs[key] = old_run
+        ds.save()
+
+
+def _drop_run_doc(samples, key, old_run) -> None:
+    """After a successful write: delete the replaced run's document and results, as
+    ``register_run(overwrite=True)`` would have."""
+    if old_run is None or old_run is _NOT_TAKEN:
+        return
+    try:
+        samples._root_dataset._run_cache.pop(key, None)
+        if old_run.results:
+            old_run.results.delete()
+        old_run.delete()
+    except Exception as e:  # the new run is complete; a leftover document is harmless
+        logger.warning("could not delete the replaced run document of %r: %s", key, e)
+
+
+def _undo_write(samples, ids, vog_field, old, written, created, old_run, groups, err) -> None:
+    """Put the dataset back as it was before :func:`write_run` (see there); raise a
+    :class:`VoGError` naming what may be left mixed if that fails."""
+    import fiftyone.core.sample as fos
+
+    ds = samples._dataset
+    problems = []
+    if old is not None and written:
+        try:
+            _restore_values(samples, ids, old, written)
+        except Exception as e:
+            problems.append((f"fields {sorted(old)} may hold the new values on some samples and the old ones on "
+                             f"others", e))
+    if old_run is not _NOT_TAKEN:
+        try:
+            _reattach_run(samples, vog_field, old_run)
+        except Exception as e:
+            problems.append((f"the run {vog_field!r} may be missing or half-registered", e))
+    try:
+        if ds.app_config.sidebar_groups != groups:
+            ds.app_config.sidebar_groups = groups
+            ds.save()
+    except Exception:
+        pass  # cosmetic, and deleting the created fields below takes them off the sidebar
+    for name in created:
+        try:
+            ds.delete_sample_field(name)
+        except Exception as e:
+            problems.append((f"the new field {name!r} was left behind", e))
+    try:
+        fos.Sample._reload_docs(ds._sample_collection_name, sample_ids=ids)  # in-memory samples see the old values
+    except Exception:
+        pass
+    if problems:
+        what = "; ".join(p for p, _ in problems)
+        raise VoGError(
+            f"writing the VoG scores failed ({type(err).__name__}: {err}) and putting the dataset "
+            f"{ds.name!r} back as it was failed too: {what}. To recover, run compute_vog(..., "
+            f"vog_field={vog_field!r}, overwrite=True) again, which rewrites every field and the run, "
+            f"or fov.delete_vog_run(dataset, {vog_field!r}) to remove them. "
+            f"(Restore error: {type(problems[0][1]).__name__}: {problems[0][1]})"
+        ) from problems[0][1]
+
+
+def bulk_set(samples, ids, scores: dict[str, np.ndarray], chunk: int = 10_000, threads: int = 4,
+              written: list | None = None) -> None:
+    """Write every score field of every sample in one bulk pass, keyed by sample id.
+
+    ``set_values`` makes one pass over the samples per field, in batches sized for latency;
+    here one ``$set`` per sample carries all fields (and ``last_modified_at``, as
+    ``set_values`` does), in fixed chunks written by a few threads (MongoDB applies them in
+    parallel). Measured on 2 cores: 1M samples × 2 fields in ~19 s instead of ~70 s.
+    On a failure the chunks not yet started are cancelled; ``written`` collects the
+    ``(lo, hi)`` index spans of ``ids`` that began (and may have landed).
+    """
+    ds = samples._dataset
+    coll = getattr(ds, "_sample_collection", None)
+    if coll is None:  # a FiftyOne without that attribute: the public API, one field at a time
+        if written is not None:
+            written.append((0, len(ids)))
+        for name, values in scores.items():
+            samples.set_values(name, dict(zip(ids, values.tolist())), key_field="id")
+        return
+    from datetime import datetime
+
+    import fiftyone.core.sample as fos
+    from bson import ObjectId
+    from pymongo import UpdateOne
+
+    now = datetime.utcnow()  # FiftyOne stores naive UTC in last_modified_at, as set_values does
+    names = list(scores)
+    columns = [scores[n].tolist() for n in names]
+
+    def write(lo, hi):  # ops built per chunk: O(chunk) of them alive per thread, not O(N)
+        ops = [
+            UpdateOne({"_id": ObjectId(sid)}, {"$set": {**dict(zip(names, row)), "last_modified_at": now}})
+            for sid, *row in zip(ids[lo:hi], *(c[lo:hi] for c in columns))
+        ]
+        coll.bulk_write(ops, ordered=False)
+
+    _in_chunks(write, _spans(len(ids), chunk), threads, started=written)
+    fos.Sample._reload_docs(ds._sample_collection_name, sample_ids=ids)  # in-memory samples see the values
+
+
+def _sidebar_groups(ds, names):
+    """Put the VoG fields in a "VoG" sidebar group of the App."""
+    import fiftyone as fo
+
+    groups = ds.app_config.sidebar_groups or fo.DatasetAppConfig.default_sidebar_groups(ds)
+    vog = next((g for g in groups if g.name == "VoG"), None)
+    for g in groups:
+        if g is not vog:
+            g.paths = [p for p in g.paths if p not in names]
+    if vog is None:
+        vog = fo.SidebarGroupDocument(name="VoG", paths=[])
+        groups.insert(2 if len(groups) > 2 else len(groups), vog)
+    vog.paths = list(dict.fromkeys([*vog.paths, *names]))
+    return groups
