@@ -84,9 +84,9 @@ def main(argv=None):
     ckpt_dir = os.path.join(out, "audit_workflow_ckpts")
     torch.manual_seed(0)
     accs = []
-    model = train_classifier(SmallCNN(10, in_channels=1, width=16), x, y, epochs=args.epochs,
-                             saver=CheckpointSaver(ckpt_dir), lr=0.05, batch_size=64,
-                             log=lambda e, loss, acc: accs.append(acc))
+    train_classifier(SmallCNN(10, in_channels=1, width=16), x, y, epochs=args.epochs,
+                     saver=CheckpointSaver(ckpt_dir), lr=0.05, batch_size=64,
+                     log=lambda e, loss, acc: accs.append(acc))
     print(f"trained {args.epochs} epochs; final train accuracy on the shuffled labels {accs[-1]:.3f}")
 
     # 3. VoG over the checkpoints, on the labels the model was trained with

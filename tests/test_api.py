@@ -1,6 +1,5 @@
 """compute_vog on real FiftyOne datasets: fields, runs, order, errors, atomicity."""
 
-import glob
 import os
 
 import numpy as np

@@ -4,7 +4,6 @@ $FOV_SCREENSHOTS when set — `FOV_SCREENSHOTS=docs/images make test` refreshes 
 
 import os
 import socket
-import time
 
 import pytest
 

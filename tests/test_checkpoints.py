@@ -1,6 +1,5 @@
 """Every supported checkpoint format and architecture spec loads to the same weights."""
 
-import os
 
 import pytest
 import torch

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 import fiftyone_vog as fov
 from fiftyone_vog.cli import build_parser

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import fiftyone as fo
 import fiftyone.operators as foo
 
 import fiftyone_vog as fov

@@ -71,9 +71,9 @@ def test_compute_vog_operator_equals_the_api(scored, checkpoint_dir, allow_impor
         "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "vog_field": "op",
         "statistic": "std", "normalization": "abs", "channel_reduction": "mean", "target": "probability",
         "windows": "early=0:2,late=-2:", "batch_size": 7}})
-    ref = fov.compute_vog(scored, os.path.join(checkpoint_dir, "epoch_*.pt"), model=small_model, vog_field="ref",
-                          statistic="std", normalization="abs", channel_reduction="mean", target="probability",
-                          windows=windows, batch_size=7, progress=False)
+    fov.compute_vog(scored, os.path.join(checkpoint_dir, "epoch_*.pt"), model=small_model, vog_field="ref",
+                    statistic="std", normalization="abs", channel_reduction="mean", target="probability",
+                    windows=windows, batch_size=7, progress=False)
     for suffix in ("", "_raw", "_early", "_early_raw", "_late", "_late_raw"):
         got = np.array(scored.values("op" + suffix))
         want = np.array(scored.values("ref" + suffix))

@@ -65,7 +65,7 @@ def test_torchrun_two_processes_equal_one(named_dataset, checkpoint_dir):
 def test_resume_after_an_exception_and_config_keying(dataset, checkpoint_dir, monkeypatch):
     monkeypatch.setenv("FIFTYONE_VOG_FLUSH_SECONDS", "0")  # flush every batch
     kw = dict(model=small_model, device="cpu", batch_size=4, progress=False)
-    full = fov.compute_vog(dataset, checkpoint_dir, vog_field="full", **kw)
+    fov.compute_vog(dataset, checkpoint_dir, vog_field="full", **kw)
 
     real = VoGEngine.score_batch
     calls = {"n": 0}
