@@ -5,6 +5,7 @@ as a script); the helpers they share are checked against hand computations.
 """
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -217,3 +218,22 @@ def test_recipe_quick_on_a_generated_folder(tmp_path, capsys):
 def test_recipe_without_data_root_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit):
         load_example("cifar_imagenet_recipe").main(["--out", str(tmp_path)])
+
+
+def test_audit_workflow_quick(tmp_path, capsys):
+    """shuffle → train → VoG → views → export → restore, on the digits through the public API."""
+    import csv
+
+    import fiftyone as fo
+
+    res = load_example("audit_workflow").main(["--out", str(tmp_path), "--epochs", "3", "--size", "8"])
+    out = capsys.readouterr().out
+    assert res["samples"] == 1797 and res["shuffled"] == round(0.2 * 1797)
+    assert f"shuffled {res['shuffled']} of 1797 labels" in out and "AUROC" in out
+    assert res["views"]["vog-shuffled-labels"] == res["shuffled"]
+    assert abs(res["views"]["vog-high"] - 0.1 * 1797) <= 1  # the top 10 %
+    assert 0 <= res["vog_high_share_shuffled"] <= 1 and 0 <= res["auroc"] <= 1
+    with open(res["csv"]) as f:
+        assert sum(1 for _ in csv.DictReader(f)) == res["shuffled"]  # the flagged samples, exported
+    assert not fo.dataset_exists("vog-audit-workflow")  # the example cleans up after itself
+    assert json.load(open(tmp_path / "audit_workflow.json"))["shuffled"] == res["shuffled"]
