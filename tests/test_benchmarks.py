@@ -57,3 +57,17 @@ def test_precision_vog_trains_and_compares(tmp_path):
     for row in rows.values():
         assert 0.9 < row["spearman"] <= 1 and 0 < row["median_rel_diff"] < 0.1
     assert "features.0" in r.stdout
+
+
+def test_bench_vog_end_to_end_in_the_test_database(tmp_path):
+    """--e2e: compute_vog on generated PNGs and the bulk writers over a dataset of --write-n samples
+    (the script itself asserts that every writer stored the values)."""
+    out = tmp_path / "e2e.json"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_vog.py"), "--e2e", "--n", "24",
+                        "--k", "2", "--write-n", "300", "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {row["method"]: row for row in json.loads(out.read_text())["rows"]}
+    assert {"set_values by id", "set_values in order", "bulk_set, 2 fields", "write_run overwriting 2 fields"} <= set(rows)
+    assert all(rows[m]["n"] == 300 and rows[m]["seconds"] > 0 for m in rows if m.startswith(("set_", "bulk", "write")))
+    assert "compute_vog: 24 samples × 2 checkpoints" in r.stdout
