@@ -219,13 +219,17 @@ class VoGEngine:
         return settings
 
     # -- per-checkpoint pieces ------------------------------------------------
-    def _score(self, out: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    def _score(self, out: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(Σ_i target_i, per-sample scale or None)``: the input gradient of the sum divided by
+        the scale is each sample's ∂A_p/∂x."""
         if out.ndim != 2:
             raise VoGError(f"the model must return (batch, classes) scores, got shape {tuple(out.shape)}")
         if self.options.target == "probability":
+            if self.autocast == "fp16":  # keep confident samples out of fp16's underflow
+                return fp16_scaled_probability(out, p)
             # softmax in at least float32 (autocast may hand back half precision)
             out = torch.softmax(out, dim=1, dtype=torch.promote_types(out.dtype, torch.float32))
-        return out.gather(1, p[:, None]).sum()
+        return out.gather(1, p[:, None]).sum(), None
 
     def _reduce_channels(self, grad: torch.Tensor, dim: int, out: torch.Tensor | None = None) -> torch.Tensor:
         if self.options.channel_reduction == "sum":
@@ -260,12 +264,10 @@ class VoGEngine:
             if p is None:  # this is the last checkpoint: its forward pass gives the prediction
                 predicted = out.detach().argmax(dim=1)
                 p = self._choose_labels(labels, predicted)
-            if self.autocast == "fp16" and self.options.target == "probability":
-                score, scale = fp16_scaled_probability(out, p)
-                (grad,) = torch.autograd.grad(score, x)
+            score, scale = self._score(out, p)
+            (grad,) = torch.autograd.grad(score, x)
+            if scale is not None:
                 grad = grad / scale.view(-1, *([1] * (grad.ndim - 1)))  # powers of two: exact
-            else:
-                (grad,) = torch.autograd.grad(self._score(out, p), x)
         return grad, p, predicted
 
     def saliency(self, k: int, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -395,7 +397,7 @@ class VoGEngine:
         base, params, buffers = self._stacked
 
         def score(params, buffers, x, p):
-            return self._score(functional_call(base, (params, buffers), (x,)), p)
+            return self._score(functional_call(base, (params, buffers), (x,)), p)[0]  # fp32: no scale
 
         with torch.enable_grad(), exact_fp32(self.device):  # autocast is refused with vmap
             return vmap(grad(score, argnums=2), in_dims=(0, 0, None, None))(params, buffers, x, p)
