@@ -69,5 +69,8 @@ def test_bench_vog_end_to_end_in_the_test_database(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     rows = {row["method"]: row for row in json.loads(out.read_text())["rows"]}
     assert {"set_values by id", "set_values in order", "bulk_set, 2 fields", "write_run overwriting 2 fields"} <= set(rows)
-    assert all(rows[m]["n"] == 300 and rows[m]["seconds"] > 0 for m in rows if m.startswith(("set_", "bulk", "write")))
+    writes = [m for m in rows if m.startswith(("set_", "bulk", "write"))]
+    for m in writes:
+        assert rows[m]["n"] == 300 and rows[m]["throughput"] == pytest.approx(300 * rows[m]["fields"] / rows[m]["seconds"])
+    assert [rows[m]["fields"] for m in writes] == [1, 1, 2, 2]
     assert "compute_vog: 24 samples × 2 checkpoints" in r.stdout
