@@ -50,7 +50,9 @@ class VoGResults:
         classes: class names in model output order.
         class_stats: ``{window: {class_name: {"mean","std","count"}}}`` of raw scores.
         config: the configuration registered with the run.
-        timings: seconds spent loading, scoring and writing.
+        timings: seconds: ``load`` (checkpoints, view), ``score``, ``write``, ``total``; and
+            within ``score``, ``compute`` (the engine) and ``data_wait`` (waiting for the next
+            batch of images; see :func:`data_wait_hint`).
     """
 
     ids: list[str]
@@ -315,6 +317,7 @@ def compute_vog(
         "windows": {w: idx for w, idx in window_idx.items()},
         "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
         "batch_size": int(batch_size),
+        "num_workers": _workers(num_workers, dev),
         "device": str(dev),
         "precision": precision,
         "engine": engine.settings,
@@ -324,7 +327,10 @@ def compute_vog(
         "versions": _versions(),
     }
     main = ctx is None or ctx.is_main  # under torchrun only rank 0 writes
-    timings = {"load": t_load - t0, "score": t_score - t_load}
+    # data_wait / compute: seconds the scoring loop waited for images / computed (summed over
+    # torchrun ranks); a large data_wait means the device idled: raise num_workers
+    timings = {"load": t_load - t0, "score": t_score - t_load, "data_wait": raw.stats["data_wait"],
+               "compute": raw.stats["compute"]}
 
     def finish_timings():
         t = time.perf_counter()
@@ -343,6 +349,17 @@ def compute_vog(
         ids=data.ids, raw=raws, scores=scores, used_labels=raw.used_labels, predicted=raw.predicted,
         classes=data.classes, class_stats=stats, config=config, timings=timings,
     )
+
+
+def data_wait_hint(timings: Mapping[str, float], num_workers: int, threshold: float = 0.25) -> str | None:
+    """A sentence for the user when scoring spent more than ``threshold`` of its time waiting for
+    images (the device idled), else None."""
+    wait, compute = timings.get("data_wait", 0.0), timings.get("compute", 0.0)
+    if wait + compute <= 0 or wait / (wait + compute) <= threshold:
+        return None
+    return (f"scoring waited for images {wait / (wait + compute):.0%} of the time ({wait:.1f}s of "
+            f"{wait + compute:.1f}s) with num_workers={num_workers}: raise num_workers (--num-workers) "
+            "so that decoding keeps up")
 
 
 def _workers(num_workers: int | None, dev: torch.device) -> int:

@@ -90,6 +90,7 @@ def add_compute(sub):
 
 def run_compute(args):
     import fiftyone_vog as fov
+    from fiftyone_vog.api import data_wait_hint
 
     samples = _load_dataset(args.dataset, args.view)
     checkpoints = args.checkpoints
@@ -129,6 +130,10 @@ def run_compute(args):
         f"VoG: scored {len(res.ids)} samples against {len(res.config['checkpoints'])} checkpoints on "
         f"{res.config['device']} in {t['total']:.1f}s; wrote {', '.join(res.scores)}"
     )
+    print(f"  of which scoring {t['compute']:.1f}s and waiting for images {t['data_wait']:.1f}s")
+    hint = data_wait_hint(t, res.config["num_workers"])
+    if hint:
+        print(f"  note: {hint}")
     print(f"sort hardest first: dataset.sort_by({res.vog_field!r}, reverse=True)")
 
 

@@ -128,6 +128,7 @@ def score_samples(engine: VoGEngine, dataset, ids: list[str], make_loader, progr
             ))
     done = set(parts[0].ids) if parts else set()
     todo = [int(i) for i in mine if ids[i] not in done]
+    timing = {"data_wait": 0.0, "compute": 0.0}
     if ctx is not None and not ctx.is_main:
         progress = False
     with fou.ProgressBar(total=len(mine), progress=progress) as pb:
@@ -138,6 +139,7 @@ def score_samples(engine: VoGEngine, dataset, ids: list[str], make_loader, progr
             loader = make_loader(torch.utils.data.Subset(dataset, todo))
             parts.append(score_batches(engine, loader, todo_ids, on_batch=on_batch,
                                        progress=lambda n: pb.set_iteration(len(done) + n)))
+            timing = {k: parts[-1].stats[k] for k in timing}
     if partial is not None:
         partial.flush()
     if not parts:  # an empty shard (more ranks than samples)
@@ -146,12 +148,13 @@ def score_samples(engine: VoGEngine, dataset, ids: list[str], make_loader, progr
                             predicted=None if engine.options.label_mode == "true" else np.zeros(0, np.int64)))
     if ctx is None:
         raw = merge(parts, ids)
-        raw.stats["resumed"] = len(done)
+        raw.stats.update(resumed=len(done), **timing)
         return raw
     mine_raw = merge(parts, my_ids) if my_ids else parts[0]
-    mine_raw.stats["resumed"] = len(done)
+    mine_raw.stats.update(resumed=len(done), **timing)
     parts = [None] * ctx.world_size
     dist.all_gather_object(parts, mine_raw, group=_object_group())
     raw = merge(parts, ids)
-    raw.stats["resumed"] = sum(p.stats["resumed"] for p in parts)
+    for key in ("resumed", *timing):  # totals over the ranks
+        raw.stats[key] = sum(p.stats[key] for p in parts)
     return raw

@@ -28,6 +28,7 @@ gradient.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -474,6 +475,10 @@ def score_batches(
     misattach them. ``progress(n_done)`` is called after each batch when given, and
     ``on_batch(batch_ids, batch_scores)`` once a batch is scored (used to persist
     partial results). Every id in ``ids`` must be seen exactly once.
+
+    ``stats`` of the result: ``data_wait``, the seconds spent waiting for the loader's next
+    batch, and ``compute``, the seconds spent scoring (until the scores are on the host) —
+    when ``data_wait`` is a large share, the device idles for want of images.
     """
     n = len(ids)
     pos = {sid: i for i, sid in enumerate(ids)}
@@ -485,7 +490,16 @@ def score_batches(
     predicted = np.full(n, MISSING_LABEL, dtype=np.int64) if needs_pred else None
     seen = np.zeros(n, dtype=bool)
     done = 0
-    for x, labels, batch_ids in batches:
+    wait = compute = 0.0  # seconds blocked on the loader / in the engine (results on the host)
+    iterator = iter(batches)
+    while True:
+        t0 = time.perf_counter()
+        item = next(iterator, None)
+        t1 = time.perf_counter()
+        wait += t1 - t0
+        if item is None:
+            break
+        x, labels, batch_ids = item
         try:
             idx = np.fromiter((pos[s] for s in batch_ids), dtype=np.int64, count=len(batch_ids))
         except KeyError as e:
@@ -499,6 +513,7 @@ def score_batches(
         used[idx] = out.used_labels.cpu().numpy()
         if needs_pred:
             predicted[idx] = out.predicted.cpu().numpy()
+        compute += time.perf_counter() - t1
         done += len(idx)
         if on_batch is not None:
             on_batch(list(batch_ids), out)
@@ -506,7 +521,8 @@ def score_batches(
             progress(done)
     if not seen.all():
         raise VoGError(f"the loader skipped {int((~seen).sum())} of {n} samples")
-    return RawVoG(ids=list(ids), raw=raw, used_labels=used, predicted=predicted)
+    return RawVoG(ids=list(ids), raw=raw, used_labels=used, predicted=predicted,
+                  stats={"data_wait": wait, "compute": compute})
 
 
 def class_normalize(scores: np.ndarray, labels: np.ndarray, normalization: str = "zscore") -> np.ndarray:

@@ -141,7 +141,7 @@ class ComputeVoG(foo.Operator):
         kwargs = compute_vog_kwargs(ctx)
         samples = ctx.target_view()
         existing = set(ctx.dataset.get_field_schema())
-        from .api import compute_vog
+        from .api import compute_vog, data_wait_hint
 
         if ctx.delegated:
             results = compute_vog(samples, progress=_delegated_progress(ctx, "Scoring"), **kwargs)
@@ -154,6 +154,9 @@ class ComputeVoG(foo.Operator):
             # The App applies the dataset's sidebar groups when it loads a dataset; a reload_dataset keeps
             # the groups it shows and lists new fields under PRIMITIVES until the page is reloaded.
             message += " (reload the page to see them in the sidebar's VoG group)"
+        hint = data_wait_hint(results.timings, results.config["num_workers"])
+        if hint:
+            message += f". Note: {hint}"
         if not ctx.delegated:
             yield ctx.ops.notify(message, variant="success")
 

@@ -116,3 +116,37 @@ def test_delete_run_drops_leftover_partial_scores(dataset, checkpoint_dir):
     fov.delete_vog_run(dataset, "vog")
     assert coll.count_documents(mine) == 0
     assert coll.count_documents({**mine, "vog_field": "other"}) == 1  # other keys untouched
+
+
+def test_timings_split_scoring_into_compute_and_waiting_for_images(dataset, checkpoint_dir):
+    """A slow image pipeline shows up as data_wait, and the user is told what to do."""
+    import time
+
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from fiftyone_vog.api import data_wait_hint
+
+    def slow(img):  # 40 images × 30 ms of "decoding"
+        time.sleep(0.03)
+        return pil_to_tensor(img).float() / 255
+
+    res = fov.compute_vog(dataset, checkpoint_dir, model=small_model, transform=slow, num_workers=0,
+                          batch_size=8, progress=False)
+    t = res.timings
+    assert t["data_wait"] >= 40 * 0.03 and t["compute"] > 0
+    assert t["data_wait"] + t["compute"] <= t["score"] + 1e-6
+    assert res.config["num_workers"] == 0
+    hint = data_wait_hint(t, res.config["num_workers"])
+    assert hint.startswith(f"scoring waited for images {t['data_wait'] / (t['data_wait'] + t['compute']):.0%} of the time")
+    assert hint.endswith("with num_workers=0: raise num_workers (--num-workers) so that decoding keeps up")
+    assert fov.load_vog_results(dataset).timings["data_wait"] == pytest.approx(t["data_wait"])
+
+
+def test_data_wait_hint_threshold():
+    from fiftyone_vog.api import data_wait_hint
+
+    assert data_wait_hint({"data_wait": 1.0, "compute": 3.0}, 4) is None  # 25 %: fine
+    assert data_wait_hint({"data_wait": 0.0, "compute": 0.0}, 0) is None  # nothing scored (all resumed)
+    assert data_wait_hint({"data_wait": 3.0, "compute": 1.0}, 2) == (
+        "scoring waited for images 75% of the time (3.0s of 4.0s) with num_workers=2: raise num_workers "
+        "(--num-workers) so that decoding keeps up")

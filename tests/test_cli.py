@@ -1,6 +1,7 @@
 """The fiftyone-vog CLI: same values as the API, one-line errors, --help everywhere."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -30,6 +31,7 @@ def test_cli_compute_matches_api(named_dataset, checkpoint_dir, tmp_path):
         os.environ["PYTHONPATH"] = env_path.split(os.pathsep, 1)[1]
     assert r.returncode == 0, r.stderr
     assert "scored 40 samples against 5 checkpoints" in r.stdout
+    assert re.search(r"of which scoring \d+\.\ds and waiting for images \d+\.\ds", r.stdout), r.stdout
     named_dataset.reload()
     cli_values = named_dataset.values("vog_raw")
     cli_late = named_dataset.values("vog_late")

@@ -197,3 +197,24 @@ def test_class_normalize_by_hand():
     with pytest.raises(VoGError, match="normalization"):
         class_normalize(v, c, "minmax")
     assert class_statistics(v, c)[0] == {"mean": 3.0, "std": pytest.approx(sd), "count": 3}
+
+
+def test_score_batches_times_waiting_for_the_loader_apart_from_scoring():
+    import time
+
+    models = make_models()
+    g = torch.Generator().manual_seed(3)
+    xs = [torch.randn(5, 3, 7, 5, generator=g) for _ in range(4)]
+
+    def slow_loader():
+        for i, x in enumerate(xs):
+            time.sleep(0.05)  # the loader is the bottleneck
+            yield x, torch.zeros(5, dtype=torch.long), [f"s{i}_{j}" for j in range(5)]
+
+    ids = [f"s{i}_{j}" for i in range(4) for j in range(5)]
+    eng = VoGEngine(models, {"all": list(range(K))}, device="cpu")
+    t0 = time.perf_counter()
+    raw = score_batches(eng, slow_loader(), ids)
+    total = time.perf_counter() - t0
+    assert raw.stats["data_wait"] >= 4 * 0.05 and raw.stats["compute"] > 0
+    assert raw.stats["data_wait"] + raw.stats["compute"] <= total
