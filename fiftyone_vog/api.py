@@ -273,10 +273,10 @@ def compute_vog(
         allow_pickle=allow_pickle,
         allow_import=_allow_import,
     )
+    dataset = ImageDataset(data.ids, data.filepaths, data.labels, transform)  # (imports torchvision's transforms)
     t_load = time.perf_counter()
     engine = VoGEngine(models, {ALL: list(range(len(paths))), **window_idx}, options, device=dev,
                        dtype=PRECISIONS[precision], strategy=strategy, autocast=autocast, channels_last=channels_last)
-    dataset = ImageDataset(data.ids, data.filepaths, data.labels, transform)
     engine.check_output_size(dataset[0][0][None], len(data.classes))
     hashes = [sha256(p) for p in paths]
     partial = open_partial(samples, vog_field, engine, resume, ctx, {
