@@ -10,6 +10,7 @@ difference, for both VoG targets. Needs only torch and numpy (scikit-learn for t
 
     python benchmarks/precision_vog.py                      # CPU: bf16 and fp16
     python benchmarks/precision_vog.py --device cuda --n 5000
+    python benchmarks/precision_vog.py --shuffle 0.2 --epochs 80 --on train   # a memorizing model, as make demo's
 
 Each autocast dtype runs twice: with the model's input layer kept in float32 (the engine's
 default; see ``fiftyone_vog.precision``) and with everything in half precision.
@@ -77,6 +78,10 @@ def main(argv=None) -> dict:
     p.add_argument("--n", type=int, default=1000, help="held-out images scored (default 1000)")
     p.add_argument("--autocast", default="bf16,fp16", help="comma-separated: bf16, fp16 (default both)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--shuffle", type=float, default=0.0,
+                   help="fraction of training labels replaced by another class (memorization; default 0)")
+    p.add_argument("--on", choices=["test", "train"], default="test",
+                   help="score held-out images (default) or the training images with their training labels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON path (default: benchmarks/results/precision-<data>-<device>.json)")
     args = p.parse_args(argv)
@@ -89,6 +94,11 @@ def main(argv=None) -> dict:
     n_test = min(args.n, len(x) // 2)
     test, train = perm[:n_test], perm[n_test:]
     num_classes = int(y.max()) + 1
+    y_train = y[train].clone()
+    if args.shuffle:  # as the paper's memorization experiment: a seeded share of wrong labels
+        g = torch.Generator().manual_seed(args.seed + 1)
+        flip = torch.randperm(len(train), generator=g)[: round(args.shuffle * len(train))]
+        y_train[flip] = (y_train[flip] + torch.randint(1, num_classes, (len(flip),), generator=g)) % num_classes
     keep = set(np.linspace(1, args.epochs, args.k).round().astype(int).tolist())
     states = []
 
@@ -99,15 +109,16 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     model = SmallCNN(num_classes=num_classes, in_channels=3)
     t0 = time.perf_counter()
-    train_classifier(model, x[train], y[train], epochs=args.epochs, lr=0.05, batch_size=32, seed=args.seed, log=log)
+    train_classifier(model, x[train], y_train, epochs=args.epochs, lr=0.05, batch_size=32, seed=args.seed, log=log)
     train_s = time.perf_counter() - t0
     models = []
     for s in states:
         m = SmallCNN(num_classes=num_classes, in_channels=3)
         m.load_state_dict(s)
         models.append(m)
-    xt, yt = x[test], y[test]
-    accuracy = float((models[-1].eval()(xt).argmax(1) == yt).float().mean())
+    accuracy = float((models[-1].eval()(x[test]).argmax(1) == y[test]).float().mean())
+    # the images scored: held out, or training images with the (possibly shuffled) labels trained on
+    xt, yt = (x[test], y[test]) if args.on == "test" else (x[train][:n_test], y_train[:n_test])
     windows = {"all": list(range(len(models)))}
 
     def scores(opts, **kw):
@@ -127,13 +138,16 @@ def main(argv=None) -> dict:
                              "spearman": spearman(low, exact),
                              "median_rel_diff": float(np.median(np.abs(low - exact) / exact))})
 
-    print(f"{source} {args.size}×{args.size}, SmallCNN, K={len(models)} of {args.epochs} epochs, "
-          f"{n_test} held-out images (test accuracy {accuracy:.3f}), device {device}")
+    shuffled = f", {args.shuffle:.0%} of training labels shuffled" if args.shuffle else ""
+    print(f"{source} {args.size}×{args.size}, SmallCNN{shuffled}, K={len(models)} of {args.epochs} epochs, "
+          f"{n_test} {'held-out' if args.on == 'test' else 'training'} images scored "
+          f"(test accuracy {accuracy:.3f}), device {device}")
     print(f"{'target':12} {'autocast':8} {'fp32 input layer':17} {'spearman':>9} {'median rel':>11}")
     for r in rows:
         print(f"{r['target']:12} {r['autocast']:8} {str(r['fp32_input_layer']):17} "
               f"{r['spearman']:9.5f} {r['median_rel_diff']:11.2e}")
-    result = {"data": source, "size": args.size, "epochs": args.epochs, "k": len(models), "n": n_test,
+    result = {"data": source, "size": args.size, "epochs": args.epochs, "shuffle": args.shuffle, "on": args.on,
+              "k": len(models), "n": n_test,
               "test_accuracy": accuracy, "device": str(device),
               "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                               else f"{platform.machine()}, {os.cpu_count()} cores"),

@@ -49,14 +49,15 @@ def test_bench_vog_engine_level_without_fiftyone(tmp_path):
 def test_precision_vog_trains_and_compares(tmp_path):
     out = tmp_path / "precision.json"
     r = _run("precision_vog.py", "--data", "shapes", "--size", "12", "--epochs", "3", "--k", "3", "--n", "200",
-             "--autocast", "bf16", "--out", str(out), tmp_path=tmp_path)
+             "--autocast", "bf16", "--shuffle", "0.2", "--on", "train", "--out", str(out), tmp_path=tmp_path)
     res = json.loads(out.read_text())
-    assert res["data"] == "shapes" and res["k"] == 3 and res["n"] == 200
+    assert res["data"] == "shapes" and res["k"] == 3 and res["n"] == 200 and res["shuffle"] == 0.2 and res["on"] == "train"
     rows = {(row["target"], row["fp32_input_layer"]): row for row in res["rows"]}
     assert set(rows) == {(t, layer) for t in ("probability", "logit") for layer in ("features.0", None)}
     for row in rows.values():
         assert 0.9 < row["spearman"] <= 1 and 0 < row["median_rel_diff"] < 0.1
-    assert "features.0" in r.stdout
+    assert "features.0" in r.stdout and "20% of training labels shuffled" in r.stdout
+    assert "200 training images scored" in r.stdout
 
 
 def test_bench_vog_end_to_end_in_the_test_database(tmp_path):
