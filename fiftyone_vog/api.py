@@ -237,7 +237,9 @@ def compute_vog(
         resume: continue an interrupted run with the same configuration from its last
             flushed chunk of raw scores (see :mod:`fiftyone_vog.resume`); otherwise start over.
         strategy, autocast, channels_last: how the engine computes the gradients
-            (``"loop"``/``"vmap"``, ``"bf16"``/``"fp16"`` mixed precision, NHWC layout); see
+            (``"loop"``/``"vmap"``; ``"bf16"``/``"fp16"`` mixed precision with the model's input
+            layer in float32, or ``"bf16-all"``/``"fp16-all"`` for every layer in half precision:
+            faster, ranks less exact; NHWC layout); see
             :class:`fiftyone_vog.engine.VoGEngine` and docs/performance.md.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process scores its shard of the samples,

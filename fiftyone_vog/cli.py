@@ -80,7 +80,9 @@ def add_compute(sub):
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
     p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same configuration from its last saved chunk")
     p.add_argument("--strategy", default="auto", choices=["auto", "loop", "vmap"], help="checkpoints one after another (loop) or all in one batched pass (vmap)")
-    p.add_argument("--autocast", choices=["bf16", "fp16"], help="mixed precision: faster, ranks kept, values not exact")
+    p.add_argument("--autocast", choices=["bf16", "fp16", "bf16-all", "fp16-all"],
+                   help="mixed precision: faster, ranks kept, values not exact (the model's input layer stays "
+                        "float32; -all: every layer in half precision, faster still, ranks less exact)")
     p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for convolutions")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run / fields of the same name")
     p.add_argument("--allow-pickle", action="store_true", help="allow whole pickled-module checkpoints (runs code; trusted files only)")

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .precision import AUTOCAST_DTYPES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
+from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 
 LABEL_MODES = ("true", "predicted", "auto")
 TARGETS = ("logit", "probability")
@@ -153,7 +153,8 @@ class VoGEngine:
             :func:`default_settings`.
         autocast: ``None`` (default, exact) or ``"bf16"`` / ``"fp16"``: mixed-precision
             forward and backward; ranks agree with float32 (Spearman ≥ 0.999 in our tests) but
-            values differ. See :mod:`fiftyone_vog.precision`.
+            values differ. See :mod:`fiftyone_vog.precision`. ``"bf16-all"`` / ``"fp16-all"``
+            mean ``fp32_input_layer=False``.
         fp32_input_layer: with ``autocast``, keep the model's input layer (its first
             convolution or linear layer) in float32 — the default, and what keeps the ranks; the
             layer's name is in :attr:`settings`. ``False`` runs everything in half precision.
@@ -180,9 +181,11 @@ class VoGEngine:
         self.dtype = dtype
         check_choice("strategy", strategy, STRATEGIES)
         if autocast is not None:
-            check_choice("autocast", autocast, tuple(AUTOCAST_DTYPES))
+            check_choice("autocast", autocast, AUTOCAST_CHOICES)
             if dtype != torch.float32:
                 raise VoGError("autocast needs float32 models; use precision='float32' with autocast")
+            if autocast.endswith("-all"):  # "bf16-all": the input layer in half precision too
+                autocast, fp32_input_layer = autocast[: -len("-all")], False
         self.autocast = autocast
         self.fp32_input_layer = bool(fp32_input_layer)
         self._input_layer: str | None = None  # found on the first batch (needs an input)

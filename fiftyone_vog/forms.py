@@ -28,7 +28,7 @@ CHOICES = {
     "normalization": ("zscore", "abs", "none"),
     "transform": ("rgb", "gray", "cifar", "imagenet"),
     "precision": ("float32", "float64"),
-    "autocast": ("none", "bf16", "fp16"),
+    "autocast": ("none", "bf16", "fp16", "bf16-all", "fp16-all"),
 }
 VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood")
 EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
@@ -223,7 +223,8 @@ def compute_vog_form(ctx, inputs):
     inputs.int("num_workers", default=0, min=0, label="Data loader workers")
     _choice(inputs, "precision", CHOICES["precision"], "float32", "Precision", "Models and gradients", ctx)
     _choice(inputs, "autocast", CHOICES["autocast"], "none", "Mixed precision",
-            "bf16/fp16 autocast: faster on GPUs, approximate scores (see docs/performance.md)", ctx)
+            "bf16/fp16 autocast: faster, approximate scores, ranks kept (-all: every layer in half "
+            "precision, faster, ranks less exact; see docs/performance.md)", ctx)
     inputs.bool("resume", default=False, label="Resume",
                 description="Continue an interrupted run with the same settings from its last saved chunk")
     prop = inputs.bool("allow_pickle", default=False, label="Allow pickled checkpoints",

@@ -31,6 +31,9 @@ import torch
 from torch import nn
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: ``autocast=`` values: a dtype, or a dtype with ``-all`` (the input layer in half precision too:
+#: faster, less precise ranks)
+AUTOCAST_CHOICES = ("bf16", "fp16", "bf16-all", "fp16-all")
 
 #: Layers whose backward can be the last operation of an input gradient.
 INPUT_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,

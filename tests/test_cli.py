@@ -40,6 +40,12 @@ def test_cli_compute_matches_api(named_dataset, checkpoint_dir, tmp_path):
     np.testing.assert_allclose(cli_late, named_dataset.values("api_late"), rtol=1e-6, atol=1e-9)
 
 
+def test_cli_autocast_choices():
+    parse = build_parser().parse_args
+    for value in ("bf16", "fp16", "bf16-all", "fp16-all"):
+        assert parse(["compute", "ds", "--checkpoints", "c", "--autocast", value]).autocast == value
+
+
 def test_cli_errors_are_one_line_and_nonzero(named_dataset, checkpoint_dir, tmp_path):
     r = _run("compute", "no-such-dataset", "--checkpoints", checkpoint_dir, "--model", "resnet18")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0

@@ -165,6 +165,16 @@ def test_fp16_scale_is_a_power_of_two_that_keeps_logit_gradients_at_most_one():
     np.testing.assert_allclose((g / scale[:, None]).numpy(), ref.numpy(), rtol=1e-5, atol=1e-30)
 
 
+def test_autocast_all_means_every_layer_in_half_precision(trained):
+    ms, x, y = trained
+    windows = {"all": list(range(len(ms)))}
+    short = VoGEngine(ms, windows, device="cpu", autocast="bf16-all")
+    spelled = VoGEngine(ms, windows, device="cpu", autocast="bf16", fp32_input_layer=False)
+    np.testing.assert_array_equal(short.score_batch(x, y).raw["all"].numpy(), spelled.score_batch(x, y).raw["all"].numpy())
+    assert short.settings == spelled.settings and short.settings["autocast"] == "bf16"
+    assert short.settings["fp32_input_layer"] is None
+
+
 def test_input_layer_is_the_first_layer_that_runs():
     import torchvision
 
