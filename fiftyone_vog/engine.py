@@ -484,9 +484,11 @@ def score_batches(
     when ``data_wait`` is a large share, the device idles for want of images.
     """
     n = len(ids)
-    pos = {sid: i for i, sid in enumerate(ids)}
-    if len(pos) != n:
-        raise VoGError("sample ids are not unique")
+    # Batches in the order of ``ids`` (a plain DataLoader, with or without workers) are placed
+    # by position; an id → position table (≈70 bytes per sample) is built only for a loader
+    # that yields another order.
+    pos = None
+    cursor = 0
     raw = {w: np.full(n, np.nan) for w in engine.windows}
     used = np.full(n, MISSING_LABEL, dtype=np.int64)
     needs_pred = engine.options.label_mode != "true"
@@ -503,10 +505,19 @@ def score_batches(
         if item is None:
             break
         x, labels, batch_ids = item
-        try:
-            idx = np.fromiter((pos[s] for s in batch_ids), dtype=np.int64, count=len(batch_ids))
-        except KeyError as e:
-            raise VoGError(f"the loader produced sample id {e.args[0]!r} that is not in the view") from None
+        b = len(batch_ids)
+        if pos is None and cursor + b <= n and all(a == e for a, e in zip(batch_ids, ids[cursor : cursor + b])):
+            idx = np.arange(cursor, cursor + b)
+            cursor += b
+        else:
+            if pos is None:
+                pos = {sid: i for i, sid in enumerate(ids)}
+                if len(pos) != n:
+                    raise VoGError("sample ids are not unique")
+            try:
+                idx = np.fromiter((pos[s] for s in batch_ids), dtype=np.int64, count=b)
+            except KeyError as e:
+                raise VoGError(f"the loader produced sample id {e.args[0]!r} that is not in the view") from None
         if seen[idx].any():
             raise VoGError("the loader produced a sample twice")
         seen[idx] = True

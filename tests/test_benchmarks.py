@@ -38,6 +38,7 @@ def test_bench_vog_engine_level_without_fiftyone(tmp_path):
     for (method, n), row in rows.items():
         assert row["throughput"] == pytest.approx(n * 3 / row["seconds"], rel=1e-6)
         assert len(row["rounds"]) == 2 and row["peak_rss_mib"] is not None
+        assert row["peak_heap_mib"] is not None and row["peak_heap_mib"] >= 0  # glibc's mallinfo2 here
     for n in (40, 80):
         assert rows[("floor", n)]["vs_floor"] == 1.0
         assert rows[("ours[default]", n)]["max_rel_diff"] == 0 and rows[("ours[default]", n)]["spearman"] == 1

@@ -158,6 +158,24 @@ def test_loader_that_skips_or_repeats_samples_is_an_error(models, batch):
         score_batches(eng, [(x[:1], y[:1], ["zzz"])], ids)
 
 
+def test_in_order_batches_then_out_of_order_ones(models, batch):
+    """In-order batches are placed by position, later out-of-order ones by id: same scores."""
+    x, y = batch
+    y = y.clamp_min(0)
+    ids = [f"s{i}" for i in range(N)]
+    eng = VoGEngine(models, {"all": list(range(K))}, device="cpu")
+    seq = score_batches(eng, [(x, y, ids)], ids).raw["all"]
+    mixed = [(x[:3], y[:3], ids[:3]), (x[5:], y[5:], ids[5:]), (x[3:5], y[3:5], ids[3:5])]
+    np.testing.assert_allclose(score_batches(eng, mixed, ids).raw["all"], seq, rtol=1e-5)
+    with pytest.raises(VoGError, match="twice"):  # a repeat of an in-order batch, found by id
+        score_batches(eng, [(x[:3], y[:3], ids[:3]), (x[1:2], y[1:2], ids[1:2])], ids)
+    with pytest.raises(VoGError, match="not unique"):
+        score_batches(eng, [(x[1:2], y[1:2], ids[1:2])], [*ids[:-1], ids[0]])
+    # a last batch longer than what is left is not taken for an in-order one
+    with pytest.raises(VoGError, match="not in the view"):
+        score_batches(eng, [(x[:3], y[:3], ids[:3])], ids[:2])
+
+
 def test_nan_gradients_are_an_error(models, batch):
     x, y = batch
     bad = make_models(2)
