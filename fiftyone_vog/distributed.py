@@ -77,6 +77,10 @@ def _object_group():
 
 def merge(parts: list[RawVoG], ids: list[str]) -> RawVoG:
     """Place the scores of disjoint parts by sample id; every id must be scored exactly once."""
+    if (len(parts) == 1 and len(parts[0].ids) == len(ids)
+            and all(a == b for a, b in zip(parts[0].ids, ids))):  # one part, in order: nothing to place
+        return RawVoG(ids=list(ids), raw=dict(parts[0].raw), used_labels=parts[0].used_labels,
+                      predicted=parts[0].predicted, stats=dict(parts[0].stats))
     pos = {sid: i for i, sid in enumerate(ids)}
     n = len(ids)
     windows = list(parts[0].raw)
