@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keyword
-import logging
 import os
 import platform
 import time
@@ -33,8 +32,6 @@ NORMALIZATIONS = ("zscore", "abs", "none")
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 ALL = "all"  # the engine's name for the window of every checkpoint
 RUN_METHOD = "fiftyone_vog.compute_vog"
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -341,7 +338,7 @@ def compute_vog(
 
     if main:  # the run's results are saved by write_run, inside its all-or-nothing block
         write_run(samples, data.ids, scores, vog_field, config,
-               lambda: _run_results(samples, vog_field, stats, finish_timings(), raw))
+                  lambda: _run_results(samples, vog_field, stats, finish_timings(), raw))
         partial.clear()
     else:
         finish_timings()
