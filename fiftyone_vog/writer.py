@@ -131,27 +131,35 @@ def _restore_values(samples, ids, old: dict[str, list], spans, threads: int = 4)
         for name, values in old.items():
             samples.set_values(name, dict(zip(ids, values)), key_field="id")
         return
+    _update_by_id(coll, ids, old, sorted(spans), threads)
+
+
+def _update_by_id(coll, ids, columns: dict[str, list], spans, threads: int = 4, started: list | None = None) -> None:
+    """Per span of ``ids``, one unordered bulk write: each sample gets a ``$set`` of its values in
+    ``columns`` (an ``_ABSENT`` value is ``$unset`` instead) and of ``last_modified_at``, as
+    ``set_values`` does. The updates are built per chunk in its thread: O(chunk) alive, not O(N)."""
     from datetime import datetime
 
     from bson import ObjectId
     from pymongo import UpdateOne
 
-    now = datetime.utcnow()
-    names = list(old)
+    now = datetime.utcnow()  # FiftyOne stores naive UTC in last_modified_at
+    names = list(columns)
 
-    def restore(lo, hi):
+    def update(lo, hi):
         ops = []
-        for i in range(lo, hi):
-            values = {n: old[n][i] for n in names}
-            update = {"$set": {**{n: v for n, v in values.items() if v is not _ABSENT}, "last_modified_at": now}}
-            absent = {n: "" for n, v in values.items() if v is _ABSENT}
-            if absent:
-                update["$unset"] = absent
-            ops.append(UpdateOne({"_id": ObjectId(ids[i])}, update))
+        chunk = [columns[n][lo:hi] for n in names]
+        any_absent = any(_ABSENT in c for c in chunk)  # only a restore has absent keys
+        for sid, *row in zip(ids[lo:hi], *chunk):
+            op = {"$set": {**dict(zip(names, row)), "last_modified_at": now}}
+            if any_absent and _ABSENT in row:
+                op["$set"] = {n: v for n, v in op["$set"].items() if v is not _ABSENT}
+                op["$unset"] = {n: "" for n, v in zip(names, row) if v is _ABSENT}
+            ops.append(UpdateOne({"_id": ObjectId(sid)}, op))
         if ops:
             coll.bulk_write(ops, ordered=False)
 
-    _in_chunks(restore, sorted(spans), threads)
+    _in_chunks(update, spans, threads, started=started)
 
 
 def _take_run(samples, key):
@@ -254,24 +262,10 @@ def bulk_set(samples, ids, scores: dict[str, np.ndarray], chunk: int = 10_000, t
         for name, values in scores.items():
             samples.set_values(name, dict(zip(ids, values.tolist())), key_field="id")
         return
-    from datetime import datetime
-
     import fiftyone.core.sample as fos
-    from bson import ObjectId
-    from pymongo import UpdateOne
 
-    now = datetime.utcnow()  # FiftyOne stores naive UTC in last_modified_at, as set_values does
-    names = list(scores)
-    columns = [scores[n].tolist() for n in names]
-
-    def write(lo, hi):  # ops built per chunk: O(chunk) of them alive per thread, not O(N)
-        ops = [
-            UpdateOne({"_id": ObjectId(sid)}, {"$set": {**dict(zip(names, row)), "last_modified_at": now}})
-            for sid, *row in zip(ids[lo:hi], *(c[lo:hi] for c in columns))
-        ]
-        coll.bulk_write(ops, ordered=False)
-
-    _in_chunks(write, _spans(len(ids), chunk), threads, started=written)
+    _update_by_id(coll, ids, {n: v.tolist() for n, v in scores.items()}, _spans(len(ids), chunk), threads,
+                  started=written)
     fos.Sample._reload_docs(ds._sample_collection_name, sample_ids=ids)  # in-memory samples see the values
 
 
