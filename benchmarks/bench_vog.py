@@ -412,7 +412,7 @@ def bench_e2e(args) -> dict:
         t_ordered = time.perf_counter() - t
         assert np.allclose(big.values("vog"), values)
         # compute_vog's writer: every field of a sample in one $set, chunked, on 4 threads
-        from fiftyone_vog.writer import bulk_set, write_run
+        from fiftyone_vog.core.writer import bulk_set, write_run
 
         two = {"vog2": values, "vog2_raw": 2 * values}
         for f in two:

@@ -13,7 +13,7 @@ difference, for both VoG targets. Needs only torch and numpy (scikit-learn for t
     python benchmarks/precision_vog.py --shuffle 0.2 --epochs 80 --on train   # a memorizing model, as make demo's
 
 Each autocast dtype runs twice: with the model's input layer kept in float32 (the engine's
-default; see ``fiftyone_vog.precision``) and with everything in half precision.
+default; see ``fiftyone_vog.engine.precision``) and with everything in half precision.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fiftyone_vog.engine import VoGEngine, VoGOptions  # noqa: E402  (imports no FiftyOne)
 from fiftyone_vog.models import SmallCNN  # noqa: E402
-from fiftyone_vog.training import train_classifier  # noqa: E402
+from fiftyone_vog.inputs.training import train_classifier  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 

@@ -22,7 +22,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from fiftyone_vog.engine import VoGEngine, VoGOptions, class_normalize, score_batches  # noqa: E402
-from fiftyone_vog.training import train_classifier  # noqa: E402
+from fiftyone_vog.inputs.training import train_classifier  # noqa: E402
 
 
 # -- data ----------------------------------------------------------------------
@@ -88,7 +88,7 @@ def gaussian_clusters(n: int = 500, seed: int = 0, separation: float = 2.0) -> t
 
 # -- training with in-memory checkpoints -----------------------------------------
 class SnapshotSaver:
-    """Duck-types :class:`fiftyone_vog.training.CheckpointSaver` but keeps the checkpoints in memory."""
+    """Duck-types :class:`fiftyone_vog.inputs.training.CheckpointSaver` but keeps the checkpoints in memory."""
 
     def __init__(self):
         self.states: list[dict[str, torch.Tensor]] = []

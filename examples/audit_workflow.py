@@ -48,7 +48,7 @@ def main(argv=None):
     import fiftyone_vog as fov
     from fiftyone_vog import analysis
     from fiftyone_vog.models import SmallCNN
-    from fiftyone_vog.training import CheckpointSaver, train_classifier
+    from fiftyone_vog.inputs.training import CheckpointSaver, train_classifier
 
     sys.path.insert(0, HERE)
     from _common import digits_images  # noqa: E402

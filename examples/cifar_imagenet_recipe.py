@@ -71,7 +71,7 @@ def transforms(preset: str):
     import torch
     from torchvision.transforms import v2 as T
 
-    from fiftyone_vog.data import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
+    from fiftyone_vog.inputs.images import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD
 
     to_float = [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
     if preset == "cifar":
@@ -93,10 +93,10 @@ def train(ds, classes, arch: str, preset: str, epochs: int, every: int, out: str
     """SGD over the ``train`` samples, one checkpoint every ``every`` epochs (and the last)."""
     import torch
 
-    from fiftyone_vog.checkpoints import model_factory
-    from fiftyone_vog.data import ImageDataset, make_loader, read_view
+    from fiftyone_vog.inputs.checkpoints import model_factory
+    from fiftyone_vog.inputs.images import ImageDataset, make_loader, read_view
     from fiftyone_vog.engine import resolve_device
-    from fiftyone_vog.training import CheckpointSaver
+    from fiftyone_vog.inputs.training import CheckpointSaver
 
     dev = resolve_device(device)
     data = read_view(ds.match_tags("train"), "ground_truth", classes)
@@ -138,7 +138,7 @@ def store_predictions(ds, model, classes, preset: str, device: str, batch_size: 
     import fiftyone as fo
     import torch
 
-    from fiftyone_vog.data import ImageDataset, make_loader, read_view
+    from fiftyone_vog.inputs.images import ImageDataset, make_loader, read_view
     from fiftyone_vog.engine import resolve_device
 
     dev = resolve_device(device)

@@ -112,7 +112,7 @@ def read_tensors(view, label_field="ground_truth"):
     """Images of ``view`` as a float tensor (same decoding as compute_vog's default transform)."""
     import torch
 
-    from fiftyone_vog.data import ImageDataset, read_view
+    from fiftyone_vog.inputs.images import ImageDataset, read_view
 
     data = read_view(view, label_field, IN_CLASSES, require_labels=False)
     images = ImageDataset(data.ids, data.filepaths, data.labels)  # transform "rgb": [0, 1] RGB
@@ -123,8 +123,8 @@ def read_tensors(view, label_field="ground_truth"):
 def train(ds, out: str, epochs: int, seed: int):
     import torch
 
-    from fiftyone_vog.checkpoints import import_callable
-    from fiftyone_vog.training import CheckpointSaver, train_classifier
+    from fiftyone_vog.inputs.checkpoints import import_callable
+    from fiftyone_vog.inputs.training import CheckpointSaver, train_classifier
 
     train_view = ds.match_tags("train")
     ids, x, y = read_tensors(train_view)

@@ -9,43 +9,49 @@ calls :func:`register` when it loads the plugin.
 
 __version__ = "0.1.0"
 
-from .engine import VoGError, class_normalize  # noqa: E402
-from .api import (  # noqa: E402
-    VoGResults,
-    compute_vog,
-    delete_vog_run,
-    get_vog_run,
-    list_vog_runs,
-    load_vog_results,
-)
-from . import analysis  # noqa: E402
-from .report import vog_report  # noqa: E402
-from .views import VOG_VIEW_NAMES, save_vog_views, vog_view_names  # noqa: E402
-from .shuffle import restore_labels, shuffle_labels  # noqa: E402
-from .export import export_vog_subset  # noqa: E402
+import importlib
 
-__all__ = [
-    "analysis",
-    "vog_report",
-    "VoGError",
-    "VoGResults",
-    "class_normalize",
-    "compute_vog",
-    "delete_vog_run",
-    "get_vog_run",
-    "list_vog_runs",
-    "load_vog_results",
-    "VOG_VIEW_NAMES",
-    "save_vog_views",
-    "vog_view_names",
-    "shuffle_labels",
-    "restore_labels",
-    "export_vog_subset",
-]
+# Public names → the module that defines them. Loaded on first use (PEP 562), so that
+# importing a FiftyOne-only module (``fiftyone_vog.audit.views``) does not load torch.
+_PUBLIC = {
+    "VoGError": ".errors",
+    "class_normalize": ".engine",
+    "VoGResults": ".core.compute",
+    "compute_vog": ".core.compute",
+    "delete_vog_run": ".core.compute",
+    "get_vog_run": ".core.compute",
+    "list_vog_runs": ".core.compute",
+    "load_vog_results": ".core.compute",
+    "vog_report": ".report",
+    "VOG_VIEW_NAMES": ".audit.views",
+    "save_vog_views": ".audit.views",
+    "vog_view_names": ".audit.views",
+    "shuffle_labels": ".audit.shuffle",
+    "restore_labels": ".audit.shuffle",
+    "export_vog_subset": ".audit.export",
+}
+_SUBPACKAGES = ("analysis", "app", "audit", "core", "engine", "inputs", "models", "report", "cli", "errors")
+
+__all__ = ["analysis", *_PUBLIC]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name], __name__), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def register(plugin):
     """FiftyOne plugin entry point: registers the operators and the panel."""
-    from .plugin import register as _register
+    from .app.plugin import register as _register
 
     _register(plugin)

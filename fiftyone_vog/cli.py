@@ -92,7 +92,7 @@ def add_compute(sub):
 
 def run_compute(args):
     import fiftyone_vog as fov
-    from fiftyone_vog.api import data_wait_hint
+    from fiftyone_vog.core.compute import data_wait_hint
 
     samples = _load_dataset(args.dataset, args.view)
     checkpoints = args.checkpoints
@@ -169,7 +169,7 @@ def run_views(args):
     import fiftyone_vog as fov
 
     ds = _load_dataset(args.dataset)
-    logger = logging.getLogger("fiftyone_vog.views")
+    logger = logging.getLogger("fiftyone_vog.audit.views")
     level = logger.level
     logger.setLevel(logging.ERROR)  # skipped views are printed below, not warned twice
     try:
@@ -351,7 +351,7 @@ def add_install_plugin(sub):
 
 
 def run_install_plugin(args):
-    from .install import install_plugin, plugin_errors
+    from .app.install import install_plugin, plugin_errors
 
     path = install_plugin(args.plugins_dir, mode="copy" if args.copy else "link", overwrite=args.overwrite)
     print(f"installed @fiftyone-vog/vog at {path}")
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from .engine import VoGError
+    from .errors import VoGError
 
     try:
         args.func(args)

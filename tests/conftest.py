@@ -97,7 +97,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from fiftyone_vog.models import SmallCNN  # noqa: E402
-from fiftyone_vog.training import CheckpointSaver, train_classifier  # noqa: E402
+from fiftyone_vog.inputs.training import CheckpointSaver, train_classifier  # noqa: E402
 
 CLASSES = ["circle", "square", "stripes", "dots"]
 IMG_H, IMG_W = 12, 10  # non-square on purpose

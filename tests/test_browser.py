@@ -49,7 +49,7 @@ def app(image_dir):
     import fiftyone as fo
 
     from conftest import CLASSES, build_dataset
-    from fiftyone_vog.install import install_plugin
+    from fiftyone_vog.app.install import install_plugin
 
     install_plugin()
     ds = build_dataset(*image_dir, name=f"vog-browser-{os.getpid()}")

@@ -6,7 +6,7 @@ import torch
 import torchvision
 from torch import nn
 
-from fiftyone_vog.checkpoints import (
+from fiftyone_vog.inputs.checkpoints import (
     load_checkpoint,
     load_models,
     model_factory,

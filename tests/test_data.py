@@ -7,7 +7,7 @@ from PIL import Image
 
 import fiftyone as fo
 import fiftyone_vog as fov
-from fiftyone_vog.data import ImageDataset, build_transform, collate, read_view
+from fiftyone_vog.inputs.images import ImageDataset, build_transform, collate, read_view
 
 from conftest import CLASSES, small_model
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from fiftyone_vog.checkpoints import load_models, resolve_checkpoints
+from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
 from fiftyone_vog.engine import VoGEngine, VoGError, VoGOptions, score_batches
 
 from conftest import make_images, small_model, to_tensor
@@ -149,7 +149,7 @@ def test_fp16_keeps_confident_samples_from_underflowing():
 
 
 def test_fp16_scale_is_a_power_of_two_that_keeps_logit_gradients_at_most_one():
-    from fiftyone_vog.precision import fp16_scaled_probability
+    from fiftyone_vog.engine.precision import fp16_scaled_probability
 
     out = torch.tensor([[0.0, 0.0], [20.0, 0.0], [60.0, 0.0], [0.0, 5.0]], requires_grad=True)
     p = torch.tensor([0, 0, 0, 0])
@@ -178,7 +178,7 @@ def test_autocast_all_means_every_layer_in_half_precision(trained):
 def test_input_layer_is_the_first_layer_that_runs():
     import torchvision
 
-    from fiftyone_vog.precision import find_input_layer
+    from fiftyone_vog.engine.precision import find_input_layer
 
     x = torch.randn(2, 3, 32, 32)
     assert find_input_layer(torchvision.models.resnet18(num_classes=3), x) == "conv1"

@@ -123,7 +123,7 @@ def test_interrupted_run_leaves_everything(scored, checkpoint_dir):
 
 def test_new_field_not_left_behind_on_failure(dataset, checkpoint_dir, monkeypatch):
     """A failure while writing removes the fields this run created."""
-    import fiftyone_vog.writer as writer
+    import fiftyone_vog.core.writer as writer
 
     def failing(samples, ids, scores, **kwargs):
         raise RuntimeError("database went away")
@@ -139,7 +139,7 @@ def test_bulk_write_equals_set_values(dataset):
     """The one-pass writer stores what set_values would, and bumps last_modified_at."""
     import numpy as np
 
-    from fiftyone_vog.writer import bulk_set
+    from fiftyone_vog.core.writer import bulk_set
 
     ids = dataset.values("id")
     view = dataset.skip(5).limit(20)

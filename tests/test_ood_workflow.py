@@ -12,7 +12,7 @@ import fiftyone.operators as foo
 
 import fiftyone_vog as fov
 from fiftyone_vog.analysis import share_by_percentile_from_view
-from fiftyone_vog.install import install_plugin
+from fiftyone_vog.app.install import install_plugin
 
 from conftest import build_dataset
 

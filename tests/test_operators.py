@@ -14,8 +14,8 @@ from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionContext, ExecutionError, ValidationContext
 
 import fiftyone_vog as fov
-from fiftyone_vog.install import install_plugin
-from fiftyone_vog.operators import parse_windows
+from fiftyone_vog.app.install import install_plugin
+from fiftyone_vog.app.operators import parse_windows
 
 from conftest import CLASSES, build_dataset
 

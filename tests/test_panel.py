@@ -6,8 +6,8 @@ import pytest
 import fiftyone as fo
 import fiftyone.operators as foo
 
-from fiftyone_vog import panels
-from fiftyone_vog.install import install_plugin
+from fiftyone_vog.app import panel as panels
+from fiftyone_vog.app.install import install_plugin
 
 PANEL = "@fiftyone-vog/vog/vog_panel"
 

@@ -11,7 +11,7 @@ import fiftyone as fo
 import fiftyone_vog as fov
 from fiftyone_vog import analysis as A
 from fiftyone_vog.cli import main
-from fiftyone_vog.report import PNG_NAMES
+from fiftyone_vog.report.html import PNG_NAMES
 
 from conftest import CLASSES, small_model
 

@@ -8,7 +8,7 @@ import pytest
 import fiftyone.core.odm as foo
 import fiftyone_vog as fov
 from fiftyone_vog.engine import VoGEngine
-from fiftyone_vog.resume import COLLECTION, drop_partials
+from fiftyone_vog.core.resume import COLLECTION, drop_partials
 
 from conftest import build_dataset, small_model
 
@@ -81,11 +81,11 @@ def test_garbage_collection_failing_never_fails_a_run(orphaned, dataset, checkpo
         return real(self, key, *args, **kwargs)
 
     monkeypatch.setattr(pymongo.collection.Collection, "distinct", distinct)
-    with caplog.at_level(logging.WARNING, logger="fiftyone_vog.resume"):
+    with caplog.at_level(logging.WARNING, logger="fiftyone_vog.core.resume"):
         fov.compute_vog(dataset, checkpoint_dir, vog_field="other", **KW)
     assert dataset.has_run("other")
     assert len(_chunks(a_id)) == 3 and _chunks(b_id) == b_chunks  # nothing deleted, and no error
-    assert [r.getMessage() for r in caplog.records if r.name == "fiftyone_vog.resume"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "fiftyone_vog.core.resume"] == [
         "could not delete the partial VoG scores of deleted datasets: "
         "not authorized on fiftyone to execute command distinct"
     ]

@@ -12,7 +12,7 @@ import pytest
 
 import fiftyone_vog as fov
 from fiftyone_vog.engine import VoGEngine
-from fiftyone_vog.resume import COLLECTION
+from fiftyone_vog.core.resume import COLLECTION
 
 from conftest import small_model
 

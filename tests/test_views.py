@@ -11,7 +11,7 @@ import pytest
 import fiftyone as fo
 import fiftyone_vog as fov
 from fiftyone import ViewField as F
-from fiftyone_vog.views import percentile_thresholds
+from fiftyone_vog.audit.views import percentile_thresholds
 
 from conftest import small_model
 
@@ -118,7 +118,7 @@ def test_marker_views(dataset):
 
 def test_missing_markers_are_skipped_with_a_note(dataset, caplog):
     dataset.set_values("vog", SCORES)
-    with caplog.at_level(logging.WARNING, logger="fiftyone_vog.views"):
+    with caplog.at_level(logging.WARNING, logger="fiftyone_vog.audit.views"):
         views = fov.save_vog_views(dataset, shuffled_field="flipped", ood_field="novel")
     assert set(views) == {"vog-high", "vog-low"}
     assert "field 'flipped' does not exist" in views.skipped["vog-shuffled-labels"]

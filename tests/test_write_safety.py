@@ -12,7 +12,7 @@ import pytest
 import fiftyone as fo
 import fiftyone.core.odm as foo
 import fiftyone_vog as fov
-import fiftyone_vog.writer as writer
+import fiftyone_vog.core.writer as writer
 
 from conftest import small_model
 from test_errors import scored  # noqa: F401  (fixture: a dataset with a first run, and its snapshot)

@@ -12,7 +12,7 @@ import logging
 
 import numpy as np
 
-from .engine import VoGError
+from ..errors import VoGError
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 def write_run(samples, ids, scores, vog_field, config, results=None):
     """Declare fields, write all values in bulk, register the run and save its results — all
     or nothing.
-    (Field names and types were checked up front by :func:`fiftyone_vog.api._check_overwrite`.)
+    (Field names and types were checked up front by :func:`fiftyone_vog.core.compute._check_overwrite`.)
 
     On any failure (``BaseException``: Ctrl-C included) the dataset is put back as it was:
     fields this call created are deleted, fields that existed get their old value back on

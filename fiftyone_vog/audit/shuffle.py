@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .engine import VoGError
+from ..errors import VoGError
 
 MODES = ("random-class", "permute")
 

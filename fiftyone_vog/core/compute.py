@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import __version__
+from .. import __version__
 from . import distributed
-from .checkpoints import ModelSpec, load_models, resolve_checkpoints, sha256
-from .data import ImageDataset, make_loader, read_view
+from ..inputs.checkpoints import ModelSpec, load_models, resolve_checkpoints, sha256
+from ..inputs.images import ImageDataset, make_loader, read_view
 from .resume import open_partial
 from .writer import write_run
-from .engine import (
+from ..engine import (
     VoGEngine,
     VoGError,
     VoGOptions,
@@ -129,7 +129,7 @@ def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[st
                 idx.append(s)
         out[name] = idx
     # validates ranges, duplicates and emptiness with the engine's own rules
-    from .engine import normalize_windows
+    from ..engine import normalize_windows
 
     out = normalize_windows(out, K)
     short = [n for n, idx in out.items() if len(idx) < 2]
@@ -232,7 +232,7 @@ def compute_vog(
             for files you trust).
         precision: ``"float32"`` (default) or ``"float64"`` for models and gradients.
         resume: continue an interrupted run with the same configuration from its last
-            flushed chunk of raw scores (see :mod:`fiftyone_vog.resume`); otherwise start over.
+            flushed chunk of raw scores (see :mod:`fiftyone_vog.core.resume`); otherwise start over.
         strategy, autocast, channels_last: how the engine computes the gradients
             (``"loop"``/``"vmap"``; ``"bf16"``/``"fp16"`` mixed precision with the model's input
             layer in float32, or ``"bf16-all"``/``"fp16-all"`` for every layer in half precision:
@@ -240,7 +240,7 @@ def compute_vog(
             :class:`fiftyone_vog.engine.VoGEngine` and docs/performance.md.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process scores its shard of the samples,
-    the raw scores are gathered, and rank 0 alone writes (see :mod:`fiftyone_vog.distributed`).
+    the raw scores are gathered, and rank 0 alone writes (see :mod:`fiftyone_vog.core.distributed`).
 
     Returns:
         :class:`VoGResults`.

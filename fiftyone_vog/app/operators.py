@@ -8,7 +8,7 @@ the API's argument names, so from Python::
     foo.execute_operator("@fiftyone-vog/vog/compute_vog", ctx={"dataset": ds, "params": {...}})
     foo.get_operator("@fiftyone-vog/vog/compute_vog")(ds, checkpoints="runs/*.pt", model="resnet18")
 
-The forms and the parsing of their parameters live in :mod:`fiftyone_vog.forms`.
+The forms and the parsing of their parameters live in :mod:`fiftyone_vog.app.forms`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import fiftyone.core.view as fov_view
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from .engine import VoGError
+from ..errors import VoGError
 from .forms import (  # noqa: F401  (re-exported: callers and tests import these from here)
     ALLOW_IMPORTS,
     CHOICES,
@@ -141,7 +141,7 @@ class ComputeVoG(foo.Operator):
         kwargs = compute_vog_kwargs(ctx)
         samples = ctx.target_view()
         existing = set(ctx.dataset.get_field_schema())
-        from .api import compute_vog, data_wait_hint
+        from ..core.compute import compute_vog, data_wait_hint
 
         if ctx.delegated:
             results = compute_vog(samples, progress=_delegated_progress(ctx, "Scoring"), **kwargs)
@@ -182,7 +182,7 @@ class SaveVoGViews(foo.Operator):
         return types.Property(inputs, view=types.View(label="Save VoG views"))
 
     def execute(self, ctx):
-        from .views import save_vog_views
+        from ..audit.views import save_vog_views
 
         p = ctx.params
         views = save_vog_views(
@@ -230,7 +230,7 @@ class ShuffleLabels(foo.Operator):
         return types.Property(inputs, view=types.View(label="Shuffle labels"))
 
     def execute(self, ctx):
-        from .shuffle import restore_labels, shuffle_labels
+        from ..audit.shuffle import restore_labels, shuffle_labels
 
         p = ctx.params
         common = dict(label_field=p.get("label_field", "ground_truth"),
@@ -272,7 +272,7 @@ class ExportVoGSubset(foo.Operator):
         return types.Property(inputs, view=types.View(label="Export VoG subset"))
 
     def execute(self, ctx):
-        from .export import export_vog_subset
+        from ..audit.export import export_vog_subset
 
         p = ctx.params
         source = p.get("saved_view") or ctx.target_view()

@@ -179,7 +179,7 @@ class VoGPanel(foo.Panel):
         self._refresh(ctx)
 
     def _refresh(self, ctx):
-        from .api import get_vog_run, list_vog_runs
+        from ..core.compute import get_vog_run, list_vog_runs
 
         ds = ctx.dataset
         runs = list_vog_runs(ds) if ds is not None else []

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .engine import VoGError
+from ..errors import VoGError
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import os
 import shutil
 import uuid
 
-from .engine import VoGError
+from ..errors import VoGError
 
 #: ``dataset_type`` → what is written.
 DATASET_TYPES = {
@@ -52,7 +52,7 @@ def vog_fields(samples, vog_field: str = "vog") -> list[str]:
     """
     import fiftyone as fo
 
-    from .api import list_vog_runs
+    from ..core.compute import list_vog_runs
 
     ds = samples._dataset
     schema = samples.get_field_schema()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .engine import MISSING_LABEL, VoGError
+from ..engine import MISSING_LABEL, VoGError
 
 # torchvision 0.29 deprecates its image decoders in favour of TorchCodec (not a dependency here) and
 # warns on every call; they still work, decode straight to tensors, and PIL remains the fallback.

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .engine import VoGError
+from ..errors import VoGError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")

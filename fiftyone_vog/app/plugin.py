@@ -4,7 +4,7 @@
 def register(plugin):
     """Called by FiftyOne's plugin loader with a ``PluginContext``; the names must match fiftyone.yml."""
     from .operators import OPERATORS
-    from .panels import VoGPanel
+    from .panel import VoGPanel
 
     for cls in (*OPERATORS, VoGPanel):
         plugin.register(cls)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .engine import VoGError
+from ..errors import VoGError
 
 def to_jsonable(obj):
     """Recursively turn numpy values, tuples and dataclasses into JSON types; NaN/inf → None."""

@@ -16,8 +16,8 @@ import re
 
 import numpy as np
 
-from . import analysis as A
-from .engine import VoGError
+from .. import analysis as A
+from ..errors import VoGError
 
 PNG_NAMES = {
     "distribution": "vog_histogram.png",

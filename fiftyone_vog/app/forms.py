@@ -2,7 +2,7 @@
 
 Every function here builds part of a ``types.Object`` form (``*_form``) or turns the
 submitted ``ctx.params`` into API arguments (``*_kwargs``, ``parse_*``); the operators in
-:mod:`fiftyone_vog.operators` call them from ``resolve_input`` and ``execute``.
+:mod:`fiftyone_vog.app.operators` call them from ``resolve_input`` and ``execute``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import os
 import fiftyone as fo
 import fiftyone.operators.types as types
 
-from .engine import VoGError
-from .views import vog_view_names
+from ..errors import VoGError
+from ..audit.views import vog_view_names
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
 #: name ``package.module:callable`` models and unpickle whole-module checkpoints.
@@ -79,7 +79,7 @@ def _dropdown(inputs, name, values, default, label, description):
 
 def _new_field(ctx, inputs, name, default, label, description, existing, overwrite):
     """A text input for an output field name; inline error if invalid or taken without overwrite."""
-    from .api import _check_field_name
+    from ..core.compute import _check_field_name
 
     prop = inputs.str(name, default=default, label=label, description=description)
     value = ctx.params.get(name, default)
@@ -142,8 +142,8 @@ def _where(path: str) -> str:
 # -- compute_vog -------------------------------------------------------------------
 def compute_vog_form(ctx, inputs):
     """The Compute VoG form; every check that needs the server happens here."""
-    from .checkpoints import model_factory, resolve_checkpoints
-    from .api import field_names, resolve_windows
+    from ..inputs.checkpoints import model_factory, resolve_checkpoints
+    from ..core.compute import field_names, resolve_windows
 
     inputs.view_target(ctx, action_description="Score")
     allowed = imports_allowed(ctx)
@@ -267,7 +267,7 @@ def compute_vog_kwargs(ctx) -> dict:
 
 # -- save_vog_views ----------------------------------------------------------------
 def _vog_runs(ctx, inputs):
-    from .api import list_vog_runs
+    from ..core.compute import list_vog_runs
 
     runs = list_vog_runs(ctx.dataset)
     if not runs:

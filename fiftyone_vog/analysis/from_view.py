@@ -12,26 +12,38 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .analysis import (
-    _FROM_VIEW,
+from .binned import (
     BinnedError,
     BinnedShare,
-    Detection,
-    PerClassVoG,
-    RankStability,
     TTest,
     WindowComparison,
-    detection_metrics,
     error_by_bin,
-    per_class_vog_vs_fnr,
-    rank_stability,
     share_by_percentile,
     welch_ttest,
     window_decile_comparison,
 )
-from .engine import VoGError
+from .ranking import (
+    Detection,
+    PerClassVoG,
+    RankStability,
+    detection_metrics,
+    per_class_vog_vs_fnr,
+    rank_stability,
+)
+from ..errors import VoGError
 
-__all__ = list(_FROM_VIEW)
+#: The wrappers (each ``*_from_view`` reads arrays by field name and calls its analysis).
+FROM_VIEW = (
+    "error_by_bin_from_view",
+    "decile_error_from_view",
+    "welch_ttest_from_view",
+    "share_by_percentile_from_view",
+    "detection_metrics_from_view",
+    "rank_stability_from_view",
+    "per_class_from_view",
+    "window_comparison_from_view",
+)
+__all__ = [*FROM_VIEW, "read_flag", "read_correct"]
 
 
 def _check_fields(samples, *names):

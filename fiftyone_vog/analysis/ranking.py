@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analysis_common import _as_bool, _as_scores, _rate, _Result, _top_k
-from .engine import VoGError
+from .common import _as_bool, _as_scores, _rate, _Result, _top_k
+from ..errors import VoGError
 
 __all__ = [
     "Detection",

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .engine import MISSING_LABEL, RawVoG, VoGEngine, VoGError, score_batches
+from ..engine import MISSING_LABEL, RawVoG, VoGEngine, VoGError, score_batches
 
 _OBJECT_GROUP = None
 
@@ -111,7 +111,7 @@ def score_samples(engine: VoGEngine, dataset, ids: list[str], make_loader, progr
     Args:
         make_loader: ``make_loader(torch_dataset)`` → an iterable of ``(images, labels, ids)``.
         progress: FiftyOne's ``progress`` argument (a bar is shown on rank 0 only).
-        partial: a :class:`~fiftyone_vog.resume.PartialScores` to resume from and flush to.
+        partial: a :class:`~fiftyone_vog.core.resume.PartialScores` to resume from and flush to.
         ctx: the ``torchrun`` context, or None for a single process.
     Returns:
         The full :class:`RawVoG` aligned with ``ids`` (on every rank).

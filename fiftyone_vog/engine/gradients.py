@@ -1,41 +1,23 @@
-"""Streaming Variance-of-Gradients engine (pure PyTorch; imports no FiftyOne).
+"""Input gradients of K resident checkpoints and their per-window VoG (pure PyTorch).
 
-For every checkpoint ``t = 1..K`` and image ``x`` (C×H×W) the engine computes the
-input gradient of the selected class score ``A_p`` and reduces it over channels::
-
-    S_t = reduce_c ∂A_p/∂x                      # (H, W)
-
-then, per window ``w`` (a subset of checkpoints, each with its own mean)::
-
-    μ_w   = 1/|w| Σ_{t∈w} S_t
-    VoG_w = mean_{H×W} ( 1/|w| Σ_{t∈w} (S_t − μ_w)² )      # statistic="variance"
-    VoG_w = mean_{H×W} sqrt( ... )                          # statistic="std"
-
-A batch's K maps are computed into one reused buffer (K, B, H, W) and reduced
-right away with an exact two-pass variance in float64, so no per-checkpoint
-gradient map outlives the batch it belongs to: memory is O(K × batch × pixels),
-independent of the dataset size. The K input gradients come from a loop over
-the checkpoints or, with ``strategy="vmap"``, from one batched ``torch.func``
-pass over the stacked weights; either way each is one forward and one backward
-pass, the least the method allows.
-
-Models are put in eval mode and their parameters frozen: with no cross-sample
-interaction (BatchNorm uses running statistics), the gradient of the summed
-batch score with respect to the batch input is exactly each sample's own input
-gradient.
+A batch's K maps are computed into one reused buffer (K, B, H, W) and reduced right away with
+an exact two-pass variance in float64; the K input gradients come from a loop over the
+checkpoints or, with ``strategy="vmap"``, from one batched ``torch.func`` pass over the stacked
+weights. See the package docstring for the definition.
 """
 
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..errors import VoGError, check_choice
+from .windows import normalize_windows
 from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 
 LABEL_MODES = ("true", "predicted", "auto")
@@ -47,18 +29,6 @@ STRATEGIES = ("auto", "loop", "vmap")
 #: Label value meaning "this sample has no label" (used by ``label_mode="auto"``).
 MISSING_LABEL = -1
 
-
-class VoGError(ValueError):
-    """A problem with the user's input; the message says what to do."""
-
-
-def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``choices``, else raise a helpful error."""
-    if value not in choices:
-        raise VoGError(
-            f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}"
-        )
-    return value
 
 
 @dataclass
@@ -103,28 +73,6 @@ def prepare_models(
         prepared.append(m)
     return prepared
 
-
-def normalize_windows(windows: Mapping[str, Sequence[int]] | None, num_checkpoints: int) -> dict[str, list[int]]:
-    """Validate windows: names → sorted, unique, in-range checkpoint indices (negatives allowed)."""
-    out: dict[str, list[int]] = {}
-    for name, idx in (windows or {}).items():
-        idx = list(idx)
-        if not idx:
-            raise VoGError(f"window {name!r} names no checkpoints")
-        norm = []
-        for i in idx:
-            if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
-                raise VoGError(f"window {name!r}: checkpoint index {i!r} is not an integer")
-            if not -num_checkpoints <= i < num_checkpoints:
-                raise VoGError(
-                    f"window {name!r} names checkpoint index {i}, but only {num_checkpoints} "
-                    f"checkpoints were given (valid: 0..{num_checkpoints - 1})"
-                )
-            norm.append(int(i) % num_checkpoints)
-        if len(set(norm)) != len(norm):
-            raise VoGError(f"window {name!r} names the same checkpoint twice: {idx}")
-        out[name] = sorted(norm)
-    return out
 
 
 @dataclass
@@ -452,125 +400,3 @@ def default_settings(device: torch.device, autocast: str | None = None) -> dict:
     """
     cuda = device.type == "cuda"
     return {"strategy": "loop", "channels_last": cuda and autocast is not None}
-
-
-@dataclass
-class RawVoG:
-    """Raw scores for ``n`` samples, aligned with ``ids``."""
-
-    ids: list[str]
-    raw: dict[str, np.ndarray]  # window → (n,) float64
-    used_labels: np.ndarray  # (n,) int64
-    predicted: np.ndarray | None  # (n,) int64 or None
-    stats: dict = field(default_factory=dict)
-
-
-def score_batches(
-    engine: VoGEngine,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]],
-    ids: Sequence[str],
-    progress=None,
-    on_batch=None,
-) -> RawVoG:
-    """Run ``engine`` over ``batches`` of ``(images, labels, sample_ids)`` in any order.
-
-    Scores are placed by sample id, so shuffled or multi-worker loaders cannot
-    misattach them. ``progress(n_done)`` is called after each batch when given, and
-    ``on_batch(batch_ids, batch_scores)`` once a batch is scored (used to persist
-    partial results). Every id in ``ids`` must be seen exactly once.
-
-    ``stats`` of the result: ``data_wait``, the seconds spent waiting for the loader's next
-    batch, and ``compute``, the seconds spent scoring (until the scores are on the host) —
-    when ``data_wait`` is a large share, the device idles for want of images.
-    """
-    n = len(ids)
-    # Batches in the order of ``ids`` (a plain DataLoader, with or without workers) are placed
-    # by position; an id → position table (≈70 bytes per sample) is built only for a loader
-    # that yields another order.
-    pos = None
-    cursor = 0
-    raw = {w: np.full(n, np.nan) for w in engine.windows}
-    used = np.full(n, MISSING_LABEL, dtype=np.int64)
-    needs_pred = engine.options.label_mode != "true"
-    predicted = np.full(n, MISSING_LABEL, dtype=np.int64) if needs_pred else None
-    seen = np.zeros(n, dtype=bool)
-    done = 0
-    wait = compute = 0.0  # seconds blocked on the loader / in the engine (results on the host)
-    iterator = iter(batches)
-    while True:
-        t0 = time.perf_counter()
-        item = next(iterator, None)
-        t1 = time.perf_counter()
-        wait += t1 - t0
-        if item is None:
-            break
-        x, labels, batch_ids = item
-        b = len(batch_ids)
-        if pos is None and cursor + b <= n and all(a == e for a, e in zip(batch_ids, ids[cursor : cursor + b])):
-            idx = np.arange(cursor, cursor + b)
-            cursor += b
-        else:
-            if pos is None:
-                pos = {sid: i for i, sid in enumerate(ids)}
-                if len(pos) != n:
-                    raise VoGError("sample ids are not unique")
-            try:
-                idx = np.fromiter((pos[s] for s in batch_ids), dtype=np.int64, count=b)
-            except KeyError as e:
-                raise VoGError(f"the loader produced sample id {e.args[0]!r} that is not in the view") from None
-        if seen[idx].any():
-            raise VoGError("the loader produced a sample twice")
-        seen[idx] = True
-        out = engine.score_batch(x, labels)
-        for w, v in out.raw.items():
-            raw[w][idx] = v.cpu().numpy()
-        used[idx] = out.used_labels.cpu().numpy()
-        if needs_pred:
-            predicted[idx] = out.predicted.cpu().numpy()
-        compute += time.perf_counter() - t1
-        done += len(idx)
-        if on_batch is not None:
-            on_batch(list(batch_ids), out)
-        if progress is not None:
-            progress(done)
-    if not seen.all():
-        raise VoGError(f"the loader skipped {int((~seen).sum())} of {n} samples")
-    return RawVoG(ids=list(ids), raw=raw, used_labels=used, predicted=predicted,
-                  stats={"data_wait": wait, "compute": compute})
-
-
-def class_normalize(scores: np.ndarray, labels: np.ndarray, normalization: str = "zscore") -> np.ndarray:
-    """Normalize raw scores within each class.
-
-    ``zscore``: ``(v − mean_c) / std_c`` with the population std of the samples whose
-    used label is ``c``; a class with one sample or zero spread gets 0.
-    ``abs``: the absolute value of that. ``none``: the raw scores, unchanged.
-
-    Args:
-        scores: (n,) float raw VoG.
-        labels: (n,) int used labels.
-    Returns:
-        (n,) float64.
-    """
-    check_choice("normalization", normalization, ("zscore", "abs", "none"))
-    scores = np.asarray(scores, dtype=np.float64)
-    if normalization == "none":
-        return scores.copy()
-    labels = np.asarray(labels)
-    out = np.zeros_like(scores)
-    for c in np.unique(labels):
-        m = labels == c
-        v = scores[m]
-        sd = v.std()
-        if v.size > 1 and sd > 0:
-            out[m] = (v - v.mean()) / sd
-    return np.abs(out) if normalization == "abs" else out
-
-
-def class_statistics(scores: np.ndarray, labels: np.ndarray) -> dict[int, dict[str, float]]:
-    """Per-class ``{label: {"mean", "std", "count"}}`` of raw scores (population std)."""
-    stats = {}
-    for c in np.unique(labels):
-        v = np.asarray(scores)[labels == c]
-        stats[int(c)] = {"mean": float(v.mean()), "std": float(v.std()), "count": int(v.size)}
-    return stats

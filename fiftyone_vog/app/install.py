@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .engine import VoGError
+from ..errors import VoGError
 
 PLUGIN_NAME = "@fiftyone-vog/vog"
 #: The folder created under the plugins directory.

@@ -1,35 +1,4 @@
-"""Statistics on VoG scores: the paper's analyses as pure numpy/scipy functions.
-
-Every analysis takes plain arrays and returns a small dataclass whose ``to_dict()``
-is JSON-serializable (numpy scalars become Python numbers; NaN and ±inf become
-``None``). Each has a thin ``*_from_view`` wrapper that reads the arrays from a
-FiftyOne dataset or view by field name; the wrappers live in
-:mod:`fiftyone_vog.analysis_from_view` and are re-exported here on first use, so
-importing this module never imports FiftyOne.
-
-Layout: this module holds the binned analyses and the t-test;
-:mod:`fiftyone_vog.analysis_ranking` the rank-based ones (detection, rank stability,
-per-class correlation) and :mod:`fiftyone_vog.analysis_common` the shared helpers;
-every public name of the three is importable from here.
-
-Conventions shared by all functions:
-
-- ``scores``: ``(n,)`` float-like, finite. Higher = more variable = "harder".
-- ``correct`` / ``flag``: ``(n,)`` bool (or 0/1), aligned with ``scores``.
-- **Quantile bins** (:func:`assign_bins`): samples are ranked by score, ties broken by
-  their position in the input (earlier first), and rank ``r`` (0-based) goes to bin
-  ``r * bins // n``. Every bin thus holds ``floor(n/bins)`` or ``ceil(n/bins)``
-  samples, bin 0 is the lowest-VoG bin, and the result is deterministic even when
-  scores tie or are all equal (then the bins split the samples by input order and
-  carry no VoG information; the result's ``note`` says so). With ``n < bins`` some
-  bins are empty: their count is 0 and their rates are NaN.
-- **Top-k** (:func:`detection_metrics`, :func:`rank_stability`): the k highest
-  scores, ties broken by input position (earlier first).
-- Undefined statistics (one-class flags, a group with fewer than 2 samples,
-  constant input to a correlation) are NaN, with a human-readable ``note``; they
-  never raise. Malformed input (wrong shapes, non-finite scores, empty arrays)
-  raises :class:`~fiftyone_vog.VoGError`.
-"""
+"""The binned analyses (error by VoG bin, share by percentile, window comparison) and the t-test."""
 
 from __future__ import annotations
 
@@ -37,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analysis_common import assign_bins, to_jsonable  # noqa: F401  (re-exported)
-from .analysis_common import (
+from .common import assign_bins
+from .common import (
     _as_bool,
     _as_scores,
     _bin_bounds,
@@ -48,49 +17,8 @@ from .analysis_common import (
     _Result,
     _tie_note,
 )
-from .analysis_ranking import (  # noqa: F401  (re-exported)
-    Detection,
-    PerClassVoG,
-    RankStability,
-    detection_metrics,
-    per_class_vog_vs_fnr,
-    rank_stability,
-)
-from .engine import VoGError
+from ..errors import VoGError
 
-# The FiftyOne wrappers, defined in analysis_from_view and imported on first use (see __getattr__).
-_FROM_VIEW = (
-    "error_by_bin_from_view",
-    "decile_error_from_view",
-    "welch_ttest_from_view",
-    "share_by_percentile_from_view",
-    "detection_metrics_from_view",
-    "rank_stability_from_view",
-    "per_class_from_view",
-    "window_comparison_from_view",
-    "read_flag",
-    "read_correct",
-)
-
-__all__ = [
-    "BinnedError",
-    "TTest",
-    "BinnedShare",
-    "Detection",
-    "RankStability",
-    "PerClassVoG",
-    "WindowComparison",
-    "assign_bins",
-    "error_by_bin",
-    "welch_ttest",
-    "share_by_percentile",
-    "detection_metrics",
-    "rank_stability",
-    "per_class_vog_vs_fnr",
-    "window_decile_comparison",
-    "to_jsonable",
-    *_FROM_VIEW,
-]
 
 
 # -- error by bin (Fig. 4) -------------------------------------------------------
@@ -341,17 +269,3 @@ def window_decile_comparison(early_scores, late_scores, correct, bins: int = 10)
     te, tl = _trend(e), _trend(l)
     rev = bool(np.isfinite(te["slope"]) and np.isfinite(tl["slope"]) and te["slope"] * tl["slope"] < 0)
     return WindowComparison(early=e, late=l, early_trend=te, late_trend=tl, reversed=rev)
-
-
-# -- FiftyOne wrappers: in analysis_from_view, imported on first use ------------------
-# Lazy because analysis_from_view imports this module (a plain import here would be a cycle).
-def __getattr__(name):
-    if name in _FROM_VIEW:
-        from . import analysis_from_view
-
-        return getattr(analysis_from_view, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_FROM_VIEW))

@@ -1,0 +1,1 @@
+"""The FiftyOne App's doors in: operators, their forms, the VoG panel, plugin installation."""

@@ -1,0 +1,1 @@
+"""Audits on scored datasets: saved views, the label-shuffling experiment, exports."""

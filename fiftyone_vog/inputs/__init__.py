@@ -1,0 +1,1 @@
+"""What a run reads: checkpoints and architectures, images and loaders, training helpers (no FiftyOne writes)."""
