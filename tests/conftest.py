@@ -9,6 +9,11 @@ import subprocess
 import tempfile
 import time
 
+#: tests/ and the repository root, for tests in subfolders that run scripts or subprocesses
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS_DIR)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

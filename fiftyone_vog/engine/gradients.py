@@ -150,9 +150,7 @@ class VoGEngine:
         self._rows = {w: _rows([self._slot[k] for k in idx]) for w, idx in self.windows.items()}
         self._stacked = None
         if strategy == "auto":
-            strategy = defaults["strategy"]
-            if strategy == "vmap" and (autocast or stacking_problem(self.models) is not None):
-                strategy = "loop"
+            strategy = defaults["strategy"]  # "loop" on every device (see default_settings)
         elif strategy == "vmap":
             # BatchNorm's batching rule rejects half-precision inputs with float32 statistics
             problem = "autocast is not supported with vmap" if autocast else stacking_problem(self.models)
@@ -257,15 +255,6 @@ class VoGEngine:
         if self.options.label_mode == "predicted":
             return predicted
         return torch.where(labels >= 0, labels, predicted)  # "auto"
-
-    def used_labels(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The class p each sample is scored on, and the trained model's prediction (if needed)."""
-        if self.options.label_mode == "true":
-            if (labels < 0).any():
-                raise VoGError("label_mode='true' needs a label for every sample; use label_mode='auto'")
-            return labels, None
-        predicted = self.predict(x)
-        return self._choose_labels(labels, predicted), predicted
 
     def saliency_maps(self, x: torch.Tensor, labels: torch.Tensor):
         """All needed checkpoints' maps of one batch: ``(maps (K', B, H, W), p, predicted)``.
@@ -389,14 +378,13 @@ def stack_models(models: Sequence[nn.Module]):
 
 
 def default_settings(device: torch.device, autocast: str | None = None) -> dict:
-    """Default ``strategy`` and ``channels_last`` per device (docs/performance.md has the figures).
+    """Default ``strategy`` and ``channels_last`` per device.
 
-    CPU, measured (2-core AVX-512 machine, SmallCNN and ResNet-18 at 32×32): ``loop`` runs at
-    0.98× the autograd floor, ``vmap`` at 0.2–0.7× (grouped convolutions are slow on CPU);
-    channels_last changes nothing. CUDA, by reasoning (no GPU to measure on): ``loop`` — a big
-    model saturates the GPU one checkpoint at a time, and ``vmap`` needs K× the activation
-    memory (opt in for small models, where it saves kernel launches); channels_last only with
-    autocast, where NHWC is what the tensor-core kernels want.
+    ``loop`` everywhere: on CPU ``vmap``'s grouped convolutions are slower than the loop, and on
+    a GPU a large model saturates the device one checkpoint at a time while ``vmap`` needs K×
+    the activation memory (opt in for small models). ``channels_last`` only with autocast on
+    CUDA, where NHWC is what the tensor-core kernels want. The measurements behind this are in
+    docs/performance.md, with the commands that produced them.
     """
     cuda = device.type == "cuda"
     return {"strategy": "loop", "channels_last": cuda and autocast is not None}

@@ -9,10 +9,9 @@ executes — which stays in float32. Why: that layer's backward is the last oper
 input gradient. Under plain autocast it runs in half precision, so every pixel of the gradient
 map is finally rounded to 8 (bf16) or 11 (fp16) bits, and VoG, a variance across checkpoints of
 nearly equal maps, is sensitive to exactly that rounding. Kept in float32, the layer sums many
-half-precision terms in float32 and the result is not rounded again. Measured on trained
-SmallCNN checkpoints (2,000 generated images, CPU): bf16 Spearman with float32 goes from 0.9987
-to 0.9999 (logit target) and from 0.9995 to 0.9999 (probability); fp16 from 0.9999 to 1.0000.
-The cost is one layer's float32 time: the stem of a ResNet is about 6 % of its work.
+half-precision terms in float32 and the result is not rounded again. The cost is one layer's
+float32 time. The rank agreement with float32 that this buys is measured by
+``benchmarks/precision_vog.py`` (figures in the README and docs/performance.md).
 
 fp16 has 5 exponent bits: a confident sample's softmax probability has a gradient of about
 p(1 − p) at the logits, which falls below fp16's smallest subnormal (6e-8) for p > 1 − 6e-8,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT  # noqa: E402
 
 # run a script with ``import fiftyone`` made impossible, as on a machine without it
 NO_FIFTYONE = (

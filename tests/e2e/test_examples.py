@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT  # noqa: E402
 EXAMPLES = os.path.join(ROOT, "examples")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -14,7 +14,7 @@ import fiftyone_vog as fov
 from fiftyone_vog.engine import VoGEngine
 from fiftyone_vog.core.resume import COLLECTION
 
-from conftest import small_model
+from conftest import TESTS_DIR, small_model
 
 DATASET_NAME = "scale-test"  # the conftest fixture named_dataset
 
@@ -24,7 +24,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 
 def _env(**extra):
     env = os.environ.copy()
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([TESTS_DIR, env.get("PYTHONPATH", "")])
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
     env.update(extra)

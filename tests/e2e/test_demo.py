@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT  # noqa: E402
 EXAMPLES = os.path.join(ROOT, "examples")
 NAME = "vog-digits-test"
 

@@ -10,7 +10,7 @@ import numpy as np
 import fiftyone_vog as fov
 from fiftyone_vog.cli import build_parser
 
-from conftest import small_model
+from conftest import TESTS_DIR, small_model
 
 DATASET_NAME = "cli-test"  # the conftest fixture named_dataset
 
@@ -22,7 +22,7 @@ def _run(*args):
 
 
 def test_cli_compute_matches_api(named_dataset, checkpoint_dir, tmp_path):
-    env_path = os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])
+    env_path = os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")])
     os.environ["PYTHONPATH"] = env_path  # so "conftest:small_model" imports in the subprocess
     try:
         r = _run("compute", DATASET_NAME, "--checkpoints", os.path.join(checkpoint_dir, "epoch_*.pt"),
