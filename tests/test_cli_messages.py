@@ -206,3 +206,25 @@ def test_grouped_dataset_error_names_select_group_slices(image_dir):
             read_view(ds, "ground_truth", None)
     finally:
         ds.delete()
+
+
+def test_options_table_imports_neither_torch_nor_fiftyone():
+    """The options table loads on its own: a fresh interpreter, the file alone."""
+    import fiftyone_vog.options as options
+
+    code = ("import importlib.util, sys; spec = importlib.util.spec_from_file_location('opts', sys.argv[1]); "
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'fiftyone')))")
+    r = subprocess.run([sys.executable, "-c", code, options.__file__], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)
+
+
+def test_one_windows_parser_for_cli_and_form():
+    from fiftyone_vog import cli, forms, options
+
+    text = "early=0:2,late=-2:,mid=1+2"
+    want = {"early": "0:2", "late": "-2:", "mid": [1, 2]}
+    assert options.parse_windows(text) == cli._windows(text) == forms.parse_windows(text) == want
+    assert forms.parse_windows('{"a": [0, "epoch_2.pt"]}') == {"a": [0, "epoch_2.pt"]}
+    with pytest.raises(options.OptionError, match="given twice"):
+        options.parse_windows('{"a": "0:2", "a": "-2:"}')
