@@ -337,8 +337,11 @@ def shuffle_labels_form(ctx, inputs) -> bool:
     inputs.str("original_field", label="Original-label field",
                description="Where the original labels are kept (default: <label_field>_original)")
     if action == "shuffle":
-        inputs.float("fraction", default=0.2, min=0.0, max=1.0, label="Fraction",
-                     description="Share of samples whose labels are shuffled (paper: 20%)")
+        prop = inputs.float("fraction", default=0.2, label="Fraction",
+                            description="Share of samples whose labels are shuffled, 0 to 1 (paper: 0.2)")
+        fraction = ctx.params.get("fraction", 0.2)  # checked here: FiftyOne's min= would say "greater than 0.0"
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            _invalid(prop, f"fraction must be a number from 0 to 1, got {fraction!r}; e.g. 0.2 for the paper's 20%")
         prop = inputs.int("seed", default=options.DEFAULT_SEED, label="Seed",
                           description="A whole number ≥ 0; the same seed gives the same shuffle")
         try:

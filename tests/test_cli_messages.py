@@ -228,3 +228,11 @@ def test_one_windows_parser_for_cli_and_form():
     assert forms.parse_windows('{"a": [0, "epoch_2.pt"]}') == {"a": [0, "epoch_2.pt"]}
     with pytest.raises(options.OptionError, match="given twice"):
         options.parse_windows('{"a": "0:2", "a": "-2:"}')
+
+
+@pytest.mark.parametrize("fraction, ok", [(0, True), (1, True), (-0.1, False), (None, False)])
+def test_form_fraction_is_checked_with_its_own_words(plugin, dataset, fraction, ok):
+    props = _form(f"{PLUGIN}/shuffle_labels", dataset, {"fraction": fraction})
+    assert bool(props["fraction"].invalid) is not ok
+    if not ok:
+        assert "from 0 to 1" in props["fraction"].error_message
