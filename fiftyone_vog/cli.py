@@ -7,20 +7,62 @@ arguments and sets ``func`` to a handler calling one API function.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import re
 import sys
 
+from . import options
+
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+
+#: How long the CLI waits for the database before saying it is down (pymongo's own default
+#: is 30 s, and FiftyOne retries: a minute of silence, then a traceback).
+DB_TIMEOUT_MS = 5000
 
 
 class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line too (exit status 2), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _redact(uri: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", uri)
+
+
+def _check_database():
+    """Fail fast, in one line, when the configured MongoDB does not answer."""
+    import fiftyone as fo
+
+    uri = fo.config.database_uri
+    if not uri:  # FiftyOne starts its own mongod
+        return
+    import pymongo
+    from pymongo.errors import PyMongoError
+
+    try:
+        client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=DB_TIMEOUT_MS, connectTimeoutMS=DB_TIMEOUT_MS)
+        try:
+            client.admin.command("ping")
+        finally:
+            client.close()
+    except PyMongoError as e:
+        raise CLIError(
+            f"cannot reach the FiftyOne database at {_redact(uri)} ({type(e).__name__} after "
+            f"{DB_TIMEOUT_MS / 1000:g} s): start that MongoDB, or point FIFTYONE_DATABASE_URI at a running one "
+            "(unset, FiftyOne starts its own); the dataset is unchanged"
+        ) from None
+
+
 def _load_dataset(name: str, view: str | None = None):
     import fiftyone as fo
 
+    _check_database()
     if not fo.dataset_exists(name):
         known = fo.list_datasets()
         raise CLIError(f"dataset {name!r} not found; datasets: {', '.join(known) if known else '(none)'}")
@@ -33,21 +75,8 @@ def _load_dataset(name: str, view: str | None = None):
 
 
 def _windows(arg: str | None):
-    """``--windows thirds`` or ``--windows 'early=0:3,late=-3:'`` or JSON."""
-    if not arg:
-        return None
-    if arg == "thirds":
-        return arg
-    if arg.lstrip().startswith("{"):
-        return json.loads(arg)
-    out = {}
-    for part in arg.split(","):
-        name, sep, spec = part.partition("=")
-        if not sep:
-            raise CLIError(f"--windows: {part!r} is not NAME=SPEC (e.g. early=0:3,late=-3:)")
-        spec = spec.strip()
-        out[name.strip()] = spec if ":" in spec else [int(s) for s in spec.split("+")]
-    return out
+    """``--windows thirds`` or ``--windows 'early=0:3,late=-3:'`` or JSON (the App's parser too)."""
+    return options.parse_windows(arg, what="--windows")
 
 
 # -- compute -------------------------------------------------------------------
@@ -66,11 +95,11 @@ def add_compute(sub):
     p.add_argument("--num-classes", type=int, help="output size to build the architecture with (default: number of classes)")
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--classes", help="comma-separated class names in the model's output order")
-    p.add_argument("--label-mode", default="true", choices=["true", "predicted", "auto"])
-    p.add_argument("--target", default="logit", choices=["logit", "probability"])
-    p.add_argument("--statistic", default="variance", choices=["variance", "std"])
-    p.add_argument("--channel-reduction", default="sum", choices=["sum", "mean"])
-    p.add_argument("--normalization", default="zscore", choices=["zscore", "abs", "none"])
+    p.add_argument("--label-mode", default="true", choices=options.LABEL_MODES)
+    p.add_argument("--target", default="logit", choices=options.TARGETS)
+    p.add_argument("--statistic", default="variance", choices=options.STATISTICS)
+    p.add_argument("--channel-reduction", default="sum", choices=options.CHANNEL_REDUCTIONS)
+    p.add_argument("--normalization", default="zscore", choices=options.NORMALIZATIONS)
     p.add_argument("--vog-field", default="vog", help="output field and run key (default: vog)")
     p.add_argument("--windows", help="'thirds', or NAME=SPEC pairs such as 'early=0:3,late=-3:' (indices or slices)")
     p.add_argument("--transform", default="rgb", help="rgb | gray | cifar | imagenet (default: rgb)")
@@ -207,7 +236,8 @@ def add_shuffle_labels(sub):
     p.add_argument("--view", help="shuffle only this saved view of the dataset")
     p.add_argument("--fraction", type=float, default=0.2, help="share of labeled samples to shuffle (default: 0.2)")
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
-    p.add_argument("--seed", type=int, default=51, help="random seed (default: 51)")
+    p.add_argument("--seed", type=int, default=options.DEFAULT_SEED,
+                   help=f"random seed, a whole number ≥ 0 (default: {options.DEFAULT_SEED})")
     p.add_argument("--flag-field", default="label_shuffled", help="boolean field marking changed labels (default: label_shuffled)")
     p.add_argument("--original-field", help="field keeping the original labels (default: LABEL_FIELD_original)")
     p.add_argument("--mode", default="random-class", choices=["random-class", "permute"],
@@ -363,7 +393,7 @@ def run_install_plugin(args):
         return
     errors = plugin_errors()
     if errors:
-        raise CLIError("FiftyOne could not load the plugin:\n" + "\n".join(errors))
+        raise CLIError("FiftyOne could not load the plugin: " + "; ".join(errors))
     print("FiftyOne loads it: open the App and press ` for the operator browser (Compute VoG)")
 
 
@@ -372,7 +402,7 @@ SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_repor
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fiftyone-vog",
         description="Variance of Gradients (VoG) example difficulty for FiftyOne datasets.",
     )
@@ -388,13 +418,26 @@ def main(argv=None) -> int:
 
     try:
         args.func(args)
-    except (CLIError, VoGError) as e:
-        print(f"fiftyone-vog {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except (CLIError, VoGError, options.OptionError) as e:
+        return _fail(args.command, e)
     except KeyboardInterrupt:
         print(f"fiftyone-vog {args.command}: interrupted; the dataset was left as it was", file=sys.stderr)
         return 130
+    except Exception as e:
+        errors = sys.modules.get("pymongo.errors")
+        if errors is None or not isinstance(e, errors.ConnectionFailure):
+            raise
+        # lost during the command (checked up front in _load_dataset): no claim about the dataset
+        return _fail(args.command, f"lost the connection to the FiftyOne database ({type(e).__name__}); check "
+                                   "that MongoDB runs (FIFTYONE_DATABASE_URI) and run the command again")
     return 0
+
+
+def _fail(command: str, error) -> int:
+    """Every error is one line on stderr and exit status 2."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    print(f"fiftyone-vog {command}: error: {text}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

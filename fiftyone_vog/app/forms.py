@@ -7,12 +7,13 @@ submitted ``ctx.params`` into API arguments (``*_kwargs``, ``parse_*``); the ope
 
 from __future__ import annotations
 
-import json
+import math
 import os
 
 import fiftyone as fo
 import fiftyone.operators.types as types
 
+from .. import options
 from ..errors import VoGError
 from ..audit.views import vog_view_names
 
@@ -21,11 +22,11 @@ from ..audit.views import vog_view_names
 ALLOW_IMPORTS = "FIFTYONE_VOG_ALLOW_IMPORTS"
 TRUTHY = ("1", "true", "yes", "on")
 CHOICES = {
-    "label_mode": ("true", "predicted", "auto"),
-    "target": ("logit", "probability"),
-    "statistic": ("variance", "std"),
-    "channel_reduction": ("sum", "mean"),
-    "normalization": ("zscore", "abs", "none"),
+    "label_mode": options.LABEL_MODES,
+    "target": options.TARGETS,
+    "statistic": options.STATISTICS,
+    "channel_reduction": options.CHANNEL_REDUCTIONS,
+    "normalization": options.NORMALIZATIONS,
     "transform": ("rgb", "gray", "cifar", "imagenet"),
     "precision": ("float32", "float64"),
     "autocast": ("none", "bf16", "fp16", "bf16-all", "fp16-all"),
@@ -111,27 +112,22 @@ def parse_checkpoints(value):
 
 
 def parse_windows(value):
-    """``"thirds"``, JSON, or ``"early=0:3,late=-3:"`` / ``"a=0+1"`` → the API's ``windows``."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if not isinstance(value, str) or value.strip() == "thirds":
-        return value if not isinstance(value, str) else "thirds"
-    if value.lstrip().startswith("{"):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as e:
-            raise VoGError(f"windows: invalid JSON ({e})") from None
-    out = {}
-    for part in value.split(","):
-        name, sep, spec = part.partition("=")
-        if not sep or not name.strip():
-            raise VoGError(f"windows: {part!r} is not NAME=SPEC (e.g. early=0:3,late=-3:)")
-        spec = spec.strip()
-        try:
-            out[name.strip()] = spec if ":" in spec else [int(s) for s in spec.split("+")]
-        except ValueError:
-            raise VoGError(f"windows: {spec!r} is not a slice like 0:3 or indices like 0+1+2") from None
-    return out
+    """``"thirds"``, JSON, or ``"early=0:3,late=-3:"`` / ``"a=0+1"`` → the API's ``windows``
+    (:func:`fiftyone_vog.options.parse_windows`, the CLI's parser too)."""
+    try:
+        return options.parse_windows(value)
+    except options.OptionError as e:
+        raise VoGError(str(e)) from None
+
+
+def _whole_number(ctx, prop, name, default, least, label):
+    """An integer input checked here, not by FiftyOne's ``min=`` (whose message says "greater
+    than {min}" while {min} itself is accepted)."""
+    value = ctx.params.get(name, default)
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value == int(value) and value >= least):
+        return _invalid(prop, f"{label} must be a whole number, at least {least}; got {value!r}")
+    return int(value)
 
 
 def _where(path: str) -> str:
@@ -218,9 +214,17 @@ def compute_vog_form(ctx, inputs):
     inputs.bool("overwrite", default=False, label="Overwrite",
                 description="Replace an existing VoG run and fields of the same name")
 
-    inputs.int("batch_size", default=64, min=1, label="Batch size")
-    inputs.str("device", label="Device", description="cpu, cuda or cuda:N (default: cuda when available)")
-    inputs.int("num_workers", default=0, min=0, label="Data loader workers")
+    _whole_number(ctx, inputs.int("batch_size", default=64, label="Batch size"), "batch_size", 64, 1, "Batch size")
+    prop = inputs.str("device", label="Device", description="cpu, cuda or cuda:N (default: cuda when available)")
+    if params.get("device"):
+        from ..engine import resolve_device
+
+        try:
+            resolve_device(params["device"])
+        except VoGError as e:
+            _invalid(prop, str(e))
+    _whole_number(ctx, inputs.int("num_workers", default=0, label="Data loader workers"), "num_workers", 0, 0,
+                  "Data loader workers")
     _choice(inputs, "precision", CHOICES["precision"], "float32", "Precision", "Models and gradients", ctx)
     _choice(inputs, "autocast", CHOICES["autocast"], "none", "Mixed precision",
             "bf16/fp16 autocast: faster, approximate scores, ranks kept (-all: every layer in half "
@@ -288,8 +292,14 @@ def _name_prefix(params):
 def save_vog_views_form(ctx, inputs):
     """The Save VoG views form; a warning instead when the dataset has no VoG run."""
     if _vog_runs(ctx, inputs) is not None:
-        inputs.float("percentile", default=10, min=0.01, max=50, label="Percentile",
-                     description="vog-high / vog-low hold the top / bottom percentile of scores")
+        # the API's rule (options.check_percentile), not FiftyOne's min/max with their own wording
+        prop = inputs.float("percentile", default=10, label="Percentile",
+                            description="vog-high / vog-low hold the top / bottom percentile of scores, "
+                                        f"({options.PERCENTILE_MIN}, {options.PERCENTILE_MAX}]")
+        try:
+            options.check_percentile(ctx.params.get("percentile", 10))
+        except options.OptionError as e:
+            _invalid(prop, str(e))
         bools = _fields_of(ctx.dataset, ftype=fo.BooleanField)
         _dropdown(inputs, "shuffled_field", bools, "label_shuffled" if "label_shuffled" in bools else None,
                   "Shuffled-label flag", "Boolean field marking shuffled labels (written by Shuffle labels)")
@@ -327,14 +337,33 @@ def shuffle_labels_form(ctx, inputs) -> bool:
     inputs.str("original_field", label="Original-label field",
                description="Where the original labels are kept (default: <label_field>_original)")
     if action == "shuffle":
-        inputs.float("fraction", default=0.2, min=0.0, max=1.0, label="Fraction",
-                     description="Share of samples whose labels are shuffled (paper: 20%)")
-        inputs.int("seed", default=51, label="Seed")
+        prop = inputs.float("fraction", default=0.2, label="Fraction",
+                            description="Share of samples whose labels are shuffled, 0 to 1 (paper: 0.2)")
+        fraction = ctx.params.get("fraction", 0.2)  # checked here: FiftyOne's min= would say "greater than 0.0"
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            _invalid(prop, f"fraction must be a number from 0 to 1, got {fraction!r}; e.g. 0.2 for the paper's 20%")
+        prop = inputs.int("seed", default=options.DEFAULT_SEED, label="Seed",
+                          description="A whole number ≥ 0; the same seed gives the same shuffle")
+        try:
+            shuffle_seed(ctx.params)
+        except VoGError as e:
+            _invalid(prop, str(e))
         _choice(inputs, "mode", ("random-class", "permute"), "random-class", "Mode",
                 "Give each drawn sample another class at random, or permute the drawn labels among themselves", ctx)
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="Allow shuffling again a field that was already shuffled")
     return True
+
+
+def shuffle_seed(params) -> int:
+    """The form's seed: a whole number ≥ 0; an emptied box is refused, not a random shuffle."""
+    seed = params.get("seed", options.DEFAULT_SEED)
+    try:
+        if seed is None:
+            raise options.OptionError(f"seed must be an integer ≥ 0, got nothing; e.g. {options.DEFAULT_SEED}")
+        return options.check_seed(seed)
+    except options.OptionError as e:
+        raise VoGError(str(e)) from None
 
 
 # -- export_vog_subset -------------------------------------------------------------

@@ -46,7 +46,13 @@ def install_plugin(plugins_dir: str | os.PathLike | None = None, mode: str = "li
     if mode not in ("link", "copy"):
         raise VoGError(f"mode={mode!r}: use 'link' or 'copy'")
     root = Path(plugins_dir or default_plugins_dir()).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    if root.exists() and not root.is_dir():
+        raise VoGError(f"plugins_dir {str(root)!r} is a file, not a directory; pass FiftyOne's plugins "
+                       "directory (CLI: --plugins-dir DIR) or leave it out for fo.config.plugins_dir")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VoGError(f"cannot create plugins_dir {str(root)!r} ({e.strerror}); choose a directory you can write") from None
     target = root / INSTALL_NAME
     if target.is_symlink() or target.exists():
         already = target.is_symlink() and target.resolve() == PACKAGE_DIR

@@ -40,6 +40,7 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
     parse_windows,
     save_vog_views_form,
     shuffle_labels_form,
+    shuffle_seed,
 )
 
 PLUGIN = "@fiftyone-vog/vog"
@@ -188,7 +189,7 @@ class SaveVoGViews(foo.Operator):
         views = save_vog_views(
             ctx.dataset,
             vog_field=p.get("vog_field", "vog"),
-            percentile=float(p.get("percentile", 10)),
+            percentile=p.get("percentile", 10),
             shuffled_field=p.get("shuffled_field") or None,
             ood_field=p.get("ood_field") or None,
             ood_tag=p.get("ood_tag") or "ood",
@@ -239,7 +240,7 @@ class ShuffleLabels(foo.Operator):
         if p.get("action", "shuffle") == "restore":
             out = restore_labels(ctx.dataset, **common)
         else:
-            out = shuffle_labels(ctx.dataset, fraction=float(p.get("fraction", 0.2)), seed=int(p.get("seed", 51)),
+            out = shuffle_labels(ctx.dataset, fraction=float(p.get("fraction", 0.2)), seed=shuffle_seed(p),
                                  overwrite=bool(p.get("overwrite", False)), mode=p.get("mode", "random-class"),
                                  **common)
         if not ctx.delegated:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ..errors import VoGError
+from ..options import DEFAULT_SEED, OptionError, check_seed
 
 MODES = ("random-class", "permute")
 
@@ -42,7 +43,7 @@ def shuffle_labels(
     dataset,
     fraction: float = 0.2,
     label_field: str = "ground_truth",
-    seed: int | None = 51,
+    seed: int | None = DEFAULT_SEED,
     flag_field: str = "label_shuffled",
     original_field: str | None = None,
     overwrite: bool = False,
@@ -96,6 +97,11 @@ def shuffle_labels(
         raise VoGError(f"fraction must be a number in [0, 1], got {fraction!r}") from None
     if not 0 <= fraction <= 1:
         raise VoGError(f"fraction must be in [0, 1], got {fraction:g}; e.g. 0.2 for the paper's 20%")
+    if seed is not None:  # None: numpy's fresh entropy (documented); anything else a whole number ≥ 0
+        try:
+            seed = check_seed(seed)
+        except OptionError as e:
+            raise VoGError(str(e)) from None
     _check_label_field(dataset, label_field)
     for name in (flag_field, original_field):
         if not isinstance(name, str) or not name.isidentifier():

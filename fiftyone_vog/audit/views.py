@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import VoGError
+from ..options import OptionError, check_percentile
 
 logger = logging.getLogger(__name__)
 
@@ -208,11 +209,9 @@ def save_vog_views(
 
     ds = dataset._dataset
     try:
-        percentile = float(percentile)
-    except (TypeError, ValueError):
-        raise VoGError(f"percentile must be a number in (0, 100], got {percentile!r}") from None
-    if not 0 < percentile <= 100:
-        raise VoGError(f"percentile must be in (0, 100], got {percentile:g}; e.g. 10 for the top and bottom 10%")
+        percentile = check_percentile(percentile)  # the rule the App's form checks too
+    except OptionError as e:
+        raise VoGError(str(e)) from None
     kind_names = view_names(name_prefix, names)
     _check_vog_field(ds, vog_field)
     if not overwrite:

@@ -28,7 +28,7 @@ from ..engine import (
     resolve_device,
 )
 
-NORMALIZATIONS = ("zscore", "abs", "none")
+from ..options import NORMALIZATIONS
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 ALL = "all"  # the engine's name for the window of every checkpoint
 RUN_METHOD = "fiftyone_vog.compute_vog"
@@ -254,6 +254,10 @@ def compute_vog(
     _check_field_name(vog_field)
     if int(batch_size) < 1:
         raise VoGError(f"batch_size must be ≥ 1, got {batch_size}")
+    if num_workers is not None and int(num_workers) < 0:
+        raise VoGError(f"num_workers must be ≥ 0 (0: decode images in this process), got {num_workers}")
+    if num_classes is not None and int(num_classes) < 1:
+        raise VoGError(f"num_classes must be ≥ 1 (the model's output size), got {num_classes}")
     dev = resolve_device(device)
     ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
     if ctx is not None:

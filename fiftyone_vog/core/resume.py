@@ -41,7 +41,17 @@ def fingerprint(config: dict) -> str:
 
 
 def _flush_seconds() -> float:
-    return float(os.environ.get("FIFTYONE_VOG_FLUSH_SECONDS", 10))
+    text = os.environ.get("FIFTYONE_VOG_FLUSH_SECONDS", "10")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # NaN too
+        from ..errors import VoGError
+
+        raise VoGError(f"FIFTYONE_VOG_FLUSH_SECONDS={text!r} is not a number of seconds ≥ 0; "
+                       "set it to e.g. 10 (0: after every batch), or unset it")
+    return value
 
 
 class PartialScores:
@@ -172,6 +182,7 @@ def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dic
         config: everything that changes a raw score; hashed into the chunks' key.
         ctx: the ``torchrun`` context (rank 0 drops, then every rank waits) or None.
     """
+    _flush_seconds()  # a bad setting fails here, before any sample is scored
     partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(engine.windows))
     if ctx is None or ctx.is_main:
         drop_orphans(partial._coll)

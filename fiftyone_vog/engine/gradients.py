@@ -20,10 +20,8 @@ from ..errors import VoGError, check_choice
 from .windows import normalize_windows
 from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 
-LABEL_MODES = ("true", "predicted", "auto")
-TARGETS = ("logit", "probability")
-STATISTICS = ("variance", "std")
-CHANNEL_REDUCTIONS = ("sum", "mean")
+from ..options import CHANNEL_REDUCTIONS, LABEL_MODES, STATISTICS, TARGETS  # noqa: F401  (one table)
+
 STRATEGIES = ("auto", "loop", "vmap")
 
 #: Label value meaning "this sample has no label" (used by ``label_mode="auto"``).
@@ -51,9 +49,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None``/"auto" picks CUDA when available, else CPU; anything else is forced."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise VoGError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VoGError(f"device={str(device)!r} was requested but CUDA is not available; use device='cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise VoGError(f"device={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                       "numbered from 0; use 'cuda' or 'cuda:0'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise VoGError(f"device={str(device)!r} was requested but MPS is not available; use device='cpu'")
+    # meta, xla, ... hold no data or need their own setup: gradients are computed on these three
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise VoGError(f"device={str(device)!r} cannot compute gradients on images; use 'cpu', 'cuda' or 'cuda:N'")
     return device
 
 

@@ -170,6 +170,8 @@ def match_keys(state: dict[str, torch.Tensor], expected: Sequence[str]) -> dict[
 def import_callable(spec: str) -> Callable:
     """Import ``"package.module:callable"``."""
     module_name, _, attr = spec.partition(":")
+    if not module_name.strip() or module_name.startswith(".") or not attr.strip():
+        raise VoGError(f"model={spec!r} is not 'package.module:callable'; e.g. 'fiftyone_vog.inputs.models:SmallCNN'")
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):

@@ -180,6 +180,11 @@ def read_view(samples, label_field: str = "ground_truth", classes: Sequence[str]
     """
     if len(samples) == 0:
         raise VoGError("the view is empty: there are no samples to score")
+    if samples.media_type == "group":
+        slices = [k for k, v in samples.group_media_types.items() if v == "image"]
+        raise VoGError(f"VoG scores images, one per sample; this is a grouped collection: score one image slice, "
+                       f"e.g. samples.select_group_slices({(slices or ['<slice>'])[0]!r}) (image slices: "
+                       f"{', '.join(slices) or 'none'})")
     if samples.media_type != "image":
         raise VoGError(f"VoG scores images; this collection's media type is {samples.media_type!r}")
     if not require_labels and classes is not None and label_field not in samples.get_field_schema():

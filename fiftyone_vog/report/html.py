@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 from .. import analysis as A
+from ..analysis.common import _check_bins
 from ..errors import VoGError
 
 PNG_NAMES = {
@@ -39,6 +40,20 @@ def _exists(schema, name):
 def _require(schema, name, what):
     if name is not None and not _exists(schema, name):
         raise VoGError(f"{what}={name!r} is not a field of this dataset; fields: {', '.join(sorted(schema))}")
+
+
+def _check_score_fields(schema, **fields):
+    """Window score fields hold numbers: a string field such as ``filepath`` is refused up front."""
+    import fiftyone as fo
+
+    for what, name in fields.items():
+        if name is None:
+            continue
+        field = schema.get(name.split(".")[0])
+        if not isinstance(field, (fo.FloatField, fo.IntField)):
+            kind = type(field).__name__
+            raise VoGError(f"{what}={name!r} holds {kind} values, not VoG scores; pass a score field written by "
+                           "compute_vog with windows, e.g. vog_early")
 
 
 def _labels(samples, field):
@@ -223,6 +238,11 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
         _require(schema, name, what)
     if int(grid_size) < 1:
         raise VoGError(f"grid_size must be ≥ 1, got {grid_size}")
+    _check_bins(bins)  # always, not only when a section that bins runs
+    _check_score_fields(schema, early_field=early_field, late_field=late_field)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise VoGError(f"out_dir={str(out_dir)!r} is a file, not a directory; choose a folder for report.html "
+                       "and the PNGs")
     if early_field is None and late_field is None and _exists(schema, f"{vog_field}_early") and _exists(schema, f"{vog_field}_late"):
         early_field, late_field = f"{vog_field}_early", f"{vog_field}_late"
 
@@ -235,7 +255,10 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     labels = _labels(samples, label_field)[has] if _exists(schema, label_field) else None
     preds = _labels(samples, pred_field)[has] if pred_field else None
 
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise VoGError(f"cannot create out_dir={str(out_dir)!r} ({e.strerror}); choose a folder you can write") from None
     sections, results, pngs, blocks = {}, {}, {}, []
     first = [True]
 

@@ -1,0 +1,110 @@
+"""The options table: every choice and default that the API, the CLI and the App's forms share,
+and the parsers of values typed as text (``--windows``, the form's Windows box).
+
+Imports neither torch nor FiftyOne, so the CLI's argument parser and the forms read it cheaply.
+Errors are :class:`OptionError`, a :class:`~fiftyone_vog.errors.VoGError`: one line, exit status
+2 on the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+
+from .errors import VoGError
+
+LABEL_MODES = ("true", "predicted", "auto")
+TARGETS = ("logit", "probability")
+STATISTICS = ("variance", "std")
+CHANNEL_REDUCTIONS = ("sum", "mean")
+NORMALIZATIONS = ("zscore", "abs", "none")
+
+#: ``shuffle_labels``' default seed (the paper's audit is reproducible by default).
+DEFAULT_SEED = 51
+#: ``save_vog_views``' slice size in percent: ``PERCENTILE_MIN < percentile <= PERCENTILE_MAX``.
+PERCENTILE_MIN, PERCENTILE_MAX = 0, 100
+
+
+class OptionError(VoGError):
+    """A value that is not one of an option's accepted forms; the message says what is."""
+
+
+def parse_windows(value, what: str = "windows"):
+    """The text form of ``windows`` → the API's ``windows`` argument.
+
+    ``None`` or blank → ``None``; ``"thirds"``; JSON (``{"early": "0:3", "late": [7, 8, 9]}``);
+    or ``NAME=SPEC`` pairs, ``"early=0:3,late=-3:"`` (slices) or ``"a=0+1+2"`` (indices).
+    Non-text values (a mapping from Python) pass through unchanged. A window name given twice
+    is an error, never a silent last-one-wins.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text == "thirds":
+        return "thirds"
+    if text.startswith("{"):
+        try:
+            pairs = json.loads(text, object_pairs_hook=list)
+        except json.JSONDecodeError as e:
+            raise OptionError(f"{what}: invalid JSON ({e}); e.g. '{{\"early\": \"0:3\", \"late\": \"-3:\"}}'") from None
+        if not isinstance(pairs, list):
+            raise OptionError(f"{what}: JSON must be an object of window name → checkpoints")
+        out = {}
+        for name, spec in pairs:
+            _add(out, name, _json_spec(name, spec), what)
+        return out
+    out = {}
+    for part in text.split(","):
+        name, sep, spec = part.partition("=")
+        if not sep or not name.strip():
+            raise OptionError(f"{what}: {part!r} is not NAME=SPEC (e.g. early=0:3,late=-3:)")
+        spec = spec.strip()
+        if ":" not in spec:
+            try:
+                spec = [int(s) for s in spec.split("+")]
+            except ValueError:
+                raise OptionError(f"{what}: window {name.strip()!r}: {spec!r} is not a slice like 0:3 or "
+                                  "indices like 0+1+2") from None
+        _add(out, name.strip(), spec, what)
+    return out
+
+
+def _add(out: dict, name, spec, what):
+    if name in out:
+        raise OptionError(f"{what}: window {name!r} is given twice; give each window one name")
+    out[name] = spec
+
+
+def _json_spec(name, spec):
+    """A JSON window spec is a slice string, or a list of indices / checkpoint file names."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, list) and spec and all(isinstance(s, str) or (isinstance(s, int) and not isinstance(s, bool))
+                                              for s in spec):
+        return spec
+    raise OptionError(f"window {name!r}: {json.dumps(spec)} is not a slice like \"0:3\" or a non-empty list of "
+                      "checkpoint indices or file names")
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """A random seed is a whole number ≥ 0 (numpy's rule); 1.5 is refused, not truncated."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Real) or (
+            isinstance(seed, float) and not (math.isfinite(seed) and seed.is_integer())) or seed < 0:
+        raise OptionError(f"seed must be an integer ≥ 0, got {seed!r}; e.g. {DEFAULT_SEED}")
+    return int(seed)
+
+
+def check_percentile(percentile) -> float:
+    """``save_vog_views``' percentile: a number in (0, 100]."""
+    try:
+        value = float(percentile)
+    except (TypeError, ValueError):
+        raise OptionError(f"percentile must be a number in ({PERCENTILE_MIN}, {PERCENTILE_MAX}], "
+                          f"got {percentile!r}") from None
+    if not PERCENTILE_MIN < value <= PERCENTILE_MAX:
+        raise OptionError(f"percentile must be in ({PERCENTILE_MIN}, {PERCENTILE_MAX}], got {value:g}; "
+                          "e.g. 10 for the top and bottom 10%")
+    return value
