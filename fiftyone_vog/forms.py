@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import fiftyone as fo
 import fiftyone.operators.types as types
 
+from .app_roots import check_app_checkpoints, check_app_path
 from .engine import VoGError
 from .views import vog_view_names
 
@@ -142,7 +144,7 @@ def _where(path: str) -> str:
 # -- compute_vog -------------------------------------------------------------------
 def compute_vog_form(ctx, inputs):
     """The Compute VoG form; every check that needs the server happens here."""
-    from .checkpoints import model_factory, resolve_checkpoints
+    from .checkpoints import model_factory
     from .api import field_names, resolve_windows
 
     inputs.view_target(ctx, action_description="Score")
@@ -156,7 +158,7 @@ def compute_vog_form(ctx, inputs):
     spec = params.get("checkpoints")
     if spec:
         try:
-            paths = resolve_checkpoints(parse_checkpoints(spec))
+            paths = [Path(p) for p in check_app_checkpoints(ctx, parse_checkpoints(spec))]  # confined to the App roots
         except VoGError as e:
             where = _where(spec.split(",")[0].strip()) if isinstance(spec, str) else ""
             _invalid(prop, f"{e}{where}")
@@ -241,7 +243,7 @@ def compute_vog_kwargs(ctx) -> dict:
     if p.get("allow_pickle") and not allowed:  # re-checked: never trust the form alone
         raise VoGError(f"unpickling checkpoints from the App is disabled (set {ALLOW_IMPORTS}=1 on the server)")
     return dict(
-        checkpoints=parse_checkpoints(p["checkpoints"]),
+        checkpoints=check_app_checkpoints(ctx, parse_checkpoints(p["checkpoints"])),  # re-checked: App roots
         model=p.get("model") or None,
         label_field=p.get("label_field") or "ground_truth",
         classes=_split(p.get("classes")),
@@ -345,19 +347,44 @@ def export_vog_subset_form(ctx, inputs):
               "Export this saved view (e.g. vog-high); empty: the target view below")
     if not ctx.params.get("saved_view"):
         inputs.view_target(ctx, action_description="Export")
-    prop = inputs.str("export_dir", required=True, label="Export directory", description="A directory on the server")
+    prop = inputs.str("export_dir", required=True, label="Export directory",
+                      description="A new or empty directory on the server, inside the folders the App may use")
     export_dir = ctx.params.get("export_dir")
     overwrite = bool(ctx.params.get("overwrite", False))
     if export_dir:
-        full = os.path.abspath(os.path.expanduser(export_dir))
-        if os.path.isfile(full):
-            _invalid(prop, f"{full} is a file, not a directory")
-        elif os.path.isdir(full) and os.listdir(full) and not overwrite:
-            _invalid(prop, f"{full} already holds files; tick 'Overwrite' or choose an empty directory")
-    _choice(inputs, "dataset_type", EXPORT_TYPES, EXPORT_TYPES[0], "Format",
-            "Directory tree per class, a FiftyOne dataset, or a CSV manifest (id, filepath, label, scores)", ctx)
+        try:
+            export_dir_kwargs(ctx)
+        except VoGError as e:
+            _invalid(prop, str(e).replace("overwrite=True (CLI: --overwrite)", "tick 'Overwrite'"))
+    dataset_type = _choice(inputs, "dataset_type", EXPORT_TYPES, EXPORT_TYPES[0], "Format",
+                           "Directory tree per class, a FiftyOne dataset (every field), or a CSV manifest "
+                           "(id, filepath, label, scores)", ctx)
     label_fields = _fields_of(ctx.dataset, embedded_doc_type=fo.Classification)
     _dropdown(inputs, "label_field", label_fields, "ground_truth" if "ground_truth" in label_fields else None,
               "Label field", "Labels to export")
-    inputs.str("vog_field", default="vog", label="VoG field", description="Scores included in the export")
-    inputs.bool("overwrite", default=False, label="Overwrite", description="Allow a directory that already holds files")
+    if dataset_type == "csv":  # the other formats ignore it: the FiftyOne dataset holds every field, the tree none
+        from .api import list_vog_runs
+
+        runs = list_vog_runs(ctx.dataset) or _fields_of(ctx.dataset, ftype=fo.FloatField)
+        _dropdown(inputs, "vog_field", runs, "vog" if "vog" in runs else (runs[0] if runs else None),
+                  "VoG field", "The VoG run whose scores are the manifest's columns")
+    inputs.bool("overwrite", default=False, label="Overwrite",
+                description=OVERWRITE_HELP)
+
+
+#: What the form says Overwrite does (the same rule as ``fov.export_vog_subset(overwrite=True)``).
+OVERWRITE_HELP = ("Replace an earlier export of this plugin in that directory: only the files it wrote "
+                  "(listed in its .fiftyone-vog-export.json) are removed. A directory holding anything "
+                  "else, or the dataset's media, is never overwritten")
+
+
+def export_dir_kwargs(ctx) -> str:
+    """The form's export directory, confined to the App roots and checked like the API does."""
+    from .export import resolve_view
+    from .export_safety import check_export_dir
+
+    p = ctx.params
+    path = check_app_path(ctx, p["export_dir"], "export directory")
+    samples = resolve_view(p["saved_view"], ctx.dataset) if p.get("saved_view") else ctx.dataset
+    check_export_dir(path, samples, bool(p.get("overwrite", False)))
+    return path
