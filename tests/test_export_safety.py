@@ -97,6 +97,7 @@ def test_roots_home_and_the_working_directory_are_never_replaced(dataset, tmp_pa
     (work / "train.py").write_text("print()")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(work)
+    dataset.set_values("vog", [1.0] * len(dataset))  # a valid export in every other respect
     before = _all_files(tmp_path)
     cases = {"/": "is a filesystem root", "~": "is the home directory", ".": "is the working directory",
              "..": "holds the working directory", str(home / "project"): "holds the working directory",
