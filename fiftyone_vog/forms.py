@@ -153,7 +153,7 @@ def compute_vog_form(ctx, inputs):
 
     prop = inputs.str("checkpoints", required=True, label="Checkpoints",
                       description="On the server: a glob such as /runs/exp1/epoch_*.pt, a directory, "
-                      "or comma-separated files in training order (at least 2)")
+                      "or comma-separated files in training order (at least 2), inside the App roots (FIFTYONE_VOG_APP_ROOTS)")
     paths = None
     spec = params.get("checkpoints")
     if spec:
@@ -348,7 +348,7 @@ def export_vog_subset_form(ctx, inputs):
     if not ctx.params.get("saved_view"):
         inputs.view_target(ctx, action_description="Export")
     prop = inputs.str("export_dir", required=True, label="Export directory",
-                      description="A new or empty directory on the server, inside the folders the App may use")
+                      description="A new or empty directory on the server, inside the App roots (FIFTYONE_VOG_APP_ROOTS)")
     export_dir = ctx.params.get("export_dir")
     overwrite = bool(ctx.params.get("overwrite", False))
     if export_dir:
