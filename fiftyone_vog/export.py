@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
 import logging
+import os
 import uuid
 
 from .engine import VoGError
-from .export_safety import MARKER, check_export_dir, describe_os_error, remove_partial, replace_dir, write_marker
+from .export_safety import check_export_dir, describe_os_error, remove_partial, replace_dir, write_marker
 
 #: ``dataset_type`` → what is written.
 DATASET_TYPES = {

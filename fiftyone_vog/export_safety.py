@@ -144,7 +144,7 @@ def check_export_dir(export_dir, samples=None, overwrite: bool = False) -> str:
                        f"links: {FIX}")
     if os.path.lexists(path) and not os.path.isdir(path):
         raise VoGError(f"export_dir {path} is a file; {FIX}")
-    if samples is not None:
+    if samples is not None and os.path.lexists(path):  # a new directory holds nothing (and typing stays fast)
         d = _holds_media(path, media_dirs(samples))
         if d:
             raise VoGError(f"export_dir {path} holds media of the dataset ({d}); an export never replaces "

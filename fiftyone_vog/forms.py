@@ -349,9 +349,7 @@ def export_vog_subset_form(ctx, inputs):
         inputs.view_target(ctx, action_description="Export")
     prop = inputs.str("export_dir", required=True, label="Export directory",
                       description="A new or empty directory on the server, inside the App roots (FIFTYONE_VOG_APP_ROOTS)")
-    export_dir = ctx.params.get("export_dir")
-    overwrite = bool(ctx.params.get("overwrite", False))
-    if export_dir:
+    if ctx.params.get("export_dir"):
         try:
             export_dir_kwargs(ctx)
         except VoGError as e:
@@ -380,11 +378,9 @@ OVERWRITE_HELP = ("Replace an earlier export of this plugin in that directory: o
 
 def export_dir_kwargs(ctx) -> str:
     """The form's export directory, confined to the App roots and checked like the API does."""
-    from .export import resolve_view
     from .export_safety import check_export_dir
 
     p = ctx.params
     path = check_app_path(ctx, p["export_dir"], "export directory")
-    samples = resolve_view(p["saved_view"], ctx.dataset) if p.get("saved_view") else ctx.dataset
-    check_export_dir(path, samples, bool(p.get("overwrite", False)))
+    check_export_dir(path, ctx.dataset, bool(p.get("overwrite", False)))  # the media of the whole dataset
     return path

@@ -238,3 +238,12 @@ def test_the_form_says_what_overwrite_replaces_and_offers_vog_fields_only_for_cs
     (tmp_path / "theirs" / "x.txt").write_text("x")
     props = _form(dataset, {"export_dir": str(tmp_path / "theirs"), "overwrite": True})
     assert props["export_dir"].invalid and "choose an empty or new directory" in props["export_dir"].error_message
+
+
+def test_cli_help_says_what_overwrite_replaces(capsys):
+    from fiftyone_vog.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--overwrite replaces only the files that export wrote" in out and MARKER in out.replace("- ", "-")
