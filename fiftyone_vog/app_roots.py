@@ -4,7 +4,7 @@ An App user types paths that the *server* reads and writes. The operators accept
 inside the server owner's roots: ``FIFTYONE_VOG_APP_ROOTS`` (environment variable or plugin
 secret, folders separated by ``os.pathsep``). Unset, the roots are
 
-- the server's working directory (where ``fiftyone app launch`` ran), and
+- the directory the App was launched from (:func:`launch_dir`), and
 - the folder above the current dataset's media (``out/`` for media in ``out/images/``),
 
 each left out when it is a filesystem root, the home directory or an ancestor of it: those
@@ -69,13 +69,32 @@ def _media_parent(dataset) -> str | None:
     return os.path.dirname(_norm(common)) if common else None
 
 
+def launch_dir() -> str:
+    """Where the App was started: the working directory, unless that is FiftyOne's own package
+    folder (``fiftyone app launch`` / ``fo.launch_app`` run the server there), then ``$PWD``, the
+    directory of the shell that launched it."""
+    cwd = os.getcwd()
+    try:
+        import fiftyone
+
+        package = os.path.dirname(os.path.realpath(fiftyone.__file__))
+    except Exception:  # fiftyone not importable: nothing to skip
+        return cwd
+    if _is_within(os.path.realpath(cwd), package):
+        pwd = os.environ.get("PWD")
+        if pwd and os.path.isabs(pwd) and os.path.isdir(pwd) and not _is_within(os.path.realpath(pwd), package):
+            return _norm(pwd)
+        return ""
+    return cwd
+
+
 def app_roots(ctx) -> list[str]:
     """The folders App users may use on this server (resolved), in the order given."""
     configured = _configured(ctx)
     if configured is not None:
         roots = [_norm(r) for r in str(configured).split(os.pathsep) if r.strip()]
     else:
-        roots = [os.getcwd()]
+        roots = [r for r in (launch_dir(),) if r]
         try:
             parent = _media_parent(getattr(ctx, "dataset", None))
         except Exception:  # no dataset in this context

@@ -158,3 +158,16 @@ def test_the_server_owner_sets_the_roots(server, monkeypatch):
     assert not props["checkpoints"].invalid and props["checkpoints_found"].view.label.startswith("5 checkpoints")
     msg = _checkpoint_error(ds, str(proj / "ckpts" / "epoch_*.pt"))  # the defaults no longer apply
     assert "outside the folders" in msg and str(outside) in msg and str(proj) not in msg.split("(")[1]
+
+
+def test_an_app_server_in_fiftyones_package_folder_uses_the_launch_directory(server, monkeypatch):
+    """``fo.launch_app`` runs the server in FiftyOne's own folder: the root is where it was launched."""
+    import fiftyone.constants as foc
+
+    from fiftyone_vog.app_roots import app_roots
+
+    ds, srv, proj, outside = server
+    monkeypatch.setenv("PWD", str(srv))
+    monkeypatch.chdir(foc.SERVER_DIR)
+    roots = app_roots(None)
+    assert roots == [os.path.realpath(srv)] and not any(r.startswith(os.path.dirname(foc.SERVER_DIR)) for r in roots)
