@@ -279,8 +279,11 @@ def add_export(sub):
         help="export a saved view (e.g. vog-high) as a class-folder tree, FiftyOne dataset or CSV manifest",
         description="Export a saved view (or the whole dataset) to EXPORT_DIR. image-classification-dir: "
         "EXPORT_DIR/<label>/<image>; fiftyone: media and every field, re-importable; csv: EXPORT_DIR/manifest.csv "
-        "with id, filepath, label and the VoG fields, in the view's order. EXPORT_DIR must be new or empty "
-        "unless --overwrite.",
+        "with id, filepath, label and the VoG fields, in the view's order. EXPORT_DIR must be new or empty, "
+        "or, with --overwrite, hold an earlier fiftyone-vog export: --overwrite replaces only the files that "
+        "export wrote (listed in its .fiftyone-vog-export.json) and refuses a directory holding anything else. "
+        "Never exported to: a filesystem root, the home or working directory or their ancestors, a folder "
+        "holding the dataset's media, a symbolic link.",
         epilog="examples:\n  fiftyone-vog export my-images --view vog-high --export-dir out/hard\n"
         "  fiftyone-vog export my-images --view vog-shuffled-labels --export-dir out/memorized --dataset-type csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -290,8 +293,9 @@ def add_export(sub):
     p.add_argument("--export-dir", required=True, help="output directory (new or empty unless --overwrite)")
     p.add_argument("--dataset-type", default="image-classification-dir", choices=["image-classification-dir", "fiftyone", "csv"])
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
-    p.add_argument("--vog-field", default="vog", help="VoG run whose fields go into the CSV (default: vog)")
-    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty EXPORT_DIR")
+    p.add_argument("--vog-field", default="vog", help="VoG run whose fields go into the CSV (csv only; default: vog)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier fiftyone-vog export in EXPORT_DIR: only the files it wrote "
+                   "(listed in its .fiftyone-vog-export.json); a directory holding other files is refused")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_export)
 
@@ -309,7 +313,7 @@ def run_export(args):
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    print(f"exported {len(samples)} samples ({args.dataset_type}) to {path}")
+    print(f"exported {getattr(path, 'num_samples', len(samples))} samples ({args.dataset_type}) to {path}")
 
 
 # -- report --------------------------------------------------------------------

@@ -95,6 +95,9 @@ else:
     os.environ["FIFTYONE_SHOW_PROGRESS_BARS"] = "false"
     os.environ["FIFTYONE_PLUGINS_DIR"] = os.path.join(_TMP, "plugins")
     os.environ.setdefault("FIFTYONE_DEFAULT_APP_PORT", "5151")
+    # the App-side tests read and write under pytest's tmp_path: the server owner's switch allows it
+    # (tests/test_app_paths.py unsets it to test the defaults)
+    os.environ["FIFTYONE_VOG_APP_ROOTS"] = os.pathsep.join([tempfile.gettempdir(), os.getcwd()])
     os.makedirs(os.environ["FIFTYONE_PLUGINS_DIR"], exist_ok=True)
 
 import numpy as np  # noqa: E402

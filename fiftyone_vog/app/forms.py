@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import fiftyone as fo
 import fiftyone.operators.types as types
@@ -16,6 +17,7 @@ import fiftyone.operators.types as types
 from .. import options
 from ..errors import VoGError
 from ..audit.views import vog_view_names
+from .roots import check_app_checkpoints, check_app_path
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
 #: name ``package.module:callable`` models and unpickle whole-module checkpoints.
@@ -138,7 +140,7 @@ def _where(path: str) -> str:
 # -- compute_vog -------------------------------------------------------------------
 def compute_vog_form(ctx, inputs):
     """The Compute VoG form; every check that needs the server happens here."""
-    from ..inputs.checkpoints import model_factory, resolve_checkpoints
+    from ..inputs.checkpoints import model_factory
     from ..core.compute import field_names, resolve_windows
 
     inputs.view_target(ctx, action_description="Score")
@@ -147,12 +149,12 @@ def compute_vog_form(ctx, inputs):
 
     prop = inputs.str("checkpoints", required=True, label="Checkpoints",
                       description="On the server: a glob such as /runs/exp1/epoch_*.pt, a directory, "
-                      "or comma-separated files in training order (at least 2)")
+                      "or comma-separated files in training order (at least 2), inside the App roots (FIFTYONE_VOG_APP_ROOTS)")
     paths = None
     spec = params.get("checkpoints")
     if spec:
         try:
-            paths = resolve_checkpoints(parse_checkpoints(spec))
+            paths = [Path(p) for p in check_app_checkpoints(ctx, parse_checkpoints(spec))]  # confined to the App roots
         except VoGError as e:
             where = _where(spec.split(",")[0].strip()) if isinstance(spec, str) else ""
             _invalid(prop, f"{e}{where}")
@@ -245,7 +247,7 @@ def compute_vog_kwargs(ctx) -> dict:
     if p.get("allow_pickle") and not allowed:  # re-checked: never trust the form alone
         raise VoGError(f"unpickling checkpoints from the App is disabled (set {ALLOW_IMPORTS}=1 on the server)")
     return dict(
-        checkpoints=parse_checkpoints(p["checkpoints"]),
+        checkpoints=check_app_checkpoints(ctx, parse_checkpoints(p["checkpoints"])),  # re-checked: App roots
         model=p.get("model") or None,
         label_field=p.get("label_field") or "ground_truth",
         classes=_split(p.get("classes")),
@@ -374,19 +376,40 @@ def export_vog_subset_form(ctx, inputs):
               "Export this saved view (e.g. vog-high); empty: the target view below")
     if not ctx.params.get("saved_view"):
         inputs.view_target(ctx, action_description="Export")
-    prop = inputs.str("export_dir", required=True, label="Export directory", description="A directory on the server")
-    export_dir = ctx.params.get("export_dir")
-    overwrite = bool(ctx.params.get("overwrite", False))
-    if export_dir:
-        full = os.path.abspath(os.path.expanduser(export_dir))
-        if os.path.isfile(full):
-            _invalid(prop, f"{full} is a file, not a directory")
-        elif os.path.isdir(full) and os.listdir(full) and not overwrite:
-            _invalid(prop, f"{full} already holds files; tick 'Overwrite' or choose an empty directory")
-    _choice(inputs, "dataset_type", EXPORT_TYPES, EXPORT_TYPES[0], "Format",
-            "Directory tree per class, a FiftyOne dataset, or a CSV manifest (id, filepath, label, scores)", ctx)
+    prop = inputs.str("export_dir", required=True, label="Export directory",
+                      description="A new or empty directory on the server, inside the App roots (FIFTYONE_VOG_APP_ROOTS)")
+    if ctx.params.get("export_dir"):
+        try:
+            export_dir_kwargs(ctx)
+        except VoGError as e:
+            _invalid(prop, str(e).replace("overwrite=True (CLI: --overwrite)", "tick 'Overwrite'"))
+    dataset_type = _choice(inputs, "dataset_type", EXPORT_TYPES, EXPORT_TYPES[0], "Format",
+                           "Directory tree per class, a FiftyOne dataset (every field), or a CSV manifest "
+                           "(id, filepath, label, scores)", ctx)
     label_fields = _fields_of(ctx.dataset, embedded_doc_type=fo.Classification)
     _dropdown(inputs, "label_field", label_fields, "ground_truth" if "ground_truth" in label_fields else None,
               "Label field", "Labels to export")
-    inputs.str("vog_field", default="vog", label="VoG field", description="Scores included in the export")
-    inputs.bool("overwrite", default=False, label="Overwrite", description="Allow a directory that already holds files")
+    if dataset_type == "csv":  # the other formats ignore it: the FiftyOne dataset holds every field, the tree none
+        from ..core.compute import list_vog_runs
+
+        runs = list_vog_runs(ctx.dataset) or _fields_of(ctx.dataset, ftype=fo.FloatField)
+        _dropdown(inputs, "vog_field", runs, "vog" if "vog" in runs else (runs[0] if runs else None),
+                  "VoG field", "The VoG run whose scores are the manifest's columns")
+    inputs.bool("overwrite", default=False, label="Overwrite",
+                description=OVERWRITE_HELP)
+
+
+#: What the form says Overwrite does (the same rule as ``fov.export_vog_subset(overwrite=True)``).
+OVERWRITE_HELP = ("Replace an earlier export of this plugin in that directory: only the files it wrote "
+                  "(listed in its .fiftyone-vog-export.json) are removed. A directory holding anything "
+                  "else, or the dataset's media, is never overwritten")
+
+
+def export_dir_kwargs(ctx) -> str:
+    """The form's export directory, confined to the App roots and checked like the API does."""
+    from ..audit.export_safety import check_export_dir
+
+    p = ctx.params
+    path = check_app_path(ctx, p["export_dir"], "export directory")
+    check_export_dir(path, ctx.dataset, bool(p.get("overwrite", False)))  # the media of the whole dataset
+    return path

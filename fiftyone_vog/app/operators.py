@@ -34,6 +34,7 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
     _name_prefix,
     compute_vog_form,
     compute_vog_kwargs,
+    export_dir_kwargs,
     export_vog_subset_form,
     imports_allowed,
     parse_checkpoints,
@@ -279,7 +280,7 @@ class ExportVoGSubset(foo.Operator):
         source = p.get("saved_view") or ctx.target_view()
         path = export_vog_subset(
             source,
-            os.path.abspath(os.path.expanduser(p["export_dir"])),
+            export_dir_kwargs(ctx),  # confined to the App roots (re-checked: never trust the form alone)
             dataset=ctx.dataset,
             dataset_type=p.get("dataset_type", EXPORT_TYPES[0]),
             label_field=p.get("label_field") or "ground_truth",
@@ -287,11 +288,12 @@ class ExportVoGSubset(foo.Operator):
             overwrite=bool(p.get("overwrite", False)),
             progress=_delegated_progress(ctx, "Exporting") if ctx.delegated else False,
         )
-        return {"export_dir": str(path)}
+        return {"export_dir": str(path), "num_samples": int(getattr(path, "num_samples", 0))}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.str("export_dir", label="Exported to")
+        outputs.int("num_samples", label="Samples exported")
         return types.Property(outputs, view=types.View(label="Export complete"))
 
 

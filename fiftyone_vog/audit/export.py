@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
-import shutil
 import uuid
 
 from ..errors import VoGError
+from .export_safety import check_export_dir, describe_os_error, remove_partial, replace_dir, write_marker
 
 #: ``dataset_type`` → what is written.
 DATASET_TYPES = {
@@ -16,6 +17,7 @@ DATASET_TYPES = {
     "csv": "manifest.csv: id, filepath, label and every VoG field of the run, in the view's order",
 }
 MANIFEST_NAME = "manifest.csv"
+logger = logging.getLogger(__name__)
 
 
 def resolve_view(view_or_saved_view_name, dataset=None):
@@ -63,17 +65,17 @@ def vog_fields(samples, vog_field: str = "vog") -> list[str]:
     return [f for f in names if isinstance(schema.get(f), (fo.FloatField, fo.IntField))]
 
 
-def _check_target(export_dir, overwrite):
-    export_dir = os.path.abspath(os.path.expanduser(str(export_dir)))
-    if os.path.exists(export_dir):
-        if not os.path.isdir(export_dir):
-            raise VoGError(f"export_dir {export_dir} is a file; choose a directory")
-        if os.listdir(export_dir) and not overwrite:
-            raise VoGError(
-                f"export_dir {export_dir} already holds files; choose an empty or new directory, or pass "
-                f"overwrite=True (CLI: --overwrite) to replace its contents"
-            )
-    return export_dir
+def _check_target(export_dir, overwrite, samples=None):
+    """Refused targets and what Overwrite may replace: see :mod:`fiftyone_vog.audit.export_safety`."""
+    return check_export_dir(export_dir, samples, overwrite)
+
+
+class ExportResult(str):
+    """The export's path (a ``str``, as before) with ``num_samples``: how many samples were exported."""
+
+    num_samples: int = 0
+    export_dir: str = ""
+    warning: str | None = None
 
 
 def _write_csv(samples, path, label_field, fields):
@@ -114,22 +116,29 @@ def export_vog_subset(
             order (the vog-* views are sorted by VoG); floats are written exactly (``repr``),
             missing values as empty cells. Media are not copied.
         label_field: the ``fo.Classification`` field giving the label.
-        vog_field: the run key whose fields go into the CSV.
-        overwrite: replace the contents of a non-empty ``export_dir``.
+        vog_field: the run key whose fields go into the CSV (``"csv"`` only: the FiftyOne
+            dataset holds every field, the directory tree none).
+        overwrite: replace an earlier export of ours in ``export_dir``: only the files it wrote,
+            listed in its marker ``.fiftyone-vog-export.json``. A non-empty directory without
+            that marker, or holding anything the marker does not list, is refused whatever
+            ``overwrite`` says; so are filesystem roots, the home and working directories and
+            their ancestors, folders holding the dataset's media, and symbolic links.
         progress: FiftyOne's progress convention for the media exports.
 
     Returns:
-        the export directory, or the manifest's path for ``"csv"``.
+        the export directory, or the manifest's path for ``"csv"``: a ``str`` whose
+        ``num_samples`` is the number of samples exported.
 
     The export is written to a temporary sibling directory and moved into place when complete,
-    so a failure leaves ``export_dir`` as it was.
+    so a failure leaves ``export_dir`` as it was; a write that fails (a full disk, no permission)
+    raises :class:`VoGError` in one line.
     """
     import fiftyone as fo
 
     if dataset_type not in DATASET_TYPES:
         raise VoGError(f"dataset_type={dataset_type!r} is not one of {', '.join(DATASET_TYPES)}")
     samples = resolve_view(view_or_saved_view_name, dataset)
-    export_dir = _check_target(export_dir, overwrite)
+    export_dir = _check_target(export_dir, overwrite, samples)
     schema = samples.get_field_schema()
     if dataset_type != "fiftyone":
         field = schema.get(label_field)
@@ -144,9 +153,13 @@ def export_vog_subset(
         )
 
     parent = os.path.dirname(export_dir)
-    os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{os.path.basename(export_dir)}.partial-{uuid.uuid4().hex[:12]}")
-    os.makedirs(tmp)  # not mkdtemp: its 0700 mode would stick to the export
+    num = len(samples)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        os.makedirs(tmp)  # not mkdtemp: its 0700 mode would stick to the export
+    except OSError as e:
+        raise VoGError(describe_os_error(e, export_dir)) from None
     try:
         if dataset_type == "csv":
             _write_csv(samples, os.path.join(tmp, MANIFEST_NAME), label_field, fields)
@@ -156,10 +169,16 @@ def export_vog_subset(
         else:
             samples.export(export_dir=tmp, dataset_type=fo.types.ImageClassificationDirectoryTree,
                            label_field=label_field, export_media=True, overwrite=True, progress=progress)
-        if os.path.isdir(export_dir):
-            shutil.rmtree(export_dir)  # empty, or overwrite=True (checked above)
-        os.replace(tmp, export_dir)
+        write_marker(tmp, dict(dataset=samples._dataset.name, dataset_type=dataset_type, num_samples=num))
+        warning = replace_dir(tmp, export_dir)  # only an empty dir or our own earlier export is replaced
+    except OSError as e:
+        remove_partial(tmp)
+        raise VoGError(describe_os_error(e, export_dir)) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_partial(tmp)
         raise
-    return os.path.join(export_dir, MANIFEST_NAME) if dataset_type == "csv" else export_dir
+    if warning:
+        logger.warning(warning)
+    out = ExportResult(os.path.join(export_dir, MANIFEST_NAME) if dataset_type == "csv" else export_dir)
+    out.num_samples, out.export_dir, out.warning = num, export_dir, warning
+    return out

@@ -123,10 +123,19 @@ def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> dict
     except VoGError:
         raise
     except Exception as e:
-        raise VoGError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+        raise VoGError(f"cannot read checkpoint {path}: {_load_error(e)}") from None
     if isinstance(obj, nn.Module):
         return obj
     return unwrap_state_dict(obj, path)
+
+
+def _load_error(e: BaseException) -> str:
+    """What went wrong, without the loaders' own text: it can quote the file's bytes (pickle's
+    "invalid load key, 'm'", torch's "Unsupported operand 109", TorchScript's source lines)."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return (f"not a checkpoint this package reads ({type(e).__name__}); it reads state_dict files "
+            f"({', '.join(CHECKPOINT_SUFFIXES)}), safetensors and TorchScript archives")
 
 
 def unwrap_state_dict(obj, path: str = "checkpoint") -> dict[str, torch.Tensor]:

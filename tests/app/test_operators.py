@@ -300,7 +300,7 @@ def test_export_vog_subset_operator(scored, tmp_path):
     tree = tmp_path / "tree"
     view = scored.match(fo.ViewField("ground_truth.label") == "circle")
     foo.execute_operator(uri, ctx={"view": view, "params": {"export_dir": str(tree)}})
-    assert sorted(os.listdir(tree)) == ["circle"] and len(os.listdir(tree / "circle")) == len(view)
+    assert sorted(os.listdir(tree)) == [".fiftyone-vog-export.json", "circle"] and len(os.listdir(tree / "circle")) == len(view)
 
 
 def test_compute_vog_operator_mixed_precision_and_resume(scored, checkpoint_dir, allow_imports):

@@ -23,8 +23,9 @@ def scored(dataset):
     return dataset
 
 
-def _files(d):
-    return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs)
+def _files(d):  # the export's files, without its marker
+    return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs
+                  if f != ".fiftyone-vog-export.json")
 
 
 def _read_csv(path):
@@ -97,9 +98,8 @@ def test_non_empty_directory_needs_overwrite(scored, tmp_path):
         with pytest.raises(fov.VoGError, match="already holds files.*overwrite=True"):
             fov.export_vog_subset("vog-low", d, dataset=scored, dataset_type=kind)
     assert _files(d) == before
-    (d / "old.txt").write_text("stale")
     out = fov.export_vog_subset("vog-low", d, dataset=scored, dataset_type="csv", overwrite=True)
-    assert _files(d) == ["manifest.csv"] and len(_read_csv(out)) == 5
+    assert _files(d) == ["manifest.csv"] and len(_read_csv(out)) == 5  # the earlier export was replaced
     f = tmp_path / "a-file"
     f.write_text("x")
     with pytest.raises(fov.VoGError, match="is a file"):
