@@ -157,6 +157,12 @@ def _not_a_checkpoint(path: str) -> VoGError:
     return VoGError(f"cannot read checkpoint {path}: {what}; read are {FORMATS}")
 
 
+def _is_pickle(path: str) -> bool:
+    """A pickle of protocol 2 or later starts with the PROTO opcode (garbage is then not "pickled objects")."""
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
 def _refuse_code(path: str, kind: str, allow_import: bool) -> VoGError:
     """Loading ``path`` would run code from it: the one-line refusal, for the API/CLI or the App."""
     why = {"torchscript": "is a TorchScript archive: a program whose code runs when it is loaded and called",
@@ -194,7 +200,7 @@ def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False, allow_t
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            refused = "Weights only load failed" in str(e)  # a pickle that needs more than tensors
+            refused = "Weights only load failed" in str(e) and ("Unsupported global" in str(e) or _is_pickle(path))
             if not allow_pickle:
                 if refused:
                     raise _refuse_code(path, "pickle", allow_import) from None
