@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import struct
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,22 @@ def _pil_allows(limit: int | None):
             Image.MAX_IMAGE_PIXELS = old
 
 
+def _png_size(path) -> tuple[int, int] | None:
+    """A PNG's declared size from its IHDR chunk, which must come first (what every decoder
+    allocates by); None for another format."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    return None
+
+
+def _pil_size(path, limit) -> tuple[int, int]:
+    """The declared size from the header, which PIL's ``Image.open`` reads without decoding."""
+    with _pil_allows(limit), Image.open(path) as img:
+        return img.size
+
+
 def pil_rgb(img: Image.Image) -> Image.Image:
     """An RGB ``PIL.Image`` of ``img`` that keeps a 16-bit image's range: PIL's ``convert("RGB")``
     clips 16-bit grayscale (modes ``I;16*``, or ``I`` from a PNG) at 255, which saturates it to
@@ -149,8 +166,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if self.max_pixels is None:
             return
         try:
-            with _pil_allows(self.max_pixels), Image.open(path) as img:
-                w, h = img.size
+            w, h = _png_size(path) or _pil_size(path, self.max_pixels)
             size, pixels = f"{w}×{h} = {w * h:,} pixels", w * h
         except Image.DecompressionBombError as e:  # over twice PIL's own limit: PIL says how many
             found = re.search(r"\((\d+) pixels\)", str(e))

@@ -180,7 +180,7 @@ def test_decompression_bomb_is_refused_before_decoding(dataset, checkpoint_dir, 
     with pytest.raises(fov.VoGError) as e:
         fov.compute_vog(dataset, _two_checkpoints(checkpoint_dir), model=small_model)
     msg = str(e.value)
-    assert "bomb.png" in msg and "declares 400,000,000 pixels" in msg and "89,478,485" in msg, msg
+    assert "bomb.png" in msg and "declares 20000×20000 = 400,000,000 pixels" in msg and "89,478,485" in msg, msg
     assert "max_image_pixels" in msg and "\n" not in msg
     assert "vog" not in dataset.get_field_schema()
 
@@ -188,8 +188,15 @@ def test_decompression_bomb_is_refused_before_decoding(dataset, checkpoint_dir, 
 def test_the_pixel_limit_can_be_lowered_and_raised(image_dir, tmp_path, monkeypatch):
     big = tmp_path / "big.png"
     Image.new("RGB", (150, 150), (9, 9, 9)).save(big)  # 22,500 pixels
-    with pytest.raises(fov.VoGError, match="declares 150×150 = 22,500 pixels, more than the limit of 20,000"):
-        ImageDataset(["a"], [str(big)], [0], max_image_pixels=20_000)[0]
+    jpeg = tmp_path / "big.jpg"  # another format: its header is read by PIL
+    Image.new("RGB", (150, 150), (9, 9, 9)).save(jpeg)
+    for path in (big, jpeg):
+        with pytest.raises(fov.VoGError, match="declares 150×150 = 22,500 pixels, more than the limit of 20,000"):
+            ImageDataset(["a"], [str(path)], [0], max_image_pixels=20_000)[0]
+    with monkeypatch.context() as m:  # over twice PIL's own limit, which PIL refuses to open
+        m.setattr(Image, "MAX_IMAGE_PIXELS", 5_000)
+        with pytest.raises(fov.VoGError, match="declares 22,500 pixels, more than the limit of 5,000"):
+            ImageDataset(["a"], [str(jpeg)], [0])[0]
     monkeypatch.setenv("FIFTYONE_VOG_MAX_IMAGE_PIXELS", "20000")
     with pytest.raises(fov.VoGError, match="limit of 20,000"):
         ImageDataset(["a"], [str(big)], [0])[0]
