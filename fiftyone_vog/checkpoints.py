@@ -150,9 +150,10 @@ FORMATS = ("torch.save state_dicts or training checkpoints (.pt/.pth/.ckpt/.bin)
 
 def _not_a_checkpoint(path: str) -> VoGError:
     try:
-        empty = os.path.getsize(path) == 0
-    except OSError:
-        empty = False
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+    except OSError as e:  # unreadable, not malformed
+        return VoGError(f"cannot read checkpoint {path}: {e.strerror or type(e).__name__}")
     what = "the file is empty (0 bytes)" if empty else "it is not a PyTorch checkpoint, or is truncated or corrupt"
     return VoGError(f"cannot read checkpoint {path}: {what}; read are {FORMATS}")
 

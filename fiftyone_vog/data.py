@@ -162,7 +162,7 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def _check_size(self, path, where):
         """Refuse an image whose header declares more than ``max_pixels`` pixels, before decoding
-        (PIL's ``Image.open`` reads the header only)."""
+        (a PNG's IHDR; other formats: PIL's ``Image.open``, which reads the header only)."""
         if self.max_pixels is None:
             return
         try:
@@ -212,7 +212,7 @@ class ImageDataset(torch.utils.data.Dataset):
             x = self.transform(img)
         except Exception as e:
             raise LoaderError(f"the transform failed on image {where}: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300] if str(e) else ''}") from None
+                              f"{str(e).splitlines()[0][:300] if str(e) else ''}") from e  # the user's code: keep its traceback
         if not isinstance(x, torch.Tensor) or x.ndim != 3:
             raise LoaderError(f"the transform must return a C×H×W tensor, got {type(x).__name__} for {path}")
         return x.as_subclass(torch.Tensor), int(self.labels[i]), self.ids[i]
