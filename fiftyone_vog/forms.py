@@ -166,7 +166,8 @@ def compute_vog_form(ctx, inputs):
 
     prop = inputs.str("model", label="Model",
                       description="torchvision architecture (resnet18, ...), or 'package.module:callable' "
-                      f"if the server sets {ALLOW_IMPORTS}=1; empty for TorchScript checkpoints")
+                      f"if the server sets {ALLOW_IMPORTS}=1; empty for TorchScript checkpoints (code: "
+                      f"only if the server sets {ALLOW_IMPORTS}=1)")
     model = params.get("model") or None
     if model:
         try:
