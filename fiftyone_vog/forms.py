@@ -17,7 +17,8 @@ from .engine import VoGError
 from .views import vog_view_names
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
-#: name ``package.module:callable`` models and unpickle whole-module checkpoints.
+#: name ``package.module:callable`` models, unpickle whole-module checkpoints and load
+#: TorchScript checkpoints (all three run code from the user's input on the server).
 ALLOW_IMPORTS = "FIFTYONE_VOG_ALLOW_IMPORTS"
 TRUTHY = ("1", "true", "yes", "on")
 CHOICES = {
