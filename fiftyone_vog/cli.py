@@ -91,7 +91,8 @@ def add_compute(sub):
     p.add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--view", help="score only this saved view of the dataset")
     p.add_argument("--checkpoints", required=True, help="glob (quote it), directory, or comma-separated files in training order")
-    p.add_argument("--model", help="torchvision name (resnet18), 'package.module:callable'; omit for TorchScript checkpoints")
+    p.add_argument("--model", help="torchvision name (resnet18), 'package.module:callable'; omit for TorchScript "
+                   "checkpoints (with --allow-torchscript)")
     p.add_argument("--num-classes", type=int, help="output size to build the architecture with (default: number of classes)")
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--classes", help="comma-separated class names in the model's output order")
@@ -115,6 +116,11 @@ def add_compute(sub):
     p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for convolutions")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run / fields of the same name")
     p.add_argument("--allow-pickle", action="store_true", help="allow whole pickled-module checkpoints (runs code; trusted files only)")
+    p.add_argument("--allow-torchscript", action="store_true",
+                   help="allow TorchScript checkpoints (an archive is a program: runs code; trusted files only)")
+    p.add_argument("--max-image-pixels", type=int,
+                   help="refuse images declaring more pixels (decompression bombs; default: "
+                        "FIFTYONE_VOG_MAX_IMAGE_PIXELS or PIL's 89,478,485)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_compute)
 
@@ -148,6 +154,8 @@ def run_compute(args):
         overwrite=args.overwrite,
         num_classes=args.num_classes,
         allow_pickle=args.allow_pickle,
+        allow_torchscript=args.allow_torchscript,
+        max_image_pixels=args.max_image_pixels,
         precision=args.precision,
         resume=args.resume,
         strategy=args.strategy,

@@ -20,7 +20,8 @@ from ..audit.views import vog_view_names
 from .roots import check_app_checkpoints, check_app_path
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
-#: name ``package.module:callable`` models and unpickle whole-module checkpoints.
+#: name ``package.module:callable`` models, unpickle whole-module checkpoints and load
+#: TorchScript checkpoints (all three run code from the user's input on the server).
 ALLOW_IMPORTS = "FIFTYONE_VOG_ALLOW_IMPORTS"
 TRUTHY = ("1", "true", "yes", "on")
 CHOICES = {
@@ -164,7 +165,8 @@ def compute_vog_form(ctx, inputs):
 
     prop = inputs.str("model", label="Model",
                       description="torchvision architecture (resnet18, ...), or 'package.module:callable' "
-                      f"if the server sets {ALLOW_IMPORTS}=1; empty for TorchScript checkpoints")
+                      f"if the server sets {ALLOW_IMPORTS}=1; empty for TorchScript checkpoints (code: "
+                      f"only if the server sets {ALLOW_IMPORTS}=1)")
     model = params.get("model") or None
     if model:
         try:
@@ -216,7 +218,9 @@ def compute_vog_form(ctx, inputs):
     inputs.bool("overwrite", default=False, label="Overwrite",
                 description="Replace an existing VoG run and fields of the same name")
 
-    _whole_number(ctx, inputs.int("batch_size", default=64, label="Batch size"), "batch_size", 64, 1, "Batch size")
+    max_batch, max_workers = app_limits()
+    _whole_number(ctx, inputs.int("batch_size", default=64, max=max_batch, label="Batch size"), "batch_size", 64, 1,
+                  "Batch size")
     prop = inputs.str("device", label="Device", description="cpu, cuda or cuda:N (default: cuda when available)")
     if params.get("device"):
         from ..engine import resolve_device
@@ -225,8 +229,8 @@ def compute_vog_form(ctx, inputs):
             resolve_device(params["device"])
         except VoGError as e:
             _invalid(prop, str(e))
-    _whole_number(ctx, inputs.int("num_workers", default=0, label="Data loader workers"), "num_workers", 0, 0,
-                  "Data loader workers")
+    _whole_number(ctx, inputs.int("num_workers", default=0, max=max_workers, label="Data loader workers"),
+                  "num_workers", 0, 0, "Data loader workers")
     _choice(inputs, "precision", CHOICES["precision"], "float32", "Precision", "Models and gradients", ctx)
     _choice(inputs, "autocast", CHOICES["autocast"], "none", "Mixed precision",
             "bf16/fp16 autocast: faster, approximate scores, ranks kept (-all: every layer in half "
@@ -240,12 +244,44 @@ def compute_vog_form(ctx, inputs):
                        f"by setting {ALLOW_IMPORTS}=1")
 
 
+#: Server-side caps on what an App user may ask of the server (environment variables).
+MAX_BATCH_ENV, MAX_BATCH_DEFAULT = "FIFTYONE_VOG_APP_MAX_BATCH_SIZE", 512
+
+
+def app_limits() -> tuple[int, int]:
+    """``(max batch_size, max num_workers)`` an App user may ask for: batch size
+    ``FIFTYONE_VOG_APP_MAX_BATCH_SIZE`` (default 512), workers the server's CPU cores."""
+    raw = os.environ.get(MAX_BATCH_ENV, "").strip()
+    try:
+        max_batch = int(raw) if raw else MAX_BATCH_DEFAULT
+    except ValueError:
+        max_batch = MAX_BATCH_DEFAULT  # a typo on the server must not open the door: keep the default
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, max_batch), max(1, cores)
+
+
+def _capped(p, name, default, cap, env_hint):
+    try:
+        value = int(p.get(name, default))
+    except (TypeError, ValueError):
+        raise VoGError(f"{name}={p.get(name)!r} is not a whole number") from None
+    if value > cap:
+        raise VoGError(f"{name}={value} is more than this server allows from the App ({cap}; {env_hint}); "
+                       f"choose at most {cap}")
+    return value
+
+
 def compute_vog_kwargs(ctx) -> dict:
-    """The form's parameters → ``fov.compute_vog`` keyword arguments."""
+    """The form's parameters → ``fov.compute_vog`` keyword arguments. TorchScript checkpoints
+    (code) load only with the server owner's switch; batch size and workers are capped
+    (:func:`app_limits`)."""
     p = ctx.params
     allowed = imports_allowed(ctx)
     if p.get("allow_pickle") and not allowed:  # re-checked: never trust the form alone
         raise VoGError(f"unpickling checkpoints from the App is disabled (set {ALLOW_IMPORTS}=1 on the server)")
+    max_batch, max_workers = app_limits()
+    batch_size = _capped(p, "batch_size", 64, max_batch, f"the server's owner can raise it with {MAX_BATCH_ENV}")
+    num_workers = _capped(p, "num_workers", 0, max_workers, "the server's CPU cores")
     return dict(
         checkpoints=check_app_checkpoints(ctx, parse_checkpoints(p["checkpoints"])),  # re-checked: App roots
         model=p.get("model") or None,
@@ -259,14 +295,15 @@ def compute_vog_kwargs(ctx) -> dict:
         vog_field=p.get("vog_field", "vog"),
         windows=parse_windows(p.get("windows")),
         transform=p.get("transform", "rgb"),
-        batch_size=int(p.get("batch_size", 64)),
+        batch_size=batch_size,
         device=p.get("device") or None,
-        num_workers=int(p.get("num_workers", 0)),
+        num_workers=num_workers,
         overwrite=bool(p.get("overwrite", False)),
         precision=p.get("precision", "float32"),
         autocast=None if p.get("autocast", "none") in (None, "none") else p["autocast"],
         resume=bool(p.get("resume", False)),
         allow_pickle=bool(p.get("allow_pickle", False)),
+        allow_torchscript=allowed,  # TorchScript is code: only the server owner's switch allows it
         _allow_import=allowed,
     )
 

@@ -16,6 +16,8 @@ from .. import __version__
 from ..core import distributed
 from ..inputs.checkpoints import ModelSpec, load_models, resolve_checkpoints, sha256
 from ..inputs.images import ImageDataset, make_loader, read_view
+from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
+from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
 from .resume import open_partial
 from .writer import write_run
 from ..engine import (
@@ -193,6 +195,8 @@ def compute_vog(
     strategy: str = "auto",
     autocast: str | None = None,
     channels_last: bool | None = None,
+    allow_torchscript: bool = False,
+    max_image_pixels: int | None = None,
     _allow_import: bool = True,
 ) -> VoGResults:
     """Score every sample of ``samples`` by Variance of Gradients and write the scores.
@@ -230,6 +234,12 @@ def compute_vog(
             (default ``len(classes)``).
         allow_pickle: allow whole pickled-module checkpoints (unpickling runs code; only
             for files you trust).
+        allow_torchscript: allow TorchScript checkpoints (an archive is a program: its code runs
+            when loaded and called; only for files you trust). Archives are recognised by content,
+            whatever their name, and refused without this flag, also when ``model`` is given.
+        max_image_pixels: refuse an image whose header declares more pixels than this, before
+            decoding it (decompression bombs); default ``FIFTYONE_VOG_MAX_IMAGE_PIXELS`` or PIL's
+            ``Image.MAX_IMAGE_PIXELS`` (see :func:`fiftyone_vog.inputs.images.image_pixel_limit`).
         precision: ``"float32"`` (default) or ``"float64"`` for models and gradients.
         resume: continue an interrupted run with the same configuration from its last
             flushed chunk of raw scores (see :mod:`fiftyone_vog.core.resume`); otherwise start over.
@@ -258,12 +268,14 @@ def compute_vog(
         raise VoGError(f"num_workers must be ≥ 0 (0: decode images in this process), got {num_workers}")
     if num_classes is not None and int(num_classes) < 1:
         raise VoGError(f"num_classes must be ≥ 1 (the model's output size), got {num_classes}")
+    max_image_pixels = image_pixel_limit(max_image_pixels)
     dev = resolve_device(device)
     ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
     if ctx is not None:
         dev = ctx.device(dev)
 
     paths = resolve_checkpoints(checkpoints)
+    hashes = check_distinct(paths)  # the same file twice would score 0 everywhere
     window_idx = resolve_windows(windows, paths)
     fields = field_names(vog_field, window_idx)
     data = read_view(samples, label_field, classes, require_labels=label_mode == "true")
@@ -275,13 +287,14 @@ def compute_vog(
         num_classes=num_classes if num_classes is not None else len(data.classes),
         allow_pickle=allow_pickle,
         allow_import=_allow_import,
+        allow_torchscript=allow_torchscript,
     )
-    dataset = ImageDataset(data.ids, data.filepaths, data.labels, transform)  # (imports torchvision's transforms)
+    dataset = ImageDataset(data.ids, data.filepaths, data.labels, transform,  # (imports torchvision's transforms)
+                           max_image_pixels=max_image_pixels)
     t_load = time.perf_counter()
     engine = VoGEngine(models, {ALL: list(range(len(paths))), **window_idx}, options, device=dev,
                        dtype=PRECISIONS[precision], strategy=strategy, autocast=autocast, channels_last=channels_last)
     engine.check_output_size(dataset[0][0][None], len(data.classes))
-    hashes = [sha256(p) for p in paths]
     partial = open_partial(samples, vog_field, engine, resume, ctx, {
         "checkpoint_sha256": hashes, "model": _model_spec(model), "num_classes": num_classes,
         "label_field": label_field, "classes": data.classes, "options": vars(options), "windows": window_idx,

@@ -7,11 +7,14 @@ Supported checkpoint files:
   ``{"model_state_dict": ...}``, ``{"net": ...}`` (PyTorch Lightning ``.ckpt``
   files, whose keys carry a ``model.`` prefix, included);
 - ``.safetensors`` files;
-- TorchScript archives (``torch.jit.save``; no architecture needed);
+- TorchScript archives (``torch.jit.save``; no architecture needed), only with
+  ``allow_torchscript=True``: an archive is a program (its ``__setstate__`` and ``forward``
+  run on load and call), recognised by content, not by name (also hidden inside another file);
 - whole pickled modules (``torch.save(model)``), only with ``allow_pickle=True``,
   because unpickling can run arbitrary code.
 
-Everything else is loaded with ``torch.load(weights_only=True)``.
+Everything else is loaded with ``torch.load(weights_only=True)``. Error messages never quote a
+file's bytes.
 """
 
 from __future__ import annotations
@@ -53,12 +56,14 @@ def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathL
     """
     if isinstance(checkpoints, (str, os.PathLike)):
         spec = os.path.expanduser(str(checkpoints))
+        # a directory and a glob list the same way: sub-directories are skipped, a broken symlink is
+        # kept and refused below (skipping it would silently score fewer checkpoints)
         if os.path.isdir(spec):
             paths = [p for p in os.listdir(spec) if p.endswith(CHECKPOINT_SUFFIXES)]
-            paths = [os.path.join(spec, p) for p in paths]
+            paths = [q for q in (os.path.join(spec, p) for p in paths) if not os.path.isdir(q)]
             what = f"directory {spec!r} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
         elif glob.has_magic(spec):
-            paths = [p for p in glob.glob(spec) if os.path.isfile(p)]
+            paths = [p for p in glob.glob(spec) if not os.path.isdir(p)]
             what = f"no checkpoint file matches {spec!r}"
         else:
             paths = [spec]
@@ -70,12 +75,40 @@ def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathL
         paths = [os.path.expanduser(str(p)) for p in checkpoints]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
-        raise VoGError(f"checkpoint file not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise VoGError(_not_a_file(missing[0]) + more)
     if len(paths) < 2:
         raise VoGError(
             f"VoG needs at least 2 checkpoints from training, got {len(paths)}; save one every few epochs"
         )
     return [Path(p) for p in paths]
+
+
+def _not_a_file(path: str) -> str:
+    """Why ``path`` is not a checkpoint file, in one line."""
+    if not path.strip():
+        return "a checkpoint path is empty; list checkpoint files (at least 2, in training order)"
+    if os.path.isdir(path):
+        return (f"checkpoint {path} is a directory, not a file; pass the directory alone as checkpoints= "
+                f"(its {', '.join(CHECKPOINT_SUFFIXES)} files, naturally sorted) or list its files")
+    if os.path.islink(path):
+        return f"checkpoint {path} is a broken symlink (its target does not exist); fix or remove the link"
+    return f"checkpoint file not found: {path}"
+
+
+def check_distinct(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """The checkpoints' sha256, refusing the same file twice (the same path, two links to one file,
+    or two identical copies): the variance across identical weights is 0 for every sample."""
+    hashes = [sha256(p) for p in paths]
+    first = {}
+    for p, h in zip(paths, hashes):
+        if h in first:
+            raise VoGError(
+                f"checkpoints {first[h]} and {p} are the same file (identical sha256): VoG over identical "
+                "weights is 0 for every sample; list each training checkpoint once"
+            )
+        first[h] = p
+    return hashes
 
 
 def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -87,55 +120,100 @@ def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _is_torchscript_name(name: str) -> bool:
+    return name == "constants.pkl" or name.endswith("/constants.pkl") or name.startswith("code/") or "/code/" in name
+
+
 def is_torchscript(path: str | os.PathLike) -> bool:
-    """TorchScript archives are zip files with a ``code/`` folder and ``constants.pkl``."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-    return any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names)
+    """Whether ``path`` holds a TorchScript archive, by content whatever its name: a zip archive
+    (also one appended to another file, e.g. a valid PNG) with a ``constants.pkl`` record or a
+    ``code/`` folder. Both Python's zip reader and torch's own (the one ``torch.jit.load`` uses)
+    are asked; reading an archive's directory runs nothing."""
+    names = []
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                names += z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        pass
+    try:
+        names += torch._C.PyTorchFileReader(str(path)).get_all_records()
+    except Exception:  # not an archive torch can read
+        pass
+    return any(_is_torchscript_name(n) for n in names)
 
 
-def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> dict[str, torch.Tensor] | nn.Module:
+#: What :func:`load_checkpoint` reads, for error messages.
+FORMATS = ("torch.save state_dicts or training checkpoints (.pt/.pth/.ckpt/.bin), .safetensors, "
+           "TorchScript archives (with allow_torchscript=True) and whole pickled modules (with allow_pickle=True)")
+
+
+def _not_a_checkpoint(path: str) -> VoGError:
+    try:
+        with open(path, "rb") as f:
+            empty = not f.read(1)
+    except OSError as e:  # unreadable, not malformed
+        return VoGError(f"cannot read checkpoint {path}: {e.strerror or type(e).__name__}")
+    what = "the file is empty (0 bytes)" if empty else "it is not a PyTorch checkpoint, or is truncated or corrupt"
+    return VoGError(f"cannot read checkpoint {path}: {what}; read are {FORMATS}")
+
+
+def _is_pickle(path: str) -> bool:
+    """A pickle of protocol 2 or later starts with the PROTO opcode (garbage is then not "pickled objects")."""
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
+def _refuse_code(path: str, kind: str, allow_import: bool) -> VoGError:
+    """Loading ``path`` would run code from it: the one-line refusal, for the API/CLI or the App."""
+    why = {"torchscript": "is a TorchScript archive: a program whose code runs when it is loaded and called",
+           "pickle": "holds pickled Python objects (a whole model, or classes other than tensors): "
+                     "unpickling can run arbitrary code"}[kind]
+    if not allow_import:  # from the App: only the server's owner can allow it
+        return VoGError(f"checkpoint {path} {why}, which is disabled from the App; save model.state_dict() and "
+                        "name the architecture, or the server's owner can allow it by setting "
+                        "FIFTYONE_VOG_ALLOW_IMPORTS=1")
+    flag = {"torchscript": "allow_torchscript=True (CLI: --allow-torchscript)",
+            "pickle": "allow_pickle=True (CLI: --allow-pickle)"}[kind]
+    return VoGError(f"checkpoint {path} {why} on this machine, so it is not loaded by default; save "
+                    f"model.state_dict() instead and pass model=, or pass {flag} only if you trust the file "
+                    "and whoever wrote it")
+
+
+def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False, allow_torchscript: bool = False,
+                    allow_import: bool = True) -> dict[str, torch.Tensor] | nn.Module:
     """Read one checkpoint file: a ``state_dict`` (unwrapped) or, for TorchScript or
-    whole pickled modules, an ``nn.Module``."""
+    whole pickled modules, an ``nn.Module``. ``allow_import=False`` (the App without the
+    server's switch) only changes the wording of a refusal."""
     path = str(path)
     try:
+        if is_torchscript(path):  # by content, before any reader: whatever the name, also with model=
+            if not allow_torchscript:
+                raise _refuse_code(path, "torchscript", allow_import)
+            return torch.jit.load(path, map_location="cpu")
         if path.endswith(".safetensors"):
             from safetensors.torch import load_file
 
-            return load_file(path, device="cpu")
-        if is_torchscript(path):
-            return torch.jit.load(path, map_location="cpu")
+            try:
+                return load_file(path, device="cpu")
+            except Exception:  # the reader's message may quote the header's bytes
+                raise VoGError(f"cannot read checkpoint {path}: not a valid .safetensors file (truncated or corrupt)") from None
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            if allow_pickle:
-                obj = torch.load(path, map_location="cpu", weights_only=False)
-            elif "Unsupported global" in str(e):  # a valid pickle that needs classes: a whole model
-                raise VoGError(
-                    f"{path} holds pickled Python objects (a whole model?) that are not loaded by "
-                    "default because unpickling can run arbitrary code; save model.state_dict() "
-                    "instead, or pass allow_pickle=True (CLI: --allow-pickle) if you trust the file"
-                ) from None
-            else:
-                raise
+            refused = "Weights only load failed" in str(e) and ("Unsupported global" in str(e) or _is_pickle(path))
+            if not allow_pickle:
+                if refused:
+                    raise _refuse_code(path, "pickle", allow_import) from None
+                raise _not_a_checkpoint(path) from None
+            obj = torch.load(path, map_location="cpu", weights_only=False)
     except VoGError:
         raise
-    except Exception as e:
-        raise VoGError(f"cannot read checkpoint {path}: {_load_error(e)}") from None
+    except Exception:  # torch's messages can quote the file's bytes ("invalid load key", KeyError '101')
+        raise _not_a_checkpoint(path) from None
     if isinstance(obj, nn.Module):
         return obj
     return unwrap_state_dict(obj, path)
-
-
-def _load_error(e: BaseException) -> str:
-    """What went wrong, without the loaders' own text: it can quote the file's bytes (pickle's
-    "invalid load key, 'm'", torch's "Unsupported operand 109", TorchScript's source lines)."""
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return (f"not a checkpoint this package reads ({type(e).__name__}); it reads state_dict files "
-            f"({', '.join(CHECKPOINT_SUFFIXES)}), safetensors and TorchScript archives")
 
 
 def unwrap_state_dict(obj, path: str = "checkpoint") -> dict[str, torch.Tensor]:
@@ -255,16 +333,20 @@ def load_models(
     num_classes: int | None = None,
     allow_pickle: bool = False,
     allow_import: bool = True,
+    allow_torchscript: bool = False,
 ) -> list[nn.Module]:
     """Build one module per checkpoint and load its weights (strictly), on the CPU.
 
     Every checkpoint is checked before any gradient is computed: a corrupt file or
     weights that do not fit the architecture raise :class:`VoGError` naming the file.
+    TorchScript archives are refused (before loading) unless ``allow_torchscript``, also
+    when ``model`` is given.
     """
     factory = model_factory(model, num_classes, allow_import=allow_import)
     models = []
     for path in paths:
-        obj = load_checkpoint(path, allow_pickle=allow_pickle)
+        obj = load_checkpoint(path, allow_pickle=allow_pickle, allow_torchscript=allow_torchscript,
+                              allow_import=allow_import)
         if isinstance(obj, nn.Module):
             models.append(obj)
             continue

@@ -7,7 +7,10 @@ with every batch, so the engine places scores by id whatever the loader order.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import struct
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +31,92 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 #: Transform presets: name → (PIL mode, builder of the torchvision transform).
 TRANSFORM_PRESETS = ("rgb", "gray", "cifar", "imagenet")
+
+#: Environment variable with the most pixels an image may declare (see :func:`image_pixel_limit`).
+MAX_PIXELS_ENV = "FIFTYONE_VOG_MAX_IMAGE_PIXELS"
+
+
+class LoaderError(VoGError):
+    """A :class:`VoGError` raised while reading images that stays one line when a DataLoader
+    worker raises it: torch re-raises it in the main process as ``LoaderError(<the worker's
+    whole traceback>)``; the constructor keeps only the traceback's last line, our message."""
+
+    def __init__(self, message: str = ""):
+        message = str(message)
+        if "\nOriginal Traceback" in message:
+            tag = f"{__name__}.LoaderError: "
+            lines = [line for line in message.splitlines() if line.startswith(tag)]
+            if lines:
+                message = lines[-1][len(tag):]
+        super().__init__(message)
+
+
+def image_pixel_limit(max_image_pixels: int | None = None) -> int | None:
+    """The most pixels an image's header may declare before it is decoded (decompression bombs).
+
+    ``max_image_pixels`` if given, else the environment's ``FIFTYONE_VOG_MAX_IMAGE_PIXELS``, else
+    PIL's ``Image.MAX_IMAGE_PIXELS`` (PIL's own default; ``None`` there means no limit). The
+    same default as PIL, because torchvision's decoders, used for the presets, never check it.
+    """
+    value, what = max_image_pixels, "max_image_pixels"
+    if value is None:
+        value, what = os.environ.get(MAX_PIXELS_ENV, "").strip(), MAX_PIXELS_ENV
+        if not value:
+            return Image.MAX_IMAGE_PIXELS
+    try:
+        n = int(value)
+        ok = not isinstance(value, bool) and n >= 1 and (not isinstance(value, float) or n == value)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise VoGError(f"{what}={value!r} is not a positive whole number of pixels, e.g. 200000000")
+    return n
+
+
+@contextlib.contextmanager
+def _pil_allows(limit: int | None):
+    """PIL's own bomb guard (``Image.MAX_IMAGE_PIXELS``) raised to ``limit`` while we read, when the
+    user raised our limit above it; otherwise untouched."""
+    old = Image.MAX_IMAGE_PIXELS
+    raise_it = old is not None and (limit is None or limit > old)
+    if raise_it:
+        Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        if raise_it:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def _png_size(path) -> tuple[int, int] | None:
+    """A PNG's declared size from its IHDR chunk, which must come first (what every decoder
+    allocates by); None for another format."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return struct.unpack(">II", head[16:24])
+    return None
+
+
+def _pil_size(path, limit) -> tuple[int, int]:
+    """The declared size from the header, which PIL's ``Image.open`` reads without decoding."""
+    with _pil_allows(limit), Image.open(path) as img:
+        return img.size
+
+
+def pil_rgb(img: Image.Image) -> Image.Image:
+    """An RGB ``PIL.Image`` of ``img`` that keeps a 16-bit image's range: PIL's ``convert("RGB")``
+    clips 16-bit grayscale (modes ``I;16*``, or ``I`` from a PNG) at 255, which saturates it to
+    white; these are scaled to 8 bits (value / 257) instead. Other integer / float modes (32-bit
+    TIFFs) have no known range: converted as PIL does, with a warning."""
+    mode = img.mode
+    if mode.startswith("I;16") or (mode == "I" and img.format == "PNG"):
+        a = np.asarray(img).astype(np.float64) / 257.0
+        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode in ("I", "F"):
+        warnings.warn(f"an image of PIL mode {mode!r} (no known value range) was converted to RGB by clipping "
+                      "values at 255; convert such images yourself or use a preset transform", stacklevel=2)
+    return img.convert("RGB")
 
 
 def build_transform(transform: str | Callable | None) -> tuple[str | None, Callable]:
@@ -61,20 +150,42 @@ def build_transform(transform: str | Callable | None) -> tuple[str | None, Calla
 class ImageDataset(torch.utils.data.Dataset):
     """Images by file path with integer labels; yields ``(tensor, label, sample_id)``."""
 
-    def __init__(self, ids: Sequence[str], filepaths: Sequence[str], labels: Sequence[int], transform=None):
+    def __init__(self, ids: Sequence[str], filepaths: Sequence[str], labels: Sequence[int], transform=None,
+                 max_image_pixels: int | None = None):
         self.ids, self.filepaths = list(ids), list(filepaths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.mode, self.transform = build_transform(transform)
+        self.max_pixels = image_pixel_limit(max_image_pixels)
 
     def __len__(self):
         return len(self.ids)
 
+    def _check_size(self, path, where):
+        """Refuse an image whose header declares more than ``max_pixels`` pixels, before decoding
+        (a PNG's IHDR; other formats: PIL's ``Image.open``, which reads the header only)."""
+        if self.max_pixels is None:
+            return
+        try:
+            w, h = _png_size(path) or _pil_size(path, self.max_pixels)
+            size, pixels = f"{w}×{h} = {w * h:,} pixels", w * h
+        except Image.DecompressionBombError as e:  # over twice PIL's own limit: PIL says how many
+            found = re.search(r"\((\d+) pixels\)", str(e))
+            pixels = int(found.group(1)) if found else None
+            size = f"{pixels:,} pixels" if found else "more pixels than PIL allows"
+        if pixels is None or pixels > self.max_pixels:
+            raise LoaderError(
+                f"image {where} declares {size}, more than the limit of {self.max_pixels:,} (a decompression "
+                f"bomb?); nothing was decoded. If the image is genuine, raise the limit: max_image_pixels= "
+                f"(CLI: --max-image-pixels; environment: {MAX_PIXELS_ENV})"
+            )
+
     def _read(self, path):
         """Presets decode with torchvision.io (uint8 tensor, no PIL round trip), falling back to
-        PIL for formats it does not decode; a user's transform receives an RGB ``PIL.Image``."""
+        PIL for formats it does not decode; a user's transform receives an RGB ``PIL.Image``
+        (16-bit images scaled to 8 bits, see :func:`pil_rgb`)."""
         if self.mode == "PIL":
-            with Image.open(path) as img:
-                return img.convert("RGB")
+            with _pil_allows(self.max_pixels), Image.open(path) as img:
+                return pil_rgb(img)
         from torchvision.io import ImageReadMode, decode_image
 
         try:
@@ -82,18 +193,28 @@ class ImageDataset(torch.utils.data.Dataset):
         except Exception:
             from torchvision.transforms.functional import pil_to_tensor
 
-            with Image.open(path) as img:
+            with _pil_allows(self.max_pixels), Image.open(path) as img:
                 return pil_to_tensor(img.convert(self.mode))
 
     def __getitem__(self, i):
         path = self.filepaths[i]
+        where = f"{path} (sample {self.ids[i]})"
+        # LoaderError, not VoGError: raised in a loader worker it must stay one line
         try:
+            self._check_size(path, where)
             img = self._read(path)
+        except VoGError:
+            raise
+        except Exception as e:  # the decoders' messages can quote the file's bytes: only the error's type
+            raise LoaderError(f"cannot read image {where}: not a readable image file, or truncated or corrupt "
+                              f"({type(e).__name__}); fix or remove the file, or leave the sample out of the view") from None
+        try:
+            x = self.transform(img)
         except Exception as e:
-            raise VoGError(f"cannot read image {path} (sample {self.ids[i]}): {type(e).__name__}: {e}") from None
-        x = self.transform(img)
+            raise LoaderError(f"the transform failed on image {where}: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:300] if str(e) else ''}") from e  # the user's code: keep its traceback
         if not isinstance(x, torch.Tensor) or x.ndim != 3:
-            raise VoGError(f"the transform must return a C×H×W tensor, got {type(x).__name__} for {path}")
+            raise LoaderError(f"the transform must return a C×H×W tensor, got {type(x).__name__} for {path}")
         return x.as_subclass(torch.Tensor), int(self.labels[i]), self.ids[i]
 
 
@@ -101,7 +222,7 @@ def collate(items):
     xs, labels, ids = zip(*items)
     shapes = {tuple(x.shape) for x in xs}
     if len(shapes) > 1:
-        raise VoGError(
+        raise LoaderError(
             f"images in a batch have different sizes {sorted(shapes)[:3]}; use a transform that "
             "resizes them (transform='cifar', 'imagenet' or your own)"
         )
@@ -138,6 +259,9 @@ class ViewData:
 def resolve_classes(samples, label_field: str, classes: Sequence[str] | None, labels: Sequence[str | None]) -> list[str]:
     """``classes=`` if given, else the dataset's classes for the field, else its default
     classes, else the sorted distinct labels."""
+    if isinstance(classes, (str, bytes)):
+        raise VoGError(f"classes= must be a list of class names in the model's output order, e.g. "
+                       f"['cat', 'dog'], not the string {classes[:50]!r}")
     if classes is not None:
         classes = list(classes)
     else:
@@ -149,7 +273,8 @@ def resolve_classes(samples, label_field: str, classes: Sequence[str] | None, la
             "in the model's output order"
         )
     if len(set(classes)) != len(classes):
-        raise VoGError("classes= contains duplicates")
+        dup = next(c for i, c in enumerate(classes) if c in classes[:i])
+        raise VoGError(f"classes= lists {dup!r} twice; list each class name once, in the model's output order")
     return [str(c) for c in classes]
 
 

@@ -26,7 +26,8 @@ def _free_port():
 
 @pytest.fixture(scope="module")
 def torchscript_checkpoints(checkpoint_dir, tmp_root):
-    """The trained checkpoints as TorchScript: the App form needs no model name and imports nothing."""
+    """The trained checkpoints as TorchScript: the App form needs no model name (the server allows
+    TorchScript: see the app fixture)."""
     import glob
 
     import torch
@@ -58,9 +59,16 @@ def app(image_dir):
     preds = [CLASSES[(CLASSES.index(l) + (i % 4 == 0)) % len(CLASSES)] for i, l in enumerate(labels)]
     ds.set_values("predictions", [fo.Classification(label=p) for p in preds])
     port = _free_port()
+    # the compute test uses TorchScript checkpoints, which are code: the server's owner allows them
+    allow = os.environ.get("FIFTYONE_VOG_ALLOW_IMPORTS")
+    os.environ["FIFTYONE_VOG_ALLOW_IMPORTS"] = "1"
     session = fo.launch_app(ds, remote=True, port=port, auto=False)
     yield ds, f"http://localhost:{port}/datasets/{ds.name}", session
     session.close()
+    if allow is None:
+        os.environ.pop("FIFTYONE_VOG_ALLOW_IMPORTS", None)
+    else:
+        os.environ["FIFTYONE_VOG_ALLOW_IMPORTS"] = allow
     ds.delete()
 
 

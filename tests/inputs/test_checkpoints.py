@@ -64,7 +64,7 @@ def test_weight_formats_load_identically(tmp_path, ref):
 def test_torchscript_needs_no_architecture(tmp_path, ref):
     path = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(ref.eval()), str(path))
-    (m,) = load_models([path], model=None)
+    (m,) = load_models([path], model=None, allow_torchscript=True)  # TorchScript is code: opt in
     x = torch.randn(2, 3, 8, 6)
     torch.testing.assert_close(m(x), ref(x))
 
