@@ -13,9 +13,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..core import distributed
-from ..inputs.checkpoints import ModelSpec, load_models, resolve_checkpoints, sha256
-from ..inputs.images import ImageDataset, make_loader, read_view
+from . import distributed
 from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
 from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
 from .resume import open_partial
