@@ -24,6 +24,7 @@ import fiftyone.core.view as fov_view
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from .app_errors import reported
 from .engine import VoGError
 from .forms import (  # noqa: F401  (re-exported: callers and tests import these from here)
     ALLOW_IMPORTS,
@@ -137,6 +138,7 @@ class ComputeVoG(foo.Operator):
         compute_vog_form(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Compute VoG"))
 
+    @reported
     def execute(self, ctx):
         kwargs = compute_vog_kwargs(ctx)
         samples = ctx.target_view()
@@ -181,6 +183,7 @@ class SaveVoGViews(foo.Operator):
         save_vog_views_form(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Save VoG views"))
 
+    @reported
     def execute(self, ctx):
         from .views import save_vog_views
 
@@ -229,6 +232,7 @@ class ShuffleLabels(foo.Operator):
             return types.Property(inputs)
         return types.Property(inputs, view=types.View(label="Shuffle labels"))
 
+    @reported
     def execute(self, ctx):
         from .shuffle import restore_labels, shuffle_labels
 
@@ -271,6 +275,7 @@ class ExportVoGSubset(foo.Operator):
         export_vog_subset_form(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Export VoG subset"))
 
+    @reported
     def execute(self, ctx):
         from .export import export_vog_subset
 
