@@ -14,6 +14,7 @@ import torch
 
 from . import __version__
 from . import distributed
+from . import preflight
 from .checkpoints import ModelSpec, load_models, resolve_checkpoints, sha256
 from .data import ImageDataset, make_loader, read_view
 from .resume import open_partial
@@ -254,14 +255,16 @@ def compute_vog(
     _check_field_name(vog_field)
     if int(batch_size) < 1:
         raise VoGError(f"batch_size must be ≥ 1, got {batch_size}")
-    dev = resolve_device(device)
+    dev = preflight.check_device(device)
     ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
     if ctx is not None:
         dev = ctx.device(dev)
 
     paths = resolve_checkpoints(checkpoints)
+    preflight.check_checkpoint_files(paths)
     window_idx = resolve_windows(windows, paths)
     fields = field_names(vog_field, window_idx)
+    preflight.check_labels(samples, label_field, label_mode)
     data = read_view(samples, label_field, classes, require_labels=label_mode == "true")
     _check_overwrite(samples, vog_field, fields, overwrite)
 
@@ -369,13 +372,9 @@ def _workers(num_workers: int | None, dev: torch.device) -> int:
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
     """Up front: the output fields must be free (or overwritten) and, if they exist, float fields."""
-    import fiftyone as fo
-
     ds = samples._dataset
     schema = ds.get_field_schema()
-    for name in (f for pair in fields.values() for f in pair):
-        if name in schema and not isinstance(schema[name], fo.FloatField):
-            raise VoGError(f"field {name!r} exists with type {type(schema[name]).__name__}; choose another vog_field")
+    preflight.check_output_fields(samples, [f for pair in fields.values() for f in pair])
     if overwrite:
         return
     if ds.has_run(vog_field):

@@ -142,7 +142,7 @@ def _where(path: str) -> str:
 # -- compute_vog -------------------------------------------------------------------
 def compute_vog_form(ctx, inputs):
     """The Compute VoG form; every check that needs the server happens here."""
-    from .checkpoints import model_factory, resolve_checkpoints
+    from .checkpoints import known_architectures, model_factory, resolve_checkpoints
     from .api import field_names, resolve_windows
 
     inputs.view_target(ctx, action_description="Score")
@@ -164,9 +164,13 @@ def compute_vog_form(ctx, inputs):
             inputs.view("checkpoints_found", types.Notice(
                 label=f"{len(paths)} checkpoints: {paths[0].name} … {paths[-1].name}"))
 
-    prop = inputs.str("model", label="Model",
-                      description="torchvision architecture (resnet18, ...), or 'package.module:callable' "
-                      f"if the server sets {ALLOW_IMPORTS}=1; empty for TorchScript checkpoints")
+    architectures = types.AutocompleteView(allow_user_input=True)
+    for name in known_architectures():
+        architectures.add_choice(name, label=name)
+    prop = inputs.str("model", label="Model", view=architectures,
+                      description="An architecture of this package (SmallCNN, MLP) or torchvision (resnet18, ...); "
+                      f"any other 'package.module:callable' if the server sets {ALLOW_IMPORTS}=1; "
+                      "empty for TorchScript checkpoints")
     model = params.get("model") or None
     if model:
         try:
@@ -232,6 +236,67 @@ def compute_vog_form(ctx, inputs):
     if params.get("allow_pickle") and not allowed:
         _invalid(prop, f"unpickling checkpoints from the App is disabled; the server's owner can allow it "
                        f"by setting {ALLOW_IMPORTS}=1")
+    _check_run_inline(ctx, inputs, paths, windows, allowed)
+
+
+def _check_run_inline(ctx, inputs, paths, windows, allowed):
+    """The run's up-front checks (:mod:`fiftyone_vog.preflight`, the rules ``compute_vog`` applies),
+    each as an inline error on the control that fixes it."""
+    from . import preflight
+    from .api import _check_field_name, field_names, resolve_windows
+    from .data import ImageDataset, resolve_classes
+
+    p, props = ctx.params, inputs.properties
+
+    def check(name, fn, *args):
+        """``fn(*args)``; a VoGError marks property ``name`` invalid (keeping an earlier error)."""
+        try:
+            return fn(*args), True
+        except VoGError as e:
+            if not props[name].invalid:
+                _invalid(props[name], str(e))
+            return None, False
+
+    if p.get("device"):
+        check("device", preflight.check_device, p["device"])
+    if paths is not None and not check("checkpoints", preflight.check_checkpoint_files, paths)[1]:
+        paths = None
+    samples = ctx.target_view()
+    label_field = p.get("label_field") or props["label_field"].default
+    if label_field:
+        check("label_mode", preflight.check_labels, samples, label_field, p.get("label_mode", "true"))
+
+    vog_field = p.get("vog_field", "vog")
+    try:  # another type: no overwrite helps, so this replaces "tick 'Overwrite'"
+        _check_field_name(vog_field)
+        names = field_names(vog_field, resolve_windows(windows, paths) if windows is not None and paths else {})
+        preflight.check_output_fields(samples, [f for pair in names.values() for f in pair])
+    except VoGError as e:
+        if "exists with type" in str(e):
+            _invalid(props["vog_field"], f"{e} (it holds other data; Overwrite does not replace it)")
+
+    if (paths is None or props["model"].invalid or props["allow_pickle"].invalid or not len(samples)
+            or label_field not in samples.get_field_schema()):
+        return
+    classes, ok = check("classes", lambda: resolve_classes(
+        samples, label_field, _split(p.get("classes")), samples.distinct(f"{label_field}.label")))
+    if not ok:
+        return
+    module, ok = check("model", preflight.load_one, paths[0], p.get("model") or None, len(classes),
+                       bool(p.get("allow_pickle")) and allowed, allowed)
+    if not ok:
+        if p.get("classes") and "size mismatch" in props["model"].error_message:
+            _invalid(props["classes"], props["model"].error_message)
+        return
+    first = samples.select_fields().first()
+    try:
+        x = ImageDataset([first.id], [first.filepath], [0], p.get("transform", "rgb"))[0][0][None]
+    except Exception:  # an unreadable image: the run reports it with its sample
+        return
+    try:
+        preflight.check_outputs(module, x, len(classes))
+    except VoGError as e:
+        _invalid(props["classes" if "classes were given" in str(e) else "transform"], str(e))
 
 
 def compute_vog_kwargs(ctx) -> dict:

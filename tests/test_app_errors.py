@@ -45,10 +45,11 @@ def _from_the_app(uri, ds, params, **request):
 
 
 def _broken_checkpoints(checkpoint_dir, tmp_path):
-    """The five trained checkpoints, the last one truncated: only loading it fails."""
+    """The five trained checkpoints, the third one truncated: the form reads the first one, the run
+    fails on loading the third."""
     for path in sorted(glob.glob(os.path.join(checkpoint_dir, "epoch_*.pt"))):
         shutil.copy(path, tmp_path)
-    with open(tmp_path / "epoch_5.pt", "r+b") as f:
+    with open(tmp_path / "epoch_3.pt", "r+b") as f:
         f.truncate(100)
     return str(tmp_path / "epoch_*.pt")
 
@@ -86,3 +87,169 @@ def test_failed_plain_operator_notifies_and_reopens_the_form(dataset):
         {"message": str(api.value), "variant": "error"}]
     prompts = [r["params"] for r in requests if r["operator_uri"] == "prompt_user_for_operation"]
     assert prompts[0]["operator_uri"] == uri and prompts[0]["params"] == {"fraction": 0.25, "seed": 7}
+
+
+# -- 2. the run's up-front checks are the form's inline errors ------------------------------
+def _form(uri, ds, params, **request):
+    """Resolve the operator's form on the server, as the App does on every keystroke."""
+    from fiftyone.operators.executor import ExecutionContext, ValidationContext
+
+    op = foo.get_operator(uri)
+    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": dict(params), **request},
+                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    inputs = op.resolve_input(ctx)
+    return inputs.type.properties, ValidationContext(ctx, inputs, op)
+
+
+def _plugin_module(name):
+    """The plugin's own copy of ``fiftyone_vog.<name>``: FiftyOne imports the plugin folder under
+    a name of its own, and its submodules stay loaded between requests."""
+    import importlib
+
+    package = type(foo.get_operator(COMPUTE)).__module__.rsplit(".", 1)[0]
+    return importlib.import_module(f"{package}.{name}")
+
+
+def _api_error(fn, *args, **kwargs):
+    with pytest.raises(fov.VoGError) as e:
+        fn(*args, **kwargs)
+    return str(e.value)
+
+
+def _inline(ds, params, prop):
+    props, val = _form(COMPUTE, ds, params)
+    assert props[prop].invalid, f"{prop} is not invalid"
+    assert val.invalid and f".{prop}" in [e.path for e in val.errors]  # Execute is disabled
+    return props[prop].error_message
+
+
+def test_unlabeled_samples_with_label_mode_true(dataset, checkpoint_dir, allow_imports):
+    sample = dataset.first()
+    sample["ground_truth"] = None
+    sample.save()
+    params = {"checkpoints": checkpoint_dir, "model": MODEL}
+    msg = _api_error(fov.compute_vog, dataset, checkpoint_dir, model=MODEL, progress=False)
+    assert _inline(dataset, params, "label_mode") == msg == (
+        "1 samples have no 'ground_truth' label; label_mode='true' needs labels — use label_mode='auto' "
+        "(true label where present, the model's prediction elsewhere)")
+    props, _ = _form(COMPUTE, dataset, {**params, "label_mode": "auto"})
+    assert not props["label_mode"].invalid
+    # the target view counts: the labeled rest is fine
+    view = dataset.skip(1)
+    props, _ = _form(COMPUTE, dataset, {**params, "view_target": "CURRENT_VIEW"}, view=view._serialize())
+    assert not props["label_mode"].invalid
+
+
+@pytest.mark.parametrize("device", ["cuda:99", "gpu"])
+def test_a_device_that_does_not_exist(dataset, checkpoint_dir, device):
+    msg = _api_error(fov.compute_vog, dataset, checkpoint_dir, model="resnet18", device=device, progress=False)
+    assert _inline(dataset, {"checkpoints": checkpoint_dir, "device": device}, "device") == msg
+    assert "cuda:99" not in msg or "does not exist" in msg or "CUDA is not available" in msg
+    props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "device": "cpu"})
+    assert not props["device"].invalid
+
+
+def test_classes_that_disagree_with_the_model(dataset, checkpoint_dir, allow_imports):
+    params = {"checkpoints": checkpoint_dir, "model": MODEL, "classes": "circle,square,stripes"}
+    msg = _inline(dataset, params, "classes")
+    assert "does not fit the architecture" in msg and "num_classes=3" in msg and "classes=" in msg
+    assert not _form(COMPUTE, dataset, {**params, "classes": "circle,square,stripes,dots"})[0]["classes"].invalid
+
+
+def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir, tmp_path):
+    """No architecture to build: the model's output size is checked on one image of the view."""
+    import torch
+
+    from conftest import small_model
+
+    for i, path in enumerate(sorted(glob.glob(os.path.join(checkpoint_dir, "epoch_*.pt")))[:2]):
+        model = small_model()
+        model.load_state_dict(torch.load(path, weights_only=True))
+        torch.jit.save(torch.jit.script(model.eval()), str(tmp_path / f"epoch_{i}.pt"))
+    classes = ["circle", "square", "stripes", "dots", "extra"]
+    params = {"checkpoints": str(tmp_path), "classes": ",".join(classes)}
+    msg = _api_error(fov.compute_vog, dataset, str(tmp_path), classes=classes, label_mode="predicted",
+                     progress=False)
+    assert _inline(dataset, {**params, "label_mode": "predicted"}, "classes") == msg
+    assert msg.startswith("the model outputs (4,) scores per sample but 5 classes were given")
+
+
+def test_checkpoints_that_do_not_fit_the_architecture_are_loaded_once(dataset, checkpoint_dir, monkeypatch):
+    fc, preflight = _plugin_module("checkpoints"), _plugin_module("preflight")
+    preflight._CACHE.clear()
+    loads = []
+    real = fc.load_checkpoint
+    monkeypatch.setattr(fc, "load_checkpoint", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    params = {"checkpoints": checkpoint_dir, "model": "resnet18"}
+    msg = _inline(dataset, params, "model")
+    assert msg.startswith(f"{os.path.join(checkpoint_dir, 'epoch_1.pt')} does not fit the architecture")
+    assert msg == _api_error(fov.compute_vog, dataset, checkpoint_dir, model="resnet18", progress=False)
+    assert len(loads) == 1  # one checkpoint, not all five
+    _inline(dataset, {**params, "vog_field": "typing"}, "model")  # the next keystroke
+    assert len(loads) == 1  # from the cache: same path, mtime and size
+    os.utime(loads[0], ns=(0, 0))  # a rewritten file is read again
+    try:
+        _inline(dataset, params, "model")
+        assert len(loads) == 2
+    finally:
+        os.utime(loads[0])
+
+
+def test_an_output_field_of_another_type(dataset, checkpoint_dir, allow_imports):
+    msg = _api_error(fov.compute_vog, dataset, checkpoint_dir, model=MODEL, vog_field="ground_truth",
+                     overwrite=True, progress=False)
+    for overwrite in (False, True):
+        got = _inline(dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "vog_field": "ground_truth",
+                                "overwrite": overwrite}, "vog_field")
+        assert got.startswith(msg) and "Overwrite" not in msg
+        assert "field 'ground_truth' exists with type EmbeddedDocumentField; choose another" in got
+
+
+def test_a_glob_that_matches_images(dataset, image_dir):
+    folder = os.path.dirname(image_dir[0][0])
+    spec = os.path.join(folder, "*")
+    msg = _api_error(fov.compute_vog, dataset, spec, model="resnet18", progress=False)
+    assert _inline(dataset, {"checkpoints": spec, "model": "resnet18"}, "checkpoints") == msg
+    assert msg.startswith("the checkpoints include image files (img_000.png and 39 more), not training checkpoints")
+
+
+def test_a_good_form_is_valid(dataset, checkpoint_dir, allow_imports):
+    props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "device": "cpu"})
+    assert not val.invalid, [(e.path, e.reason) for e in val.errors]
+
+
+# -- 3. architectures of this package and torchvision by name, without the import switch ----
+@pytest.fixture
+def small_cnn_checkpoints(tmp_path):
+    """Two checkpoints of the package's SmallCNN as the demo builds it (4 classes)."""
+    import torch
+
+    from fiftyone_vog.models import SmallCNN
+
+    for i in range(2):
+        torch.manual_seed(i)
+        torch.save(SmallCNN(num_classes=4).state_dict(), tmp_path / f"epoch_{i + 1}.pt")
+    return str(tmp_path / "epoch_*.pt")
+
+
+@pytest.mark.parametrize("name", ["SmallCNN", "fiftyone_vog.models:SmallCNN"])
+def test_package_architectures_need_no_switch(dataset, small_cnn_checkpoints, monkeypatch, name):
+    monkeypatch.delenv("FIFTYONE_VOG_ALLOW_IMPORTS", raising=False)
+    props, val = _form(COMPUTE, dataset, {"checkpoints": small_cnn_checkpoints, "model": name})
+    assert not val.invalid, [(e.path, e.reason) for e in val.errors]
+    choices = [c.value for c in props["model"].view.choices]
+    assert {"SmallCNN", "fiftyone_vog.models:SmallCNN", "MLP", "resnet18"} <= set(choices)
+    foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {
+        "checkpoints": small_cnn_checkpoints, "model": name, "vog_field": "by_name"}})
+    assert dataset.count("by_name") == 40
+    assert fov.get_vog_run(dataset, "by_name").config.model == name
+
+
+def test_other_code_still_needs_the_switch(dataset, checkpoint_dir, monkeypatch):
+    monkeypatch.delenv("FIFTYONE_VOG_ALLOW_IMPORTS", raising=False)
+    for spec in ("os:system", "fiftyone_vog.models:nn"):
+        msg = _inline(dataset, {"checkpoints": checkpoint_dir, "model": spec}, "model")
+        assert "FIFTYONE_VOG_ALLOW_IMPORTS=1" in msg
+        with pytest.raises(ExecutionError, match="FIFTYONE_VOG_ALLOW_IMPORTS"):
+            foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir,
+                                                                               "model": spec}})
