@@ -44,8 +44,11 @@ def check_checkpoint_files(paths: Sequence[os.PathLike]) -> None:
 
 def check_labels(samples, label_field: str, label_mode: str) -> None:
     """``label_mode='true'`` needs a label on every sample of ``samples`` (counted, not read)."""
-    if label_mode != "true" or label_field not in samples.get_field_schema():
-        return  # a missing label field is read_view's error
+    import fiftyone as fo
+
+    field = samples.get_field_schema().get(label_field)
+    if label_mode != "true" or getattr(field, "document_type", None) is not fo.Classification:
+        return  # a missing or non-Classification label field is read_view's error
     missing = len(samples) - samples.count(f"{label_field}.label")
     if missing:
         raise VoGError(
