@@ -244,7 +244,6 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
     each as an inline error on the control that fixes it."""
     from . import preflight
     from .api import _check_field_name, field_names, resolve_windows
-    from .data import ImageDataset, resolve_classes
 
     p, props = ctx.params, inputs.properties
 
@@ -275,9 +274,21 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
         if "exists with type" in str(e):
             _invalid(props["vog_field"], f"{e} (it holds other data; Overwrite does not replace it)")
 
+    field = samples.get_field_schema().get(label_field)
     if (paths is None or props["model"].invalid or props["allow_pickle"].invalid or not len(samples)
-            or label_field not in samples.get_field_schema()):
+            or getattr(field, "document_type", None) is not fo.Classification):
         return
+    try:
+        _check_model_inline(p, props, check, samples, label_field, paths, allowed)
+    except Exception:  # anything but a VoGError: the form stays usable, the run reports it
+        pass
+
+
+def _check_model_inline(p, props, check, samples, label_field, paths, allowed):
+    """Load the first checkpoint into the model and run it on one image of the view."""
+    from . import preflight
+    from .data import ImageDataset, resolve_classes
+
     classes, ok = check("classes", lambda: resolve_classes(
         samples, label_field, _split(p.get("classes")), samples.distinct(f"{label_field}.label")))
     if not ok:
@@ -289,10 +300,7 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
             _invalid(props["classes"], props["model"].error_message)
         return
     first = samples.select_fields().first()
-    try:
-        x = ImageDataset([first.id], [first.filepath], [0], p.get("transform", "rgb"))[0][0][None]
-    except Exception:  # an unreadable image: the run reports it with its sample
-        return
+    x = ImageDataset([first.id], [first.filepath], [0], p.get("transform", "rgb"))[0][0][None]
     try:
         preflight.check_outputs(module, x, len(classes))
     except VoGError as e:

@@ -253,3 +253,9 @@ def test_other_code_still_needs_the_switch(dataset, checkpoint_dir, monkeypatch)
         with pytest.raises(ExecutionError, match="FIFTYONE_VOG_ALLOW_IMPORTS"):
             foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir,
                                                                                "model": spec}})
+
+
+def test_a_label_field_of_another_type_keeps_the_form_usable(dataset, checkpoint_dir, allow_imports):
+    """From Python a non-Classification label field can reach the form: its checks skip the model."""
+    props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "label_field": "filepath"})
+    assert not props["model"].invalid and not props["label_mode"].invalid
