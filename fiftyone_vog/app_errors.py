@@ -10,9 +10,10 @@ What FiftyOne does with an exception raised by an operator's ``execute``:
   traceback folded away, and the form is gone.
 
 So on failure the operators first send an error notification with the API's one-line
-message. When the run was started from the App's form (``ctx.prompt_id`` is set), they
-then reopen that form with the same parameters, so that the user can fix one value and
-run it again, and end without raising (an exception after the reopen replaces the form
+message. When the run came from the App (its execute request names the operator in its body,
+``operator_uri``; Python's ``foo.execute_operator`` does not, and the App 1.22 leaves
+``prompt_id`` empty), they then reopen the operator's form with the same parameters, so that
+the user can fix one value and run it again, and end without raising (an exception after the reopen replaces the form
 with FiftyOne's traceback view). Anything else (Python's ``foo.execute_operator``,
 delegated runs) still gets the exception, as before.
 """
@@ -36,8 +37,8 @@ def error_message(error: BaseException) -> str:
 
 
 def from_app_prompt(ctx) -> bool:
-    """Whether this execution was started from the App's form (not delegated, not Python)."""
-    return not ctx.delegated and bool(getattr(ctx, "prompt_id", None))
+    """Whether this execution came from the App (not delegated, not Python)."""
+    return not ctx.delegated and bool(ctx.request_params.get("operator_uri") or getattr(ctx, "prompt_id", None))
 
 
 def report_failure(ctx, operator_uri: str, error: BaseException) -> tuple[list, bool]:

@@ -34,9 +34,9 @@ def allow_imports(monkeypatch):
 
 
 def _from_the_app(uri, ds, params, **request):
-    """Run an operator as the App's server does for a form's Execute button: the request carries
-    the prompt's id; a streaming operator's messages are the JSON lines the App receives."""
-    request_params = _parse_ctx(ctx={"dataset": ds, "params": params, "prompt_id": "prompt-1", **request})
+    """Run an operator as the App's server does for a form's Execute button: the App's request
+    body names the operator; a streaming operator's messages are the JSON lines the App receives."""
+    request_params = _parse_ctx(ctx={"dataset": ds, "params": params, "operator_uri": uri, **request})
     result = asyncio.run(execute_or_delegate_operator(uri, request_params))
     if result.is_generator:  # what fiftyone.operators.server streams to the App
         lines = [json.loads(line) for line in create_response_generator(result.result)]
