@@ -265,7 +265,15 @@ Finished in {seconds:.0f}s. What to look at:
 Open the App (the plugin adds the VoG panel and operators):
   fiftyone-vog install-plugin        # once
   fiftyone app launch {args.dataset_name}
-then pick a saved view (vog-high, vog-shuffled-labels, vog-ood, ...) in the view bar, or sort by 'vog'.""")
+then pick a saved view (vog-high, vog-shuffled-labels, vog-ood, ...) in the view bar, or sort by 'vog'.
+
+To score it again from the App: press ` (the operator browser), choose "Compute VoG", and fill in
+  Checkpoints   {os.path.join(os.path.abspath(out), "checkpoints", "epoch_*.pt")}
+  Model         SmallCNN  (pick it from the list: this package's architectures need no server switch)
+  Label mode    auto  (the OOD samples have no label)
+  Target        {args.target}
+  Output field  a new name, e.g. vog_app
+and press Execute.""")
     return {
         "dataset": ds.name, "out": out, "checkpoints": [str(p) for p in checkpoints], "views": view_counts,
         "reports": [rep_train["html"], rep_test["html"]], "export": export_dir, "seconds": seconds,

@@ -15,8 +15,8 @@ import fiftyone as fo
 import fiftyone.operators.types as types
 
 from .. import options
-from ..errors import VoGError
 from ..audit.views import vog_view_names
+from ..errors import VoGError
 from .roots import check_app_checkpoints, check_app_path
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
@@ -141,8 +141,8 @@ def _where(path: str) -> str:
 # -- compute_vog -------------------------------------------------------------------
 def compute_vog_form(ctx, inputs):
     """The Compute VoG form; every check that needs the server happens here."""
-    from ..inputs.checkpoints import model_factory
     from ..core.compute import field_names, resolve_windows
+    from ..inputs.checkpoints import known_architectures, model_factory
 
     inputs.view_target(ctx, action_description="Score")
     allowed = imports_allowed(ctx)
@@ -163,10 +163,14 @@ def compute_vog_form(ctx, inputs):
             inputs.view("checkpoints_found", types.Notice(
                 label=f"{len(paths)} checkpoints: {paths[0].name} … {paths[-1].name}"))
 
-    prop = inputs.str("model", label="Model",
-                      description="torchvision architecture (resnet18, ...), or 'package.module:callable' "
-                      f"if the server sets {ALLOW_IMPORTS}=1; empty for TorchScript checkpoints (code: "
-                      f"only if the server sets {ALLOW_IMPORTS}=1)")
+    architectures = types.AutocompleteView(allow_user_input=True)
+    for name in known_architectures():
+        architectures.add_choice(name, label=name)
+    prop = inputs.str("model", label="Model", view=architectures,
+                      description="An architecture of this package (SmallCNN, MLP) or torchvision (resnet18, ...); "
+                      f"any other 'package.module:callable' if the server sets {ALLOW_IMPORTS}=1; "
+                      "empty for TorchScript checkpoints (code: only if the server sets "
+                      f"{ALLOW_IMPORTS}=1)")
     model = params.get("model") or None
     if model:
         try:
@@ -242,6 +246,75 @@ def compute_vog_form(ctx, inputs):
     if params.get("allow_pickle") and not allowed:
         _invalid(prop, f"unpickling checkpoints from the App is disabled; the server's owner can allow it "
                        f"by setting {ALLOW_IMPORTS}=1")
+    _check_run_inline(ctx, inputs, paths, windows, allowed)
+
+
+def _check_run_inline(ctx, inputs, paths, windows, allowed):
+    """The run's up-front checks (:mod:`fiftyone_vog.core.preflight`, the rules ``compute_vog`` applies),
+    each as an inline error on the control that fixes it."""
+    from ..core import preflight
+    from ..core.compute import _check_field_name, field_names, resolve_windows
+
+    p, props = ctx.params, inputs.properties
+
+    def check(name, fn, *args):
+        """``fn(*args)``; a VoGError marks property ``name`` invalid (keeping an earlier error)."""
+        try:
+            return fn(*args), True
+        except VoGError as e:
+            if not props[name].invalid:
+                _invalid(props[name], str(e))
+            return None, False
+
+    if p.get("device"):
+        check("device", preflight.check_device, p["device"])
+    if paths is not None and not check("checkpoints", preflight.check_checkpoint_files, paths)[1]:
+        paths = None
+    samples = ctx.target_view()
+    label_field = p.get("label_field") or props["label_field"].default
+    if label_field:
+        check("label_mode", preflight.check_labels, samples, label_field, p.get("label_mode", "true"))
+
+    vog_field = p.get("vog_field", "vog")
+    try:  # another type: no overwrite helps, so this replaces "tick 'Overwrite'"
+        _check_field_name(vog_field)
+        names = field_names(vog_field, resolve_windows(windows, paths) if windows is not None and paths else {})
+        preflight.check_output_fields(samples, [f for pair in names.values() for f in pair])
+    except VoGError as e:
+        if "exists with type" in str(e):
+            _invalid(props["vog_field"], f"{e} (it holds other data; Overwrite does not replace it)")
+
+    field = samples.get_field_schema().get(label_field)
+    if (paths is None or props["model"].invalid or props["allow_pickle"].invalid or not len(samples)
+            or getattr(field, "document_type", None) is not fo.Classification):
+        return
+    try:
+        _check_model_inline(p, props, check, samples, label_field, paths, allowed)
+    except Exception:  # anything but a VoGError: the form stays usable, the run reports it
+        pass
+
+
+def _check_model_inline(p, props, check, samples, label_field, paths, allowed):
+    """Load the first checkpoint into the model and run it on one image of the view."""
+    from ..core import preflight
+    from ..inputs.images import ImageDataset, resolve_classes
+
+    classes, ok = check("classes", lambda: resolve_classes(
+        samples, label_field, _split(p.get("classes")), samples.distinct(f"{label_field}.label")))
+    if not ok:
+        return
+    module, ok = check("model", preflight.load_one, paths[0], p.get("model") or None, len(classes),
+                       bool(p.get("allow_pickle")) and allowed, allowed)
+    if not ok:
+        if p.get("classes") and "size mismatch" in props["model"].error_message:
+            _invalid(props["classes"], props["model"].error_message)
+        return
+    first = samples.select_fields().first()
+    x = ImageDataset([first.id], [first.filepath], [0], p.get("transform", "rgb"))[0][0][None]
+    try:
+        preflight.check_outputs(module, x, len(classes))
+    except VoGError as e:
+        _invalid(props["classes" if "classes were given" in str(e) else "transform"], str(e))
 
 
 #: Server-side caps on what an App user may ask of the server (environment variables).

@@ -25,6 +25,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..errors import VoGError
+from .reporting import reported
 from .forms import (  # noqa: F401  (re-exported: callers and tests import these from here)
     ALLOW_IMPORTS,
     CHOICES,
@@ -139,6 +140,7 @@ class ComputeVoG(foo.Operator):
         compute_vog_form(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Compute VoG"))
 
+    @reported
     def execute(self, ctx):
         kwargs = compute_vog_kwargs(ctx)
         samples = ctx.target_view()
@@ -183,6 +185,7 @@ class SaveVoGViews(foo.Operator):
         save_vog_views_form(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Save VoG views"))
 
+    @reported
     def execute(self, ctx):
         from ..audit.views import save_vog_views
 
@@ -231,6 +234,7 @@ class ShuffleLabels(foo.Operator):
             return types.Property(inputs)
         return types.Property(inputs, view=types.View(label="Shuffle labels"))
 
+    @reported
     def execute(self, ctx):
         from ..audit.shuffle import restore_labels, shuffle_labels
 
@@ -273,6 +277,7 @@ class ExportVoGSubset(foo.Operator):
         export_vog_subset_form(ctx, inputs)
         return types.Property(inputs, view=types.View(label="Export VoG subset"))
 
+    @reported
     def execute(self, ctx):
         from ..audit.export import export_vog_subset
 

@@ -13,11 +13,6 @@ import numpy as np
 import torch
 
 from .. import __version__
-from . import distributed
-from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
-from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
-from .resume import open_partial
-from .writer import write_run
 from ..engine import (
     VoGEngine,
     VoGError,
@@ -25,10 +20,14 @@ from ..engine import (
     check_choice,
     class_normalize,
     class_statistics,
-    resolve_device,
 )
-
+from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
+from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
 from ..options import NORMALIZATIONS
+from . import distributed, preflight
+from .resume import open_partial
+from .writer import write_run
+
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 ALL = "all"  # the engine's name for the window of every checkpoint
 RUN_METHOD = "fiftyone_vog.compute_vog"
@@ -267,15 +266,17 @@ def compute_vog(
     if num_classes is not None and int(num_classes) < 1:
         raise VoGError(f"num_classes must be ≥ 1 (the model's output size), got {num_classes}")
     max_image_pixels = image_pixel_limit(max_image_pixels)
-    dev = resolve_device(device)
+    dev = preflight.check_device(device)
     ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
     if ctx is not None:
         dev = ctx.device(dev)
 
     paths = resolve_checkpoints(checkpoints)
     hashes = check_distinct(paths)  # the same file twice would score 0 everywhere
+    preflight.check_checkpoint_files(paths)
     window_idx = resolve_windows(windows, paths)
     fields = field_names(vog_field, window_idx)
+    preflight.check_labels(samples, label_field, label_mode)
     data = read_view(samples, label_field, classes, require_labels=label_mode == "true")
     _check_overwrite(samples, vog_field, fields, overwrite)
 
@@ -384,13 +385,9 @@ def _workers(num_workers: int | None, dev: torch.device) -> int:
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
     """Up front: the output fields must be free (or overwritten) and, if they exist, float fields."""
-    import fiftyone as fo
-
     ds = samples._dataset
     schema = ds.get_field_schema()
-    for name in (f for pair in fields.values() for f in pair):
-        if name in schema and not isinstance(schema[name], fo.FloatField):
-            raise VoGError(f"field {name!r} exists with type {type(schema[name]).__name__}; choose another vog_field")
+    preflight.check_output_fields(samples, [f for pair in fields.values() for f in pair])
     if overwrite:
         return
     if ds.has_run(vog_field):

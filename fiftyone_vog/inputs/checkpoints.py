@@ -270,6 +270,17 @@ def import_callable(spec: str) -> Callable:
     return obj
 
 
+#: Architectures that ship with this package, by name; like torchvision's, they are not arbitrary
+#: code, so the App may name them without the server's import switch.
+PACKAGE_MODELS = {"SmallCNN": "fiftyone_vog.inputs.models:SmallCNN", "MLP": "fiftyone_vog.inputs.models:MLP"}
+
+
+def known_architectures() -> list[str]:
+    """Every architecture a name stands for without importing user code: this package's
+    (short and ``module:callable`` form) and torchvision's classification models."""
+    return [*PACKAGE_MODELS, *PACKAGE_MODELS.values(), *torchvision_names()]
+
+
 def torchvision_names() -> list[str]:
     import torchvision
 
@@ -303,8 +314,9 @@ def model_factory(model: ModelSpec, num_classes: int | None = None, allow_import
     if isinstance(model, nn.Module):
         return lambda: copy.deepcopy(model)
     if isinstance(model, str):
+        model = PACKAGE_MODELS.get(model, model)
         if ":" in model:
-            if not allow_import:
+            if not allow_import and model not in PACKAGE_MODELS.values():
                 raise VoGError(
                     f"model {model!r} would import Python code on the server, which is disabled; the "
                     "server's owner can allow it by setting FIFTYONE_VOG_ALLOW_IMPORTS=1"

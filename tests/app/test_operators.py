@@ -157,12 +157,12 @@ def test_found_checkpoints_are_reported(dataset, checkpoint_dir):
     props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": "resnet18"})
     assert not props["checkpoints"].invalid
     assert props["checkpoints_found"].view.label == "5 checkpoints: epoch_1.pt … epoch_5.pt"
-    assert not val.invalid
+    assert val.invalid and "does not fit the architecture" in props["model"].error_message  # SmallCNN weights
 
 
 @pytest.mark.parametrize("name, why", [("1vog", "not a valid field name"), ("my vog", "not a valid field name"),
                                        ("_vog", "not a valid field name"), ("class", "not a valid field name"),
-                                       ("filepath", "already used")])
+                                       ("filepath", "exists with type StringField")])
 def test_bad_output_field_is_an_inline_error(dataset, checkpoint_dir, name, why):
     props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "vog_field": name})
     assert props["vog_field"].invalid and why in props["vog_field"].error_message
