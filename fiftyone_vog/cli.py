@@ -39,12 +39,16 @@ def _windows(arg: str | None):
     if arg == "thirds":
         return arg
     if arg.lstrip().startswith("{"):
-        return json.loads(arg)
+        from .naming import loads_windows
+
+        return loads_windows(arg)  # a name given twice is refused, not collapsed
     out = {}
     for part in arg.split(","):
         name, sep, spec = part.partition("=")
         if not sep:
             raise CLIError(f"--windows: {part!r} is not NAME=SPEC (e.g. early=0:3,late=-3:)")
+        if name.strip() in out:
+            raise CLIError(f"--windows: the name {name.strip()!r} is given twice; give each window its own name")
         spec = spec.strip()
         out[name.strip()] = spec if ":" in spec else [int(s) for s in spec.split("+")]
     return out

@@ -14,6 +14,7 @@ import fiftyone as fo
 import fiftyone.operators.types as types
 
 from .engine import VoGError
+from .naming import loads_windows
 from .views import vog_view_names
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
@@ -118,7 +119,7 @@ def parse_windows(value):
         return value if not isinstance(value, str) else "thirds"
     if value.lstrip().startswith("{"):
         try:
-            return json.loads(value)
+            return loads_windows(value)
         except json.JSONDecodeError as e:
             raise VoGError(f"windows: invalid JSON ({e})") from None
     out = {}
@@ -126,6 +127,8 @@ def parse_windows(value):
         name, sep, spec = part.partition("=")
         if not sep or not name.strip():
             raise VoGError(f"windows: {part!r} is not NAME=SPEC (e.g. early=0:3,late=-3:)")
+        if name.strip() in out:
+            raise VoGError(f"windows: the name {name.strip()!r} is given twice; give each window its own name")
         spec = spec.strip()
         try:
             out[name.strip()] = spec if ":" in spec else [int(s) for s in spec.split("+")]
@@ -207,13 +210,17 @@ def compute_vog_form(ctx, inputs):
     vog_field = _new_field(ctx, inputs, "vog_field", "vog", "Output field",
                            "Field for the class-normalized score (also the run key); "
                            "<field>_raw gets the raw score", existing, overwrite)
-    if vog_field and windows is not None and paths is not None and not overwrite:
-        try:
-            taken = [f for pair in field_names(vog_field, resolve_windows(windows, paths)).values()
-                     for f in pair if f in existing]
+    if vog_field:
+        try:  # a window error is shown on the windows input
+            wins = resolve_windows(windows, paths) if windows is not None and paths is not None else {}
         except VoGError:
+            wins = {}
+        try:  # every field the run writes: valid names (e.g. not too long), free unless overwritten
+            taken = [f for pair in field_names(vog_field, wins).values() for f in pair if f in existing]
+        except VoGError as e:
             taken = []
-        if taken:
+            _invalid(inputs.properties["vog_field"], str(e))
+        if taken and not overwrite:
             _invalid(inputs.properties["vog_field"], f"{taken[0]!r} is already used; tick 'Overwrite' or choose another name")
     inputs.bool("overwrite", default=False, label="Overwrite",
                 description="Replace an existing VoG run and fields of the same name")

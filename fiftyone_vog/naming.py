@@ -54,11 +54,18 @@ def why_invalid(name, reserved: bool = True) -> str | None:
     return None
 
 
+def _show(name) -> str:
+    """``repr(name)``, its middle cut out when too long for a one-line message."""
+    if isinstance(name, str) and len(name) > 60:
+        return f"{name[:24]!r}…{name[-24:]!r}"
+    return repr(name)
+
+
 def check_field_name(name, what: str = "vog_field", reserved: bool = True) -> str:
     """Return ``name`` or raise :class:`VoGError` naming the problem and the fix."""
     why = why_invalid(name, reserved)
     if why is not None:
-        raise VoGError(f"{what}={name!r} is {why}; choose another name, e.g. 'vog'")
+        raise VoGError(f"{what}={_show(name)} is {why}; choose another name, e.g. 'vog'")
     return name
 
 
@@ -66,7 +73,7 @@ def check_derived_name(name: str, source: str) -> str:
     """Check a field name built from the user's names (``source`` says from which)."""
     why = why_invalid(name)
     if why is not None:
-        raise VoGError(f"{source} gives the field {name!r}, which is {why}; choose another name")
+        raise VoGError(f"{source} gives the field {_show(name)}, which is {why}; choose another name")
     return name
 
 

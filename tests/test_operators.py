@@ -161,8 +161,8 @@ def test_found_checkpoints_are_reported(dataset, checkpoint_dir):
 
 
 @pytest.mark.parametrize("name, why", [("1vog", "not a valid field name"), ("my vog", "not a valid field name"),
-                                       ("_vog", "not a valid field name"), ("class", "not a valid field name"),
-                                       ("filepath", "already used")])
+                                       ("_vog", "not a valid field name"), ("class", "is a Python keyword"),
+                                       ("filepath", "reserved by FiftyOne")])
 def test_bad_output_field_is_an_inline_error(dataset, checkpoint_dir, name, why):
     props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "vog_field": name})
     assert props["vog_field"].invalid and why in props["vog_field"].error_message
