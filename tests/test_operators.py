@@ -276,7 +276,7 @@ def test_shuffle_then_restore_labels_operator(dataset, image_dir):
         assert other.values("label_shuffled") == flags and other.values("ground_truth.label") == after
     finally:
         other.delete()
-    with pytest.raises(ExecutionError, match="overwrite"):
+    with pytest.raises(ExecutionError, match="tick .Overwrite."):
         foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"fraction": 0.25}})
     foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"action": "restore"}})
     assert dataset.values("ground_truth.label") == before
