@@ -137,3 +137,17 @@ def test_save_views_operator_with_parameters_left_out_keeps_the_shuffled_view(da
     r = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": dataset, "params": {}})
     assert r.result["views"]["vog-shuffled-labels"] == 10 and "vog-shuffled-labels" not in r.result["skipped"]
     assert dataset.has_saved_view("vog-shuffled-labels")
+
+
+def test_panel_does_not_offer_the_backup_as_a_prediction_field(two_fields):
+    ds = two_fields
+    fov.shuffle_labels(ds, fraction=0.25, seed=1)
+    ds.add_sample_field("vog", fo.FloatField)
+    ds.set_values("vog", [float(i) for i in range(len(ds))])
+    ds.register_run("vog", ds.init_run(method="fiftyone_vog.compute_vog", vog_field="vog",
+                                       label_field="ground_truth", fields=["vog"]))
+    result = foo.execute_operator(f"{PLUGIN}/vog_panel", ctx={"dataset": ds, "params": {
+        "__method__": "on_load", "panel_id": "p1", "panel_state": {}}})
+    patches = [r.params["state"] for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
+    state = {k: v for p in patches for k, v in p.items()}
+    assert state["preds"] == ["predictions"]
