@@ -41,7 +41,10 @@ def _windows(arg: str | None):
     if arg.lstrip().startswith("{"):
         from .naming import loads_windows
 
-        return loads_windows(arg)  # a name given twice is refused, not collapsed
+        try:
+            return loads_windows(arg)  # a name given twice is refused, not collapsed
+        except json.JSONDecodeError as e:
+            raise CLIError(f"--windows: invalid JSON ({e})") from None
     out = {}
     for part in arg.split(","):
         name, sep, spec = part.partition("=")
