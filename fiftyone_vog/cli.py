@@ -246,7 +246,8 @@ def add_shuffle_labels(sub):
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--seed", type=int, default=options.DEFAULT_SEED,
                    help=f"random seed, a whole number ≥ 0 (default: {options.DEFAULT_SEED})")
-    p.add_argument("--flag-field", default="label_shuffled", help="boolean field marking changed labels (default: label_shuffled)")
+    p.add_argument("--flag-field", help="boolean field marking changed labels (default: label_shuffled for "
+                   "ground_truth, else LABEL_FIELD_shuffled; with --restore: the one the shuffle recorded)")
     p.add_argument("--original-field", help="field keeping the original labels (default: LABEL_FIELD_original)")
     p.add_argument("--mode", default="random-class", choices=["random-class", "permute"],
                    help="random-class: each drawn sample gets another class (default); permute: permute drawn labels")

@@ -7,6 +7,7 @@ submitted ``ctx.params`` into API arguments (``*_kwargs``, ``parse_*``); the ope
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from pathlib import Path
@@ -52,6 +53,26 @@ def imports_allowed(ctx=None) -> bool:
     return str(value).strip().lower() in TRUTHY
 
 
+def api_kwargs(fn, params, names, convert=None) -> dict:
+    """The form's ``params`` → keyword arguments of the API function ``fn``: a parameter left out
+    or blank gets ``fn``'s own default, read from its signature (never re-typed here)."""
+    defaults = inspect.signature(fn).parameters
+    convert = convert or {}
+    out = {}
+    for name in names:
+        value = params.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            out[name] = defaults[name].default
+        else:
+            out[name] = convert.get(name, lambda v: v)(value)
+    return out
+
+
+def api_default(fn, name):
+    """The default of ``fn``'s argument ``name``."""
+    return inspect.signature(fn).parameters[name].default
+
+
 def _invalid(prop, message: str):
     prop.invalid = True
     prop.error_message = message
@@ -72,6 +93,13 @@ def _choice(inputs, name, values, default, label, description, ctx):
 def _fields_of(samples, embedded_doc_type=None, ftype=None) -> list[str]:
     schema = samples.get_field_schema(ftype=ftype, embedded_doc_type=embedded_doc_type)
     return sorted(k for k in schema if not k.startswith("_"))
+
+
+def _label_fields(samples) -> list[str]:
+    """Classification fields to offer as labels: the label-shuffling audit's backups left out."""
+    from ..audit.shuffle import label_fields
+
+    return label_fields(samples)
 
 
 def _dropdown(inputs, name, values, default, label, description):
@@ -178,7 +206,7 @@ def compute_vog_form(ctx, inputs):
         except VoGError as e:
             _invalid(prop, str(e))
 
-    label_fields = _fields_of(ctx.dataset, embedded_doc_type=fo.Classification)
+    label_fields = _label_fields(ctx.dataset)
     default_label = "ground_truth" if "ground_truth" in label_fields else (label_fields[0] if label_fields else None)
     _dropdown(inputs, "label_field", label_fields, default_label, "Label field",
               "fo.Classification field with the labels the model was trained on")
@@ -211,13 +239,17 @@ def compute_vog_form(ctx, inputs):
     vog_field = _new_field(ctx, inputs, "vog_field", "vog", "Output field",
                            "Field for the class-normalized score (also the run key); "
                            "<field>_raw gets the raw score", existing, overwrite)
-    if vog_field and windows is not None and paths is not None and not overwrite:
-        try:
-            taken = [f for pair in field_names(vog_field, resolve_windows(windows, paths)).values()
-                     for f in pair if f in existing]
+    if vog_field:
+        try:  # a window error is shown on the windows input
+            wins = resolve_windows(windows, paths) if windows is not None and paths is not None else {}
         except VoGError:
+            wins = {}
+        try:  # every field the run writes: valid names (e.g. not too long), free unless overwritten
+            taken = [f for pair in field_names(vog_field, wins).values() for f in pair if f in existing]
+        except VoGError as e:
             taken = []
-        if taken:
+            _invalid(inputs.properties["vog_field"], str(e))
+        if taken and not overwrite:
             _invalid(inputs.properties["vog_field"], f"{taken[0]!r} is already used; tick 'Overwrite' or choose another name")
     inputs.bool("overwrite", default=False, label="Overwrite",
                 description="Replace an existing VoG run and fields of the same name")
@@ -413,7 +445,10 @@ def save_vog_views_form(ctx, inputs):
         except options.OptionError as e:
             _invalid(prop, str(e))
         bools = _fields_of(ctx.dataset, ftype=fo.BooleanField)
-        _dropdown(inputs, "shuffled_field", bools, "label_shuffled" if "label_shuffled" in bools else None,
+        from ..audit.views import save_vog_views
+
+        shuffled = api_default(save_vog_views, "shuffled_field")
+        _dropdown(inputs, "shuffled_field", bools, shuffled if shuffled in bools else None,
                   "Shuffled-label flag", "Boolean field marking shuffled labels (written by Shuffle labels)")
         _dropdown(inputs, "ood_field", bools, None, "OOD flag field",
                   "Optional boolean field marking out-of-distribution samples")
@@ -434,36 +469,56 @@ def save_vog_views_form(ctx, inputs):
 
 # -- shuffle_labels ----------------------------------------------------------------
 def shuffle_labels_form(ctx, inputs) -> bool:
-    """The Shuffle labels form; False (with a warning) when the dataset has no label field."""
+    """The Shuffle labels form; False (with a warning) when the dataset has no label field.
+
+    Acts on the target view (dataset, current view or selected samples); every check of the field
+    names (taken, another label field's audit, nothing to restore) is an inline error."""
+    from ..audit.shuffle import default_flag_field, restore_problem, shuffle_labels, shuffle_problem
+
     action = _choice(inputs, "action", ("shuffle", "restore"), "shuffle", "Action",
                      "Shuffle labels, or restore the originals of an earlier shuffle", ctx)
-    label_fields = _fields_of(ctx.dataset, embedded_doc_type=fo.Classification)
+    label_fields = _label_fields(ctx.dataset)
     if not label_fields:
         prop = inputs.view("no_labels", types.Warning(label="This dataset has no fo.Classification field"))
         prop.invalid = True
         return False
-    _dropdown(inputs, "label_field", label_fields, "ground_truth" if "ground_truth" in label_fields else label_fields[0],
-              "Label field", "fo.Classification field to shuffle")
-    inputs.str("flag_field", default="label_shuffled", label="Flag field",
-               description="Boolean field marking the samples whose label changed")
-    inputs.str("original_field", label="Original-label field",
-               description="Where the original labels are kept (default: <label_field>_original)")
+    inputs.view_target(ctx, action_description="Shuffle" if action == "shuffle" else "Restore")
+    default = api_default(shuffle_labels, "label_field")
+    default = default if default in label_fields else label_fields[0]
+    props = {"label_field": _dropdown(inputs, "label_field", label_fields, default, "Label field",
+                                      "fo.Classification field to shuffle")}
+    label_field = ctx.params.get("label_field") or default
+    props["flag_field"] = inputs.str(
+        "flag_field", label="Flag field",
+        description=f"Boolean field marking the samples whose label changed (default: {default_flag_field(label_field)})")
+    props["original_field"] = inputs.str(
+        "original_field", label="Original-label field",
+        description=f"Where the original labels are kept (default: {label_field}_original)")
+    p = ctx.params
+    flag, original = p.get("flag_field") or None, p.get("original_field") or None
     if action == "shuffle":
-        prop = inputs.float("fraction", default=0.2, label="Fraction",
+        default_fraction = api_default(shuffle_labels, "fraction")
+        prop = inputs.float("fraction", default=default_fraction, label="Fraction",
                             description="Share of samples whose labels are shuffled, 0 to 1 (paper: 0.2)")
-        fraction = ctx.params.get("fraction", 0.2)  # checked here: FiftyOne's min= would say "greater than 0.0"
+        fraction = ctx.params.get("fraction", default_fraction)  # checked here: FiftyOne's min= would say "greater than 0.0"
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
             _invalid(prop, f"fraction must be a number from 0 to 1, got {fraction!r}; e.g. 0.2 for the paper's 20%")
-        prop = inputs.int("seed", default=options.DEFAULT_SEED, label="Seed",
+        prop = inputs.int("seed", default=api_default(shuffle_labels, "seed"), label="Seed",
                           description="A whole number ≥ 0; the same seed gives the same shuffle")
         try:
             shuffle_seed(ctx.params)
         except VoGError as e:
             _invalid(prop, str(e))
-        _choice(inputs, "mode", ("random-class", "permute"), "random-class", "Mode",
+        _choice(inputs, "mode", ("random-class", "permute"), api_default(shuffle_labels, "mode"), "Mode",
                 "Give each drawn sample another class at random, or permute the drawn labels among themselves", ctx)
         inputs.bool("overwrite", default=False, label="Overwrite",
                     description="Allow shuffling again a field that was already shuffled")
+        problem = shuffle_problem(ctx.dataset, label_field, flag or default_flag_field(label_field),
+                                  original or f"{label_field}_original", bool(p.get("overwrite", False)), hints="app")
+    else:
+        _, problem = restore_problem(ctx.dataset, label_field, flag, original, hints="app")
+    if problem is not None:
+        _invalid(props[problem[0]], problem[1])
     return True
 
 
@@ -496,7 +551,7 @@ def export_vog_subset_form(ctx, inputs):
     dataset_type = _choice(inputs, "dataset_type", EXPORT_TYPES, EXPORT_TYPES[0], "Format",
                            "Directory tree per class, a FiftyOne dataset (every field), or a CSV manifest "
                            "(id, filepath, label, scores)", ctx)
-    label_fields = _fields_of(ctx.dataset, embedded_doc_type=fo.Classification)
+    label_fields = _label_fields(ctx.dataset)
     _dropdown(inputs, "label_field", label_fields, "ground_truth" if "ground_truth" in label_fields else None,
               "Label field", "Labels to export")
     if dataset_type == "csv":  # the other formats ignore it: the FiftyOne dataset holds every field, the tree none

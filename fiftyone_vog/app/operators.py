@@ -25,7 +25,6 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..errors import VoGError
-from .reporting import reported
 from .forms import (  # noqa: F401  (re-exported: callers and tests import these from here)
     ALLOW_IMPORTS,
     CHOICES,
@@ -33,6 +32,7 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
     TRUTHY,
     VIEW_NAMES,
     _name_prefix,
+    api_kwargs,
     compute_vog_form,
     compute_vog_kwargs,
     export_dir_kwargs,
@@ -44,6 +44,7 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
     shuffle_labels_form,
     shuffle_seed,
 )
+from .reporting import reported
 
 PLUGIN = "@fiftyone-vog/vog"
 
@@ -190,15 +191,12 @@ class SaveVoGViews(foo.Operator):
         from ..audit.views import save_vog_views
 
         p = ctx.params
+        # a parameter left out gets the API's default (e.g. shuffled_field="label_shuffled")
         views = save_vog_views(
             ctx.dataset,
-            vog_field=p.get("vog_field", "vog"),
-            percentile=p.get("percentile", 10),
-            shuffled_field=p.get("shuffled_field") or None,
-            ood_field=p.get("ood_field") or None,
-            ood_tag=p.get("ood_tag") or "ood",
-            overwrite=bool(p.get("overwrite", True)),
             name_prefix=_name_prefix(p),
+            **api_kwargs(save_vog_views, p, ("vog_field", "percentile", "shuffled_field", "ood_field", "ood_tag",
+                                             "overwrite"), {"percentile": float, "overwrite": bool}),
         )
         load = p.get("load_view")
         if load in views and not ctx.delegated:
@@ -239,18 +237,32 @@ class ShuffleLabels(foo.Operator):
         from ..audit.shuffle import restore_labels, shuffle_labels
 
         p = ctx.params
-        common = dict(label_field=p.get("label_field", "ground_truth"),
-                      flag_field=p.get("flag_field") or "label_shuffled",
-                      original_field=p.get("original_field") or None)
+        samples = ctx.target_view()  # the dataset, the current view or the selected samples
+        names = ("label_field", "flag_field", "original_field")
         if p.get("action", "shuffle") == "restore":
-            out = restore_labels(ctx.dataset, **common)
+            kwargs = api_kwargs(restore_labels, p, names)
+            out = restore_labels(samples, **kwargs)
+            scope = {"samples": len(samples), "view": len(samples) != len(ctx.dataset)}
+            summary = (f"Restored {out['restored']} labels of {kwargs['label_field']!r} in {_scope(scope)}; "
+                       f"removed {', '.join(out['deleted_fields']) or 'no field (samples outside still hold them)'}")
         else:
-            out = shuffle_labels(ctx.dataset, fraction=float(p.get("fraction", 0.2)), seed=shuffle_seed(p),
-                                 overwrite=bool(p.get("overwrite", False)), mode=p.get("mode", "random-class"),
-                                 **common)
+            kwargs = api_kwargs(shuffle_labels, p, (*names, "fraction", "overwrite", "mode"),
+                                {"fraction": float, "overwrite": bool})
+            out = shuffle_labels(samples, seed=shuffle_seed(p), **kwargs)  # a seed of 1.5 or -1 is refused
+            summary = (f"Shuffled {out['shuffled']} of {out['labeled']} labeled samples of {out['label_field']!r} in "
+                       f"{_scope(out)}; flag: {out['flag_field']}, originals: {out['original_field']}")
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
-        return _jsonable(out)
+        return {**_jsonable(out), "summary": summary}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("summary", label="What was done")
+        return types.Property(outputs, view=types.View(label="Label-shuffling audit"))
+
+
+def _scope(out) -> str:
+    return f"a view of {out['samples']} samples" if out["view"] else f"the whole dataset ({out['samples']} samples)"
 
 
 # -- export_vog_subset -------------------------------------------------------------

@@ -7,12 +7,11 @@ the view's values, calls them, and draws the results with Plotly.
 
 from __future__ import annotations
 
-import numpy as np
-
 import fiftyone as fo
 import fiftyone.core.view as fov_view
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
+import numpy as np
 from fiftyone import ViewField as F
 
 NUM_BINS = 20
@@ -191,7 +190,10 @@ class VoGPanel(foo.Panel):
         label_field = get_vog_run(ds, vog_field).config.label_field
         schema = ds.get_field_schema(embedded_doc_type=fo.Classification)
         label_field = label_field if label_field in schema else None
-        preds = sorted(f for f in schema if f != label_field)
+        from ..audit.shuffle import backup_fields
+
+        backups = backup_fields(ds)  # the label-shuffling audit's copies of the labels are no predictions
+        preds = sorted(f for f in schema if f != label_field and f not in backups)
         pred_field = state.pred_field
         if pred_field not in preds:
             pred_field = next((f for f in preds if "pred" in f), preds[0] if preds else None)

@@ -14,10 +14,98 @@ from ..errors import VoGError
 from ..options import DEFAULT_SEED, OptionError, check_seed
 
 MODES = ("random-class", "permute")
+#: the label field whose flag keeps the historic name ``label_shuffled`` (saved views, DESIGN.md)
+DEFAULT_LABEL_FIELD = "ground_truth"
+#: key of the field ``info`` that records which label field's audit a flag / backup field belongs to
+INFO_KEY = "fiftyone_vog_shuffle"
 
 
 def _original_field(label_field, original_field):
     return original_field or f"{label_field}_original"
+
+
+def default_flag_field(label_field: str) -> str:
+    """The flag field of ``label_field``'s audit: ``label_shuffled`` for ``ground_truth`` (the name
+    the saved view ``vog-shuffled-labels`` reads by default), else ``{label_field}_shuffled``."""
+    return "label_shuffled" if label_field == DEFAULT_LABEL_FIELD else f"{label_field}_shuffled"
+
+
+def audit_owner(samples, name: str) -> str | None:
+    """The label field whose shuffle wrote field ``name`` (recorded in the field's ``info``), or
+    None when the field is absent or carries no record (a field of someone else, or of an older
+    version of this package)."""
+    field = samples._dataset.get_field(name) if name else None
+    info = getattr(field, "info", None) or {}
+    rec = info.get(INFO_KEY) if isinstance(info, dict) else None
+    return rec.get("label_field") if isinstance(rec, dict) else None
+
+
+def _audit_record(samples, name: str) -> dict:
+    field = samples._dataset.get_field(name)
+    info = getattr(field, "info", None) or {}
+    rec = info.get(INFO_KEY) if isinstance(info, dict) else None
+    return rec if isinstance(rec, dict) else {}
+
+
+def backup_fields(samples) -> set[str]:
+    """Fields that hold an audit's original labels (recorded as such, or named ``{x}_original``
+    beside a Classification field ``x`` and holding Classifications): not label fields to offer."""
+    import fiftyone as fo
+
+    schema = samples._dataset.get_field_schema(embedded_doc_type=fo.Classification)
+    out = set()
+    for name in schema:
+        rec = _audit_record(samples, name)
+        if rec.get("role") == "original" or (name.endswith("_original") and name[: -len("_original")] in schema):
+            out.add(name)
+    return out
+
+
+def label_fields(samples) -> list[str]:
+    """The ``fo.Classification`` fields of ``samples`` that are labels (the audits' backups left out)."""
+    import fiftyone as fo
+
+    backups = backup_fields(samples)
+    schema = samples.get_field_schema(embedded_doc_type=fo.Classification)
+    return sorted(k for k in schema if not k.startswith("_") and k not in backups)
+
+
+#: How a message tells the user to overwrite or restore: from Python/CLI, or in the App's form.
+HINTS = {
+    "api": {"overwrite": "pass overwrite=True (CLI: --overwrite) to restore and shuffle again, or undo it with "
+                         "fov.restore_labels(dataset, label_field={lf!r}) (CLI: --restore)",
+            "flag_field": "pass flag_field= (CLI: --flag-field)", "original_field": "pass original_field= "
+                          "(CLI: --original-field)"},
+    "app": {"overwrite": "tick 'Overwrite' to restore and shuffle again, or choose the Action 'restore'",
+            "flag_field": "type another name in 'Flag field'", "original_field": "type another name in "
+                          "'Original-label field'"},
+}
+
+
+def shuffle_problem(samples, label_field, flag_field, original_field, overwrite, hints="api"):
+    """Why shuffling ``label_field`` with these field names cannot start: ``(param, message)``, or
+    None. ``param`` names the input at fault (``label_field``, ``flag_field``, ``original_field``)."""
+    from ..core.naming import why_invalid
+
+    h = HINTS[hints]
+    for param, name in (("flag_field", flag_field), ("original_field", original_field)):
+        why = why_invalid(name)
+        if why is not None:
+            return param, f"{param}={name!r} is {why}; {h[param]}"
+    if len({label_field, flag_field, original_field}) < 3:
+        return "flag_field", "label_field, flag_field and original_field must be three different fields"
+    ds = samples._dataset
+    schema = ds.get_field_schema()
+    for param, name in (("flag_field", flag_field), ("original_field", original_field)):
+        owner = audit_owner(ds, name) if name in schema else None
+        if owner is not None and owner != label_field:
+            return param, (f"field {name!r} belongs to the shuffle of {owner!r}, not of {label_field!r}; "
+                           f"{h[param]}")
+    existing = [f for f in (flag_field, original_field) if f in schema]
+    if existing and not overwrite:
+        return "label_field", (f"the labels of {label_field!r} look already shuffled on {ds.name!r} (field "
+                               f"{existing[0]!r} exists); " + h["overwrite"].format(lf=label_field))
+    return None
 
 
 def _check_label_field(samples, label_field):
@@ -44,7 +132,7 @@ def shuffle_labels(
     fraction: float = 0.2,
     label_field: str = "ground_truth",
     seed: int | None = DEFAULT_SEED,
-    flag_field: str = "label_shuffled",
+    flag_field: str | None = None,
     original_field: str | None = None,
     overwrite: bool = False,
     mode: str = "random-class",
@@ -74,15 +162,22 @@ def shuffle_labels(
         fraction: share of the labeled samples to draw, ``0 <= fraction <= 1``.
         label_field: the ``fo.Classification`` field to shuffle.
         seed: RNG seed; the same seed on the same samples gives the same shuffle.
-        flag_field: boolean field marking the samples whose label changed.
+        flag_field: boolean field marking the samples whose label changed; default
+            :func:`default_flag_field` — ``label_shuffled`` for ``ground_truth``, else
+            ``{label_field}_shuffled``, so that each label field's audit has its own flag.
         original_field: where the original labels are kept.
         overwrite: if the labels were already shuffled (``flag_field`` or ``original_field``
             exists), restore them with :func:`restore_labels` and shuffle again; otherwise raise.
+            A flag or backup field that belongs to another label field's audit is never reused.
         mode: ``"random-class"`` or ``"permute"``, see above.
 
+    Both fields record in their ``info`` which label field's audit they belong to
+    (:func:`audit_owner`); :func:`restore_labels` refuses a flag of another label field.
+
     Returns:
-        ``{"labeled", "selected", "shuffled", "unlabeled", "fraction", "seed", "mode",
-        "label_field", "flag_field", "original_field", "changed": {old_label: count}}``.
+        ``{"labeled", "selected", "shuffled", "unlabeled", "samples" (in ``dataset``), "view"
+        (whether ``dataset`` is a view), "fraction", "seed", "mode", "label_field", "flag_field",
+        "original_field", "changed": {old_label: count}}``.
 
     Nothing is left half-written: on failure the fields created are deleted and labels restored.
     """
@@ -103,22 +198,15 @@ def shuffle_labels(
         except OptionError as e:
             raise VoGError(str(e)) from None
     _check_label_field(dataset, label_field)
-    for name in (flag_field, original_field):
-        if not isinstance(name, str) or not name.isidentifier():
-            raise VoGError(f"{name!r} is not a valid field name")
-    if len({label_field, flag_field, original_field}) < 3:
-        raise VoGError("label_field, flag_field and original_field must be three different fields")
+    flag_field = flag_field or default_flag_field(label_field)
+    problem = shuffle_problem(dataset, label_field, flag_field, original_field, overwrite)
+    if problem is not None:
+        raise VoGError(problem[1])
 
     ds = dataset._dataset
     schema = ds.get_field_schema()
     existing = [f for f in (flag_field, original_field) if f in schema]
     if existing:
-        if not overwrite:
-            raise VoGError(
-                f"the labels of {label_field!r} look already shuffled on {ds.name!r} (field {existing[0]!r} "
-                f"exists); pass overwrite=True (CLI: --overwrite) to restore and shuffle again, or undo it "
-                f"with fov.restore_labels(dataset, label_field={label_field!r}) (CLI: --restore)"
-            )
         restore_labels(ds, label_field=label_field, flag_field=flag_field, original_field=original_field)
         schema = ds.get_field_schema()
     for name in (flag_field, original_field):
@@ -154,11 +242,13 @@ def shuffle_labels(
 
     originals = labeled.values(label_field)
     created = []
+    record = {"label_field": label_field, "flag_field": flag_field, "original_field": original_field}
     try:
-        ds.add_sample_field(original_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+        ds.add_sample_field(original_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification,
+                            info={INFO_KEY: {**record, "role": "original"}})
         created.append(original_field)
         labeled.set_values(original_field, dict(zip(ids, (c.copy() for c in originals))), key_field="id")
-        ds.add_sample_field(flag_field, fo.BooleanField)
+        ds.add_sample_field(flag_field, fo.BooleanField, info={INFO_KEY: {**record, "role": "flag"}})
         created.append(flag_field)
         labeled.set_values(flag_field, dict(zip(ids, flags)), key_field="id")
         if changed:
@@ -177,6 +267,8 @@ def shuffle_labels(
         "selected": m,
         "shuffled": len(changed),
         "unlabeled": unlabeled,
+        "samples": len(dataset),
+        "view": len(dataset) != len(ds),  # fewer samples than the dataset (a view, a selection)
         "fraction": fraction,
         "seed": seed,
         "mode": mode,
@@ -190,10 +282,14 @@ def shuffle_labels(
 def restore_labels(
     dataset,
     label_field: str = "ground_truth",
-    flag_field: str = "label_shuffled",
+    flag_field: str | None = None,
     original_field: str | None = None,
 ) -> dict:
     """Put back the labels :func:`shuffle_labels` replaced and remove its fields.
+
+    ``flag_field`` defaults to the flag that the shuffle of ``label_field`` recorded on its
+    ``original_field``, else :func:`default_flag_field`. A flag or backup field recorded as
+    belonging to another label field's audit is refused, never cleared or deleted.
 
     Every sample of ``dataset`` that has an ``original_field`` gets that label back in
     ``label_field`` (the label's id and other attributes are kept). When no sample of the whole
@@ -210,12 +306,10 @@ def restore_labels(
     """
     original_field = _original_field(label_field, original_field)
     ds = dataset._dataset
+    flag_field, problem = restore_problem(ds, label_field, flag_field, original_field)
+    if problem is not None:
+        raise VoGError(problem[1])
     schema = ds.get_field_schema()
-    if original_field not in schema and flag_field not in schema:
-        raise VoGError(
-            f"nothing to restore on {ds.name!r}: neither {original_field!r} nor {flag_field!r} exists "
-            f"(were the labels of {label_field!r} shuffled with other field names?)"
-        )
     restored = checked = 0
     if original_field in schema:
         _check_label_field(dataset, label_field)
@@ -238,3 +332,30 @@ def restore_labels(
             ds.delete_sample_field(name)
             deleted.append(name)
     return {"restored": restored, "checked": checked, "deleted_fields": deleted}
+
+
+def restore_problem(samples, label_field, flag_field, original_field, hints="api"):
+    """``(flag_field, problem)``: the flag that a restore of ``label_field`` clears (the one its
+    shuffle recorded, else :func:`default_flag_field`), and why it cannot (``(param, message)``) or None."""
+    original_field = _original_field(label_field, original_field)
+    ds = samples._dataset
+    schema = ds.get_field_schema()
+    rec = _audit_record(ds, original_field) if original_field in schema else {}
+    if rec.get("label_field") not in (None, label_field):
+        return flag_field or default_flag_field(label_field), (
+            "original_field", f"field {original_field!r} keeps the original labels of {rec['label_field']!r}, not of "
+                              f"{label_field!r}; {HINTS[hints]['original_field']}")
+    recorded = rec.get("flag_field")
+    flag_field = flag_field or recorded or default_flag_field(label_field)
+    owner = audit_owner(ds, flag_field) if flag_field in schema else None
+    if owner is not None and owner != label_field:
+        return flag_field, ("flag_field", f"field {flag_field!r} flags the shuffle of {owner!r}, not of {label_field!r}; "
+                                          f"restore {owner!r} to clear it, or {HINTS[hints]['flag_field']}")
+    if recorded and flag_field != recorded and flag_field in schema:
+        return flag_field, ("flag_field", f"the shuffle of {label_field!r} flagged its samples in {recorded!r}, not "
+                                          f"{flag_field!r}; leave the flag field empty or {HINTS[hints]['flag_field']}")
+    if original_field not in schema and flag_field not in schema:
+        return flag_field, ("label_field", f"nothing to restore on {ds.name!r}: neither {original_field!r} nor "
+                                           f"{flag_field!r} exists (were the labels of {label_field!r} shuffled "
+                                           "with other field names?)")
+    return flag_field, None

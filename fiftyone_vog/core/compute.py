@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import keyword
+import logging
 import os
 import platform
 import time
@@ -25,12 +25,15 @@ from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve
 from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
 from ..options import NORMALIZATIONS
 from . import distributed, preflight
-from .resume import open_partial
+from .naming import check_derived_name, check_field_name
+from .resume import open_partial, sample_signatures
 from .writer import write_run
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 ALL = "all"  # the engine's name for the window of every checkpoint
 RUN_METHOD = "fiftyone_vog.compute_vog"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,10 +75,9 @@ class VoGResults:
         return f"VoGResults(vog_field={self.vog_field!r}, samples={len(self.ids)}, fields={list(self.scores)})"
 
 
-def _check_field_name(name: str, what: str = "vog_field") -> str:
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name) or name.startswith("_"):
-        raise VoGError(f"{what}={name!r} is not a valid field name; use letters, digits and underscores, e.g. 'vog'")
-    return name
+def _check_field_name(name: str, what: str = "vog_field", reserved: bool = True) -> str:
+    """The one check of a field name we write (see :mod:`fiftyone_vog.core.naming`)."""
+    return check_field_name(name, what, reserved)
 
 
 def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[str, list[int]]:
@@ -105,7 +107,8 @@ def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[st
     names.update({os.path.basename(str(p)): i for i, p in enumerate(checkpoint_paths)})
     out = {}
     for name, spec in windows.items():
-        _check_field_name(name, "window name")
+        # a window name is part of field names: syntax checked here, the fields it makes in field_names
+        _check_field_name(name, "window name", reserved=False)
         if name in ("raw", ALL):
             raise VoGError(f"window name {name!r} is reserved; choose another")
         if isinstance(spec, str):
@@ -142,6 +145,10 @@ def field_names(vog_field: str, windows: Sequence[str]) -> dict[str, tuple[str, 
     out = {ALL: (vog_field, f"{vog_field}_raw")}
     for w in windows:
         out[w] = (f"{vog_field}_{w}", f"{vog_field}_{w}_raw")
+    for w, pair in out.items():  # e.g. vog_field='to' + window 'dict' would write 'to_dict'
+        source = f"vog_field={vog_field!r}" + ("" if w == ALL else f" with window {w!r}")
+        for name in pair:
+            check_derived_name(name, source)
     return out
 
 
@@ -278,6 +285,9 @@ def compute_vog(
     fields = field_names(vog_field, window_idx)
     preflight.check_labels(samples, label_field, label_mode)
     data = read_view(samples, label_field, classes, require_labels=label_mode == "true")
+    if data.duplicates:
+        logger.warning("fiftyone-vog: the view holds %d repeated occurrence(s) of its samples; each sample is "
+                       "scored once (config 'duplicate_samples')", data.duplicates)
     _check_overwrite(samples, vog_field, fields, overwrite)
 
     models = load_models(
@@ -299,7 +309,7 @@ def compute_vog(
         "label_field": label_field, "classes": data.classes, "options": vars(options), "windows": window_idx,
         "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
         "precision": precision, "autocast": autocast,
-    })
+    }, signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)))
     raw = distributed.score_samples(
         engine, dataset, data.ids,
         lambda d: make_loader(d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev), pin_memory=dev.type == "cuda"),
@@ -338,7 +348,9 @@ def compute_vog(
         "engine": engine.settings,
         "world_size": 1 if ctx is None else ctx.world_size,
         "resumed_samples": raw.stats.get("resumed", 0),
+        "resume_changed_samples": partial.changed,  # flushed, but label or path changed: scored again
         "num_samples": len(data.ids),
+        "duplicate_samples": data.duplicates,  # repeated occurrences in the view, each scored once
         "versions": _versions(),
     }
     main = ctx is None or ctx.is_main  # under torchrun only rank 0 writes

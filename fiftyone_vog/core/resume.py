@@ -12,6 +12,11 @@ windows, transform, precision): a changed configuration never resumes from stale
 ``compute_vog(..., resume=True)`` scores only the samples not in a chunk; the visible
 fields are written once, when every sample is scored, and the chunks are then deleted.
 
+Each chunk also keeps, per sample, a 64-bit hash of its id, label and file path
+(:func:`sample_signatures`): a sample whose label or image path changed since its chunk was
+flushed is scored again (the others resume), and the run's config counts it in
+``resume_changed_samples``. A changed image file under the same path is not detected.
+
 Chunks of datasets deleted since are garbage: whenever partial scores are opened or
 dropped, the chunks whose ``dataset_id`` names no existing dataset are deleted (one
 ``distinct`` on the indexed ``dataset_id`` and one ``_id`` query of FiftyOne's
@@ -38,6 +43,16 @@ logger = logging.getLogger(__name__)
 def fingerprint(config: dict) -> str:
     """SHA-256 of a JSON-serializable configuration (key order does not matter)."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def sample_signatures(ids: Sequence[str], labels: Sequence[int], filepaths: Sequence[str]) -> np.ndarray:
+    """(n,) uint64: a hash of each sample's id, label index and file path (what a raw score reads
+    besides the configuration, which the chunks' key covers)."""
+    h = hashlib.blake2b
+    return np.fromiter(
+        (int.from_bytes(h(f"{i}\0{l}\0{p}".encode(), digest_size=8).digest(), "little")
+         for i, l, p in zip(ids, np.asarray(labels).tolist(), filepaths)),
+        dtype=np.uint64, count=len(ids))
 
 
 def _flush_seconds() -> float:
@@ -75,11 +90,22 @@ class PartialScores:
         self._pending: list = []
         self._npending = 0
         self._last = time.monotonic()
+        self._sig: dict[str, int] = {}
+        self.changed = 0  # flushed samples whose label or file path changed since (scored again)
+
+    def set_signatures(self, ids: Sequence[str], signatures: np.ndarray) -> None:
+        """The current :func:`sample_signatures` of the samples, checked by :meth:`load`, stored by :meth:`add`."""
+        self._sig = dict(zip(ids, signatures.tolist()))
 
     # -- reading ---------------------------------------------------------------
     def load(self) -> tuple[list[str], dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
-        """Everything flushed so far: ``(ids, raw {window: (m,)}, used_labels (m,), predicted | None)``."""
-        ids, raw, used, pred = [], {w: [] for w in self.windows}, [], []
+        """Everything flushed so far: ``(ids, raw {window: (m,)}, used_labels (m,), predicted | None)``.
+
+        When signatures were set (:meth:`set_signatures`), only samples whose stored signature
+        equals the current one are returned, each once (the newest chunk wins); the others are
+        counted in ``changed`` (of the samples still in the run) and scored again.
+        """
+        ids, raw, used, pred, sigs = [], {w: [] for w in self.windows}, [], [], []
         for doc in self._coll.find({**self.run, "key": self.key}).sort("_id", 1):
             ids.extend(doc["ids"])
             for w in self.windows:
@@ -87,9 +113,33 @@ class PartialScores:
             used.append(np.frombuffer(doc["used"], dtype=np.int64))
             if doc.get("predicted") is not None:
                 pred.append(np.frombuffer(doc["predicted"], dtype=np.int64))
+            # chunks written before signatures existed match nothing: their samples are scored again
+            sigs.append(np.frombuffer(doc["sig"], dtype=np.uint64) if doc.get("sig") is not None
+                        else np.full(len(doc["ids"]), None, dtype=object))
         cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
-        return (ids, {w: cat(v, np.float64) for w, v in raw.items()}, cat(used, np.int64),
-                cat(pred, np.int64) if pred else None)
+        raw = {w: cat(v, np.float64) for w, v in raw.items()}
+        used, pred = cat(used, np.int64), (cat(pred, np.int64) if pred else None)
+        if self._sig and ids:
+            stored = np.concatenate([s.astype(object) for s in sigs]).tolist()
+            last, changed = {}, set()
+            for i, (sid, sig) in enumerate(zip(ids, stored)):
+                now = self._sig.get(sid)
+                if now is None:
+                    continue  # not in this run's samples
+                if sig == now:
+                    last[sid] = i
+                    changed.discard(sid)
+                elif sid not in last:
+                    changed.add(sid)
+            self.changed = len(changed)
+            if self.changed:
+                logger.warning("%d sample(s) had their label or image path changed since the interrupted run "
+                               "flushed their scores; they are scored again", self.changed)
+            sel = np.fromiter(sorted(last.values()), dtype=np.int64, count=len(last))
+            ids = [ids[i] for i in sel]
+            raw = {w: v[sel] for w, v in raw.items()}
+            used, pred = used[sel], (None if pred is None else pred[sel])
+        return ids, raw, used, pred
 
     # -- writing ---------------------------------------------------------------
     def add(self, ids: Sequence[str], batch) -> None:
@@ -99,6 +149,7 @@ class PartialScores:
             {w: batch.raw[w].detach().cpu().numpy().astype(np.float64) for w in self.windows},
             batch.used_labels.detach().cpu().numpy().astype(np.int64),
             None if batch.predicted is None else batch.predicted.detach().cpu().numpy().astype(np.int64),
+            np.fromiter((self._sig.get(i, 0) for i in ids), dtype=np.uint64, count=len(ids)) if self._sig else None,
         ))
         self._npending += len(ids)
         if self._npending >= MAX_PENDING or time.monotonic() - self._last >= _flush_seconds():
@@ -107,7 +158,7 @@ class PartialScores:
     def flush(self) -> None:
         """Write the queued batches as one chunk (one atomic insert)."""
         if self._pending:
-            ids, raw, used, pred = zip(*self._pending)
+            ids, raw, used, pred, sig = zip(*self._pending)
             has_pred = pred[0] is not None
             self._coll.insert_one({
                 **self.run,
@@ -116,6 +167,7 @@ class PartialScores:
                 "raw": {w: np.concatenate([r[w] for r in raw]).tobytes() for w in self.windows},
                 "used": np.concatenate(used).tobytes(),
                 "predicted": np.concatenate(pred).tobytes() if has_pred else None,
+                "sig": np.concatenate(sig).tobytes() if sig[0] is not None else None,
             })
         self._pending, self._npending, self._last = [], 0, time.monotonic()
 
@@ -174,16 +226,21 @@ def drop_partials(dataset, vog_field: str) -> int:
     return coll.delete_many(run).deleted_count
 
 
-def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dict) -> PartialScores:
+def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dict,
+                 signatures: tuple[Sequence[str], np.ndarray] | None = None) -> PartialScores:
     """The run's :class:`PartialScores`; without ``resume`` any earlier chunks of this run key are dropped.
     The chunks of deleted datasets are dropped too (:func:`drop_orphans`).
 
     Args:
         config: everything that changes a raw score; hashed into the chunks' key.
         ctx: the ``torchrun`` context (rank 0 drops, then every rank waits) or None.
+        signatures: ``(ids, sample_signatures(...))`` of the samples to score; a flushed sample
+            whose signature differs is scored again.
     """
     _flush_seconds()  # a bad setting fails here, before any sample is scored
     partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(engine.windows))
+    if signatures is not None:
+        partial.set_signatures(*signatures)
     if ctx is None or ctx.is_main:
         drop_orphans(partial._coll)
     if not resume and (ctx is None or ctx.is_main):

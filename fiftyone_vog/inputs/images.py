@@ -254,6 +254,7 @@ class ViewData:
     filepaths: list[str]
     labels: np.ndarray  # (n,) int64, MISSING_LABEL where the sample has no label
     classes: list[str]
+    duplicates: int = 0  # repeated occurrences of a sample in the view, left out (each id is read once)
 
 
 def resolve_classes(samples, label_field: str, classes: Sequence[str] | None, labels: Sequence[str | None]) -> list[str]:
@@ -319,6 +320,16 @@ def read_view(samples, label_field: str = "ground_truth", classes: Sequence[str]
     else:
         check_label_field(samples, label_field)
         ids, filepaths, names = samples.values(["id", "filepath", f"{label_field}.label"])
+    # a view may hold a sample twice (concat): each is scored once, at its first place, so that it
+    # counts once in the class statistics and z-scores
+    duplicates = len(ids) - len(set(ids))
+    if duplicates:
+        seen, keep = set(), []
+        for i, sid in enumerate(ids):
+            if sid not in seen:
+                seen.add(sid)
+                keep.append(i)
+        ids, filepaths, names = ([v[i] for i in keep] for v in (ids, filepaths, names))
     classes = resolve_classes(samples, label_field, classes, names)
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted({n for n in names if n is not None and n not in index})
@@ -338,4 +349,4 @@ def read_view(samples, label_field: str = "ground_truth", classes: Sequence[str]
         for sid, path in zip(ids, filepaths):
             if not os.path.isfile(path):
                 raise VoGError(f"image file not found: {path} (sample {sid})")
-    return ViewData(ids=list(ids), filepaths=list(filepaths), labels=labels, classes=classes)
+    return ViewData(ids=list(ids), filepaths=list(filepaths), labels=labels, classes=classes, duplicates=duplicates)

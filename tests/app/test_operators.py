@@ -161,8 +161,8 @@ def test_found_checkpoints_are_reported(dataset, checkpoint_dir):
 
 
 @pytest.mark.parametrize("name, why", [("1vog", "not a valid field name"), ("my vog", "not a valid field name"),
-                                       ("_vog", "not a valid field name"), ("class", "not a valid field name"),
-                                       ("filepath", "exists with type StringField")])
+                                       ("_vog", "not a valid field name"), ("class", "is a Python keyword"),
+                                       ("filepath", "reserved by FiftyOne")])
 def test_bad_output_field_is_an_inline_error(dataset, checkpoint_dir, name, why):
     props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "vog_field": name})
     assert props["vog_field"].invalid and why in props["vog_field"].error_message
@@ -276,7 +276,7 @@ def test_shuffle_then_restore_labels_operator(dataset, image_dir):
         assert other.values("label_shuffled") == flags and other.values("ground_truth.label") == after
     finally:
         other.delete()
-    with pytest.raises(ExecutionError, match="overwrite"):
+    with pytest.raises(ExecutionError, match="tick .Overwrite."):
         foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"fraction": 0.25}})
     foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"action": "restore"}})
     assert dataset.values("ground_truth.label") == before

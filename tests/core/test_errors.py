@@ -69,7 +69,8 @@ CASES = {
     "window unknown file": (lambda tp, cd: dict(windows={"late": ["epoch_99.pt", "epoch_1.pt"]}), "not among the checkpoints"),
     "bad option": (lambda tp, cd: dict(target="loss"), "target='loss' is not supported"),
     "bad field name": (lambda tp, cd: dict(vog_field="my vog"), "not a valid field name"),
-    "output field of another type": (lambda tp, cd: dict(vog_field="filepath"), "field 'filepath' exists with type StringField"),
+    "output field of another type": (lambda tp, cd: dict(vog_field="ground_truth"), "field 'ground_truth' exists with type EmbeddedDocumentField"),
+    "reserved field name": (lambda tp, cd: dict(vog_field="filepath"), "'filepath' is reserved by FiftyOne"),
 }
 
 
