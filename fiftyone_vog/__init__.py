@@ -13,6 +13,7 @@ from .engine import VoGError, class_normalize  # noqa: E402
 from .api import (  # noqa: E402
     VoGResults,
     compute_vog,
+    MixedFieldsWarning,
     delete_vog_run,
     get_vog_run,
     list_vog_runs,
@@ -31,6 +32,7 @@ __all__ = [
     "VoGResults",
     "class_normalize",
     "compute_vog",
+    "MixedFieldsWarning",
     "delete_vog_run",
     "get_vog_run",
     "list_vog_runs",

@@ -391,8 +391,12 @@ def main(argv=None) -> int:
     except (CLIError, VoGError) as e:
         print(f"fiftyone-vog {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"fiftyone-vog {args.command}: interrupted; the dataset was left as it was", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        state = getattr(e, "fiftyone_vog_state", None)  # set by the writer of compute's run
+        what = {"restored": "during the write; every sample was put back as it was and an earlier run kept",
+                "written": "after the write had finished; the new run is complete"}.get(state)
+        print(f"fiftyone-vog {args.command}: interrupted {what}" if what else
+              f"fiftyone-vog {args.command}: interrupted; the dataset was left as it was", file=sys.stderr)
         return 130
     return 0
 
