@@ -184,11 +184,13 @@ class run_lock:  # noqa: N801 (a context manager used like a function)
 
 
 # -- the writing mark ----------------------------------------------------------
-def mark_writing(dataset, key: str, fields, config: dict | None, view_name: str | None = None) -> None:
-    """Persist that a write of run ``key`` begins (see the module's doc)."""
+def mark_writing(samples, key: str, fields, config: dict | None) -> None:
+    """Persist that a write of run ``key`` of the collection ``samples`` begins (see the module's doc)."""
+    dataset = samples._dataset
+    view = samples is not dataset
     doc = {"dataset_id": str(dataset._doc.id), "key": key, "fields": list(fields), "since": _now(),
-           "holder": _holder(), "dataset": dataset.name, "view": view_name,
-           "config": _repairable(config or {})}
+           "holder": _holder(), "dataset": dataset.name, "view": samples.name if view else None,
+           "unsaved_view": view and not samples.name, "config": _repairable(config or {})}
     _collection(WRITING).replace_one({"dataset_id": doc["dataset_id"], "key": key}, doc, upsert=True)
 
 
@@ -239,6 +241,8 @@ def repair_commands(doc: dict) -> tuple[str | None, str]:
     ok = ok and (transform is None or transform in ("rgb", "gray", "cifar", "imagenet"))
     classes = c.get("classes") or []
     ok = ok and not any("," in str(x) for x in classes) and not any("," in p for p in c.get("checkpoints") or [])
+    if doc.get("unsaved_view"):  # the CLI scores whole datasets and saved views only
+        ok, py[0] = False, "<the same view>"
     py.append(f"model={model!r}" if ok or model is None else "model=<the same model>")
     if model is not None:
         cli += ["--model", str(model)]

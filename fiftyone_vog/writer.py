@@ -27,7 +27,10 @@ def write_run(samples, ids, scores, vog_field, config, results=None):
     every sample that may have been written (an absent key absent again, ``None`` as
     ``None``), and an earlier run under ``vog_field`` stays registered, untouched; then the
     original error propagates. If putting back fails too, a :class:`VoGError` says which
-    fields may be mixed and how to recover.
+    fields may be mixed and how to recover. While putting back, SIGINT/SIGTERM are held back
+    (:mod:`fiftyone_vog.deferred_signals`); a "writing" mark persisted before the first chunk
+    and cleared once complete or undone tells later calls about a write that was killed
+    (:mod:`fiftyone_vog.locks`).
 
     Why a snapshot of the old values and not a MongoDB transaction: transactions need a
     replica set (FiftyOne's bundled mongod is a standalone server) and are capped at 60 s,
@@ -50,9 +53,9 @@ def write_run(samples, ids, scores, vog_field, config, results=None):
     groups = copy.deepcopy(ds.app_config.sidebar_groups)
     created, written, old_run = [], [], _NOT_TAKEN
     locks.check_current(ds, vog_field)  # still ours: a lock that went stale may have been taken over
-    # persisted before the first chunk, deleted once complete or undone: a SIGKILL leaves it behind
-    locks.mark_writing(ds, vog_field, scores, config, samples.name if samples is not ds else None)
     try:
+        # persisted before the first chunk, deleted once complete or undone: a SIGKILL leaves it behind
+        locks.mark_writing(samples, vog_field, scores, config)
         for name in scores:
             if name not in schema:
                 ds.add_sample_field(name, fo.FloatField)
@@ -73,17 +76,26 @@ def write_run(samples, ids, scores, vog_field, config, results=None):
         # a second Ctrl-C (or a SIGTERM) must not cut the undo short: held back until it is done
         with deferred_signals(drop_sigint=True):
             _undo_write(samples, ids, vog_field, old, written, created, old_run, groups, err)
-            locks.clear_writing(ds, vog_field)  # kept (the fields may be mixed) if the undo failed
+            _clear_mark(ds, vog_field)  # kept (the fields may be mixed) if the undo failed
         if isinstance(err, KeyboardInterrupt):
             err.fiftyone_vog_state = "restored"
         raise
     try:
         with deferred_signals():
-            locks.clear_writing(ds, vog_field)
+            _clear_mark(ds, vog_field)
             _drop_run_doc(samples, vog_field, old_run)
     except KeyboardInterrupt as err:
         err.fiftyone_vog_state = "written"
         raise
+
+
+def _clear_mark(ds, key) -> None:
+    from . import locks
+
+    try:
+        locks.clear_writing(ds, key)
+    except Exception as e:  # never mask the write's own outcome; a leftover mark only warns too much
+        logger.warning("could not clear the writing mark of VoG run %r: %s", key, e)
 
 
 _NOT_TAKEN = object()  # write_run failed before the old run (if any) was taken off the dataset
