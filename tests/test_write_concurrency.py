@@ -240,3 +240,39 @@ def test_a_run_never_writes_or_deletes_another_runs_field(dataset, checkpoint_di
     assert "vog" not in schema and "vog_raw" not in schema
     assert dataset.values("vog_early") == theirs
     assert fov.list_vog_runs(dataset) == ["vog_early"]
+
+
+def test_a_failed_undo_leaves_the_mark_and_an_unsaved_views_repair_is_python(dataset, checkpoint_dir, monkeypatch):
+    """The database goes away mid-write and stays away while putting back: the error says what is
+    mixed, and so do later calls once it is back; for an unsaved view the repair is the Python call."""
+    import pymongo.collection
+
+    import fiftyone_vog.writer as writer
+
+    fov.compute_vog(dataset, checkpoint_dir, model=small_model)
+    view = dataset.match({"ground_truth.label": {"$ne": "dots"}})
+    real_bulk_set, real = writer.bulk_set, pymongo.collection.Collection.bulk_write
+    monkeypatch.setattr(writer, "bulk_set", lambda *a, **k: real_bulk_set(*a, chunk=4, threads=1, **k))
+    calls = []
+
+    def bulk_write(self, requests, *args, **kwargs):
+        if self.name == dataset._sample_collection_name:
+            calls.append(1)
+            if len(calls) > 1:
+                raise pymongo.errors.AutoReconnect("connection reset")
+        return real(self, requests, *args, **kwargs)
+
+    monkeypatch.setattr(pymongo.collection.Collection, "bulk_write", bulk_write)
+    with pytest.raises(fov.VoGError, match=r"fields \['vog', 'vog_raw'\] may hold the new values on some samples"):
+        fov.compute_vog(view, checkpoint_dir, model=small_model, overwrite=True, statistic="std")
+    monkeypatch.undo()
+    with pytest.warns(fov.MixedFieldsWarning, match=r"fields \['vog', 'vog_raw'\] may be mixed .* to repair, in "
+                                                    r"Python run fov.compute_vog\(<the same view>, \[.*statistic='std'"
+                                                    r".*resume=True, overwrite=True\)$"):
+        assert fov.list_vog_runs(dataset) == ["vog"]
+    fov.compute_vog(view, checkpoint_dir, model=small_model, overwrite=True, statistic="std", resume=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fov.MixedFieldsWarning)
+        assert fov.get_vog_run(dataset).config.statistic == "std"
