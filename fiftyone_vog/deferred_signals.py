@@ -19,7 +19,7 @@ _SIGNALS = tuple(s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTE
 _active = threading.local()
 
 
-class deferred_signals:  # noqa: N801 (a context manager used like a function)
+class deferred_signals:  # a context manager used like a function
     def __init__(self, drop_sigint: bool = False):
         self.drop_sigint = drop_sigint
         self.received: list[int] = []

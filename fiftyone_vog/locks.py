@@ -25,7 +25,6 @@ import os
 import shlex
 import socket
 import threading
-import time
 import uuid
 
 from .engine import VoGError
@@ -36,7 +35,7 @@ WRITING = "fiftyone_vog.writing"
 
 def _timeout() -> float:
     try:
-        return float(os.environ.get("FIFTYONE_VOG_LOCK_TIMEOUT", 120))
+        return float(os.environ.get("FIFTYONE_VOG_LOCK_TIMEOUT", "120"))
     except ValueError:
         raise VoGError(f"FIFTYONE_VOG_LOCK_TIMEOUT={os.environ['FIFTYONE_VOG_LOCK_TIMEOUT']!r} is not a "
                        "number of seconds; unset it or set e.g. 120") from None
@@ -168,7 +167,7 @@ class RunLock:
             pass
 
 
-class run_lock:  # noqa: N801 (a context manager used like a function)
+class run_lock:  # a context manager used like a function
     """``with run_lock(dataset, key): ...`` holds the :class:`RunLock` of ``(dataset, key)``."""
 
     def __init__(self, dataset, key: str, what: str = "compute"):
@@ -288,7 +287,7 @@ def mixed_message(doc: dict) -> str:
 
 
 # -- the lock of the run this thread computes ---------------------------------
-import contextvars as _cv  # noqa: E402
+import contextvars as _cv
 
 _current: _cv.ContextVar = _cv.ContextVar("fiftyone_vog_run_lock", default=None)
 

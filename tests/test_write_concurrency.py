@@ -109,7 +109,7 @@ def test_two_cli_runs_racing_on_one_key_one_wins_the_other_exits_2(named_dataset
                            capture_output=True, text=True, timeout=300)
     finally:
         (tmp_path / "go").touch()
-        out, err = a.communicate(timeout=300)
+        _, err = a.communicate(timeout=300)
     assert a.returncode == 0, err
     assert b.returncode == 2, b.stderr
     line = b.stderr.strip()
@@ -160,7 +160,7 @@ def test_sigint_twice_during_the_write_puts_every_sample_back(named_dataset, che
     a.send_signal(signal.SIGINT)
     time.sleep(0.25)  # while the landed chunks are put back
     a.send_signal(signal.SIGINT)
-    out, err = a.communicate(timeout=300)
+    _, err = a.communicate(timeout=300)
     assert a.returncode == 130, err
     assert "Traceback" not in err
     assert err.strip() == ("fiftyone-vog compute: interrupted during the write; every sample was put back as it "
