@@ -18,6 +18,7 @@ _PUBLIC = {
     "class_normalize": ".engine",
     "VoGResults": ".core.compute",
     "compute_vog": ".core.compute",
+    "MixedFieldsWarning": ".core.compute",
     "delete_vog_run": ".core.compute",
     "get_vog_run": ".core.compute",
     "list_vog_runs": ".core.compute",

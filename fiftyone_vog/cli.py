@@ -433,8 +433,12 @@ def main(argv=None) -> int:
         args.func(args)
     except (CLIError, VoGError, options.OptionError) as e:
         return _fail(args.command, e)
-    except KeyboardInterrupt:
-        print(f"fiftyone-vog {args.command}: interrupted; the dataset was left as it was", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        state = getattr(e, "fiftyone_vog_state", None)  # set by the writer of compute's run
+        what = {"restored": "during the write; every sample was put back as it was and an earlier run kept",
+                "written": "after the write had finished; the new run is complete"}.get(state)
+        print(f"fiftyone-vog {args.command}: interrupted {what}" if what else
+              f"fiftyone-vog {args.command}: interrupted; the dataset was left as it was", file=sys.stderr)
         return 130
     except Exception as e:
         errors = sys.modules.get("pymongo.errors")

@@ -24,7 +24,9 @@ from ..engine import (
 from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
 from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
 from ..options import NORMALIZATIONS
-from . import distributed, preflight
+from . import distributed
+from . import preflight
+from .locks import locked
 from .naming import check_derived_name, check_field_name
 from .resume import open_partial, sample_signatures
 from .writer import write_run
@@ -173,6 +175,7 @@ def _model_spec(model) -> str | None:
     return f"factory:{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', repr(model))}"
 
 
+@locked  # the run lock of (dataset, vog_field), held from the checks to the end of the write
 def compute_vog(
     samples,
     checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
@@ -259,7 +262,8 @@ def compute_vog(
     Returns:
         :class:`VoGResults`.
 
-    Nothing is written unless the whole computation succeeds.
+    Nothing is written unless the whole computation succeeds. Another process computing the
+    same ``vog_field`` of the dataset meanwhile is refused (see :mod:`fiftyone_vog.core.locks`).
     """
     t0 = time.perf_counter()
     options = VoGOptions(label_mode=label_mode, target=target, statistic=statistic, channel_reduction=channel_reduction)
@@ -367,7 +371,11 @@ def compute_vog(
     if main:  # the run's results are saved by write_run, inside its all-or-nothing block
         write_run(samples, data.ids, scores, vog_field, config,
                   lambda: _run_results(samples, vog_field, stats, finish_timings(), raw))
-        partial.clear()
+        try:
+            partial.clear()
+        except KeyboardInterrupt as e:
+            e.fiftyone_vog_state = "written"
+            raise
     else:
         finish_timings()
     if ctx is not None:
@@ -396,12 +404,26 @@ def _workers(num_workers: int | None, dev: torch.device) -> int:
 
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
-    """Up front: the output fields must be free (or overwritten) and, if they exist, float fields."""
+    """Up front (under the run lock): the output fields must be free (or overwritten), float fields
+    if they exist, and owned by no other VoG run; without overwrite, no earlier write of this key
+    may have been killed half way."""
+    from .locks import mixed_message, unfinished_writes
+
     ds = samples._dataset
     schema = ds.get_field_schema()
     preflight.check_output_fields(samples, [f for pair in fields.values() for f in pair])
+    owners = _field_owners(ds, exclude=vog_field)
+    for name in (f for pair in fields.values() for f in pair):
+        if name in owners:
+            raise VoGError(
+                f"field {name!r} belongs to the VoG run {owners[name]!r} of dataset {ds.name!r}; a run never "
+                f"writes another run's fields: choose another vog_field or window name, or delete that run "
+                f"first (fov.delete_vog_run(dataset, {owners[name]!r}))"
+            )
     if overwrite:
-        return
+        return  # rewriting every field is also the repair of a killed write
+    for doc in unfinished_writes(ds, [vog_field]):
+        raise VoGError(mixed_message(doc))
     if ds.has_run(vog_field):
         raise VoGError(
             f"a VoG run with key {vog_field!r} already exists on dataset {ds.name!r}; pass overwrite=True "
@@ -420,16 +442,52 @@ def _run_results(samples, key, stats, timings, raw):
     return samples._dataset.init_run_results(key, class_stats=stats, summary=summary, timings=timings)
 
 
+def _field_owners(dataset, exclude: str | None = None) -> dict[str, str]:
+    """``{field: run key}`` of the fields the VoG runs of ``dataset`` (but ``exclude``) wrote."""
+    out = {}
+    for k in _vog_run_keys(dataset):
+        if k != exclude:
+            for f in dataset.get_run_info(k).config.fields or []:
+                out.setdefault(f, k)
+    return out
+
+
 # -- runs --------------------------------------------------------------------
-def list_vog_runs(dataset) -> list[str]:
-    """Keys of the VoG runs registered on ``dataset``."""
+class MixedFieldsWarning(UserWarning):
+    """A write of a VoG run was killed half way: its fields may be mixed (the message says how to repair)."""
+
+
+def _warn_unfinished(dataset, keys=None) -> list[str]:
+    """Warn once per write of ``keys`` (all, if None) that was killed half way; their messages."""
+    import warnings
+
+    from .locks import mixed_message, unfinished_writes
+
+    messages = [mixed_message(doc) for doc in unfinished_writes(dataset, keys)]
+    for m in messages:
+        warnings.warn(m, MixedFieldsWarning, stacklevel=3)
+    return messages
+
+
+def _vog_run_keys(dataset) -> list[str]:
     return [k for k in dataset.list_runs() if dataset.get_run_info(k).config.method == RUN_METHOD]
 
 
+def list_vog_runs(dataset) -> list[str]:
+    """Keys of the VoG runs registered on ``dataset``. Warns (:class:`MixedFieldsWarning`) about any
+    write of a VoG run on it that was killed half way, with the command that repairs it."""
+    _warn_unfinished(dataset)
+    return _vog_run_keys(dataset)
+
+
 def get_vog_run(dataset, key: str = "vog"):
-    """The run's info (``.config``, ``.timestamp``) for a VoG run key."""
-    if key not in list_vog_runs(dataset):
-        raise VoGError(f"no VoG run {key!r} on dataset {dataset.name!r}; runs: {list_vog_runs(dataset)}")
+    """The run's info (``.config``, ``.timestamp``) for a VoG run key. Warns
+    (:class:`MixedFieldsWarning`) if a write of that key was killed half way."""
+    mixed = _warn_unfinished(dataset, [key])
+    runs = _vog_run_keys(dataset)
+    if key not in runs:
+        more = f"; {mixed[0]}" if mixed else ""
+        raise VoGError(f"no VoG run {key!r} on dataset {dataset.name!r}; runs: {runs}{more}")
     return dataset.get_run_info(key)
 
 
@@ -441,14 +499,24 @@ def load_vog_results(dataset, key: str = "vog"):
 
 def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> None:
     """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
-    default) the fields it wrote."""
+    default) the fields it wrote — but never a field another VoG run also claims (kept, with a
+    warning). Refused while another process computes that key."""
+    import logging
+
+    from .locks import clear_writing, run_lock
     from .resume import drop_partials
 
-    info = get_vog_run(dataset, key)
-    drop_partials(dataset, key)
-    if delete_fields:
-        schema = dataset.get_field_schema()
-        for name in info.config.fields:
-            if name in schema:
-                dataset.delete_sample_field(name)
-    dataset.delete_run(key)
+    with run_lock(dataset, key, what="delete"):
+        info = get_vog_run(dataset, key)
+        drop_partials(dataset, key)
+        if delete_fields:
+            schema = dataset.get_field_schema()
+            owners = _field_owners(dataset, exclude=key)
+            for name in info.config.fields:
+                if name in owners:
+                    logging.getLogger(__name__).warning(
+                        "kept field %r: the VoG run %r of dataset %r claims it too", name, owners[name], dataset.name)
+                elif name in schema:
+                    dataset.delete_sample_field(name)
+            clear_writing(dataset, key)  # its fields are gone: nothing is left mixed
+        dataset.delete_run(key)

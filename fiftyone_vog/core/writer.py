@@ -27,7 +27,10 @@ def write_run(samples, ids, scores, vog_field, config, results=None):
     every sample that may have been written (an absent key absent again, ``None`` as
     ``None``), and an earlier run under ``vog_field`` stays registered, untouched; then the
     original error propagates. If putting back fails too, a :class:`VoGError` says which
-    fields may be mixed and how to recover.
+    fields may be mixed and how to recover. While putting back, SIGINT/SIGTERM are held back
+    (:mod:`fiftyone_vog.core.signals`); a "writing" mark persisted before the first chunk
+    and cleared once complete or undone tells later calls about a write that was killed
+    (:mod:`fiftyone_vog.core.locks`).
 
     Why a snapshot of the old values and not a MongoDB transaction: transactions need a
     replica set (FiftyOne's bundled mongod is a standalone server) and are capped at 60 s,
@@ -41,12 +44,18 @@ def write_run(samples, ids, scores, vog_field, config, results=None):
 
     import fiftyone as fo
 
+    from . import locks
+    from .signals import deferred_signals
+
     ds = samples._dataset
     schema = ds.get_field_schema()
     old = _read_values(samples, ids, [n for n in scores if n in schema])
     groups = copy.deepcopy(ds.app_config.sidebar_groups)
     created, written, old_run = [], [], _NOT_TAKEN
+    locks.check_current(ds, vog_field)  # still ours: a lock that went stale may have been taken over
     try:
+        # persisted before the first chunk, deleted once complete or undone: a SIGKILL leaves it behind
+        locks.mark_writing(samples, vog_field, scores, config)
         for name in scores:
             if name not in schema:
                 ds.add_sample_field(name, fo.FloatField)
@@ -64,9 +73,29 @@ def write_run(samples, ids, scores, vog_field, config, results=None):
         except Exception:  # a sidebar nicety must never fail a finished computation
             pass
     except BaseException as err:
-        _undo_write(samples, ids, vog_field, old, written, created, old_run, groups, err)
+        # a second Ctrl-C (or a SIGTERM) must not cut the undo short: held back until it is done
+        with deferred_signals(drop_sigint=True):
+            _undo_write(samples, ids, vog_field, old, written, created, old_run, groups, err)
+            _clear_mark(ds, vog_field)  # kept (the fields may be mixed) if the undo failed
+        if isinstance(err, KeyboardInterrupt):
+            err.fiftyone_vog_state = "restored"
         raise
-    _drop_run_doc(samples, vog_field, old_run)
+    try:
+        with deferred_signals():
+            _clear_mark(ds, vog_field)
+            _drop_run_doc(samples, vog_field, old_run)
+    except KeyboardInterrupt as err:
+        err.fiftyone_vog_state = "written"
+        raise
+
+
+def _clear_mark(ds, key) -> None:
+    from . import locks
+
+    try:
+        locks.clear_writing(ds, key)
+    except Exception as e:  # never mask the write's own outcome; a leftover mark only warns too much
+        logger.warning("could not clear the writing mark of VoG run %r: %s", key, e)
 
 
 _NOT_TAKEN = object()  # write_run failed before the old run (if any) was taken off the dataset
@@ -92,12 +121,18 @@ def _in_chunks(fn, spans, threads: int = 4, started: list | None = None) -> list
             started.append(span)
         return fn(*span)
 
+    from .signals import deferred_signals
+
     pool = ThreadPoolExecutor(max_workers=max(1, min(threads, len(spans))))
     try:
         futures = [pool.submit(run, span) for span in spans]
-        return [f.result() for f in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        out = [f.result() for f in futures]
+    except BaseException:
+        with deferred_signals(drop_sigint=True):  # a second Ctrl-C must not skip waiting for running chunks
+            pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return out
 
 
 def _read_values(samples, ids, names, chunk: int = 10_000) -> dict[str, list] | None:
