@@ -20,7 +20,7 @@ import pytest
 import fiftyone.core.odm as foo
 import fiftyone_vog as fov
 
-from conftest import small_model
+from conftest import TESTS_DIR, small_model
 
 DATASET_NAME = "write-concurrency"  # the conftest fixture named_dataset
 CLI = [sys.executable, "-m", "fiftyone_vog.cli"]
@@ -55,7 +55,7 @@ sys.exit(main(sys.argv[1:]))
 def env():
     """The session's environment, with tests/ on the path so that "conftest:small_model" imports."""
     e = os.environ.copy()
-    e["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), e.get("PYTHONPATH", "")])
+    e["PYTHONPATH"] = os.pathsep.join([TESTS_DIR, e.get("PYTHONPATH", "")])
     return e
 
 
