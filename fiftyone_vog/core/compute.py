@@ -339,6 +339,7 @@ def compute_vog(
     if main:  # the run's results are saved by write_run, inside its all-or-nothing block
         write_run(samples, data.ids, scores, vog_field, config,
                   lambda: _run_results(samples, vog_field, stats, finish_timings(), raw))
+        index_score_fields(samples._dataset, list(scores))
         partial.clear()
     else:
         finish_timings()
@@ -365,6 +366,22 @@ def _workers(num_workers: int | None, dev: torch.device) -> int:
     if num_workers is not None:
         return int(num_workers)
     return 0 if dev.type == "cpu" else min(8, os.cpu_count() or 1)
+
+
+def index_score_fields(dataset, names) -> None:
+    """An index on each score field: the App's grid offers "Sort by" only on indexed fields when
+    query performance mode is on, and sorting a large dataset by an indexed field is fast
+    (cost measured in docs/performance.md). :func:`delete_vog_run` drops them with the fields
+    (FiftyOne drops a field's indexes when it deletes the field). A
+    failure is logged, not raised: the scores are written and usable without an index."""
+    import logging
+
+    for name in names:
+        try:
+            dataset.create_index(name)
+        except Exception as e:
+            logging.getLogger(__name__).warning("fiftyone-vog: could not index %r (sorting by it in the App's "
+                                                "query performance mode needs it): %s", name, e)
 
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
@@ -417,7 +434,7 @@ def load_vog_results(dataset, key: str = "vog"):
 
 def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> None:
     """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
-    default) the fields it wrote."""
+    default) the fields it wrote with their indexes; ``delete_fields=False`` keeps both."""
     from .resume import drop_partials
 
     info = get_vog_run(dataset, key)
