@@ -193,6 +193,7 @@ def compute_vog(
     strategy: str = "auto",
     autocast: str | None = None,
     channels_last: bool | None = None,
+    num_threads: int | None = None,
     _allow_import: bool = True,
 ) -> VoGResults:
     """Score every sample of ``samples`` by Variance of Gradients and write the scores.
@@ -223,6 +224,11 @@ def compute_vog(
             main process on the CPU (the model is the bottleneck there) and in up to 8 worker
             processes when scoring on a GPU, so that decoding keeps up.
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``…; default CUDA when available.
+        num_threads: torch's CPU threads while scoring (restored afterwards). ``None``: what
+            ``OMP_NUM_THREADS`` says when it is set, else on the CPU only as many as the machine
+            has idle cores (see :func:`auto_num_threads`; more threads than free cores make every
+            batch wait for the slowest one, measured in docs/performance.md). Recorded in the
+            run's config.
         progress: FiftyOne's convention: ``True``/``False``, ``None`` for the default, or a
             callable receiving the progress bar.
         overwrite: replace an existing run/fields with the same ``vog_field``.
@@ -255,6 +261,7 @@ def compute_vog(
     if int(batch_size) < 1:
         raise VoGError(f"batch_size must be ≥ 1, got {batch_size}")
     dev = resolve_device(device)
+    threads = _num_threads(num_threads, dev)
     ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
     if ctx is not None:
         dev = ctx.device(dev)
@@ -284,11 +291,12 @@ def compute_vog(
         "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
         "precision": precision, "autocast": autocast,
     })
-    raw = distributed.score_samples(
-        engine, dataset, data.ids,
-        lambda d: make_loader(d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev), pin_memory=dev.type == "cuda"),
-        progress=progress, partial=partial, ctx=ctx,
-    )
+    with _torch_threads(threads):
+        raw = distributed.score_samples(
+            engine, dataset, data.ids,
+            lambda d: make_loader(d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev), pin_memory=dev.type == "cuda"),
+            progress=progress, partial=partial, ctx=ctx,
+        )
     t_score = time.perf_counter()
 
     scores, raws, stats = {}, {}, {}
@@ -318,6 +326,7 @@ def compute_vog(
         "batch_size": int(batch_size),
         "num_workers": _workers(num_workers, dev),
         "device": str(dev),
+        "num_threads": threads,
         "precision": precision,
         "engine": engine.settings,
         "world_size": 1 if ctx is None else ctx.world_size,
@@ -360,6 +369,55 @@ def data_wait_hint(timings: Mapping[str, float], num_workers: int, threshold: fl
     return (f"scoring waited for images {wait / (wait + compute):.0%} of the time ({wait:.1f}s of "
             f"{wait + compute:.1f}s) with num_workers={num_workers}: raise num_workers (--num-workers) "
             "so that decoding keeps up")
+
+
+def auto_num_threads(cores: int | None = None, load: float | None = None, current: int | None = None) -> int:
+    """torch CPU threads for a run nobody chose a count for: the idle cores (``cores`` minus the
+    1-minute load average, rounded down), at least 1 and at most torch's own default.
+
+    Why: torch's threads wait for each other at every operation; a thread that has no core to
+    itself (another process, the App server, a DataLoader worker) stalls all of them. Measured on
+    a loaded 2-core machine (docs/performance.md): 1 thread took 0.59 of the time of torch's 2.
+    """
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+    current = torch.get_num_threads() if current is None else current
+    return max(1, min(current, int(cores - load)))
+
+
+def _num_threads(num_threads: int | None, dev: torch.device) -> int:
+    if num_threads is not None:
+        if int(num_threads) < 1:
+            raise VoGError(f"num_threads must be ≥ 1, got {num_threads}")
+        return int(num_threads)
+    if os.environ.get("OMP_NUM_THREADS") or dev.type != "cpu":
+        return torch.get_num_threads()  # the user's choice; on a GPU the CPU threads hardly work
+    return auto_num_threads()
+
+
+class _torch_threads:
+    """``torch.set_num_threads(n)`` for a block, then back to what it was."""
+
+    def __init__(self, n: int):
+        self.n, self.before = n, None
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        if self.n != self.before:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if torch.get_num_threads() != self.before:
+            torch.set_num_threads(self.before)
+        return False
 
 
 def _workers(num_workers: int | None, dev: torch.device) -> int:
