@@ -151,3 +151,63 @@ def test_thread_count_is_recorded_and_restored(dataset, checkpoint_dir, monkeypa
     assert res.config["num_threads"] == before
     with pytest.raises(fov.VoGError, match="num_threads must be"):
         fov.compute_vog(dataset, ckpts, model=small_model, num_threads=0, vog_field="bad", progress=False)
+
+
+# -- item 6: scheduling from the App needs FiftyOne's legacy orchestrator switch --------------------
+DATASET_NAME = "vog-app-slices-delegated"
+
+
+def test_schedule_needs_the_legacy_orchestrator_switch(dataset, monkeypatch):
+    """What the App reads to offer "Schedule": with orchestrator registration on (FiftyOne 1.22's
+    default) and no orchestrator registered it says NOT AVAILABLE; the switch turns it off."""
+    op = foo.get_operator(f"{PLUGIN}/compute_vog")
+    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {}}, operator_uri=op.uri)
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
+    opts = op.resolve_execution_options(ctx).to_dict()
+    assert opts["allow_delegated_execution"] and opts["orchestrator_registration_enabled"]
+    assert opts["available_orchestrators"] == []
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)  # FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true
+    assert not op.resolve_execution_options(ctx).to_dict()["orchestrator_registration_enabled"]
+
+
+@pytest.mark.slow
+def test_scheduled_run_is_listed_and_run_by_fiftyone_delegated_launch(named_dataset, checkpoint_dir, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    ds = named_dataset
+    monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")
+    uri = f"{PLUGIN}/compute_vog"
+    result = foo.execute_operator(uri, ctx={"dataset": ds, "request_delegation": True, "params": {
+        "checkpoints": checkpoint_dir, "model": "conftest:small_model", "vog_field": "scheduled"}})
+    assert result.delegated
+    env = dict(os.environ, FIFTYONE_VOG_ALLOW_IMPORTS="1",
+               PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), os.path.dirname(os.path.dirname(__file__)),
+                                           os.environ.get("PYTHONPATH", "")]))
+    cli = os.path.join(os.path.dirname(sys.executable), "fiftyone")
+    listed = subprocess.run([cli, "delegated", "list", "--dataset", ds.name], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert uri in listed.stdout and "queued" in listed.stdout.lower(), listed.stdout + listed.stderr
+    svc = DelegatedOperationService()
+    (op,) = svc.list_operations(dataset_name=ds.name)
+    proc = subprocess.Popen([cli, "delegated", "launch"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and svc.get(op.id).run_state not in ("completed", "failed"):
+            time.sleep(1)
+    finally:
+        proc.send_signal(signal.SIGINT)  # the service's own way out (KeyboardInterrupt)
+        try:
+            out = proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0]
+    doc = svc.get(op.id)
+    assert doc.run_state == "completed", (doc.run_state, doc.run_error, out[-2000:])
+    ds.reload()
+    assert ds.count("scheduled") == len(ds)
