@@ -376,8 +376,8 @@ def auto_num_threads(cores: int | None = None, load: float | None = None, curren
     1-minute load average, rounded down), at least 1 and at most torch's own default.
 
     Why: torch's threads wait for each other at every operation; a thread that has no core to
-    itself (another process, the App server, a DataLoader worker) stalls all of them. Measured on
-    a loaded 2-core machine (docs/performance.md): 1 thread took 0.59 of the time of torch's 2.
+    itself (another process, the App server, a DataLoader worker) stalls all of them (measured in
+    docs/performance.md, *CPU threads*).
     """
     if cores is None:
         try:
