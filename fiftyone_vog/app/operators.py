@@ -199,15 +199,29 @@ class SaveVoGViews(foo.Operator):
                                              "overwrite"), {"percentile": float, "overwrite": bool}),
         )
         load = p.get("load_view")
-        if load in views and not ctx.delegated:
-            ctx.ops.set_view(name=load)
-        return {"views": {name: len(view) for name, view in views.items()},
-                "skipped": dict(getattr(views, "skipped", {}) or {})}
+        if not ctx.delegated:
+            # The App lists a dataset's saved views from its own copy, fetched with the dataset:
+            # reload_dataset refetches it, so the view selector lists the new views in place. Its
+            # set_view(name=...) checks that copy before the refetch has landed ("saved view ... does
+            # not exist"), so the view to open is sent as its stages, which need no lookup.
+            ctx.ops.reload_dataset()
+            if load in views:
+                ctx.ops.set_view(view=views[load])
+        return {"views": views.table(),
+                "skipped": [{"view": name, "reason": why} for name, why in views.skipped.items()]}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
-        outputs.obj("views", label="Saved views (samples)", view=types.JSONView())
-        outputs.obj("skipped", label="Not saved (why)", view=types.JSONView())
+        table = types.TableView()
+        table.add_column("view", label="Saved view")
+        table.add_column("samples", label="Samples")
+        table.add_column("sorted_by", label="Sorted by")
+        outputs.list("views", types.Object(), label="Saved views", view=table)
+        if ctx.results.get("skipped"):
+            why = types.TableView()
+            why.add_column("view", label="Not saved")
+            why.add_column("reason", label="Why")
+            outputs.list("skipped", types.Object(), label="Not saved", view=why)
         return types.Property(outputs, view=types.View(label="VoG views saved"))
 
 

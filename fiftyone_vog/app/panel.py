@@ -105,6 +105,20 @@ def slice_bounds(stats: dict, chart: str, index: int) -> tuple[float, float] | N
     return None
 
 
+def pick_vog_field(samples, fields, current=None):
+    """The VoG field the panel shows for ``samples``: ``current`` (the user's pick) while it scores
+    at least one of them, else the field in ``fields`` that scores the most (the first on ties);
+    None without fields. The demo's OOD view is scored in ``vog_test`` only: showing ``vog``
+    there would draw empty axes over "0 samples scored"."""
+    fields = list(fields)
+    if not fields:
+        return None
+    if current in fields and samples.count(current) > 0:
+        return current
+    counts = [samples.count(f) for f in fields]
+    return fields[int(np.argmax(counts))]
+
+
 def view_stats(samples, vog_field: str, label_field: str | None = None, pred_field: str | None = None) -> dict:
     """Everything the panel draws, for one view: read the values once, then the pure functions."""
     # class means of a class-normalized score are 0 by construction: use the raw score for them
@@ -125,6 +139,8 @@ def view_stats(samples, vog_field: str, label_field: str | None = None, pred_fie
         "label_field": label_field,
         "pred_field": pred_field,
         "count": int(scores.size),
+        # error rates are over the scored samples that have both a label and a prediction
+        "labeled": sum(e is not None for e in errors) if errors is not None else 0,
         "missing": int((~mask).sum()),
         "mean": float(scores.mean()) if scores.size else None,
         "histogram": histogram(scores),
@@ -158,7 +174,9 @@ class VoGPanel(foo.Panel):
             return  # the panel set this slice: keep the statistics of the view it came from
         if ctx.panel.state.stats and _same_view(view or [], ctx.panel.state.base_view):
             # a late event for the view the statistics already describe: recomputing from this
-            # event's (possibly older) state could undo a field the user has just picked
+            # event's (possibly older) state could undo a field the user has just picked; only
+            # the list of runs is re-read (the App sends this after a Compute VoG reloads it)
+            self._reread_runs(ctx)
             return
         ctx.panel.state.slice_view = None
         ctx.panel.state.slice = None
@@ -177,6 +195,19 @@ class VoGPanel(foo.Panel):
         ctx.panel.state.pred_field = ctx.params.get("value") or None
         self._refresh(ctx)
 
+    def on_click_refresh(self, ctx):
+        self._refresh(ctx)
+
+    def _reread_runs(self, ctx):
+        from ..core.compute import list_vog_runs
+
+        runs = list_vog_runs(ctx.dataset) if ctx.dataset is not None else []
+        if runs != list(ctx.panel.state.runs or []):
+            if ctx.panel.state.vog_field in runs:
+                ctx.panel.state.runs = runs
+            else:
+                self._refresh(ctx)
+
     def _refresh(self, ctx):
         from ..core.compute import get_vog_run, list_vog_runs
 
@@ -186,7 +217,7 @@ class VoGPanel(foo.Panel):
         if not runs:
             state.set({"runs": [], "stats": None})
             return
-        vog_field = state.vog_field if state.vog_field in runs else runs[0]
+        vog_field = pick_vog_field(ctx.view, runs, state.vog_field)
         label_field = get_vog_run(ds, vog_field).config.label_field
         schema = ds.get_field_schema(embedded_doc_type=fo.Classification)
         label_field = label_field if label_field in schema else None
@@ -239,6 +270,7 @@ class VoGPanel(foo.Panel):
         _select(row, "vog_field", state.runs or [], stats["vog_field"], "VoG field", self.on_change_vog_field)
         if state.preds:
             _select(row, "pred_field", state.preds, stats["pred_field"], "Prediction field", self.on_change_pred_field)
+        row.btn("refresh", label="Refresh", on_click=self.on_click_refresh, variant="outlined")
         edges = stats["histogram"]["edges"]
         span = f" ({stats['vog_field']} from {edges[0]:.3g} to {edges[-1]:.3g})" if edges else ""
         summary = f"**{stats['count']}** samples scored in this view{span}"
@@ -256,8 +288,7 @@ class VoGPanel(foo.Panel):
         panel.plot("deciles", data=_decile_traces(stats), layout=_decile_layout(stats),
                    on_click=self.on_click_deciles)
         if stats["classes"]:
-            panel.plot("classes", data=_class_traces(stats), layout=_layout(
-                f"mean {stats['class_field']} by class", "class", f"mean {stats['class_field']}"))
+            panel.plot("classes", data=_class_traces(stats), layout=_class_layout(stats))
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=1,
                                                           height=100, width=100))
 
@@ -288,9 +319,11 @@ def _same_view(a, b) -> bool:
 
 
 def _layout(title, xtitle, ytitle):
-    return {"title": {"text": title, "font": {"size": 13}}, "xaxis": {"title": xtitle},
-            "yaxis": {"title": ytitle}, "margin": {"t": 40, "l": 50, "r": 10, "b": 40},
-            "bargap": 0.05, "showlegend": False, "height": 260, "autosize": True}
+    # the title sits below plotly's toolbar (about 30 px at the top right), not under it
+    return {"title": {"text": title, "font": {"size": 13}, "x": 0, "xanchor": "left", "xref": "paper",
+                      "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 34}},
+            "xaxis": {"title": xtitle}, "yaxis": {"title": ytitle}, "margin": {"t": 64, "l": 50, "r": 10, "b": 40},
+            "bargap": 0.05, "showlegend": False, "height": 280, "autosize": True}
 
 
 def _histogram_traces(stats):
@@ -316,15 +349,34 @@ def _decile_traces(stats):
 def _decile_layout(stats):
     has_errors = any(r["error_rate"] is not None for r in stats["deciles"])
     if has_errors:
-        return _layout(f"error rate by {stats['vog_field']} decile ({stats['pred_field']} vs {stats['label_field']})",
+        return _layout(f"error rate by {stats['vog_field']} decile ({stats['pred_field']} vs {stats['label_field']}; "
+                       f"over the {stats.get('labeled', 0)} labeled samples only)",
                        "decile (D1 lowest VoG … D10 highest)", "error rate")
-    return _layout(f"mean {stats['vog_field']} by decile (add a prediction field for error rates)",
+    return _layout(f"mean {stats['vog_field']} by decile ({_why_no_error_rates(stats)})",
                    "decile (D1 lowest … D10 highest)", "mean VoG")
+
+
+def _why_no_error_rates(stats) -> str:
+    if not stats.get("pred_field"):
+        return "add a prediction field for error rates"
+    if not stats.get("label_field"):
+        return "no error rates: the run's label field is not on the dataset"
+    return (f"no error rates: no sample here has both a {stats['label_field']} label and a "
+            f"{stats['pred_field']} prediction")
+
+
+def _class_layout(stats):
+    """Class names are categories even when they are digits ("0" … "9": plotly would read them as
+    numbers, space them on a numeric axis and order the bars by value); highest mean first."""
+    layout = _layout(f"mean {stats['class_field']} by class", "class", f"mean {stats['class_field']}")
+    layout["xaxis"] = {**layout["xaxis"], "type": "category", "categoryorder": "array",
+                       "categoryarray": [str(r["label"]) for r in stats["classes"]]}
+    return layout
 
 
 def _class_traces(stats):
     rows = stats["classes"]
-    return [{"type": "bar", "x": [r["label"] for r in rows], "y": [r["mean"] for r in rows],
+    return [{"type": "bar", "x": [str(r["label"]) for r in rows], "y": [r["mean"] for r in rows],
              "customdata": [r["count"] for r in rows], "marker": {"color": "#8F8F8F"},
              "hovertemplate": "%{x}: %{y:.3g} (%{customdata} samples)<extra></extra>"}]
 

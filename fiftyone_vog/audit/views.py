@@ -84,11 +84,14 @@ class VoGViews(dict):
         thresholds: ``{"high": t_high, "low": t_low}``, the VoG cut-offs used.
         scored: number of samples with a score (not None, not NaN).
         k: the slice size before ties, ``ceil(percentile / 100 × scored)``.
+        sorted_by: ``{view name: score field}`` each saved view is sorted by (see
+            :func:`save_vog_views`: a marker view may be sorted by another VoG field).
     """
 
-    def __init__(self, views=(), skipped=None, thresholds=None, scored=0, k=0, names=None):
+    def __init__(self, views=(), skipped=None, thresholds=None, scored=0, k=0, names=None, sorted_by=None):
         super().__init__(views)
         self.names = dict(names or {})
+        self.sorted_by = dict(sorted_by or {})
         self.skipped = dict(skipped or {})
         self.thresholds = dict(thresholds or {})
         self.scored, self.k = scored, k
@@ -96,6 +99,11 @@ class VoGViews(dict):
     def counts(self) -> dict[str, int]:
         """``{view name: number of samples}`` of the saved views."""
         return {name: len(view) for name, view in self.items()}
+
+    def table(self) -> list[dict]:
+        """One row per saved view: ``{"view", "samples", "sorted_by"}``."""
+        return [{"view": name, "samples": len(view), "sorted_by": self.sorted_by.get(name)}
+                for name, view in self.items()]
 
     def __repr__(self):
         return f"VoGViews(saved={self.counts()}, skipped={self.skipped})"
@@ -174,6 +182,11 @@ def save_vog_views(
     threshold are all included (a slice may then hold more than ``k`` samples); samples without
     a score are in neither slice. In the marker views, samples without a score sort last.
 
+    A marker view is sorted by ``vog_field`` when that scores all its samples, else by the VoG
+    run field that scores most of them (the demo's OOD samples are scored in ``vog_test``, not
+    ``vog``); ``.sorted_by`` says which. A marker view none of whose samples has a VoG score is
+    skipped, with the reason.
+
     Args:
         dataset: a FiftyOne dataset, or a view of one: the thresholds are then computed over the
             view's samples only, and every saved view is the view's stages followed by the
@@ -224,10 +237,13 @@ def save_vog_views(
     hardest_first = dict(reverse=True)
     views, descriptions, skipped = {}, {}, {}
 
-    def add(kind, view, description):
+    sorted_by = {}
+
+    def add(kind, view, description, field=vog_field):
         if kind in kind_names:
             views[kind_names[kind]] = view
             descriptions[kind_names[kind]] = description
+            sorted_by[kind_names[kind]] = field
 
     def skip(kind, reason):
         if kind in kind_names:
@@ -239,12 +255,20 @@ def save_vog_views(
     add("low", dataset.match((score <= t_low) & (score >= float("-inf"))).sort_by(vog_field),
         f"bottom {percentile:g}% by {vog_field} (<= {t_low:.6g}), lowest first")
 
+    def add_marked(kind, marked, what, meaning):
+        """``marked`` (the samples a marker selects), sorted hardest first by the VoG field that
+        scores most of them; skipped when no VoG field scores any."""
+        by = _scoring_field(ds, marked, vog_field)
+        if by is None:
+            skip(kind, f"none of the {len(marked)} samples with {what} has a VoG score; compute VoG on them")
+            return
+        add(kind, marked.sort_by(by, **hardest_first), f"{what} ({meaning}), by {by}, hardest first", field=by)
+
     def add_flagged(kind, field, meaning, hint):
         """The samples whose boolean ``field`` is True, hardest first; skipped when it is absent."""
         why = _bool_field_exists(dataset, field)
         if why is None:
-            add(kind, dataset.match(F(field) == True).sort_by(vog_field, **hardest_first),  # noqa: E712
-                f"{field} is True ({meaning}), by {vog_field}, hardest first")
+            add_marked(kind, dataset.match(F(field) == True), f"{field} is True", meaning)  # noqa: E712
         else:
             skip(kind, f"{why}; {hint}")
 
@@ -257,8 +281,7 @@ def save_vog_views(
     elif ood_field:
         add_flagged("ood", ood_field, "out-of-distribution", f"pass ood_field=None to use the tag {ood_tag!r}")
     elif dataset.count_sample_tags().get(ood_tag, 0) > 0:
-        add("ood", dataset.match_tags(ood_tag).sort_by(vog_field, **hardest_first),
-            f"samples tagged {ood_tag!r} (out-of-distribution), by {vog_field}, hardest first")
+        add_marked("ood", dataset.match_tags(ood_tag), f"samples tagged {ood_tag!r}", "out-of-distribution")
     else:
         where = "" if dataset is ds else " in these samples"
         skip("ood", f"no sample{where} is tagged {ood_tag!r}; tag OOD samples "
@@ -281,7 +304,33 @@ def save_vog_views(
         scored=n,
         k=k,
         names=kind_names,
+        sorted_by=sorted_by,
     )
+
+
+def _scoring_field(ds, marked, vog_field) -> str | None:
+    """The score field to sort the marker view ``marked`` by: ``vog_field`` when it scores every
+    sample of it, else the VoG run field (``vog_field`` included) that scores the most of its
+    samples (``vog_field`` wins ties); None when none scores any.
+
+    Why not always ``vog_field``: the demo's OOD samples are scored in ``vog_test``, and a view
+    sorted by a field its samples lack shows them in no order while claiming one.
+    """
+    n = len(marked)
+    best, best_count = vog_field, marked.count(vog_field)
+    if best_count == n:  # every sample scored, or an empty view (saved as before: it may fill later)
+        return vog_field
+    from ..core.compute import list_vog_runs
+
+    schema = ds.get_field_schema()
+    for key in list_vog_runs(ds):
+        field = ds.get_run_info(key).config.vog_field
+        if field == vog_field or field not in schema:
+            continue
+        c = marked.count(field)
+        if c > best_count:
+            best, best_count = field, c
+    return best if best_count else None
 
 
 def _saved_by_same_call(ds, name, samples, vog_field) -> bool:

@@ -24,8 +24,7 @@ from ..engine import (
 from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
 from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
 from ..options import NORMALIZATIONS
-from . import distributed
-from . import preflight
+from . import distributed, preflight
 from .locks import locked
 from .naming import check_derived_name, check_field_name
 from .resume import open_partial, sample_signatures
@@ -204,6 +203,7 @@ def compute_vog(
     channels_last: bool | None = None,
     allow_torchscript: bool = False,
     max_image_pixels: int | None = None,
+    num_threads: int | None = None,
     _allow_import: bool = True,
 ) -> VoGResults:
     """Score every sample of ``samples`` by Variance of Gradients and write the scores.
@@ -234,6 +234,11 @@ def compute_vog(
             main process on the CPU (the model is the bottleneck there) and in up to 8 worker
             processes when scoring on a GPU, so that decoding keeps up.
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``…; default CUDA when available.
+        num_threads: torch's CPU threads while scoring (restored afterwards). ``None``: what
+            ``OMP_NUM_THREADS`` says when it is set, else on the CPU only as many as the machine
+            has idle cores (see :func:`auto_num_threads`; more threads than free cores make every
+            batch wait for the slowest one, measured in docs/performance.md). Recorded in the
+            run's config.
         progress: FiftyOne's convention: ``True``/``False``, ``None`` for the default, or a
             callable receiving the progress bar.
         overwrite: replace an existing run/fields with the same ``vog_field``.
@@ -278,6 +283,7 @@ def compute_vog(
         raise VoGError(f"num_classes must be ≥ 1 (the model's output size), got {num_classes}")
     max_image_pixels = image_pixel_limit(max_image_pixels)
     dev = preflight.check_device(device)
+    threads = _num_threads(num_threads, dev)
     ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
     if ctx is not None:
         dev = ctx.device(dev)
@@ -314,11 +320,13 @@ def compute_vog(
         "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
         "precision": precision, "autocast": autocast,
     }, signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)))
-    raw = distributed.score_samples(
-        engine, dataset, data.ids,
-        lambda d: make_loader(d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev), pin_memory=dev.type == "cuda"),
-        progress=progress, partial=partial, ctx=ctx,
-    )
+    with _torch_threads(threads):
+        raw = distributed.score_samples(
+            engine, dataset, data.ids,
+            lambda d: make_loader(d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev),
+                                  pin_memory=dev.type == "cuda"),
+            progress=progress, partial=partial, ctx=ctx,
+        )
     t_score = time.perf_counter()
 
     scores, raws, stats = {}, {}, {}
@@ -348,6 +356,7 @@ def compute_vog(
         "batch_size": int(batch_size),
         "num_workers": _workers(num_workers, dev),
         "device": str(dev),
+        "num_threads": threads,
         "precision": precision,
         "engine": engine.settings,
         "world_size": 1 if ctx is None else ctx.world_size,
@@ -372,6 +381,7 @@ def compute_vog(
         write_run(samples, data.ids, scores, vog_field, config,
                   lambda: _run_results(samples, vog_field, stats, finish_timings(), raw))
         try:
+            index_score_fields(samples._dataset, list(scores))
             partial.clear()
         except KeyboardInterrupt as e:
             e.fiftyone_vog_state = "written"
@@ -397,10 +407,75 @@ def data_wait_hint(timings: Mapping[str, float], num_workers: int, threshold: fl
             "so that decoding keeps up")
 
 
+def auto_num_threads(cores: int | None = None, load: float | None = None, current: int | None = None) -> int:
+    """torch CPU threads for a run nobody chose a count for: the idle cores (``cores`` minus the
+    1-minute load average, rounded down), at least 1 and at most torch's own default.
+
+    Why: torch's threads wait for each other at every operation; a thread that has no core to
+    itself (another process, the App server, a DataLoader worker) stalls all of them (measured in
+    docs/performance.md, *CPU threads*).
+    """
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            load = 0.0
+    current = torch.get_num_threads() if current is None else current
+    return max(1, min(current, int(cores - load)))
+
+
+def _num_threads(num_threads: int | None, dev: torch.device) -> int:
+    if num_threads is not None:
+        if int(num_threads) < 1:
+            raise VoGError(f"num_threads must be ≥ 1, got {num_threads}")
+        return int(num_threads)
+    if os.environ.get("OMP_NUM_THREADS") or dev.type != "cpu":
+        return torch.get_num_threads()  # the user's choice; on a GPU the CPU threads hardly work
+    return auto_num_threads()
+
+
+class _torch_threads:
+    """``torch.set_num_threads(n)`` for a block, then back to what it was."""
+
+    def __init__(self, n: int):
+        self.n, self.before = n, None
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        if self.n != self.before:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if torch.get_num_threads() != self.before:
+            torch.set_num_threads(self.before)
+        return False
+
+
 def _workers(num_workers: int | None, dev: torch.device) -> int:
     if num_workers is not None:
         return int(num_workers)
     return 0 if dev.type == "cpu" else min(8, os.cpu_count() or 1)
+
+
+def index_score_fields(dataset, names) -> None:
+    """An index on each score field: the App's grid offers "Sort by" only on indexed fields when
+    query performance mode is on, and sorting a large dataset by an indexed field is fast
+    (cost measured in docs/performance.md). :func:`delete_vog_run` drops them with the fields
+    (FiftyOne drops a field's indexes when it deletes the field). A
+    failure is logged, not raised: the scores are written and usable without an index."""
+    import logging
+
+    for name in names:
+        try:
+            dataset.create_index(name)
+        except Exception as e:
+            logging.getLogger(__name__).warning("fiftyone-vog: could not index %r (sorting by it in the App's "
+                                                "query performance mode needs it): %s", name, e)
 
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
@@ -500,7 +575,8 @@ def load_vog_results(dataset, key: str = "vog"):
 def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> None:
     """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
     default) the fields it wrote — but never a field another VoG run also claims (kept, with a
-    warning). Refused while another process computes that key."""
+    warning), with their indexes; ``delete_fields=False`` keeps both. Refused while another process
+    computes that key."""
     import logging
 
     from .locks import clear_writing, run_lock

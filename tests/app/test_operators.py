@@ -228,13 +228,14 @@ def test_target_choice_appears_with_a_view_or_selection(dataset, checkpoint_dir)
 def test_save_vog_views_operator(scored):
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": scored, "params": {
         "vog_field": "vog", "percentile": 10, "load_view": "vog-high"}})
-    assert result.result["views"] == {"vog-high": 4, "vog-low": 4}
-    assert set(result.result["skipped"]) == {"vog-shuffled-labels", "vog-ood"}
+    assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-high": 4, "vog-low": 4}
+    assert {r["view"] for r in result.result["skipped"]} == {"vog-shuffled-labels", "vog-ood"}
     ids, vog = scored.values("id"), np.array(scored.values("vog"))
     order = np.argsort(-vog)
     assert scored.load_saved_view("vog-high").values("id") == [ids[i] for i in order[:4]]
     assert scored.load_saved_view("vog-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
-    assert _requests(result, "set_view")[0].params["name"] == "vog-high"
+    sent = [{k: v for k, v in st.items() if k != "_uuid"} for st in _requests(result, "set_view")[0].params["view"]]
+    assert sent == scored.load_saved_view("vog-high")._serialize(include_uuids=False)
 
 
 def test_save_vog_views_operator_name_prefix(scored):
@@ -244,11 +245,11 @@ def test_save_vog_views_operator_name_prefix(scored):
     assert [c.value for c in props["load_view"].view.choices] == [
         "vog-b-high", "vog-b-low", "vog-b-shuffled-labels", "vog-b-ood"]
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": scored, "params": params})
-    assert result.result["views"] == {"vog-b-high": 4, "vog-b-low": 4}
-    assert set(result.result["skipped"]) == {"vog-b-shuffled-labels", "vog-b-ood"}
+    assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-b-high": 4, "vog-b-low": 4}
+    assert {r["view"] for r in result.result["skipped"]} == {"vog-b-shuffled-labels", "vog-b-ood"}
     ids, vog = scored.values("id"), np.array(scored.values("vog"))
     assert scored.load_saved_view("vog-b-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
-    assert _requests(result, "set_view")[0].params["name"] == "vog-b-low"
+    assert len(_requests(result, "set_view")[0].params["view"]) == 2  # vog-b-low's match and sort_by
     # blank: the default names
     props, _ = _form(f"{PLUGIN}/save_vog_views", scored, {"vog_field": "vog", "name_prefix": "  "})
     assert props["load_view"].view.choices[0].value == "vog-high"
