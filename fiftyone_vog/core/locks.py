@@ -29,7 +29,7 @@ import uuid
 
 from ..errors import VoGError
 
-LOCKS = "fiftyone_vog.core.locks"
+LOCKS = "fiftyone_vog.locks"
 WRITING = "fiftyone_vog.writing"
 
 

@@ -95,7 +95,7 @@ def _same_values(ds, dataset, checkpoint_dir, **kw):
 
 
 def _no_lock_left(ds):
-    return foo.get_db_conn()["fiftyone_vog.core.locks"].count_documents({"dataset_id": str(ds._doc.id)}) == 0
+    return foo.get_db_conn()["fiftyone_vog.locks"].count_documents({"dataset_id": str(ds._doc.id)}) == 0
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
@@ -128,7 +128,7 @@ def test_lock_of_a_live_holder_is_refused_and_a_stale_one_taken_over(dataset, ch
     """A holder on another machine: alive while its heartbeat is fresh, dead once it is older than the timeout."""
     import datetime
 
-    locks = foo.get_db_conn()["fiftyone_vog.core.locks"]
+    locks = foo.get_db_conn()["fiftyone_vog.locks"]
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     doc = {"dataset_id": str(dataset._doc.id), "key": "vog", "token": "t", "what": "compute",
            "holder": {"host": "elsewhere", "pid": 1, "proc_start": None}, "since": now, "heartbeat": now}
