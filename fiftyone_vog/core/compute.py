@@ -7,7 +7,6 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,52 +27,23 @@ from . import distributed, preflight
 from .locks import locked
 from .naming import check_derived_name, check_field_name
 from .resume import open_partial, sample_signatures
+from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept)
+    RUN_METHOD,
+    MixedFieldsWarning,
+    VoGResults,
+    VoGRunConfig,
+    delete_vog_run,
+    field_owners,
+    get_vog_run,
+    list_vog_runs,
+    load_vog_results,
+)
 from .writer import write_run
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 ALL = "all"  # the engine's name for the window of every checkpoint
-RUN_METHOD = "fiftyone_vog.compute_vog"
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class VoGResults:
-    """What :func:`compute_vog` computed. Arrays are aligned with ``ids``.
-
-    Attributes:
-        ids: sample ids of the scored view.
-        raw: ``{field_name: (n,) float64}`` raw VoG for ``{vog_field}_raw`` and each window's ``_raw`` field.
-        scores: ``{field_name: (n,) float64}`` everything written, normalized and raw.
-        used_labels: (n,) the class index each sample was scored on.
-        predicted: (n,) the last checkpoint's predicted class, or None for ``label_mode="true"``.
-        classes: class names in model output order.
-        class_stats: ``{window: {class_name: {"mean","std","count"}}}`` of raw scores.
-        config: the configuration registered with the run.
-        timings: seconds: ``load`` (checkpoints, view), ``score``, ``write``, ``total``; and
-            within ``score``, ``compute`` (the engine) and ``data_wait`` (waiting for the next
-            batch of images; see :func:`data_wait_hint`).
-    """
-
-    ids: list[str]
-    raw: dict[str, np.ndarray]
-    scores: dict[str, np.ndarray]
-    used_labels: np.ndarray
-    predicted: np.ndarray | None
-    classes: list[str]
-    class_stats: dict
-    config: dict
-    timings: dict = field(default_factory=dict)
-
-    @property
-    def vog_field(self) -> str:
-        return self.config["vog_field"]
-
-    def __getitem__(self, field_name: str) -> np.ndarray:
-        return self.scores[field_name]
-
-    def __repr__(self):
-        return f"VoGResults(vog_field={self.vog_field!r}, samples={len(self.ids)}, fields={list(self.scores)})"
 
 
 def _check_field_name(name: str, what: str = "vog_field", reserved: bool = True) -> str:
@@ -377,9 +347,13 @@ def compute_vog(
         timings.update(write=t - t_score, total=t - t0)
         return timings
 
+    results = VoGResults(  # what FiftyOne stores with the run, plus the arrays (not stored)
+        samples, VoGRunConfig(**config), vog_field, class_stats=stats, summary=_summary(raw), timings=timings,
+        ids=data.ids, raw=raws, scores=scores, used_labels=raw.used_labels, predicted=raw.predicted,
+        classes=data.classes,
+    )
     if main:  # the run's results are saved by write_run, inside its all-or-nothing block
-        write_run(samples, data.ids, scores, vog_field, config,
-                  lambda: _run_results(samples, vog_field, stats, finish_timings(), raw))
+        write_run(samples, data.ids, scores, vog_field, config, lambda: (finish_timings(), results)[1])
         try:
             index_score_fields(samples._dataset, list(scores))
             partial.clear()
@@ -390,10 +364,7 @@ def compute_vog(
         finish_timings()
     if ctx is not None:
         ctx.barrier()
-    return VoGResults(
-        ids=data.ids, raw=raws, scores=scores, used_labels=raw.used_labels, predicted=raw.predicted,
-        classes=data.classes, class_stats=stats, config=config, timings=timings,
-    )
+    return results
 
 
 def data_wait_hint(timings: Mapping[str, float], num_workers: int, threshold: float = 0.25) -> str | None:
@@ -487,7 +458,7 @@ def _check_overwrite(samples, vog_field, fields, overwrite):
     ds = samples._dataset
     schema = ds.get_field_schema()
     preflight.check_output_fields(samples, [f for pair in fields.values() for f in pair])
-    owners = _field_owners(ds, exclude=vog_field)
+    owners = field_owners(ds, exclude=vog_field)
     for name in (f for pair in fields.values() for f in pair):
         if name in owners:
             raise VoGError(
@@ -509,90 +480,9 @@ def _check_overwrite(samples, vog_field, fields, overwrite):
         raise VoGError(f"field {taken[0]!r} already exists; pass overwrite=True or choose another vog_field")
 
 
-def _run_results(samples, key, stats, timings, raw):
-    summary = {
+def _summary(raw) -> dict:
+    """``{window: {"mean", "std", "min", "max"}}`` of the raw scores."""
+    return {
         w: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)), "max": float(np.max(v))}
         for w, v in raw.raw.items()
     }
-    return samples._dataset.init_run_results(key, class_stats=stats, summary=summary, timings=timings)
-
-
-def _field_owners(dataset, exclude: str | None = None) -> dict[str, str]:
-    """``{field: run key}`` of the fields the VoG runs of ``dataset`` (but ``exclude``) wrote."""
-    out = {}
-    for k in _vog_run_keys(dataset):
-        if k != exclude:
-            for f in dataset.get_run_info(k).config.fields or []:
-                out.setdefault(f, k)
-    return out
-
-
-# -- runs --------------------------------------------------------------------
-class MixedFieldsWarning(UserWarning):
-    """A write of a VoG run was killed half way: its fields may be mixed (the message says how to repair)."""
-
-
-def _warn_unfinished(dataset, keys=None) -> list[str]:
-    """Warn once per write of ``keys`` (all, if None) that was killed half way; their messages."""
-    import warnings
-
-    from .locks import mixed_message, unfinished_writes
-
-    messages = [mixed_message(doc) for doc in unfinished_writes(dataset, keys)]
-    for m in messages:
-        warnings.warn(m, MixedFieldsWarning, stacklevel=3)
-    return messages
-
-
-def _vog_run_keys(dataset) -> list[str]:
-    return [k for k in dataset.list_runs() if dataset.get_run_info(k).config.method == RUN_METHOD]
-
-
-def list_vog_runs(dataset) -> list[str]:
-    """Keys of the VoG runs registered on ``dataset``. Warns (:class:`MixedFieldsWarning`) about any
-    write of a VoG run on it that was killed half way, with the command that repairs it."""
-    _warn_unfinished(dataset)
-    return _vog_run_keys(dataset)
-
-
-def get_vog_run(dataset, key: str = "vog"):
-    """The run's info (``.config``, ``.timestamp``) for a VoG run key. Warns
-    (:class:`MixedFieldsWarning`) if a write of that key was killed half way."""
-    mixed = _warn_unfinished(dataset, [key])
-    runs = _vog_run_keys(dataset)
-    if key not in runs:
-        more = f"; {mixed[0]}" if mixed else ""
-        raise VoGError(f"no VoG run {key!r} on dataset {dataset.name!r}; runs: {runs}{more}")
-    return dataset.get_run_info(key)
-
-
-def load_vog_results(dataset, key: str = "vog"):
-    """The stored run results: per-class statistics, summary, timings."""
-    get_vog_run(dataset, key)
-    return dataset.load_run_results(key)
-
-
-def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> None:
-    """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
-    default) the fields it wrote — but never a field another VoG run also claims (kept, with a
-    warning), with their indexes; ``delete_fields=False`` keeps both. Refused while another process
-    computes that key."""
-    import logging
-
-    from .locks import clear_writing, run_lock
-    from .resume import drop_partials
-
-    with run_lock(dataset, key, what="delete"):
-        info = get_vog_run(dataset, key)
-        drop_partials(dataset, key)
-        if delete_fields:
-            schema = dataset.get_field_schema()
-            owners = _field_owners(dataset, exclude=key)
-            for name in info.config.fields:
-                if name in owners:
-                    logging.getLogger(__name__).warning(
-                        "kept field %r: the VoG run %r of dataset %r claims it too", name, owners[name], dataset.name)
-                elif name in schema:
-                    dataset.delete_sample_field(name)
-            clear_writing(dataset, key)  # its fields are gone: nothing is left mixed
-        dataset.delete_run(key)

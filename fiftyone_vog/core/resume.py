@@ -176,10 +176,6 @@ class PartialScores:
         self._pending, self._npending = [], 0
         self._coll.delete_many(self.run)
 
-    def count(self) -> int:
-        """Samples flushed so far under this configuration."""
-        return sum(len(d["ids"]) for d in self._coll.find({**self.run, "key": self.key}, {"ids": 1}))
-
 
 def drop_orphans(coll=None) -> int:
     """Delete the chunks of datasets that no longer exist; returns how many.

@@ -34,6 +34,15 @@ class VoGRunConfig(fors.RunConfig):
     def method(self, method):  # FiftyOne's RunConfig sets it; ours is fixed
         pass
 
+    def __getitem__(self, name):  # results.config["vog_field"], as when the config was a dict
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def get(self, name, default=None):
+        return getattr(self, name, default)
+
 
 class VoGRun(fors.Run):
     """What FiftyOne calls to clean up, rename or validate a VoG run."""
@@ -42,22 +51,13 @@ class VoGRun(fors.Run):
         return list(getattr(self.config, "fields", []))
 
     def cleanup(self, samples, key):
-        """Delete the run's fields that no other registered run owns, and its partial scores."""
-        from .resume import drop_partials
-
-        ds = samples._root_dataset
-        drop_partials(ds, key)
-        others = fields_of_other_runs(ds, key)
-        schema = ds.get_field_schema()
-        for name in self.get_fields(ds, key):
-            if name in schema and name not in others:
-                ds.delete_sample_field(name)  # also drops the field's index
+        """What ``dataset.delete_run(key)`` calls: the run's fields (those no other run claims),
+        their indexes, its partial scores and its "writing" mark go."""
+        cleanup_run(samples._root_dataset, key, self.get_fields(samples, key))
 
     def rename(self, samples, key, new_key):
-        """The fields keep their names (as FiftyOne's brain runs do); partial scores move."""
-        from .resume import rename_partials
-
-        rename_partials(samples._root_dataset, key, new_key)
+        """Nothing to move: the fields keep their names (as FiftyOne's brain runs' do) and stay
+        listed in the config, and partial scores belong to the field name, not the run key."""
 
 
 class VoGResults(fors.RunResults):
@@ -97,6 +97,16 @@ class VoGResults(fors.RunResults):
         return f"VoGResults(vog_field={self.vog_field!r}, samples={n}, fields={list(self.config.fields)})"
 
 
+class MixedFieldsWarning(UserWarning):
+    """A write of a VoG run was killed half way: its fields may be mixed (the message says how to repair)."""
+
+
+def vog_run_keys(dataset) -> list[str]:
+    """Keys of the VoG runs on ``dataset``: this run type, and runs of earlier versions (a plain
+    ``RunConfig`` carrying :data:`RUN_METHOD`)."""
+    return [k for k in dataset.list_runs() if is_vog_run(dataset, k)]
+
+
 def is_vog_run(dataset, key: str) -> bool:
     try:
         return dataset.get_run_info(key).config.method == RUN_METHOD
@@ -104,14 +114,87 @@ def is_vog_run(dataset, key: str) -> bool:
         return False
 
 
-def fields_of_other_runs(dataset, key: str) -> set[str]:
-    """Every field that a registered run other than ``key`` lists as its own."""
-    owned = set()
-    for k in dataset.list_runs():
-        if k == key:
-            continue
-        try:
-            owned.update(getattr(dataset.get_run_info(k).config, "fields", None) or [])
-        except Exception:
-            continue
-    return owned
+def field_owners(dataset, exclude: str | None = None) -> dict[str, str]:
+    """``{field: run key}`` of the fields the VoG runs of ``dataset`` (but ``exclude``) wrote."""
+    out = {}
+    for k in vog_run_keys(dataset):
+        if k != exclude:
+            for name in getattr(dataset.get_run_info(k).config, "fields", None) or []:
+                out.setdefault(name, k)
+    return out
+
+
+def cleanup_run(dataset, key: str, fields) -> None:
+    """Delete ``fields`` of run ``key`` but any another VoG run claims (kept, with a warning; the
+    indexes go with the fields), the partial scores under ``key`` and its "writing" mark."""
+    import logging
+
+    from .locks import clear_writing
+    from .resume import drop_partials
+
+    drop_partials(dataset, key)
+    schema = dataset.get_field_schema()
+    owners = field_owners(dataset, exclude=key)
+    for name in fields:
+        if name in owners:
+            logging.getLogger(__name__).warning(
+                "kept field %r: the VoG run %r of dataset %r claims it too", name, owners[name], dataset.name)
+        elif name in schema:
+            dataset.delete_sample_field(name)
+    clear_writing(dataset, key)  # its fields are gone: nothing is left mixed
+
+
+def _warn_unfinished(dataset, keys=None) -> list[str]:
+    """Warn once per write of ``keys`` (all, if None) that was killed half way; their messages."""
+    import warnings
+
+    from .locks import mixed_message, unfinished_writes
+
+    messages = [mixed_message(doc) for doc in unfinished_writes(dataset, keys)]
+    for m in messages:
+        warnings.warn(m, MixedFieldsWarning, stacklevel=3)
+    return messages
+
+
+def list_vog_runs(dataset) -> list[str]:
+    """Keys of the VoG runs registered on ``dataset``. Warns (:class:`MixedFieldsWarning`) about any
+    write of a VoG run on it that was killed half way, with the command that repairs it."""
+    _warn_unfinished(dataset)
+    return vog_run_keys(dataset)
+
+
+def get_vog_run(dataset, key: str = "vog"):
+    """The run's info (``.config``, ``.timestamp``) for a VoG run key. Warns
+    (:class:`MixedFieldsWarning`) if a write of that key was killed half way."""
+    from ..errors import VoGError
+
+    mixed = _warn_unfinished(dataset, [key])
+    runs = vog_run_keys(dataset)
+    if key not in runs:
+        more = f"; {mixed[0]}" if mixed else ""
+        raise VoGError(f"no VoG run {key!r} on dataset {dataset.name!r}; runs: {runs}{more}")
+    return dataset.get_run_info(key)
+
+
+def load_vog_results(dataset, key: str = "vog"):
+    """The stored :class:`VoGResults` of a run: per-class statistics, summary, timings (runs of
+    earlier versions load as FiftyOne's generic ``RunResults`` with the same attributes)."""
+    get_vog_run(dataset, key)
+    return dataset.load_run_results(key)
+
+
+def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> None:
+    """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
+    default) the fields it wrote — but never a field another VoG run also claims (kept, with a
+    warning), with their indexes; ``delete_fields=False`` keeps both. Refused while another process
+    computes that key. ``dataset.delete_run(key)`` does the same (without the lock)."""
+    from .locks import run_lock
+    from .resume import drop_partials
+
+    with run_lock(dataset, key, what="delete"):
+        info = get_vog_run(dataset, key)
+        if delete_fields:
+            cleanup_run(dataset, key, getattr(info.config, "fields", None) or [])
+        else:
+            drop_partials(dataset, key)
+        fors.Run.delete_run(dataset, key, cleanup=False)  # cleaned up above, for old-style runs too

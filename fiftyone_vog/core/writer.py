@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from ..errors import VoGError
+from .runs import VoGRunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +64,11 @@ def write_run(samples, ids, scores, vog_field, config, results=None):
         bulk_set(samples, ids, scores, written=written)
         old_run = _take_run(samples, vog_field)
         samples._root_dataset.save()  # the dataset no longer lists the old run; its document stays
-        run_config = samples.init_run(**config)
+        run_config = VoGRunConfig(**config)  # FiftyOne stores its class path: delete_run cleans up
         samples.register_run(vog_field, run_config, overwrite=True, cleanup=False)
         if results is not None:  # ``results()`` builds the run's results (RunResults)
-            samples._dataset.save_run_results(vog_field, results())
+            # not cached by FiftyOne: the object compute_vog returns holds the arrays, the stored one not
+            samples._dataset.save_run_results(vog_field, results(), cache=False)
         try:
             ds.app_config.sidebar_groups = _sidebar_groups(ds, list(scores))
             ds.save()
@@ -212,9 +214,11 @@ def _take_run(samples, key):
 def _reattach_run(samples, key, old_run) -> None:
     """Undo :func:`_take_run`: delete whatever was registered under ``key`` since, and put
     the old run back."""
+    import fiftyone.core.runs as fors
+
     ds = samples._root_dataset
     if ds.has_run(key):
-        ds.delete_run(key)
+        fors.Run.delete_run(ds, key, cleanup=False)  # the run's fields hold the restored values: keep them
     if old_run is not None:
         ds._doc.runs[key] = old_run
         ds.save()
