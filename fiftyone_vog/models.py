@@ -1,4 +1,4 @@
-"""Stable import path of the reference architectures (``model="fiftyone_vog.inputs.models:SmallCNN"``).
+"""Stable import path of the reference architectures (``model="fiftyone_vog.models:SmallCNN"``).
 
 Saved runs, scripts and App forms name this path; the code lives in :mod:`fiftyone_vog.inputs.models`.
 """

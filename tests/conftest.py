@@ -201,3 +201,22 @@ def named_dataset(image_dir, request):
     ds.persistent = True
     yield ds
     ds.delete()
+
+
+@pytest.fixture
+def scored_run(dataset, checkpoint_dir):
+    """A dataset with an existing VoG run, and a snapshot of everything it holds."""
+    import fiftyone_vog as fov
+
+    fov.compute_vog(dataset, checkpoint_dir, model=small_model)
+
+    def snapshot():
+        schema = dataset.get_field_schema()
+        return (
+            sorted(schema),
+            {f: dataset.values(f) for f in ("vog", "vog_raw", "ground_truth.label")},
+            dataset.get_run_info("vog").config.serialize(),
+            dataset.list_runs(),
+        )
+
+    return dataset, snapshot

@@ -42,13 +42,13 @@ def histogram(scores, bins: int = NUM_BINS) -> dict:
 
 
 def decile_of(scores, num: int = NUM_DECILES) -> np.ndarray:
-    """Decile (0 = lowest VoG … num-1 = highest) of each score by rank, so the groups
-    differ in size by at most one; ties are broken by position (stable sort)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    n = scores.size
-    rank = np.empty(n, dtype=np.int64)
-    rank[np.argsort(scores, kind="stable")] = np.arange(n)
-    return (rank * num) // max(n, 1)
+    """Decile (0 = lowest VoG … num-1 = highest) of each score by rank: the analyses' own
+    quantile bins (:func:`fiftyone_vog.analysis.assign_bins`), so panel and report agree."""
+    from ..analysis import assign_bins
+
+    if np.asarray(scores).size == 0:  # a view with no scored sample: no bins (the analyses refuse it)
+        return np.zeros(0, dtype=np.int64)
+    return assign_bins(scores, num)
 
 
 def decile_table(scores, errors=None, num: int = NUM_DECILES) -> list[dict]:

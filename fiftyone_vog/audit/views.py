@@ -276,16 +276,15 @@ def save_vog_views(
         add_flagged("shuffled-labels", shuffled_field, "shuffled labels",
                     "run fov.shuffle_labels first or pass shuffled_field")
 
-    if "ood" not in kind_names:
-        pass
-    elif ood_field:
-        add_flagged("ood", ood_field, "out-of-distribution", f"pass ood_field=None to use the tag {ood_tag!r}")
-    elif dataset.count_sample_tags().get(ood_tag, 0) > 0:
-        add_marked("ood", dataset.match_tags(ood_tag), f"samples tagged {ood_tag!r}", "out-of-distribution")
-    else:
-        where = "" if dataset is ds else " in these samples"
-        skip("ood", f"no sample{where} is tagged {ood_tag!r}; tag OOD samples "
-                    f"(add_images_dir(..., tags={ood_tag!r})) or pass ood_field")
+    if "ood" in kind_names:
+        if ood_field:
+            add_flagged("ood", ood_field, "out-of-distribution", f"pass ood_field=None to use the tag {ood_tag!r}")
+        elif dataset.count_sample_tags().get(ood_tag, 0) > 0:
+            add_marked("ood", dataset.match_tags(ood_tag), f"samples tagged {ood_tag!r}", "out-of-distribution")
+        else:
+            where = "" if dataset is ds else " in these samples"
+            skip("ood", f"no sample{where} is tagged {ood_tag!r}; tag OOD samples "
+                        f"(add_images_dir(..., tags={ood_tag!r})) or pass ood_field")
 
     for name, view in views.items():
         ds.save_view(name, view, description=descriptions[name], overwrite=overwrite)

@@ -104,6 +104,16 @@ _NOT_TAKEN = object()  # write_run failed before the old run (if any) was taken 
 _ABSENT = object()  # a sample document without the field's key (FiftyOne tells that from None)
 
 
+# FiftyOne internals the writer uses, each named here once (tests/core/test_run_type.py fails if
+# FiftyOne changes them): the dataset's pymongo sample collection (read and write raw documents:
+# only they tell an absent key from None), ``Sample._reload_docs`` (in-memory samples see the new
+# values), the dataset document's ``runs`` and the ``_run_cache`` (take a run off and put it back
+# as it was, timestamp and results included).
+def _collection(ds):
+    """The dataset's pymongo sample collection."""
+    return ds._sample_collection
+
+
 def _spans(n: int, chunk: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
 
@@ -142,10 +152,7 @@ def _read_values(samples, ids, names, chunk: int = 10_000) -> dict[str, list] | 
     collection (one projection query per chunk of ids); None when there are no names."""
     if not names:
         return None
-    coll = getattr(samples._dataset, "_sample_collection", None)
-    if coll is None:  # the public API: cannot tell an absent key from None
-        view = samples._dataset.select(ids, ordered=True)
-        return {n: view.values(n) for n in names}
+    coll = _collection(samples._dataset)
     from bson import ObjectId
 
     out = {n: [_ABSENT] * len(ids) for n in names}
@@ -163,12 +170,7 @@ def _read_values(samples, ids, names, chunk: int = 10_000) -> dict[str, list] | 
 
 def _restore_values(samples, ids, old: dict[str, list], spans, threads: int = 4) -> None:
     """Put the values read by :func:`_read_values` back on the samples of ``spans``."""
-    coll = getattr(samples._dataset, "_sample_collection", None)
-    if coll is None:
-        for name, values in old.items():
-            samples.set_values(name, dict(zip(ids, values)), key_field="id")
-        return
-    _update_by_id(coll, ids, old, sorted(spans), threads)
+    _update_by_id(_collection(samples._dataset), ids, old, sorted(spans), threads)
 
 
 def _update_by_id(coll, ids, columns: dict[str, list], spans, threads: int = 4, started: list | None = None) -> None:
@@ -289,21 +291,14 @@ def bulk_set(samples, ids, scores: dict[str, np.ndarray], chunk: int = 10_000, t
     ``set_values`` makes one pass over the samples per field, in batches sized for latency;
     here one ``$set`` per sample carries all fields (and ``last_modified_at``, as
     ``set_values`` does), in fixed chunks written by a few threads (MongoDB applies them in
-    parallel). Measured on 2 cores: 1M samples × 2 fields in 20–25 s instead of about a minute.
+    parallel): one pass instead of one per field (timings in docs/performance.md).
     On a failure the chunks not yet started are cancelled; ``written`` collects the
     ``(lo, hi)`` index spans of ``ids`` that began (and may have landed).
     """
     ds = samples._dataset
-    coll = getattr(ds, "_sample_collection", None)
-    if coll is None:  # a FiftyOne without that attribute: the public API, one field at a time
-        if written is not None:
-            written.append((0, len(ids)))
-        for name, values in scores.items():
-            samples.set_values(name, dict(zip(ids, values.tolist())), key_field="id")
-        return
     import fiftyone.core.sample as fos
 
-    _update_by_id(coll, ids, {n: v.tolist() for n, v in scores.items()}, _spans(len(ids), chunk), threads,
+    _update_by_id(_collection(ds), ids, {n: v.tolist() for n, v in scores.items()}, _spans(len(ids), chunk), threads,
                   started=written)
     fos.Sample._reload_docs(ds._sample_collection_name, sample_ids=ids)  # in-memory samples see the values
 

@@ -258,7 +258,7 @@ def import_callable(spec: str) -> Callable:
     """Import ``"package.module:callable"``."""
     module_name, _, attr = spec.partition(":")
     if not module_name.strip() or module_name.startswith(".") or not attr.strip():
-        raise VoGError(f"model={spec!r} is not 'package.module:callable'; e.g. 'fiftyone_vog.inputs.models:SmallCNN'")
+        raise VoGError(f"model={spec!r} is not 'package.module:callable'; e.g. 'fiftyone_vog.models:SmallCNN'")
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -272,7 +272,7 @@ def import_callable(spec: str) -> Callable:
 
 #: Architectures that ship with this package, by name; like torchvision's, they are not arbitrary
 #: code, so the App may name them without the server's import switch.
-PACKAGE_MODELS = {"SmallCNN": "fiftyone_vog.inputs.models:SmallCNN", "MLP": "fiftyone_vog.inputs.models:MLP"}
+PACKAGE_MODELS = {"SmallCNN": "fiftyone_vog.models:SmallCNN", "MLP": "fiftyone_vog.models:MLP"}
 
 
 def known_architectures() -> list[str]:

@@ -1,6 +1,6 @@
 """Small reference architectures for tests, the demo and CPU-sized experiments.
 
-Usable as ``model="fiftyone_vog.inputs.models:SmallCNN"`` (the stable path, kept by :mod:`fiftyone_vog.inputs.models`).
+Usable as ``model="fiftyone_vog.models:SmallCNN"`` (the stable path, kept by :mod:`fiftyone_vog.inputs.models`).
 """
 
 from __future__ import annotations

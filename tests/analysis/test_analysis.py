@@ -201,7 +201,7 @@ def test_window_comparison_detects_reversal():
 
 # -- FiftyOne wrappers --------------------------------------------------------------------
 @pytest.fixture
-def scored(dataset):
+def synthetic_scores(dataset):
     """40 samples: vog, vog_raw, predictions, label_shuffled, 'ood' tags; one sample unscored."""
     n = len(dataset)
     rng = np.random.default_rng(0)
@@ -212,7 +212,7 @@ def scored(dataset):
     preds = [l if rng.uniform() < 0.7 else CLASSES[(CLASSES.index(l) + 1) % 4] for l in labels]
     shuffled = rng.uniform(size=n) < 0.3
     vog_vals = vog.tolist()
-    vog_vals[0] = None  # not scored: dropped by every wrapper
+    vog_vals[0] = None  # not synthetic_scores: dropped by every wrapper
     dataset.set_values("vog", vog_vals)
     dataset.set_values("vog_raw", [None] + raw[1:].tolist())
     dataset.set_values("vog_early", (-vog).tolist())
@@ -226,8 +226,8 @@ def scored(dataset):
                          shuffled=shuffled)
 
 
-def test_wrappers_equal_array_functions(scored):
-    ds, d = scored
+def test_wrappers_equal_array_functions(synthetic_scores):
+    ds, d = synthetic_scores
     n = len(ds)
     has = np.arange(n) != 0
     both = has & (np.arange(n) != 1)
@@ -250,8 +250,8 @@ def test_wrappers_equal_array_functions(scored):
     assert w.to_dict() == ref.to_dict() and w.early.n == n - 1
 
 
-def test_per_class_wrapper_reads_raw_field_and_dataset_classes(scored):
-    ds, d = scored
+def test_per_class_wrapper_reads_raw_field_and_dataset_classes(synthetic_scores):
+    ds, d = synthetic_scores
     r = A.per_class_from_view(ds, pred_field="predictions")
     has = np.arange(len(ds)) > 0
     preds = d["preds"].copy()
@@ -263,8 +263,8 @@ def test_per_class_wrapper_reads_raw_field_and_dataset_classes(scored):
     assert z.mean_vog == pytest.approx([d["vog"][both][d["labels"][both] == c].mean() for c in CLASSES])
 
 
-def test_wrappers_on_a_view_and_errors(scored):
-    ds, d = scored
+def test_wrappers_on_a_view_and_errors(synthetic_scores):
+    ds, d = synthetic_scores
     view = ds.match_tags("ood")
     r = A.share_by_percentile_from_view(view, tag="ood", bins=5)
     assert r.overall_share == 1.0 and r.n == 5

@@ -35,7 +35,7 @@ def allow_imports(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def scored(image_dir, checkpoint_dir):
+def operator_scored(image_dir, checkpoint_dir):
     """A dataset scored once through the operator (module-scoped: several tests read it)."""
     os.environ["FIFTYONE_VOG_ALLOW_IMPORTS"] = "1"
     try:
@@ -62,24 +62,24 @@ def _requests(result, name):
 
 
 # -- compute_vog ---------------------------------------------------------------------
-def test_compute_vog_operator_equals_the_api(scored, checkpoint_dir, allow_imports):
+def test_compute_vog_operator_equals_the_api(operator_scored, checkpoint_dir, allow_imports):
     """The operator passes every parameter through: same numbers as the direct call."""
     from conftest import small_model
 
     windows = {"early": "0:2", "late": "-2:"}
-    foo.execute_operator(COMPUTE, ctx={"dataset": scored, "params": {
+    foo.execute_operator(COMPUTE, ctx={"dataset": operator_scored, "params": {
         "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "vog_field": "op",
         "statistic": "std", "normalization": "abs", "channel_reduction": "mean", "target": "probability",
         "windows": "early=0:2,late=-2:", "batch_size": 7}})
-    fov.compute_vog(scored, os.path.join(checkpoint_dir, "epoch_*.pt"), model=small_model, vog_field="ref",
+    fov.compute_vog(operator_scored, os.path.join(checkpoint_dir, "epoch_*.pt"), model=small_model, vog_field="ref",
                     statistic="std", normalization="abs", channel_reduction="mean", target="probability",
                     windows=windows, batch_size=7, progress=False)
     for suffix in ("", "_raw", "_early", "_early_raw", "_late", "_late_raw"):
-        got = np.array(scored.values("op" + suffix))
-        want = np.array(scored.values("ref" + suffix))
+        got = np.array(operator_scored.values("op" + suffix))
+        want = np.array(operator_scored.values("ref" + suffix))
         assert got.shape == (40,) and np.isfinite(got).all()
         np.testing.assert_array_equal(got, want)
-    cfg = fov.get_vog_run(scored, "op").config
+    cfg = fov.get_vog_run(operator_scored, "op").config
     assert (cfg.statistic, cfg.normalization, cfg.channel_reduction, cfg.target) == ("std", "abs", "mean", "probability")
     assert cfg.windows == {"early": [0, 1], "late": [3, 4]} and cfg.batch_size == 7
     assert len(cfg.checkpoints) == 5
@@ -169,13 +169,13 @@ def test_bad_output_field_is_an_inline_error(dataset, checkpoint_dir, name, why)
     assert val.invalid
 
 
-def test_used_output_field_needs_overwrite(scored, checkpoint_dir):
-    props, _ = _form(COMPUTE, scored, {"checkpoints": checkpoint_dir, "vog_field": "vog"})
+def test_used_output_field_needs_overwrite(operator_scored, checkpoint_dir):
+    props, _ = _form(COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "vog"})
     assert props["vog_field"].invalid and "Overwrite" in props["vog_field"].error_message
-    props, _ = _form(COMPUTE, scored, {"checkpoints": checkpoint_dir, "vog_field": "vog", "overwrite": True})
+    props, _ = _form(COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "vog", "overwrite": True})
     assert not props["vog_field"].invalid
     # a window's field that is taken counts too
-    props, _ = _form(COMPUTE, scored, {"checkpoints": checkpoint_dir, "vog_field": "op", "windows": "late=-2:"})
+    props, _ = _form(COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "op", "windows": "late=-2:"})
     assert props["vog_field"].invalid
 
 
@@ -225,33 +225,33 @@ def test_target_choice_appears_with_a_view_or_selection(dataset, checkpoint_dir)
 
 
 # -- save_vog_views, shuffle_labels, export_vog_subset --------------------------------
-def test_save_vog_views_operator(scored):
-    result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": scored, "params": {
+def test_save_vog_views_operator(operator_scored):
+    result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": {
         "vog_field": "vog", "percentile": 10, "load_view": "vog-high"}})
     assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-high": 4, "vog-low": 4}
     assert {r["view"] for r in result.result["skipped"]} == {"vog-shuffled-labels", "vog-ood"}
-    ids, vog = scored.values("id"), np.array(scored.values("vog"))
+    ids, vog = operator_scored.values("id"), np.array(operator_scored.values("vog"))
     order = np.argsort(-vog)
-    assert scored.load_saved_view("vog-high").values("id") == [ids[i] for i in order[:4]]
-    assert scored.load_saved_view("vog-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
+    assert operator_scored.load_saved_view("vog-high").values("id") == [ids[i] for i in order[:4]]
+    assert operator_scored.load_saved_view("vog-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
     sent = [{k: v for k, v in st.items() if k != "_uuid"} for st in _requests(result, "set_view")[0].params["view"]]
-    assert sent == scored.load_saved_view("vog-high")._serialize(include_uuids=False)
+    assert sent == operator_scored.load_saved_view("vog-high")._serialize(include_uuids=False)
 
 
-def test_save_vog_views_operator_name_prefix(scored):
+def test_save_vog_views_operator_name_prefix(operator_scored):
     params = {"vog_field": "vog", "percentile": 10, "name_prefix": " vog-b ", "load_view": "vog-b-low"}
-    props, val = _form(f"{PLUGIN}/save_vog_views", scored, params)
+    props, val = _form(f"{PLUGIN}/save_vog_views", operator_scored, params)
     assert not val.invalid
     assert [c.value for c in props["load_view"].view.choices] == [
         "vog-b-high", "vog-b-low", "vog-b-shuffled-labels", "vog-b-ood"]
-    result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": scored, "params": params})
+    result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": params})
     assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-b-high": 4, "vog-b-low": 4}
     assert {r["view"] for r in result.result["skipped"]} == {"vog-b-shuffled-labels", "vog-b-ood"}
-    ids, vog = scored.values("id"), np.array(scored.values("vog"))
-    assert scored.load_saved_view("vog-b-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
+    ids, vog = operator_scored.values("id"), np.array(operator_scored.values("vog"))
+    assert operator_scored.load_saved_view("vog-b-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
     assert len(_requests(result, "set_view")[0].params["view"]) == 2  # vog-b-low's match and sort_by
     # blank: the default names
-    props, _ = _form(f"{PLUGIN}/save_vog_views", scored, {"vog_field": "vog", "name_prefix": "  "})
+    props, _ = _form(f"{PLUGIN}/save_vog_views", operator_scored, {"vog_field": "vog", "name_prefix": "  "})
     assert props["load_view"].view.choices[0].value == "vog-high"
 
 
@@ -284,36 +284,36 @@ def test_shuffle_then_restore_labels_operator(dataset, image_dir):
     assert "label_shuffled" not in dataset.get_field_schema()
 
 
-def test_export_vog_subset_operator(scored, tmp_path):
+def test_export_vog_subset_operator(operator_scored, tmp_path):
     uri = f"{PLUGIN}/export_vog_subset"
-    foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": scored, "params": {"vog_field": "vog"}})
+    foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": {"vog_field": "vog"}})
     out = tmp_path / "hard"
-    result = foo.execute_operator(uri, ctx={"dataset": scored, "params": {
+    result = foo.execute_operator(uri, ctx={"dataset": operator_scored, "params": {
         "saved_view": "vog-high", "export_dir": str(out), "dataset_type": "csv"}})
     with open(result.result["export_dir"]) as f:
         rows = list(csv.DictReader(f))
-    assert [r["id"] for r in rows] == scored.load_saved_view("vog-high").values("id")
-    assert [float(r["vog"]) for r in rows] == scored.load_saved_view("vog-high").values("vog")
+    assert [r["id"] for r in rows] == operator_scored.load_saved_view("vog-high").values("id")
+    assert [float(r["vog"]) for r in rows] == operator_scored.load_saved_view("vog-high").values("vog")
     # a directory with files is refused inline unless overwrite
-    props, val = _form(uri, scored, {"saved_view": "vog-high", "export_dir": str(out)})
+    props, val = _form(uri, operator_scored, {"saved_view": "vog-high", "export_dir": str(out)})
     assert props["export_dir"].invalid and "already holds files" in props["export_dir"].error_message
     # the current view as a class-folder tree
     tree = tmp_path / "tree"
-    view = scored.match(fo.ViewField("ground_truth.label") == "circle")
+    view = operator_scored.match(fo.ViewField("ground_truth.label") == "circle")
     foo.execute_operator(uri, ctx={"view": view, "params": {"export_dir": str(tree)}})
     assert sorted(os.listdir(tree)) == [".fiftyone-vog-export.json", "circle"] and len(os.listdir(tree / "circle")) == len(view)
 
 
-def test_compute_vog_operator_mixed_precision_and_resume(scored, checkpoint_dir, allow_imports):
-    foo.execute_operator(COMPUTE, ctx={"dataset": scored, "params": {
+def test_compute_vog_operator_mixed_precision_and_resume(operator_scored, checkpoint_dir, allow_imports):
+    foo.execute_operator(COMPUTE, ctx={"dataset": operator_scored, "params": {
         "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "vog_field": "amp",
         "autocast": "bf16", "resume": True, "batch_size": 16}})
-    cfg = fov.get_vog_run(scored, "amp").config
+    cfg = fov.get_vog_run(operator_scored, "amp").config
     assert cfg.engine["autocast"] == "bf16" and cfg.resumed_samples == 0
-    exact = np.array(scored.values("vog_raw"))
-    approx = np.array(scored.values("amp_raw"))
+    exact = np.array(operator_scored.values("vog_raw"))
+    approx = np.array(operator_scored.values("amp_raw"))
     assert not np.array_equal(exact, approx)  # really computed in bf16
     from scipy.stats import spearmanr
 
     assert spearmanr(exact, approx).statistic > 0.9
-    fov.delete_vog_run(scored, "amp")
+    fov.delete_vog_run(operator_scored, "amp")

@@ -52,7 +52,7 @@ def test_slice_bounds():
 
 
 @pytest.fixture
-def scored(dataset):
+def panel_dataset(dataset):
     rng = np.random.default_rng(0)
     dataset.add_sample_field("vog", fo.FloatField)
     dataset.set_values("vog", rng.normal(size=len(dataset)).tolist())
@@ -65,13 +65,13 @@ def scored(dataset):
     return dataset
 
 
-def test_view_stats_uses_raw_scores_for_class_means(scored):
-    stats = panels.view_stats(scored, "vog", "ground_truth", "predictions")
-    raw = np.array(scored.values("vog_raw"))
-    labels = scored.values("ground_truth.label")
+def test_view_stats_uses_raw_scores_for_class_means(panel_dataset):
+    stats = panels.view_stats(panel_dataset, "vog", "ground_truth", "predictions")
+    raw = np.array(panel_dataset.values("vog_raw"))
+    labels = panel_dataset.values("ground_truth.label")
     circle = raw[[l == "circle" for l in labels]].mean()
     assert next(r for r in stats["classes"] if r["label"] == "circle")["mean"] == pytest.approx(circle)
-    preds = scored.values("predictions.label")
+    preds = panel_dataset.values("predictions.label")
     assert sum(r["count"] for r in stats["deciles"]) == 40 == stats["count"]
     wrong = sum(p != l for p, l in zip(preds, labels))
     assert sum(r["error_rate"] * r["count"] for r in stats["deciles"]) == pytest.approx(wrong)
@@ -82,46 +82,46 @@ def _run(ds, method, state=None, **params):
         "__method__": method, "panel_id": "p1", "panel_state": state or {}, **params}})
 
 
-def test_panel_load_and_click_through_the_executor(scored):
+def test_panel_load_and_click_through_the_executor(panel_dataset):
     install_plugin()
-    result = _run(scored, "on_load")
+    result = _run(panel_dataset, "on_load")
     patches = [r.params["state"] for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
     state = {k: v for p in patches for k, v in p.items()}
     assert state["vog_field"] == "vog" and state["pred_field"] == "predictions"
     assert state["stats"]["count"] == 40
     assert any(r.operator_uri == "show_panel_output" for r in result.executor._requests)
     # click the top decile: the App gets a view of exactly those samples, hardest first
-    result = _run(scored, "on_click_deciles", state=state, idx=9)
+    result = _run(panel_dataset, "on_click_deciles", state=state, idx=9)
     view_req = next(r for r in result.executor._requests if r.operator_uri == "set_view")
-    view = fo.DatasetView._build(scored, view_req.params["view"])
-    vog = np.array(scored.values("vog"))
+    view = fo.DatasetView._build(panel_dataset, view_req.params["view"])
+    vog = np.array(panel_dataset.values("vog"))
     top = np.sort(vog)[-4:][::-1]
     assert view.values("vog") == top.tolist()
 
 
-def test_late_view_event_for_the_same_view_keeps_the_picked_field(scored):
+def test_late_view_event_for_the_same_view_keeps_the_picked_field(panel_dataset):
     """The App may deliver a view-change event for the view the statistics already describe, carrying
     an older panel state: it must not undo the VoG field the user has just picked."""
     install_plugin()
-    scored.set_values("other", np.array(scored.values("vog")) * 2)
-    cfg = scored.init_run(method="fiftyone_vog.compute_vog", vog_field="other", label_field="ground_truth",
+    panel_dataset.set_values("other", np.array(panel_dataset.values("vog")) * 2)
+    cfg = panel_dataset.init_run(method="fiftyone_vog.compute_vog", vog_field="other", label_field="ground_truth",
                           fields=["other"])
-    scored.register_run("other", cfg)
+    panel_dataset.register_run("other", cfg)
 
     def state_after(result):
         patches = [r.params["state"] for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
         return {k: v for p in patches for k, v in p.items()}
 
-    state = state_after(_run(scored, "on_load"))
+    state = state_after(_run(panel_dataset, "on_load"))
     assert state["vog_field"] in ("vog", "other")
     picked = "other" if state["vog_field"] == "vog" else "vog"
-    new = state_after(_run(scored, "on_change_vog_field", state=state, value=picked))
+    new = state_after(_run(panel_dataset, "on_change_vog_field", state=state, value=picked))
     assert new["vog_field"] == picked
     stale = dict(state, base_view=[])  # the older state, for the unchanged (full) view
-    result = _run(scored, "on_change_view", state=stale)
+    result = _run(panel_dataset, "on_change_view", state=stale)
     assert not [r for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
     # a real view change is recomputed
-    view = scored.limit(10)
-    result = foo.execute_operator(PANEL, ctx={"dataset": scored, "view": view, "params": {
+    view = panel_dataset.limit(10)
+    result = foo.execute_operator(PANEL, ctx={"dataset": panel_dataset, "view": view, "params": {
         "__method__": "on_change_view", "panel_id": "p1", "panel_state": new}})
     assert state_after(result)["stats"]["count"] == 10

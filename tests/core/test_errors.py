@@ -12,23 +12,6 @@ import fiftyone_vog as fov
 from conftest import CLASSES, small_model
 
 
-@pytest.fixture
-def scored(dataset, checkpoint_dir):
-    """A dataset with an existing VoG run, and a snapshot of everything it holds."""
-    fov.compute_vog(dataset, checkpoint_dir, model=small_model)
-
-    def snapshot():
-        schema = dataset.get_field_schema()
-        return (
-            sorted(schema),
-            {f: dataset.values(f) for f in ("vog", "vog_raw", "ground_truth.label")},
-            dataset.get_run_info("vog").config.serialize(),
-            dataset.list_runs(),
-        )
-
-    return dataset, snapshot
-
-
 def _nan_checkpoints(tmp_path, checkpoint_dir):
     d = tmp_path / "nan"
     shutil.copytree(checkpoint_dir, d)
@@ -75,8 +58,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_error_is_raised_and_dataset_unchanged(scored, checkpoint_dir, tmp_path, case):
-    dataset, snapshot = scored
+def test_error_is_raised_and_dataset_unchanged(scored_run, checkpoint_dir, tmp_path, case):
+    dataset, snapshot = scored_run
     before = snapshot()
     make_kwargs, message = CASES[case]
     kwargs = dict(checkpoints=checkpoint_dir, model=small_model, overwrite=True)
@@ -86,14 +69,14 @@ def test_error_is_raised_and_dataset_unchanged(scored, checkpoint_dir, tmp_path,
     assert snapshot() == before
 
 
-def test_empty_view(scored, checkpoint_dir):
-    dataset, snapshot = scored
+def test_empty_view(scored_run, checkpoint_dir):
+    dataset, snapshot = scored_run
     with pytest.raises(fov.VoGError, match="view is empty"):
         fov.compute_vog(dataset.limit(0), checkpoint_dir, model=small_model, overwrite=True)
 
 
-def test_missing_and_unreadable_images(scored, checkpoint_dir, tmp_path):
-    dataset, snapshot = scored
+def test_missing_and_unreadable_images(scored_run, checkpoint_dir, tmp_path):
+    dataset, snapshot = scored_run
     before = snapshot()
     sample = dataset.first()
     gone = tmp_path / "gone.png"
@@ -108,8 +91,8 @@ def test_missing_and_unreadable_images(scored, checkpoint_dir, tmp_path):
     assert sample.filepath in dataset.values("filepath")
 
 
-def test_interrupted_run_leaves_everything(scored, checkpoint_dir):
-    dataset, snapshot = scored
+def test_interrupted_run_leaves_everything(scored_run, checkpoint_dir):
+    dataset, snapshot = scored_run
     before = snapshot()
 
     def interrupt(pb):

@@ -15,7 +15,6 @@ import fiftyone_vog as fov
 import fiftyone_vog.core.writer as writer
 
 from conftest import small_model
-from test_errors import scored  # noqa: F401  (fixture: a dataset with a first run, and its snapshot)
 
 FIELDS = ("vog", "vog_raw")
 
@@ -63,9 +62,9 @@ def _failing_bulk_write(monkeypatch, dataset, fail_on=2, error=RuntimeError("con
 
 
 @pytest.fixture
-def first_run(scored, image_dir):  # noqa: F811
+def first_run(scored_run, image_dir):
     """The first run's dataset, with one sample whose vog is None and one added since (no key)."""
-    dataset, snapshot = scored
+    dataset, snapshot = scored_run
     none_sample = dataset.first()
     dataset.select(none_sample.id).set_values("vog", [None])  # stores null (sample.save() drops the key)
     paths, labels = image_dir
@@ -137,8 +136,8 @@ def test_failure_while_saving_the_run_results_restores_values_and_run(first_run,
     assert foo.get_db_conn().runs.count_documents({"_dataset_id": dataset._doc.id, "key": "vog"}) == 1
 
 
-def test_restore_failing_too_names_the_mixed_fields_and_the_fix(scored, checkpoint_dir, monkeypatch):  # noqa: F811
-    dataset, _ = scored
+def test_restore_failing_too_names_the_mixed_fields_and_the_fix(scored_run, checkpoint_dir, monkeypatch):
+    dataset, _ = scored_run
     _small_chunks(monkeypatch)
     _failing_bulk_write(monkeypatch, dataset, keep_failing=True)  # the database stays away
     with pytest.raises(fov.VoGError) as raised:
@@ -152,8 +151,8 @@ def test_restore_failing_too_names_the_mixed_fields_and_the_fix(scored, checkpoi
     assert dataset.get_run_info("vog").config.statistic == "variance"  # the run was never replaced
 
 
-def test_successful_overwrite_leaves_no_old_run_document(scored, checkpoint_dir):  # noqa: F811
-    dataset, snapshot = scored
+def test_successful_overwrite_leaves_no_old_run_document(scored_run, checkpoint_dir):
+    dataset, snapshot = scored_run
     before = snapshot()
     fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, statistic="std")
     runs = foo.get_db_conn().runs

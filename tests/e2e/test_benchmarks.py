@@ -40,9 +40,13 @@ def test_bench_vog_engine_level_without_fiftyone(tmp_path):
         assert len(row["rounds"]) == 2 and row["peak_rss_mib"] is not None
         assert row["peak_heap_mib"] is not None and row["peak_heap_mib"] >= 0  # glibc's mallinfo2 here
     for n in (40, 80):
-        assert rows[("floor", n)]["vs_floor"] == 1.0
-        assert rows[("ours[default]", n)]["max_rel_diff"] == 0 and rows[("ours[default]", n)]["spearman"] == 1
-        assert rows[("naive", n)]["max_rel_diff"] < 1e-5  # the naive way computes the same VoG
+        # ratios are medians of per-round ratios to the floor's rounds, as the docs describe them
+        floor = rows[("floor", n)]["rounds"]
+        for m in ("ours[default]", "ours[bf16]", "naive"):
+            want = sorted(f / s for f, s in zip(floor, rows[(m, n)]["rounds"]))
+            assert rows[(m, n)]["vs_floor"] == pytest.approx(sum(want) / 2)  # median of 2 rounds
+        # ours[default] is the reference of the diff columns; the naive way computes the same VoG
+        assert rows[("naive", n)]["max_rel_diff"] < 1e-5 and rows[("naive", n)]["spearman"] > 0.999
         assert 0 < rows[("ours[bf16]", n)]["max_rel_diff"] < 0.5  # low precision: close, not equal
     assert "ours[bf16-all]" in r.stdout and "÷floor" in r.stdout
 

@@ -9,7 +9,7 @@ from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
 from fiftyone_vog.engine import VoGEngine, VoGError, VoGOptions, score_batches
 
 from conftest import make_images, small_model, to_tensor
-from test_engine import ALL_OPTIONS, K, _ids, make_models, naive_vog
+from naive import ALL_OPTIONS, K, make_models, naive_vog, option_id
 
 WINDOWS = {"all": list(range(K)), "odd": [1, 3], "late": [2, 3]}  # "odd" is not contiguous
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -33,7 +33,7 @@ def _labels(options, y):
     return y if options.label_mode == "auto" else y.clamp_min(0)
 
 
-@pytest.mark.parametrize("options", ALL_OPTIONS, ids=_ids)
+@pytest.mark.parametrize("options", ALL_OPTIONS, ids=option_id)
 def test_vmap_equals_loop_and_reference(models, batch, options):
     x, y = batch
     y = _labels(options, y)
