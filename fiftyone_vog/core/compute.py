@@ -19,6 +19,7 @@ from ..inputs.images import ImageDataset, make_loader, read_view
 from .resume import open_partial
 from .writer import write_run
 from ..engine import (
+    COMPANIONS,
     VoGEngine,
     VoGError,
     VoGOptions,
@@ -109,6 +110,10 @@ def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[st
         _check_field_name(name, "window name")
         if name in ("raw", ALL):
             raise VoGError(f"window name {name!r} is reserved; choose another")
+        clash = next((c for c in COMPANIONS if name == c or name.endswith(f"_{c}")), None)
+        if clash:  # its fields would collide with a companion field ({vog_field}_{window}_{companion})
+            raise VoGError(f"window name {name!r} would collide with the {clash!r} companion fields; "
+                           f"choose a name that is not and does not end in one of {list(COMPANIONS)}")
         if isinstance(spec, str):
             if ":" in spec:
                 try:
@@ -143,6 +148,15 @@ def field_names(vog_field: str, windows: Sequence[str]) -> dict[str, tuple[str, 
     out = {ALL: (vog_field, f"{vog_field}_raw")}
     for w in windows:
         out[w] = (f"{vog_field}_{w}", f"{vog_field}_{w}_raw")
+    return out
+
+
+def companion_fields(vog_field: str, windows: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``{window: {companion: field}}``: ``{vog_field}_loss`` … for the window of every checkpoint,
+    ``{vog_field}_{window}_loss`` … for the others (never class-normalized)."""
+    out = {ALL: {c: f"{vog_field}_{c}" for c in COMPANIONS}}
+    for w in windows:
+        out[w] = {c: f"{vog_field}_{w}_{c}" for c in COMPANIONS}
     return out
 
 
@@ -193,6 +207,7 @@ def compute_vog(
     strategy: str = "auto",
     autocast: str | None = None,
     channels_last: bool | None = None,
+    companions: bool = True,
     _allow_import: bool = True,
 ) -> VoGResults:
     """Score every sample of ``samples`` by Variance of Gradients and write the scores.
@@ -239,6 +254,15 @@ def compute_vog(
             faster, ranks less exact; NHWC layout); see
             :class:`fiftyone_vog.engine.VoGEngine` and docs/performance.md.
 
+        companions: also write, from the class scores of the same forward passes (no extra
+            backward pass), ``{vog_field}_loss`` (mean cross-entropy of the used label over the
+            checkpoints; high = likely mislabeled), ``{vog_field}_margin`` (its mean margin, AUM;
+            low = likely mislabeled), ``{vog_field}_maxprob`` (the last checkpoint's max softmax;
+            low = likely OOD) and ``{vog_field}_energy`` (its −logsumexp of the logits; high =
+            likely OOD); per window ``{vog_field}_{window}_loss`` … over the window's checkpoints
+            (maxprob and energy at its last). Never class-normalized. See
+            :mod:`fiftyone_vog.engine.companions`.
+
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process scores its shard of the samples,
     the raw scores are gathered, and rank 0 alone writes (see :mod:`fiftyone_vog.core.distributed`).
 
@@ -262,8 +286,10 @@ def compute_vog(
     paths = resolve_checkpoints(checkpoints)
     window_idx = resolve_windows(windows, paths)
     fields = field_names(vog_field, window_idx)
+    extra = companion_fields(vog_field, window_idx) if companions else {}
     data = read_view(samples, label_field, classes, require_labels=label_mode == "true")
-    _check_overwrite(samples, vog_field, fields, overwrite)
+    _check_overwrite(samples, vog_field, {**fields, **{f"{w}:companions": tuple(c.values()) for w, c in extra.items()}},
+                     overwrite)
 
     models = load_models(
         paths,
@@ -275,14 +301,15 @@ def compute_vog(
     dataset = ImageDataset(data.ids, data.filepaths, data.labels, transform)  # (imports torchvision's transforms)
     t_load = time.perf_counter()
     engine = VoGEngine(models, {ALL: list(range(len(paths))), **window_idx}, options, device=dev,
-                       dtype=PRECISIONS[precision], strategy=strategy, autocast=autocast, channels_last=channels_last)
+                       dtype=PRECISIONS[precision], strategy=strategy, autocast=autocast, channels_last=channels_last,
+                       companions=companions)
     engine.check_output_size(dataset[0][0][None], len(data.classes))
     hashes = [sha256(p) for p in paths]
     partial = open_partial(samples, vog_field, engine, resume, ctx, {
         "checkpoint_sha256": hashes, "model": _model_spec(model), "num_classes": num_classes,
         "label_field": label_field, "classes": data.classes, "options": vars(options), "windows": window_idx,
         "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
-        "precision": precision, "autocast": autocast,
+        "precision": precision, "autocast": autocast, "companions": bool(companions),
     })
     raw = distributed.score_samples(
         engine, dataset, data.ids,
@@ -297,6 +324,9 @@ def compute_vog(
         scores[raw_name] = raw.raw[w]
         raws[raw_name] = raw.raw[w]
         stats[w] = {data.classes[c]: s for c, s in class_statistics(raw.raw[w], raw.used_labels).items()}
+    for w, names in extra.items():  # companions: raw values, never class-normalized
+        for c, name in names.items():
+            scores[name] = raw.raw[f"{w}:{c}"]
 
     config = {
         "method": RUN_METHOD,
@@ -313,6 +343,7 @@ def compute_vog(
         "statistic": statistic,
         "channel_reduction": channel_reduction,
         "normalization": normalization,
+        "companions": list(COMPANIONS) if companions else [],
         "windows": {w: idx for w, idx in window_idx.items()},
         "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
         "batch_size": int(batch_size),

@@ -172,7 +172,7 @@ def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dic
         config: everything that changes a raw score; hashed into the chunks' key.
         ctx: the ``torchrun`` context (rank 0 drops, then every rank waits) or None.
     """
-    partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(engine.windows))
+    partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(getattr(engine, "outputs", engine.windows)))
     if ctx is None or ctx.is_main:
         drop_orphans(partial._coll)
     if not resume and (ctx is None or ctx.is_main):
