@@ -228,8 +228,10 @@ def test_target_choice_appears_with_a_view_or_selection(dataset, checkpoint_dir)
 def test_save_vog_views_operator(scored):
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": scored, "params": {
         "vog_field": "vog", "percentile": 10, "load_view": "vog-high"}})
-    assert result.result["views"] == {"vog-high": 4, "vog-low": 4}
+    assert result.result["views"] == {"vog-high": 4, "vog-low": 4, "vog-label-errors": 4}
     assert set(result.result["skipped"]) == {"vog-shuffled-labels", "vog-ood"}
+    loss = np.array(scored.values("vog_loss"))
+    assert scored.load_saved_view("vog-label-errors").values("id") == [scored.values("id")[i] for i in np.argsort(-loss)[:4]]
     ids, vog = scored.values("id"), np.array(scored.values("vog"))
     order = np.argsort(-vog)
     assert scored.load_saved_view("vog-high").values("id") == [ids[i] for i in order[:4]]
@@ -242,9 +244,9 @@ def test_save_vog_views_operator_name_prefix(scored):
     props, val = _form(f"{PLUGIN}/save_vog_views", scored, params)
     assert not val.invalid
     assert [c.value for c in props["load_view"].view.choices] == [
-        "vog-b-high", "vog-b-low", "vog-b-shuffled-labels", "vog-b-ood"]
+        "vog-b-high", "vog-b-low", "vog-b-shuffled-labels", "vog-b-ood", "vog-b-label-errors"]
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": scored, "params": params})
-    assert result.result["views"] == {"vog-b-high": 4, "vog-b-low": 4}
+    assert result.result["views"] == {"vog-b-high": 4, "vog-b-low": 4, "vog-b-label-errors": 4}
     assert set(result.result["skipped"]) == {"vog-b-shuffled-labels", "vog-b-ood"}
     ids, vog = scored.values("id"), np.array(scored.values("vog"))
     assert scored.load_saved_view("vog-b-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]

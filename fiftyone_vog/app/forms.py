@@ -30,7 +30,7 @@ CHOICES = {
     "precision": ("float32", "float64"),
     "autocast": ("none", "bf16", "fp16", "bf16-all", "fp16-all"),
 }
-VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood")
+VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-label-errors")
 EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
 
 
@@ -289,7 +289,8 @@ def save_vog_views_form(ctx, inputs):
     """The Save VoG views form; a warning instead when the dataset has no VoG run."""
     if _vog_runs(ctx, inputs) is not None:
         inputs.float("percentile", default=10, min=0.01, max=50, label="Percentile",
-                     description="vog-high / vog-low hold the top / bottom percentile of scores")
+                     description="vog-high / vog-low hold the top / bottom percentile of scores; "
+                                 "vog-label-errors the top percentile by mean loss (<field>_loss)")
         bools = _fields_of(ctx.dataset, ftype=fo.BooleanField)
         _dropdown(inputs, "shuffled_field", bools, "label_shuffled" if "label_shuffled" in bools else None,
                   "Shuffled-label flag", "Boolean field marking shuffled labels (written by Shuffle labels)")
@@ -298,8 +299,9 @@ def save_vog_views_form(ctx, inputs):
         inputs.str("ood_tag", default="ood", label="OOD tag", description="Sample tag marking out-of-distribution samples")
         prefix_prop = inputs.str(
             "name_prefix", required=False, label="Name prefix",
-            description="Name the views PREFIX-high, PREFIX-low, PREFIX-shuffled-labels, PREFIX-ood (default: "
-                        "vog), e.g. vog-test to keep another score field's views beside these")
+            description="Name the views PREFIX-high, PREFIX-low, PREFIX-shuffled-labels, PREFIX-ood, "
+                        "PREFIX-label-errors (default: vog), e.g. vog-test to keep another score field's views "
+                        "beside these")
         prefix = _name_prefix(ctx.params)
         try:
             names = vog_view_names(prefix)
