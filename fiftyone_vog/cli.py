@@ -11,6 +11,8 @@ import json
 import os
 import sys
 
+from .defaults import TARGET as DEFAULT_TARGET
+
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 
@@ -67,7 +69,9 @@ def add_compute(sub):
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--classes", help="comma-separated class names in the model's output order")
     p.add_argument("--label-mode", default="true", choices=["true", "predicted", "auto"])
-    p.add_argument("--target", default="logit", choices=["logit", "probability"])
+    p.add_argument("--target", default=DEFAULT_TARGET, choices=["logit", "probability"],
+                   help=f"class score: softmax probability or the paper's logit (default: {DEFAULT_TARGET}, "
+                        "measured best; see the README's Results)")
     p.add_argument("--statistic", default="variance", choices=["variance", "std"])
     p.add_argument("--channel-reduction", default="sum", choices=["sum", "mean"])
     p.add_argument("--normalization", default="zscore", choices=["zscore", "abs", "none"])
@@ -86,6 +90,8 @@ def add_compute(sub):
     p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for convolutions")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run / fields of the same name")
     p.add_argument("--allow-pickle", action="store_true", help="allow whole pickled-module checkpoints (runs code; trusted files only)")
+    p.add_argument("--no-companions", dest="companions", action="store_false",
+                   help="do not write the companions VOG_FIELD_loss, _margin, _maxprob, _energy (from the same pass)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_compute)
 
@@ -106,6 +112,7 @@ def run_compute(args):
         classes=args.classes.split(",") if args.classes else None,
         label_mode=args.label_mode,
         target=args.target,
+        companions=args.companions,
         statistic=args.statistic,
         channel_reduction=args.channel_reduction,
         normalization=args.normalization,

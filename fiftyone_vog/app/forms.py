@@ -15,6 +15,7 @@ import fiftyone.operators.types as types
 
 from ..errors import VoGError
 from ..audit.views import vog_view_names
+from ..defaults import TARGET as DEFAULT_TARGET
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
 #: name ``package.module:callable`` models and unpickle whole-module checkpoints.
@@ -184,7 +185,8 @@ def compute_vog_form(ctx, inputs):
     _choice(inputs, "label_mode", CHOICES["label_mode"], "true", "Label mode",
             "Gradient of the true label, of the trained model's prediction, or 'auto': the label where "
             "present, else the prediction (unlabeled / out-of-distribution samples)", ctx)
-    _choice(inputs, "target", CHOICES["target"], "logit", "Target", "Pre-softmax logit or softmax probability", ctx)
+    _choice(inputs, "target", CHOICES["target"], DEFAULT_TARGET, "Target",
+            f"Softmax probability or pre-softmax logit (the paper's); default {DEFAULT_TARGET}, measured best", ctx)
     _choice(inputs, "statistic", CHOICES["statistic"], "variance", "Statistic", "Per-pixel variance or std across checkpoints", ctx)
     _choice(inputs, "channel_reduction", CHOICES["channel_reduction"], "sum", "Channel reduction", "Over colour channels", ctx)
     _choice(inputs, "normalization", CHOICES["normalization"], "zscore", "Normalization",
@@ -217,6 +219,9 @@ def compute_vog_form(ctx, inputs):
             _invalid(inputs.properties["vog_field"], f"{taken[0]!r} is already used; tick 'Overwrite' or choose another name")
     inputs.bool("overwrite", default=False, label="Overwrite",
                 description="Replace an existing VoG run and fields of the same name")
+    inputs.bool("companions", default=True, label="Companion scores",
+                description="Also write <field>_loss, _margin (label errors), _maxprob, _energy (OOD) from the "
+                            "same forward passes, at no extra backward pass")
 
     inputs.int("batch_size", default=64, min=1, label="Batch size")
     inputs.str("device", label="Device", description="cpu, cuda or cuda:N (default: cuda when available)")
@@ -246,7 +251,8 @@ def compute_vog_kwargs(ctx) -> dict:
         label_field=p.get("label_field") or "ground_truth",
         classes=_split(p.get("classes")),
         label_mode=p.get("label_mode", "true"),
-        target=p.get("target", "logit"),
+        target=p.get("target", DEFAULT_TARGET),
+        companions=bool(p.get("companions", True)),
         statistic=p.get("statistic", "variance"),
         channel_reduction=p.get("channel_reduction", "sum"),
         normalization=p.get("normalization", "zscore"),

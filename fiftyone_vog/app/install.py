@@ -18,7 +18,7 @@ from ..errors import VoGError
 PLUGIN_NAME = "@fiftyone-vog/vog"
 #: The folder created under the plugins directory.
 INSTALL_NAME = "fiftyone-vog"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # fiftyone_vog/, where fiftyone.yml lives
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..defaults import TARGET as DEFAULT_TARGET
 from . import distributed
 from ..inputs.checkpoints import ModelSpec, load_models, resolve_checkpoints, sha256
 from ..inputs.images import ImageDataset, make_loader, read_view
@@ -188,7 +189,7 @@ def compute_vog(
     label_field: str = "ground_truth",
     classes: Sequence[str] | None = None,
     label_mode: str = "true",
-    target: str = "logit",
+    target: str = DEFAULT_TARGET,
     statistic: str = "variance",
     channel_reduction: str = "sum",
     normalization: str = "zscore",
@@ -224,7 +225,8 @@ def compute_vog(
         label_mode: ``"true"`` (the label), ``"predicted"`` (the last checkpoint's
             prediction, at every checkpoint) or ``"auto"`` (the label where present, else
             the prediction).
-        target: ``"logit"`` (pre-softmax) or ``"probability"`` (softmax).
+        target: ``"probability"`` (softmax; the default, measured best on our audits — see the
+            README's Results) or ``"logit"`` (pre-softmax, the paper's main-text definition).
         statistic: ``"variance"`` or ``"std"`` per pixel across checkpoints.
         channel_reduction: ``"sum"`` (paper) or ``"mean"`` over colour channels.
         normalization: ``"zscore"`` within each class, ``"abs"`` (its absolute value) or ``"none"``.
