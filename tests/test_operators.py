@@ -69,18 +69,18 @@ def test_compute_vog_operator_equals_the_api(scored, checkpoint_dir, allow_impor
     windows = {"early": "0:2", "late": "-2:"}
     foo.execute_operator(COMPUTE, ctx={"dataset": scored, "params": {
         "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "vog_field": "op",
-        "statistic": "std", "normalization": "abs", "channel_reduction": "mean", "target": "probability",
+        "statistic": "std", "normalization": "abs", "channel_reduction": "mean", "target": "logit",
         "windows": "early=0:2,late=-2:", "batch_size": 7}})
     fov.compute_vog(scored, os.path.join(checkpoint_dir, "epoch_*.pt"), model=small_model, vog_field="ref",
-                    statistic="std", normalization="abs", channel_reduction="mean", target="probability",
+                    statistic="std", normalization="abs", channel_reduction="mean", target="logit",  # not the default
                     windows=windows, batch_size=7, progress=False)
-    for suffix in ("", "_raw", "_early", "_early_raw", "_late", "_late_raw"):
+    for suffix in ("", "_raw", "_early", "_early_raw", "_late", "_late_raw", "_loss", "_late_margin", "_energy"):
         got = np.array(scored.values("op" + suffix))
         want = np.array(scored.values("ref" + suffix))
         assert got.shape == (40,) and np.isfinite(got).all()
         np.testing.assert_array_equal(got, want)
     cfg = fov.get_vog_run(scored, "op").config
-    assert (cfg.statistic, cfg.normalization, cfg.channel_reduction, cfg.target) == ("std", "abs", "mean", "probability")
+    assert (cfg.statistic, cfg.normalization, cfg.channel_reduction, cfg.target) == ("std", "abs", "mean", "logit")
     assert cfg.windows == {"early": [0, 1], "late": [3, 4]} and cfg.batch_size == 7
     assert len(cfg.checkpoints) == 5
 

@@ -112,7 +112,7 @@ def test_failure_while_registering_the_run_restores_values_and_run(first_run, ch
 
     monkeypatch.setattr(type(dataset), "register_run", register_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="probability")
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="logit")  # not the default: new values
     assert _raw_docs(dataset) == docs
     assert snapshot() == before
     assert _run_state(dataset) == run
@@ -130,7 +130,7 @@ def test_failure_while_saving_the_run_results_restores_values_and_run(first_run,
 
     monkeypatch.setattr(type(dataset), "save_run_results", fail)
     with pytest.raises(RuntimeError, match="results store unreachable"):
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="probability")
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="logit")  # not the default: new values
     assert _raw_docs(dataset) == docs
     assert snapshot() == before
     assert _run_state(dataset) == run
