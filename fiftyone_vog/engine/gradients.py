@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import VoGError, check_choice
+from .companions import COMPANIONS, companion_key, window_companions
 from .windows import normalize_windows
 from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 
@@ -28,10 +29,6 @@ STRATEGIES = ("auto", "loop", "vmap")
 
 #: Label value meaning "this sample has no label" (used by ``label_mode="auto"``).
 MISSING_LABEL = -1
-
-#: Training-dynamics companions computed from the class scores of the same forward passes
-#: (no extra backward pass); see :mod:`fiftyone_vog.engine.companions`.
-from .companions import COMPANIONS, companion_key, window_companions  # noqa: E402
 
 
 
