@@ -18,6 +18,7 @@ from conftest import small_model
 from test_errors import scored  # noqa: F401  (fixture: a dataset with a first run, and its snapshot)
 
 FIELDS = ("vog", "vog_raw")
+WRITTEN = (*FIELDS, "vog_loss", "vog_margin", "vog_maxprob", "vog_energy")  # with the default companions
 
 
 def _raw_docs(dataset):
@@ -145,7 +146,7 @@ def test_restore_failing_too_names_the_mixed_fields_and_the_fix(scored, checkpoi
         fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, statistic="std")
     message = str(raised.value)
     assert message.startswith("writing the VoG scores failed (RuntimeError: connection reset) and putting the "
-                              f"dataset {dataset.name!r} back as it was failed too: fields ['vog', 'vog_raw'] may "
+                              f"dataset {dataset.name!r} back as it was failed too: fields {sorted(WRITTEN)} may "
                               "hold the new values on some samples and the old ones on others.")
     assert "compute_vog(..., vog_field='vog', overwrite=True) again" in message
     assert isinstance(raised.value.__cause__, RuntimeError)

@@ -424,7 +424,7 @@ def _check_overwrite(samples, vog_field, fields, overwrite):
 def _run_results(samples, key, stats, timings, raw):
     summary = {
         w: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)), "max": float(np.max(v))}
-        for w, v in raw.raw.items()
+        for w, v in raw.raw.items() if ":" not in w  # VoG windows (not the companions' "window:name")
     }
     return samples._dataset.init_run_results(key, class_stats=stats, summary=summary, timings=timings)
 
