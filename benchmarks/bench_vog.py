@@ -67,6 +67,8 @@ VARIANTS = {
     "fp16+channels_last": {"autocast": "fp16", "channels_last": True},
     "channels_last": {"channels_last": True},
     "vmap+channels_last": {"strategy": "vmap", "channels_last": True},
+    "companions": {"companions": True},  # + loss, margin, maxprob, energy from the same forward passes
+    "vmap+companions": {"strategy": "vmap", "companions": True},
 }
 
 

@@ -130,7 +130,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> tuple[n
 
 def vog_on_tensors(models: Sequence[nn.Module], x: torch.Tensor, labels: np.ndarray | None,
                    windows: Mapping[str, Sequence[int]], target: str = "logit", label_mode: str = "true",
-                   batch_size: int = 256, normalization: str = "zscore") -> dict:
+                   batch_size: int = 256, normalization: str = "zscore", companions: bool = False) -> dict:
     """VoG of every row of ``x`` with the package's engine, no FiftyOne involved.
 
     Args:
@@ -139,15 +139,20 @@ def vog_on_tensors(models: Sequence[nn.Module], x: torch.Tensor, labels: np.ndar
         labels: (N,) class indices, -1 (or ``None`` for all) where unknown.
         windows: ``{name: checkpoint indices}``.
     Returns:
-        ``{"raw": {window: (N,)}, "score": {window: (N,) class-normalized}, "used_labels", "predicted"}``.
+        ``{"raw": {window: (N,)}, "score": {window: (N,) class-normalized}, "used_labels", "predicted",
+        "companions": {"window:name": (N,)}}`` (the training-dynamics companions with ``companions=True``;
+        sign as computed: high loss / energy and low margin / maxprob flag a sample).
     """
-    engine = VoGEngine(models, windows, VoGOptions(label_mode=label_mode, target=target))
+    engine = VoGEngine(models, windows, VoGOptions(label_mode=label_mode, target=target), companions=companions)
     y = torch.full((len(x),), -1, dtype=torch.long) if labels is None else torch.as_tensor(labels, dtype=torch.long)
     ids = [str(i) for i in range(len(x))]
     batches = ((x[i : i + batch_size], y[i : i + batch_size], ids[i : i + batch_size]) for i in range(0, len(x), batch_size))
     raw = score_batches(engine, batches, ids)
-    score = {w: class_normalize(v, raw.used_labels, normalization) for w, v in raw.raw.items()}
-    return {"raw": raw.raw, "score": score, "used_labels": raw.used_labels, "predicted": raw.predicted}
+    comp = {w: v for w, v in raw.raw.items() if ":" in w}
+    plain = {w: v for w, v in raw.raw.items() if ":" not in w}
+    score = {w: class_normalize(v, raw.used_labels, normalization) for w, v in plain.items()}
+    return {"raw": plain, "score": score, "used_labels": raw.used_labels, "predicted": raw.predicted,
+            "companions": comp}
 
 
 def thirds(k: int) -> dict[str, list[int]]:

@@ -228,11 +228,13 @@ def main(argv=None) -> dict:
           f"{res_train.timings['total'] + res_test.timings['total']:.1f}s; test accuracy of the last checkpoint {acc:.3f}")
 
     step(6, "saving the views (fov.save_vog_views)")
-    # the training split by `vog`: vog-high, vog-low, vog-shuffled-labels (it holds no OOD sample)
+    # the training split by `vog`: vog-high, vog-low, vog-shuffled-labels, vog-label-errors (by vog_loss;
+    # it holds no OOD sample)
     train_views = fov.save_vog_views(ds.match_tags("train"), vog_field="vog", percentile=10, names={"ood": None})
     # test + OOD by `vog_test`: vog-test-high, vog-test-low, and vog-ood (no label is shuffled there)
     test_views = fov.save_vog_views(ds.match_tags(["test", "ood"]), vog_field="vog_test", percentile=10,
-                                    name_prefix="vog-test", names={"ood": "vog-ood", "shuffled-labels": None})
+                                    name_prefix="vog-test", names={"ood": "vog-ood", "shuffled-labels": None,
+                                                                    "label-errors": None})
     view_counts = {**train_views.counts(), **test_views.counts()}
     for name, n in view_counts.items():
         print(f"  {name:22s} {n:5d} samples — {ds.get_saved_view_info(name)['description']}")

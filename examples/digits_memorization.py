@@ -30,6 +30,7 @@ from fiftyone_vog import analysis as A  # noqa: E402
 from fiftyone_vog.models import SmallCNN  # noqa: E402
 
 TARGETS = ("logit", "probability")
+COMPANIONS = ("loss", "margin")  # the label-error companions (maxprob / energy are for OOD: digits_ood.py)
 
 
 def windows_for(k: int) -> dict[str, list[int]]:
@@ -50,11 +51,16 @@ def run(epochs: int, x: torch.Tensor, labels: np.ndarray, flag: np.ndarray, seed
     out = {"epochs": epochs, "fit_shuffled": fit[:, flag].mean(1), "fit_clean": fit[:, ~flag].mean(1), "rows": {}}
     wins = windows_for(len(models))
     for target in TARGETS:
-        v = C.vog_on_tensors(models, x, labels, wins, target=target, label_mode="true")
+        v = C.vog_on_tensors(models, x, labels, wins, target=target, label_mode="true", companions=target == TARGETS[0])
         for w in wins:
             s = v["score"][w]
             out["rows"][target, w] = {"ttest": A.welch_ttest(s, flag), "detect": A.detection_metrics(s, flag, ks=()),
                                       "auroc_raw": A.detection_metrics(v["raw"][w], flag, ks=()).auroc, "score": s}
+        for c in COMPANIONS if target == TARGETS[0] else ():
+            # the training-dynamics companions of the same pass, over all checkpoints, signed so that high flags
+            s = A.score_direction(c) * v["companions"][f"all:{c}"]
+            d = A.detection_metrics(s, flag, ks=())
+            out["rows"]["companion", c] = {"ttest": A.welch_ttest(s, flag), "detect": d, "auroc_raw": d.auroc, "score": s}
     return out
 
 

@@ -57,7 +57,14 @@ def run_seed(seed: int, epochs: int, width: int, subsample: int | None, verbose:
            "msp": A.detection_metrics(1 - probs.max(1), is_ood, ks=())}
     for target in TARGETS:
         for mode in MODES:
-            v = C.vog_on_tensors(models, x, labels, wins, label_mode=mode, target=target)
+            v = C.vog_on_tensors(models, x, labels, wins, label_mode=mode, target=target,
+                                 companions=(target, mode) == (TARGETS[0], "auto"))
+            for c in ("maxprob", "energy", "loss", "margin") if v["companions"] else ():
+                # companions of the same pass (all checkpoints; maxprob / energy at the last), signed: high flags
+                s = A.score_direction(c) * v["companions"][f"all:{c}"]
+                out["rows"]["companion", mode, c] = {"detect": A.detection_metrics(s, is_ood, ks=()),
+                                                     "share": A.share_by_percentile(s, is_ood, bins=10),
+                                                     "auroc_raw": float("nan")}
             for w in wins:
                 out["rows"][target, mode, w] = {"detect": A.detection_metrics(v["score"][w], is_ood, ks=()),
                                         "share": A.share_by_percentile(v["score"][w], is_ood, bins=10),

@@ -97,7 +97,9 @@ def add_compute(sub):
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--classes", help="comma-separated class names in the model's output order")
     p.add_argument("--label-mode", default="true", choices=options.LABEL_MODES)
-    p.add_argument("--target", default="logit", choices=options.TARGETS)
+    p.add_argument("--target", default=options.DEFAULT_TARGET, choices=options.TARGETS,
+                   help=f"class score: softmax probability or the paper's logit (default: {options.DEFAULT_TARGET}, "
+                        "measured best; see the README's Results)")
     p.add_argument("--statistic", default="variance", choices=options.STATISTICS)
     p.add_argument("--channel-reduction", default="sum", choices=options.CHANNEL_REDUCTIONS)
     p.add_argument("--normalization", default="zscore", choices=options.NORMALIZATIONS)
@@ -121,6 +123,8 @@ def add_compute(sub):
     p.add_argument("--max-image-pixels", type=int,
                    help="refuse images declaring more pixels (decompression bombs; default: "
                         "FIFTYONE_VOG_MAX_IMAGE_PIXELS or PIL's 89,478,485)")
+    p.add_argument("--no-companions", dest="companions", action="store_false",
+                   help="do not write the companions VOG_FIELD_loss, _margin, _maxprob, _energy (from the same pass)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_compute)
 
@@ -141,6 +145,7 @@ def run_compute(args):
         classes=args.classes.split(",") if args.classes else None,
         label_mode=args.label_mode,
         target=args.target,
+        companions=args.companions,
         statistic=args.statistic,
         channel_reduction=args.channel_reduction,
         normalization=args.normalization,

@@ -20,6 +20,11 @@ STATISTICS = ("variance", "std")
 CHANNEL_REDUCTIONS = ("sum", "mean")
 NORMALIZATIONS = ("zscore", "abs", "none")
 
+#: The default class score whose input gradient VoG measures, chosen by measurement (README
+#: "Results", docs/results.md): ``"probability"`` (softmax) flags memorized labels and OOD samples
+#: on our data where the paper's main-text ``"logit"`` ranks memorized samples *below* clean ones;
+#: ``"logit"`` stays available, exactly. The API, the CLI and the App form all read it here.
+DEFAULT_TARGET = "probability"
 #: ``shuffle_labels``' default seed (the paper's audit is reproducible by default).
 DEFAULT_SEED = 51
 #: ``save_vog_views``' slice size in percent: ``PERCENTILE_MIN < percentile <= PERCENTILE_MAX``.

@@ -5,7 +5,8 @@ is JSON-serializable (numpy scalars become Python numbers; NaN and ±inf become
 ``None``). Each has a thin ``*_from_view`` wrapper that reads the arrays from a
 FiftyOne dataset or view by field name (:mod:`.from_view`, which takes the view it is
 given and never imports FiftyOne itself). :mod:`.binned` holds the binned analyses and
-the t-test, :mod:`.ranking` the rank-based ones (detection, rank stability, per-class
+the t-test, :mod:`.detectors` the side-by-side table of VoG and its companions as detectors of
+one flag, :mod:`.ranking` the rank-based ones (detection, rank stability, per-class
 correlation), :mod:`.common` the shared helpers (binning, top-k, JSON).
 
 Conventions shared by all functions:
@@ -38,6 +39,7 @@ from .binned import (
     window_decile_comparison,
 )
 from .common import assign_bins, to_jsonable
+from .detectors import COMPANION_SIGNS, DetectorTable, detector_table, detector_table_from_view, score_direction
 from .from_view import FROM_VIEW, read_correct, read_flag
 from .from_view import *  # noqa: F403  (the *_from_view wrappers, listed in FROM_VIEW)
 from .ranking import (
@@ -54,4 +56,5 @@ __all__ = [
     "WindowComparison", "assign_bins", "to_jsonable", "error_by_bin", "welch_ttest",
     "share_by_percentile", "detection_metrics", "rank_stability", "per_class_vog_vs_fnr",
     "window_decile_comparison", "read_flag", "read_correct", *FROM_VIEW,
+    "DetectorTable", "detector_table", "detector_table_from_view", "COMPANION_SIGNS", "score_direction",
 ]

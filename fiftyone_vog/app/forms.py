@@ -18,6 +18,7 @@ import fiftyone.operators.types as types
 from .. import options
 from ..audit.views import vog_view_names
 from ..errors import VoGError
+from ..options import DEFAULT_TARGET
 from .roots import check_app_checkpoints, check_app_path
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
@@ -35,7 +36,7 @@ CHOICES = {
     "precision": ("float32", "float64"),
     "autocast": ("none", "bf16", "fp16", "bf16-all", "fp16-all"),
 }
-VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood")
+VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-label-errors")
 EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
 
 
@@ -216,7 +217,8 @@ def compute_vog_form(ctx, inputs):
     _choice(inputs, "label_mode", CHOICES["label_mode"], "true", "Label mode",
             "Gradient of the true label, of the trained model's prediction, or 'auto': the label where "
             "present, else the prediction (unlabeled / out-of-distribution samples)", ctx)
-    _choice(inputs, "target", CHOICES["target"], "logit", "Target", "Pre-softmax logit or softmax probability", ctx)
+    _choice(inputs, "target", CHOICES["target"], DEFAULT_TARGET, "Target",
+            f"Softmax probability or pre-softmax logit (the paper's); default {DEFAULT_TARGET}, measured best", ctx)
     _choice(inputs, "statistic", CHOICES["statistic"], "variance", "Statistic", "Per-pixel variance or std across checkpoints", ctx)
     _choice(inputs, "channel_reduction", CHOICES["channel_reduction"], "sum", "Channel reduction", "Over colour channels", ctx)
     _choice(inputs, "normalization", CHOICES["normalization"], "zscore", "Normalization",
@@ -253,6 +255,9 @@ def compute_vog_form(ctx, inputs):
             _invalid(inputs.properties["vog_field"], f"{taken[0]!r} is already used; tick 'Overwrite' or choose another name")
     inputs.bool("overwrite", default=False, label="Overwrite",
                 description="Replace an existing VoG run and fields of the same name")
+    inputs.bool("companions", default=True, label="Companion scores",
+                description="Also write <field>_loss, _margin (label errors), _maxprob, _energy (OOD) from the "
+                            "same forward passes, at no extra backward pass")
 
     max_batch, max_workers = app_limits()
     _whole_number(ctx, inputs.int("batch_size", default=64, max=max_batch, label="Batch size"), "batch_size", 64, 1,
@@ -393,7 +398,8 @@ def compute_vog_kwargs(ctx) -> dict:
         label_field=p.get("label_field") or "ground_truth",
         classes=_split(p.get("classes")),
         label_mode=p.get("label_mode", "true"),
-        target=p.get("target", "logit"),
+        target=p.get("target", DEFAULT_TARGET),
+        companions=bool(p.get("companions", True)),
         statistic=p.get("statistic", "variance"),
         channel_reduction=p.get("channel_reduction", "sum"),
         normalization=p.get("normalization", "zscore"),
@@ -438,7 +444,8 @@ def save_vog_views_form(ctx, inputs):
     if _vog_runs(ctx, inputs) is not None:
         # the API's rule (options.check_percentile), not FiftyOne's min/max with their own wording
         prop = inputs.float("percentile", default=10, label="Percentile",
-                            description="vog-high / vog-low hold the top / bottom percentile of scores, "
+                            description="vog-high / vog-low hold the top / bottom percentile of scores, vog-label-errors "
+                                        "the top percentile by mean loss (<field>_loss); "
                                         f"({options.PERCENTILE_MIN}, {options.PERCENTILE_MAX}]")
         try:
             options.check_percentile(ctx.params.get("percentile", 10))
@@ -455,8 +462,9 @@ def save_vog_views_form(ctx, inputs):
         inputs.str("ood_tag", default="ood", label="OOD tag", description="Sample tag marking out-of-distribution samples")
         prefix_prop = inputs.str(
             "name_prefix", required=False, label="Name prefix",
-            description="Name the views PREFIX-high, PREFIX-low, PREFIX-shuffled-labels, PREFIX-ood (default: "
-                        "vog), e.g. vog-test to keep another score field's views beside these")
+            description="Name the views PREFIX-high, PREFIX-low, PREFIX-shuffled-labels, PREFIX-ood, "
+                        "PREFIX-label-errors (default: vog), e.g. vog-test to keep another score field's views "
+                        "beside these")
         prefix = _name_prefix(ctx.params)
         try:
             names = vog_view_names(prefix)

@@ -173,7 +173,7 @@ class SaveVoGViews(foo.Operator):
         return foo.OperatorConfig(
             name="save_vog_views",
             label="Save VoG views",
-            description="Saved views vog-high, vog-low, vog-shuffled-labels and vog-ood",
+            description="Saved views vog-high, vog-low, vog-shuffled-labels, vog-ood and vog-label-errors",
             icon="bookmarks",
             dynamic=True,
         )

@@ -147,7 +147,45 @@ def view_stats(samples, vog_field: str, label_field: str | None = None, pred_fie
         "deciles": decile_table(scores, errors),
         "class_field": raw_field,
         "classes": class_means(raw, labels) if labels is not None and raw.size == scores.size else [],
+        "detectors": detector_tables(samples, vog_field, label_field, pred_field),
     }
+
+
+def detector_tables(samples, vog_field, label_field=None, pred_field=None) -> list[dict]:
+    """``[{"flag", "rows", "k", "n", "n_flagged"}]``: VoG and its companions side by side for each
+    flag the view has (the ``label_shuffled`` field, the ``ood`` tag, misclassified), best first."""
+    from ..analysis import detector_table_from_view
+
+    schema = samples.get_field_schema()
+    flags = []
+    if isinstance(schema.get("label_shuffled"), fo.BooleanField):
+        flags.append(("shuffled labels", dict(flag_field="label_shuffled")))
+    if samples.count_sample_tags().get("ood"):
+        flags.append(("ood tag", dict(tag="ood")))
+    if label_field and pred_field:
+        flags.append((f"misclassified ({pred_field})", dict(misclassified=pred_field, label_field=label_field)))
+    out = []
+    for name, kw in flags:
+        try:  # a flag with one class or no overlap with the scores is left out, never an error
+            t = detector_table_from_view(samples, vog_field, **kw)
+        except Exception:
+            continue
+        if 0 < t.n_flagged < t.n:
+            out.append({"flag": name, "rows": t.to_dict()["rows"], "k": t.k, "n": t.n, "n_flagged": t.n_flagged})
+    return out
+
+
+def detectors_markdown(tables: list[dict]) -> str:
+    """The detector tables as markdown (best first)."""
+    f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    parts = []
+    for t in tables:
+        lines = [f"**{t['flag']}**: {t['n_flagged']} of {t['n']} flagged (precision@k at k = {t['k']})", "",
+                 "| score | flags | AUROC | AUPRC | precision@k |", "|---|---|---|---|---|"]
+        lines += [f"| {r['score']} | {r['direction']} | {f(r['auroc'])} | {f(r['auprc'])} | {f(r['precision_at_k'])} |"
+                  for r in t["rows"]]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
 
 
 # -- the panel -----------------------------------------------------------------------
@@ -287,6 +325,9 @@ class VoGPanel(foo.Panel):
             on_click=self.on_click_histogram)
         panel.plot("deciles", data=_decile_traces(stats), layout=_decile_layout(stats),
                    on_click=self.on_click_deciles)
+        if stats.get("detectors"):
+            panel.md("#### Detectors side by side (best first)\n\n" + detectors_markdown(stats["detectors"]),
+                     name="detectors")
         if stats["classes"]:
             panel.plot("classes", data=_class_traces(stats), layout=_class_layout(stats))
         return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=1,

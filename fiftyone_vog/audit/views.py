@@ -1,4 +1,5 @@
-"""Saved views over VoG scores: ``vog-high``, ``vog-low``, ``vog-shuffled-labels``, ``vog-ood``.
+"""Saved views over VoG scores: ``vog-high``, ``vog-low``, ``vog-shuffled-labels``, ``vog-ood``,
+``vog-label-errors``.
 
 Every view is an expression (``match`` on a threshold or a marker, then ``sort_by``), never a
 list of sample ids, so it follows later edits of the fields it reads: a sample whose score
@@ -27,11 +28,15 @@ VOG_HIGH = "vog-high"
 VOG_LOW = "vog-low"
 VOG_SHUFFLED = "vog-shuffled-labels"
 VOG_OOD = "vog-ood"
+VOG_LABEL_ERRORS = "vog-label-errors"
 
 #: The saved views :func:`save_vog_views` creates, in the order it creates them.
-VOG_VIEW_NAMES = (VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD)
+VOG_VIEW_NAMES = (VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD, VOG_LABEL_ERRORS)
 #: The kinds of view, in the same order: a view is named ``{name_prefix}-{kind}``.
-VIEW_KINDS = ("high", "low", "shuffled-labels", "ood")
+VIEW_KINDS = ("high", "low", "shuffled-labels", "ood", "label-errors")
+#: The companion that ranks label errors: the mean loss of the used label over the checkpoints,
+#: the strongest label-error score we measured (docs/results.md).
+LABEL_ERROR_COMPANION = "loss"
 DEFAULT_PREFIX = "vog"
 
 
@@ -39,7 +44,8 @@ def vog_view_names(name_prefix: str | None = None) -> list[str]:
     """Names of the saved views :func:`save_vog_views` creates with this ``name_prefix``.
 
     ``None`` gives the default names ``vog-high``, ``vog-low``, ``vog-shuffled-labels``,
-    ``vog-ood``; ``"vog-test"`` gives ``vog-test-high``, … ``vog-test-ood``.
+    ``vog-ood``, ``vog-label-errors``; ``"vog-test"`` gives ``vog-test-high``, …
+    ``vog-test-label-errors``.
     """
     return list(view_names(name_prefix).values())
 
@@ -81,7 +87,8 @@ class VoGViews(dict):
     Attributes:
         names: ``{kind: view name}`` of every view the call was asked for (kinds in :data:`VIEW_KINDS`).
         skipped: views not saved because their marker (field or tag) does not exist.
-        thresholds: ``{"high": t_high, "low": t_low}``, the VoG cut-offs used.
+        thresholds: ``{"high": t_high, "low": t_low}``, the VoG cut-offs used, and
+            ``"label-errors"``: the loss cut-off of ``vog-label-errors`` when it was saved.
         scored: number of samples with a score (not None, not NaN).
         k: the slice size before ties, ``ceil(percentile / 100 × scored)``.
         sorted_by: ``{view name: score field}`` each saved view is sorted by (see
@@ -162,6 +169,7 @@ def save_vog_views(
     overwrite: bool = True,
     name_prefix: str | None = None,
     names: Mapping[str, str | None] | None = None,
+    label_error_field: str | None = None,
 ) -> VoGViews:
     """Save the VoG views on ``dataset`` and return them.
 
@@ -176,6 +184,10 @@ def save_vog_views(
         :func:`fiftyone_vog.shuffle_labels`), VoG descending.
       - ``vog-ood``: samples whose boolean ``ood_field`` is True when ``ood_field`` is given,
         else samples tagged ``ood_tag``; VoG descending.
+      - ``vog-label-errors``: the top ``percentile``% by ``label_error_field`` (default
+        ``{vog_field}_loss``, the mean loss companion that :func:`fiftyone_vog.compute_vog`
+        writes), highest loss first: the likely label errors. Skipped when that field is absent
+        (a run with ``companions=False``).
 
     Thresholds: over the ``n`` samples whose score is not None or NaN, ``k = ceil(percentile/100
     × n)``; ``t_high`` is the k-th largest score and ``t_low`` the k-th smallest. Ties at a
@@ -201,10 +213,12 @@ def save_vog_views(
             ``-ood``; ``None`` for the default ``vog`` (``vog-high``, …). Use one prefix per score
             field or split, e.g. ``vog_field="vog_test", name_prefix="vog-test"``.
         names: ``{kind: name}`` overriding single names, kinds ``"high"``, ``"low"``,
-            ``"shuffled-labels"``, ``"ood"``; a kind mapped to ``None`` is not saved (and a saved
+            ``"shuffled-labels"``, ``"ood"``, ``"label-errors"``; a kind mapped to ``None`` is not saved (and a saved
             view of its name is left alone). E.g. ``names={"ood": "vog-ood"}`` with
             ``name_prefix="vog-test"`` saves ``vog-test-high``, ``vog-test-low``,
             ``vog-test-shuffled-labels`` and ``vog-ood``.
+        label_error_field: the score that ranks ``vog-label-errors`` (high = likely wrong label);
+            default ``{vog_field}_loss``.
 
     Returns:
         :class:`VoGViews`, a ``{name: DatasetView}`` dict of the views saved. A marker view whose
@@ -286,11 +300,26 @@ def save_vog_views(
             skip("ood", f"no sample{where} is tagged {ood_tag!r}; tag OOD samples "
                         f"(add_images_dir(..., tags={ood_tag!r})) or pass ood_field")
 
+    thresholds = {"high": t_high, "low": t_low}
+    sort_fields = {}
+    if "label-errors" in kind_names:
+        loss_field = label_error_field or f"{vog_field}_{LABEL_ERROR_COMPANION}"
+        sort_fields[kind_names["label-errors"]] = loss_field
+        loss_values = dataset.values(loss_field) if loss_field in ds.get_field_schema() else []
+        if any(v is not None and v == v for v in loss_values):
+            t_loss = percentile_thresholds(loss_values, percentile)[0]
+            thresholds["label-errors"] = t_loss
+            add("label-errors", dataset.match(F(loss_field) >= t_loss).sort_by(loss_field, reverse=True),
+                f"top {percentile:g}% by {loss_field} (>= {t_loss:.6g}), likely label errors, highest loss first")
+        else:
+            skip("label-errors", f"field {loss_field!r} does not exist or holds no score; compute VoG with "
+                                 "companions=True (the default) or pass label_error_field")
+
     for name, view in views.items():
         ds.save_view(name, view, description=descriptions[name], overwrite=overwrite)
     for name, reason in skipped.items():
         if overwrite and ds.has_saved_view(name):
-            if _saved_by_same_call(ds, name, dataset, vog_field):
+            if _saved_by_same_call(ds, name, dataset, sort_fields.get(name, vog_field)):
                 ds.delete_saved_view(name)
                 skipped[name] = reason + f" (deleted the earlier saved view {name!r})"
             else:
@@ -299,7 +328,7 @@ def save_vog_views(
     return VoGViews(
         {name: ds.load_saved_view(name) for name in views},
         skipped=skipped,
-        thresholds={"high": t_high, "low": t_low},
+        thresholds=thresholds,
         scored=n,
         k=k,
         names=kind_names,

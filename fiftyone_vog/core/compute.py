@@ -13,6 +13,7 @@ import torch
 
 from .. import __version__
 from ..engine import (
+    COMPANIONS,
     VoGEngine,
     VoGError,
     VoGOptions,
@@ -22,7 +23,7 @@ from ..engine import (
 )
 from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
 from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
-from ..options import NORMALIZATIONS
+from ..options import DEFAULT_TARGET, NORMALIZATIONS
 from . import distributed, preflight
 from .locks import locked
 from .naming import check_derived_name, check_field_name
@@ -82,6 +83,10 @@ def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[st
         _check_field_name(name, "window name", reserved=False)
         if name in ("raw", ALL):
             raise VoGError(f"window name {name!r} is reserved; choose another")
+        clash = next((c for c in COMPANIONS if name == c or name.endswith(f"_{c}")), None)
+        if clash:  # its fields would collide with a companion field ({vog_field}_{window}_{companion})
+            raise VoGError(f"window name {name!r} would collide with the {clash!r} companion fields; "
+                           f"choose a name that is not and does not end in one of {list(COMPANIONS)}")
         if isinstance(spec, str):
             if ":" in spec:
                 try:
@@ -123,6 +128,15 @@ def field_names(vog_field: str, windows: Sequence[str]) -> dict[str, tuple[str, 
     return out
 
 
+def companion_fields(vog_field: str, windows: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``{window: {companion: field}}``: ``{vog_field}_loss`` … for the window of every checkpoint,
+    ``{vog_field}_{window}_loss`` … for the others (never class-normalized)."""
+    out = {ALL: {c: f"{vog_field}_{c}" for c in COMPANIONS}}
+    for w in windows:
+        out[w] = {c: f"{vog_field}_{w}_{c}" for c in COMPANIONS}
+    return out
+
+
 def _versions() -> dict:
     import fiftyone
     import torchvision
@@ -152,7 +166,7 @@ def compute_vog(
     label_field: str = "ground_truth",
     classes: Sequence[str] | None = None,
     label_mode: str = "true",
-    target: str = "logit",
+    target: str = DEFAULT_TARGET,
     statistic: str = "variance",
     channel_reduction: str = "sum",
     normalization: str = "zscore",
@@ -174,6 +188,7 @@ def compute_vog(
     allow_torchscript: bool = False,
     max_image_pixels: int | None = None,
     num_threads: int | None = None,
+    companions: bool = True,
     _allow_import: bool = True,
 ) -> VoGResults:
     """Score every sample of ``samples`` by Variance of Gradients and write the scores.
@@ -190,7 +205,8 @@ def compute_vog(
         label_mode: ``"true"`` (the label), ``"predicted"`` (the last checkpoint's
             prediction, at every checkpoint) or ``"auto"`` (the label where present, else
             the prediction).
-        target: ``"logit"`` (pre-softmax) or ``"probability"`` (softmax).
+        target: ``"probability"`` (softmax; the default, measured best on our audits — see the
+            README's Results) or ``"logit"`` (pre-softmax, the paper's main-text definition).
         statistic: ``"variance"`` or ``"std"`` per pixel across checkpoints.
         channel_reduction: ``"sum"`` (paper) or ``"mean"`` over colour channels.
         normalization: ``"zscore"`` within each class, ``"abs"`` (its absolute value) or ``"none"``.
@@ -231,6 +247,15 @@ def compute_vog(
             faster, ranks less exact; NHWC layout); see
             :class:`fiftyone_vog.engine.VoGEngine` and docs/performance.md.
 
+        companions: also write, from the class scores of the same forward passes (no extra
+            backward pass), ``{vog_field}_loss`` (mean cross-entropy of the used label over the
+            checkpoints; high = likely mislabeled), ``{vog_field}_margin`` (its mean margin, AUM;
+            low = likely mislabeled), ``{vog_field}_maxprob`` (the last checkpoint's max softmax;
+            low = likely OOD) and ``{vog_field}_energy`` (its −logsumexp of the logits; high =
+            likely OOD); per window ``{vog_field}_{window}_loss`` … over the window's checkpoints
+            (maxprob and energy at its last). Never class-normalized. See
+            :mod:`fiftyone_vog.engine.companions`.
+
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process scores its shard of the samples,
     the raw scores are gathered, and rank 0 alone writes (see :mod:`fiftyone_vog.core.distributed`).
 
@@ -268,7 +293,9 @@ def compute_vog(
     if data.duplicates:
         logger.warning("fiftyone-vog: the view holds %d repeated occurrence(s) of its samples; each sample is "
                        "scored once (config 'duplicate_samples')", data.duplicates)
-    _check_overwrite(samples, vog_field, fields, overwrite)
+    extra = companion_fields(vog_field, window_idx) if companions else {}
+    _check_overwrite(samples, vog_field, {**fields, **{f"{w}:companions": tuple(c.values()) for w, c in extra.items()}},
+                     overwrite)
 
     models = load_models(
         paths,
@@ -282,13 +309,14 @@ def compute_vog(
                            max_image_pixels=max_image_pixels)
     t_load = time.perf_counter()
     engine = VoGEngine(models, {ALL: list(range(len(paths))), **window_idx}, options, device=dev,
-                       dtype=PRECISIONS[precision], strategy=strategy, autocast=autocast, channels_last=channels_last)
+                       dtype=PRECISIONS[precision], strategy=strategy, autocast=autocast, channels_last=channels_last,
+                       companions=companions)
     engine.check_output_size(dataset[0][0][None], len(data.classes))
     partial = open_partial(samples, vog_field, engine, resume, ctx, {
         "checkpoint_sha256": hashes, "model": _model_spec(model), "num_classes": num_classes,
         "label_field": label_field, "classes": data.classes, "options": vars(options), "windows": window_idx,
         "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
-        "precision": precision, "autocast": autocast,
+        "precision": precision, "autocast": autocast, "companions": bool(companions),
     }, signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)))
     with _torch_threads(threads):
         raw = distributed.score_samples(
@@ -305,6 +333,9 @@ def compute_vog(
         scores[raw_name] = raw.raw[w]
         raws[raw_name] = raw.raw[w]
         stats[w] = {data.classes[c]: s for c, s in class_statistics(raw.raw[w], raw.used_labels).items()}
+    for w, names in extra.items():  # companions: raw values, never class-normalized
+        for c, name in names.items():
+            scores[name] = raw.raw[f"{w}:{c}"]
 
     config = {
         "method": RUN_METHOD,
@@ -321,6 +352,7 @@ def compute_vog(
         "statistic": statistic,
         "channel_reduction": channel_reduction,
         "normalization": normalization,
+        "companions": list(COMPANIONS) if companions else [],
         "windows": {w: idx for w, idx in window_idx.items()},
         "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
         "batch_size": int(batch_size),
@@ -484,5 +516,5 @@ def _summary(raw) -> dict:
     """``{window: {"mean", "std", "min", "max"}}`` of the raw scores."""
     return {
         w: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)), "max": float(np.max(v))}
-        for w, v in raw.raw.items()
+        for w, v in raw.raw.items() if ":" not in w  # VoG windows (not the companions' "window:name")
     }

@@ -147,7 +147,7 @@ def score_samples(engine: VoGEngine, dataset, ids: list[str], make_loader, progr
     if partial is not None:
         partial.flush()
     if not parts:  # an empty shard (more ranks than samples)
-        parts.append(RawVoG(ids=[], raw={w: np.zeros(0) for w in engine.windows},
+        parts.append(RawVoG(ids=[], raw={w: np.zeros(0) for w in getattr(engine, "outputs", engine.windows)},
                             used_labels=np.zeros(0, np.int64),
                             predicted=None if engine.options.label_mode == "true" else np.zeros(0, np.int64)))
     if ctx is None:

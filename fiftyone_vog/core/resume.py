@@ -234,7 +234,7 @@ def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dic
             whose signature differs is scored again.
     """
     _flush_seconds()  # a bad setting fails here, before any sample is scored
-    partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(engine.windows))
+    partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(getattr(engine, "outputs", engine.windows)))
     if signatures is not None:
         partial.set_signatures(*signatures)
     if ctx is None or ctx.is_main:

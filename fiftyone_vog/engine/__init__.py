@@ -42,12 +42,14 @@ from .gradients import (
     stack_models,
     stacking_problem,
 )
+from .companions import COMPANIONS, FLAG_SIGN, MEANINGS, companion_key, window_companions
 from .normalize import class_normalize, class_statistics
 from .streaming import RawVoG, score_batches
 from .windows import normalize_windows
 
 __all__ = [
     "CHANNEL_REDUCTIONS", "LABEL_MODES", "MISSING_LABEL", "STATISTICS", "STRATEGIES", "TARGETS",
+    "COMPANIONS", "FLAG_SIGN", "MEANINGS", "companion_key", "window_companions",
     "BatchScores", "RawVoG", "VoGEngine", "VoGError", "VoGOptions", "check_choice",
     "class_normalize", "class_statistics", "default_settings", "normalize_windows",
     "prepare_models", "resolve_device", "score_batches", "stack_models", "stacking_problem",

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import VoGError, check_choice
+from .companions import COMPANIONS, companion_key, window_companions
 from .windows import normalize_windows
 from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 
@@ -86,7 +87,8 @@ def prepare_models(
 
 @dataclass
 class BatchScores:
-    """Scores of one batch: ``raw[window]`` is (B,) float64; labels are (B,) int64."""
+    """Scores of one batch: ``raw[window]`` (and ``raw["window:companion"]`` with companions) is
+    (B,) float64; labels are (B,) int64."""
 
     raw: dict[str, torch.Tensor]
     used_labels: torch.Tensor
@@ -112,6 +114,10 @@ class VoGEngine:
             forward and backward; ranks agree with float32 (Spearman ≥ 0.999 in our tests) but
             values differ. See :mod:`fiftyone_vog.precision`. ``"bf16-all"`` / ``"fp16-all"``
             mean ``fp32_input_layer=False``.
+        companions: also score every window's training-dynamics companions (mean loss, mean
+            margin, last max-softmax, last energy of the used label) from the class scores of the
+            same forward passes; they appear in :attr:`outputs` and in ``BatchScores.raw`` under
+            ``"{window}:{name}"`` (see :mod:`fiftyone_vog.engine.companions`).
         fp32_input_layer: with ``autocast``, keep the model's input layer (its first
             convolution or linear layer) in float32 — the default, and what keeps the ranks; the
             layer's name is in :attr:`settings`. ``False`` runs everything in half precision.
@@ -130,6 +136,7 @@ class VoGEngine:
         autocast: str | None = None,
         channels_last: bool | None = None,
         fp32_input_layer: bool = True,
+        companions: bool = False,
     ):
         if len(models) < 2:
             raise VoGError(f"VoG needs at least 2 checkpoints, got {len(models)}")
@@ -167,6 +174,16 @@ class VoGEngine:
                 raise VoGError(f"strategy='vmap' cannot run these checkpoints: {problem}; use strategy='loop'")
         self.strategy = strategy
         self._workspace: dict = {}
+        self.companions = bool(companions)
+        self._logits: torch.Tensor | None = None  # (K', B, classes) float64 of the current batch
+
+    @property
+    def outputs(self) -> list[str]:
+        """Keys of ``BatchScores.raw``: the windows, then ``"{window}:{companion}"`` when enabled."""
+        keys = list(self.windows)
+        if self.companions:
+            keys += [companion_key(w, c) for w in self.windows for c in COMPANIONS]
+        return keys
 
     @property
     def settings(self) -> dict:
@@ -214,11 +231,14 @@ class VoGEngine:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def _input_gradient(self, k: int, x: torch.Tensor, p: torch.Tensor | None, labels=None):
-        """∂A_p/∂x of checkpoint ``k`` (B, C, H, W); with ``p=None`` p comes from this forward pass."""
+    def _input_gradient(self, k: int, x: torch.Tensor, p: torch.Tensor | None, labels=None, logits=None):
+        """∂A_p/∂x of checkpoint ``k`` (B, C, H, W); with ``p=None`` p comes from this forward pass.
+        ``logits``: a dict that receives ``{k: this forward pass's class scores (B, classes)}``."""
         x = x.detach().requires_grad_(True)
         with torch.enable_grad(), self._autocast(k, x):
             out = self.models[k](x)
+            if logits is not None:
+                logits[k] = out.detach()
             predicted = None
             if p is None:  # this is the last checkpoint: its forward pass gives the prediction
                 predicted = out.detach().argmax(dim=1)
@@ -277,6 +297,7 @@ class VoGEngine:
         labels = labels.to(self.device, torch.long, non_blocking=True)
         B, _, H, W = x.shape
         maps = self._buffer("maps", (len(self._needed), B, H, W), self.dtype)
+        self._logits = None
         last = len(self.models) - 1
         p = labels if self.options.label_mode == "true" else None
         predicted = None
@@ -284,17 +305,22 @@ class VoGEngine:
             predicted = self.predict(x)
             p = self._choose_labels(labels, predicted)
         if self.strategy == "vmap":
-            grads = self._vmap_gradients(x, p)  # (K', B, C, H, W)
+            grads, logits = self._vmap_gradients(x, p)  # (K', B, C, H, W), (K', B, classes)
             self._reduce_channels(grads, dim=2, out=maps)
+            if self.companions:
+                self._logits = logits.detach().to(torch.float64)
             return maps, p, predicted
         order = list(self._needed)
         if p is None:  # fuse the prediction into the last checkpoint's own forward pass
             order.remove(last)
             order.insert(0, last)
+        logits = {} if self.companions else None
         for k in order:
-            grad, p, pred = self._input_gradient(k, x, p, labels)
+            grad, p, pred = self._input_gradient(k, x, p, labels, logits)
             predicted = pred if pred is not None else predicted
             self._reduce_channels(grad, dim=1, out=maps[self._slot[k]])
+        if logits is not None:
+            self._logits = torch.stack([logits[k].to(torch.float64) for k in self._needed])
         return maps, p, predicted
 
     def score_batch(self, x: torch.Tensor, labels: torch.Tensor) -> BatchScores:
@@ -312,6 +338,11 @@ class VoGEngine:
                 f"checkpoint #{k} produced NaN/inf input gradients; the checkpoint may be diverged "
                 "or the input badly scaled (check the transform)"
             )
+        if self.companions:
+            for w, idx in self.windows.items():
+                rows = [self._slot[k] for k in idx]
+                for c, v in window_companions(self._logits[rows], p).items():
+                    raw[companion_key(w, c)] = v
         return BatchScores(raw=raw, used_labels=p, predicted=predicted)
 
     def _window_vog(self, maps: torch.Tensor, rows) -> torch.Tensor:
@@ -347,10 +378,11 @@ class VoGEngine:
         base, params, buffers = self._stacked
 
         def score(params, buffers, x, p):
-            return self._score(functional_call(base, (params, buffers), (x,)), p)[0]  # fp32: no scale
+            out = functional_call(base, (params, buffers), (x,))
+            return self._score(out, p)[0], out  # fp32: no scale; the class scores ride along
 
         with torch.enable_grad(), exact_fp32(self.device):  # autocast is refused with vmap
-            return vmap(grad(score, argnums=2), in_dims=(0, 0, None, None))(params, buffers, x, p)
+            return vmap(grad(score, argnums=2, has_aux=True), in_dims=(0, 0, None, None))(params, buffers, x, p)
 
 
 def _rows(slots: list[int]):

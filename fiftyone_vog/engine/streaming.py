@@ -18,7 +18,7 @@ class RawVoG:
     """Raw scores for ``n`` samples, aligned with ``ids``."""
 
     ids: list[str]
-    raw: dict[str, np.ndarray]  # window → (n,) float64
+    raw: dict[str, np.ndarray]  # window (or "window:companion") → (n,) float64
     used_labels: np.ndarray  # (n,) int64
     predicted: np.ndarray | None  # (n,) int64 or None
     stats: dict = field(default_factory=dict)
@@ -48,7 +48,7 @@ def score_batches(
     # that yields another order.
     pos = None
     cursor = 0
-    raw = {w: np.full(n, np.nan) for w in engine.windows}
+    raw = {w: np.full(n, np.nan) for w in getattr(engine, "outputs", engine.windows)}
     used = np.full(n, MISSING_LABEL, dtype=np.int64)
     needs_pred = engine.options.label_mode != "true"
     predicted = np.full(n, MISSING_LABEL, dtype=np.int64) if needs_pred else None

@@ -207,6 +207,9 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
       percentile and its over-index (Fig. 6 right), and detection metrics (``ood_share.png``).
     - ``per_class``: class mean raw VoG (``{vog_field}_raw`` when present) vs false-negative
       rate (Fig. 10); needs predictions (``per_class_vog_vs_fnr.png``).
+    - ``detectors``: for each flag present (shuffled labels, the OOD marking, misclassified when
+      ``pred_field`` is given), AUROC / AUPRC / precision@k of VoG (z-scored and raw) and of each
+      companion field of the run, best first (:func:`fiftyone_vog.analysis.detector_table`).
     - ``grids``: ``grid_size``² lowest- and highest-VoG images overall and, with
       ``per_class=True``, per ``label_field`` class (Figs. 2, 3, 5) (``grid_{lowest,highest}[_CLASS].png``).
 
@@ -402,6 +405,31 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
         rows = {"Pearson r": pc.pearson, "Pearson p": pc.pearson_p, "Spearman ρ": pc.spearman, "classes": pc.n_classes_used}
         section("per_class", title, note=pc.note, body=plot(fig) + _table(rows) + png_link("per_class"))
 
+    # detectors side by side: VoG (z-scored, raw) and the companions, per flag the user has
+    title = "Detectors side by side: VoG and its training-dynamics companions"
+    flags = []
+    if flag is not None and (flag & known).any() and (~flag & known).any():
+        flags.append(("shuffled labels", dict(flag_field=shuffled_field)))
+    if oflag is not None and (oflag & oknown).any():
+        flags.append((f"out-of-distribution ({source})", dict(flag_field=ood_field) if ood_field else dict(tag=ood_tag)))
+    if preds is not None and labels is not None:
+        flags.append((f"misclassified ({pred_field} ≠ {label_field})", dict(misclassified=pred_field, label_field=label_field)))
+    tables, body = {}, ""
+    for what, kw in flags:
+        try:
+            t = A.detector_table_from_view(samples, vog_field, **kw)
+        except VoGError:
+            continue
+        tables[what] = t.to_dict()
+        body += f"<h3>{html.escape(what)}</h3>" + _rows_table(t)
+    if tables:
+        results["detectors"] = tables
+        section("detectors", title, note="best first by AUROC; 'low' scores flag their lowest values "
+                                         "(margin, max-softmax); precision@k at k = the number flagged", body=body)
+    else:
+        section("detectors", title, "skipped", "no flag to compare against: shuffled labels, an OOD marking, "
+                                               "or predictions (pred_field)")
+
     # grids
     grids = {"all": _grid_pair(fps, s, out_dir, "", "all classes", grid_size)}
     note = ""
@@ -447,6 +475,16 @@ def _fmt(v):
 def _table(rows: dict) -> str:
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items())
     return f'<table class="stats">{body}</table>'
+
+
+def _rows_table(t) -> str:
+    """A :class:`~fiftyone_vog.analysis.DetectorTable` as an HTML table, best first."""
+    head = "<tr><th>score</th><th>flags</th><th>AUROC</th><th>AUPRC</th><th>precision@k</th></tr>"
+    body = "".join(
+        f"<tr><td>{html.escape(r['score'])}</td><td>{html.escape(r['direction'])}</td><td>{_fmt(r['auroc'])}</td>"
+        f"<td>{_fmt(r['auprc'])}</td><td>{_fmt(r['precision_at_k'])}</td></tr>" for r in t.rows)
+    caption = f"<caption>{t.n_flagged} of {t.n} flagged (chance: AUROC 0.5, AUPRC {t.base_rate:.3g}); k = {t.k}</caption>"
+    return f'<table class="stats detectors">{caption}{head}{body}</table>'
 
 
 def _img(path) -> str:

@@ -15,7 +15,7 @@ from fiftyone_vog.report.html import PNG_NAMES
 
 from conftest import CLASSES, small_model
 
-SECTIONS = ["distribution", "error", "windows", "memorization", "ood", "per_class", "grids"]
+SECTIONS = ["distribution", "error", "windows", "memorization", "ood", "per_class", "detectors", "grids"]
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_missing_inputs_skip_sections_with_notes(dataset, checkpoint_dir, tmp_pa
     out = fov.vog_report(dataset, str(tmp_path), per_class=False, print_summary=False, grid_size=3)
     status = {k: v["status"] for k, v in out["sections"].items()}
     assert status == {"distribution": "ok", "error": "skipped", "windows": "skipped", "memorization": "skipped",
-                      "ood": "skipped", "per_class": "skipped", "grids": "ok"}
+                      "ood": "skipped", "per_class": "skipped", "detectors": "skipped", "grids": "ok"}
     page = open(out["html"], encoding="utf-8").read()
     for note in ["pass pred_field", "windows=", "shuffle_labels", "no scored sample is flagged by tag",
                  "per_class=False"]:

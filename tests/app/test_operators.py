@@ -69,18 +69,18 @@ def test_compute_vog_operator_equals_the_api(operator_scored, checkpoint_dir, al
     windows = {"early": "0:2", "late": "-2:"}
     foo.execute_operator(COMPUTE, ctx={"dataset": operator_scored, "params": {
         "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "vog_field": "op",
-        "statistic": "std", "normalization": "abs", "channel_reduction": "mean", "target": "probability",
+        "statistic": "std", "normalization": "abs", "channel_reduction": "mean", "target": "logit",
         "windows": "early=0:2,late=-2:", "batch_size": 7}})
     fov.compute_vog(operator_scored, os.path.join(checkpoint_dir, "epoch_*.pt"), model=small_model, vog_field="ref",
-                    statistic="std", normalization="abs", channel_reduction="mean", target="probability",
+                    statistic="std", normalization="abs", channel_reduction="mean", target="logit",  # not the default
                     windows=windows, batch_size=7, progress=False)
-    for suffix in ("", "_raw", "_early", "_early_raw", "_late", "_late_raw"):
+    for suffix in ("", "_raw", "_early", "_early_raw", "_late", "_late_raw", "_loss", "_late_margin", "_energy"):
         got = np.array(operator_scored.values("op" + suffix))
         want = np.array(operator_scored.values("ref" + suffix))
         assert got.shape == (40,) and np.isfinite(got).all()
         np.testing.assert_array_equal(got, want)
     cfg = fov.get_vog_run(operator_scored, "op").config
-    assert (cfg.statistic, cfg.normalization, cfg.channel_reduction, cfg.target) == ("std", "abs", "mean", "probability")
+    assert (cfg.statistic, cfg.normalization, cfg.channel_reduction, cfg.target) == ("std", "abs", "mean", "logit")
     assert cfg.windows == {"early": [0, 1], "late": [3, 4]} and cfg.batch_size == 7
     assert len(cfg.checkpoints) == 5
 
@@ -228,8 +228,11 @@ def test_target_choice_appears_with_a_view_or_selection(dataset, checkpoint_dir)
 def test_save_vog_views_operator(operator_scored):
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": {
         "vog_field": "vog", "percentile": 10, "load_view": "vog-high"}})
-    assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-high": 4, "vog-low": 4}
+    assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-high": 4, "vog-low": 4, "vog-label-errors": 4}
     assert {r["view"] for r in result.result["skipped"]} == {"vog-shuffled-labels", "vog-ood"}
+    loss = np.array(operator_scored.values("vog_loss"))
+    assert operator_scored.load_saved_view("vog-label-errors").values("id") == [
+        operator_scored.values("id")[i] for i in np.argsort(-loss)[:4]]
     ids, vog = operator_scored.values("id"), np.array(operator_scored.values("vog"))
     order = np.argsort(-vog)
     assert operator_scored.load_saved_view("vog-high").values("id") == [ids[i] for i in order[:4]]
@@ -243,9 +246,9 @@ def test_save_vog_views_operator_name_prefix(operator_scored):
     props, val = _form(f"{PLUGIN}/save_vog_views", operator_scored, params)
     assert not val.invalid
     assert [c.value for c in props["load_view"].view.choices] == [
-        "vog-b-high", "vog-b-low", "vog-b-shuffled-labels", "vog-b-ood"]
+        "vog-b-high", "vog-b-low", "vog-b-shuffled-labels", "vog-b-ood", "vog-b-label-errors"]
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": params})
-    assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-b-high": 4, "vog-b-low": 4}
+    assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-b-high": 4, "vog-b-low": 4, "vog-b-label-errors": 4}
     assert {r["view"] for r in result.result["skipped"]} == {"vog-b-shuffled-labels", "vog-b-ood"}
     ids, vog = operator_scored.values("id"), np.array(operator_scored.values("vog"))
     assert operator_scored.load_saved_view("vog-b-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]

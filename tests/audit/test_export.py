@@ -84,8 +84,10 @@ def test_csv_uses_the_run_fields(dataset, checkpoint_dir, tmp_path, image_dir):
     dataset.add_samples([fo.Sample(filepath=image_dir[0][0])])  # unlabeled, unscored
     out = fov.export_vog_subset(dataset, tmp_path / "all", dataset_type="csv")
     rows = _read_csv(out)
-    assert rows[0] == ["id", "filepath", "label", "vog", "vog_raw", "vog_early", "vog_early_raw", "vog_late", "vog_late_raw"]
-    assert len(rows) == 42 and rows[-1][2:] == [""] * 7  # missing values are empty cells
+    companions = [f"vog{w}_{c}" for w in ("", "_early", "_late") for c in ("loss", "margin", "maxprob", "energy")]
+    assert rows[0] == ["id", "filepath", "label", "vog", "vog_raw", "vog_early", "vog_early_raw", "vog_late", "vog_late_raw",
+                       *companions]  # every field of the run, the companions included
+    assert len(rows) == 42 and rows[-1][2:] == [""] * 19  # missing values are empty cells
     assert [float(r[4]) for r in rows[1:-1]] == dataset.values("vog_raw")[:-1]
 
 

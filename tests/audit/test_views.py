@@ -32,7 +32,7 @@ def _naive(ids, values, k, high):
 
 
 def test_names():
-    assert fov.vog_view_names() == ["vog-high", "vog-low", "vog-shuffled-labels", "vog-ood"]
+    assert fov.vog_view_names() == ["vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-label-errors"]
     assert list(fov.VOG_VIEW_NAMES) == fov.vog_view_names()
 
 
@@ -101,7 +101,7 @@ def test_marker_views(dataset):
     ood = ids[1:7]
     dataset.select(ood).tag_samples("ood")
     views = fov.save_vog_views(dataset)
-    assert views.skipped == {}
+    assert set(views.skipped) == {"vog-label-errors"}  # no vog_loss field here (tests/test_label_error_view.py)
     sh = dataset.load_saved_view("vog-shuffled-labels")
     assert set(sh.values("id")) == shuffled
     assert sh.values("vog") == sorted((v for i, v in zip(ids, SCORES) if i in shuffled), reverse=True)
@@ -183,7 +183,8 @@ def test_views_after_compute_vog(dataset, checkpoint_dir):
 
 # -- name_prefix / names -------------------------------------------------------------------
 def test_view_names_for_a_prefix():
-    assert fov.vog_view_names("vog-test") == ["vog-test-high", "vog-test-low", "vog-test-shuffled-labels", "vog-test-ood"]
+    assert fov.vog_view_names("vog-test") == ["vog-test-high", "vog-test-low", "vog-test-shuffled-labels",
+                                              "vog-test-ood", "vog-test-label-errors"]
     assert fov.vog_view_names(None) == fov.vog_view_names() == list(fov.VOG_VIEW_NAMES)
     for bad in ("", "  ", " vog", 3):
         with pytest.raises(fov.VoGError, match="name_prefix"):
@@ -198,7 +199,7 @@ def test_name_prefix_saves_its_own_set_beside_the_default(dataset):
     other = fov.save_vog_views(dataset, vog_field="vog_b", percentile=10, name_prefix="vog-b")
     assert set(other) == {"vog-b-high", "vog-b-low", "vog-b-ood"}
     assert other.names == {"high": "vog-b-high", "low": "vog-b-low", "shuffled-labels": "vog-b-shuffled-labels",
-                           "ood": "vog-b-ood"}
+                           "ood": "vog-b-ood", "label-errors": "vog-b-label-errors"}
     assert "vog-b-shuffled-labels" in other.skipped  # no label_shuffled field
     assert sorted(dataset.list_saved_views()) == sorted([*default, *other])
     # vog_b = -vog: its high slice is vog's low slice, in the reverse order of vog-low's ascending sort
@@ -210,7 +211,8 @@ def test_name_prefix_saves_its_own_set_beside_the_default(dataset):
 def test_names_rename_or_leave_out_single_views(dataset):
     dataset.set_values("vog", SCORES)
     dataset.set_values("label_shuffled", [i % 5 == 0 for i in range(40)])
-    views = fov.save_vog_views(dataset, name_prefix="run2", names={"ood": "vog-ood", "shuffled-labels": None})
+    views = fov.save_vog_views(dataset, name_prefix="run2", names={"ood": "vog-ood", "shuffled-labels": None,
+                                                                   "label-errors": None})
     assert views.names == {"high": "run2-high", "low": "run2-low", "ood": "vog-ood"}
     assert set(views) == {"run2-high", "run2-low"} and set(views.skipped) == {"vog-ood"}  # no sample is tagged
     assert sorted(dataset.list_saved_views()) == ["run2-high", "run2-low"]

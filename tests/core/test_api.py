@@ -10,7 +10,7 @@ import fiftyone as fo
 import fiftyone_vog as fov
 from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
 from fiftyone_vog.inputs.images import ImageDataset, make_loader, read_view
-from fiftyone_vog.engine import VoGEngine, score_batches
+from fiftyone_vog.engine import VoGEngine, VoGOptions, score_batches
 
 from conftest import CLASSES, small_model
 
@@ -56,13 +56,14 @@ def test_matches_engine_on_tensors_and_loader_order(dataset, checkpoint_dir):
     res = fov.compute_vog(dataset, checkpoint_dir, model=_factory, batch_size=7, precision="float64")
     data = read_view(dataset)
     models = load_models(resolve_checkpoints(checkpoint_dir), _factory)
-    eng = VoGEngine(models, {"all": list(range(5))}, device="cpu", dtype=torch.float64)
+    opts = VoGOptions(target="probability")  # compute_vog's default target (fiftyone_vog.options.DEFAULT_TARGET)
+    eng = VoGEngine(models, {"all": list(range(5))}, opts, device="cpu", dtype=torch.float64)
     ds = ImageDataset(data.ids, data.filepaths, data.labels)
     ref = score_batches(eng, make_loader(ds, batch_size=40), data.ids).raw["all"]
     np.testing.assert_allclose(res.raw["vog_raw"], ref, rtol=1e-10)
     # shuffled, multi-worker loader: same per-sample scores, placed by id
     eng2 = VoGEngine(load_models(resolve_checkpoints(checkpoint_dir), _factory), {"all": list(range(5))},
-                     device="cpu", dtype=torch.float64)
+                     opts, device="cpu", dtype=torch.float64)
     shuffled = score_batches(eng2, make_loader(ds, batch_size=6, shuffle=True, num_workers=2, seed=5), data.ids).raw["all"]
     np.testing.assert_allclose(shuffled, ref, rtol=1e-10)
 

@@ -84,7 +84,7 @@ def test_resume_after_an_exception_and_config_keying(dataset, checkpoint_dir, mo
     assert sum(len(c["ids"]) for c in _chunks(dataset)) == 24
 
     # a different configuration never resumes from those scores
-    other = fov.compute_vog(dataset, checkpoint_dir, vog_field="part", target="probability", resume=True, **kw)
+    other = fov.compute_vog(dataset, checkpoint_dir, vog_field="part", target="logit", resume=True, **kw)  # not the default
     assert other.config["resumed_samples"] == 0
     fov.delete_vog_run(dataset, "part")
     assert not _chunks(dataset)  # a finished run drops every chunk of its key

@@ -17,6 +17,7 @@ import fiftyone_vog.core.writer as writer
 from conftest import small_model
 
 FIELDS = ("vog", "vog_raw")
+WRITTEN = (*FIELDS, "vog_loss", "vog_margin", "vog_maxprob", "vog_energy")  # with the default companions
 
 
 def _raw_docs(dataset):
@@ -111,7 +112,7 @@ def test_failure_while_registering_the_run_restores_values_and_run(first_run, ch
 
     monkeypatch.setattr(type(dataset), "register_run", register_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="probability")
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="logit")  # not the default: new values
     assert _raw_docs(dataset) == docs
     assert snapshot() == before
     assert _run_state(dataset) == run
@@ -129,7 +130,7 @@ def test_failure_while_saving_the_run_results_restores_values_and_run(first_run,
 
     monkeypatch.setattr(type(dataset), "save_run_results", fail)
     with pytest.raises(RuntimeError, match="results store unreachable"):
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="probability")
+        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="logit")  # not the default: new values
     assert _raw_docs(dataset) == docs
     assert snapshot() == before
     assert _run_state(dataset) == run
@@ -144,7 +145,7 @@ def test_restore_failing_too_names_the_mixed_fields_and_the_fix(scored_run, chec
         fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, statistic="std")
     message = str(raised.value)
     assert message.startswith("writing the VoG scores failed (RuntimeError: connection reset) and putting the "
-                              f"dataset {dataset.name!r} back as it was failed too: fields ['vog', 'vog_raw'] may "
+                              f"dataset {dataset.name!r} back as it was failed too: fields {sorted(WRITTEN)} may "
                               "hold the new values on some samples and the old ones on others.")
     assert "compute_vog(..., vog_field='vog', overwrite=True) again" in message
     assert isinstance(raised.value.__cause__, RuntimeError)

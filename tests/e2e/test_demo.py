@@ -92,7 +92,8 @@ def test_views_are_saved_and_sorted(demo_run):
 
     res, _ = demo_run
     ds = fo.load_dataset(NAME)
-    names = {"vog-high", "vog-low", "vog-shuffled-labels", "vog-test-high", "vog-test-low", "vog-ood"}
+    names = {"vog-high", "vog-low", "vog-shuffled-labels", "vog-label-errors", "vog-test-high", "vog-test-low",
+             "vog-ood"}
     assert set(ds.list_saved_views()) == names  # no vog-test-shuffled-labels / vog-test-ood: left out
     assert set(res["views"]) == names
     assert res["views"]["vog-shuffled-labels"] == res["shuffled"]

@@ -134,9 +134,9 @@ def test_digits_memorization_quick(tmp_path, capsys):
     res = load_example("digits_memorization").main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert res["n_shuffled"] == 60  # 20% of 300 training samples
-    assert len(res["summary"]) == 2 * 2 * 6  # training lengths × targets × windows
+    assert len(res["summary"]) == 2 * 2 * 6 + 2 * 2  # lengths × targets × windows + lengths × (loss, margin)
     for (epochs, target, window), s in res["summary"].items():
-        assert epochs in (6, 12) and target in ("logit", "probability")
+        assert epochs in (6, 12) and target in ("logit", "probability", "companion")
         assert 0 <= s["auroc"] <= 1 and 0 <= s["p"] <= 1
     assert set(res["fit_shuffled"]) == {6, 12} and all(0 <= v <= 1 for v in res["fit_shuffled"].values())
     assert "welch_t" in out and "auroc" in out and "shuffled samples fitting their (wrong) label" in out
@@ -151,6 +151,8 @@ def test_digits_ood_quick(tmp_path, capsys):
     for key, s in res["summary"].items():
         assert 0 <= s["auroc"] <= 1, key
     assert res["summary"]["msp"]["auroc"] > 0.6  # the trained model does tell 8/9 from 0-7
+    # the companions of the same pass: maxprob is the 1 − max-softmax baseline, computed by the engine
+    assert res["summary"]["companion", "auto", "maxprob"]["auroc"] == pytest.approx(res["summary"]["msp"]["auroc"], abs=1e-3)
     assert res["test_accuracy"] > 0.8
     assert is_png(res["plot"])
 
