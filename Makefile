@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 export FIFTYONE_DATABASE_VALIDATION := false
 export FIFTYONE_DO_NOT_TRACK := true
 
-.PHONY: demo test test-fast venv browser-deps clean
+.PHONY: demo test test-fast lint format venv browser-deps clean
 
 venv: $(STAMP)
 
@@ -39,7 +39,16 @@ browser-deps:
 	  else echo "WARNING: chromium missing and not root; the browser tests will be skipped"; fi; \
 	fi
 
-test: $(STAMP) browser-deps
+# ruff (lint + format check, configured in pyproject.toml) runs before the tests
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: $(STAMP) browser-deps lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

@@ -270,8 +270,12 @@ def compute_vog_form(ctx, inputs):
             resolve_device(params["device"])
         except VoGError as e:
             _invalid(prop, str(e))
-    _whole_number(ctx, inputs.int("num_workers", default=0, max=max_workers, label="Data loader workers"),
-                  "num_workers", 0, 0, "Data loader workers")
+    # empty = the API's automatic choice (0 on CPU: decoding in the scoring process is fastest
+    # there; up to 8 on a GPU), as for Python and CLI callers
+    prop = inputs.int("num_workers", default=None, max=max_workers, label="Data loader workers",
+                      description="Processes decoding images; empty: automatic (0 on CPU, up to 8 with a GPU)")
+    if ctx.params.get("num_workers") is not None:
+        _whole_number(ctx, prop, "num_workers", 0, 0, "Data loader workers")
     _choice(inputs, "precision", CHOICES["precision"], "float32", "Precision", "Models and gradients", ctx)
     _choice(inputs, "autocast", CHOICES["autocast"], "none", "Mixed precision",
             "bf16/fp16 autocast: faster, approximate scores, ranks kept (-all: every layer in half "
@@ -391,7 +395,8 @@ def compute_vog_kwargs(ctx) -> dict:
         raise VoGError(f"unpickling checkpoints from the App is disabled (set {ALLOW_IMPORTS}=1 on the server)")
     max_batch, max_workers = app_limits()
     batch_size = _capped(p, "batch_size", 64, max_batch, f"the server's owner can raise it with {MAX_BATCH_ENV}")
-    num_workers = _capped(p, "num_workers", 0, max_workers, "the server's CPU cores")
+    num_workers = None if p.get("num_workers") is None else _capped(p, "num_workers", 0, max_workers,
+                                                                      "the server's CPU cores")
     return dict(
         checkpoints=check_app_checkpoints(ctx, parse_checkpoints(p["checkpoints"])),  # re-checked: App roots
         model=p.get("model") or None,
