@@ -269,20 +269,25 @@ def save_vog_views(
     add("low", dataset.match((score <= t_low) & (score >= float("-inf"))).sort_by(vog_field),
         f"bottom {percentile:g}% by {vog_field} (<= {t_low:.6g}), lowest first")
 
-    def add_marked(kind, marked, what, meaning):
+    def add_marked(kind, marked, what, meaning, raw=False):
         """``marked`` (the samples a marker selects), sorted hardest first by the VoG field that
-        scores most of them; skipped when no VoG field scores any."""
+        scores most of them — by its raw score with ``raw`` (for OOD samples: normalizing within the
+        class a foreign image was assigned to hides what makes it foreign; docs/results.md) —
+        skipped when no VoG field scores any."""
         by = _scoring_field(ds, marked, vog_field)
         if by is None:
             skip(kind, f"none of the {len(marked)} samples with {what} has a VoG score; compute VoG on them")
             return
-        add(kind, marked.sort_by(by, **hardest_first), f"{what} ({meaning}), by {by}, hardest first", field=by)
+        how = "hardest first"
+        if raw and f"{by}_raw" in ds.get_field_schema():
+            by, how = f"{by}_raw", "highest raw VoG first"
+        add(kind, marked.sort_by(by, **hardest_first), f"{what} ({meaning}), by {by}, {how}", field=by)
 
-    def add_flagged(kind, field, meaning, hint):
+    def add_flagged(kind, field, meaning, hint, raw=False):
         """The samples whose boolean ``field`` is True, hardest first; skipped when it is absent."""
         why = _bool_field_exists(dataset, field)
         if why is None:
-            add_marked(kind, dataset.match(F(field) == True), f"{field} is True", meaning)  # noqa: E712
+            add_marked(kind, dataset.match(F(field) == True), f"{field} is True", meaning, raw=raw)  # noqa: E712
         else:
             skip(kind, f"{why}; {hint}")
 
@@ -292,9 +297,11 @@ def save_vog_views(
 
     if "ood" in kind_names:
         if ood_field:
-            add_flagged("ood", ood_field, "out-of-distribution", f"pass ood_field=None to use the tag {ood_tag!r}")
+            add_flagged("ood", ood_field, "out-of-distribution", f"pass ood_field=None to use the tag {ood_tag!r}",
+                        raw=True)
         elif dataset.count_sample_tags().get(ood_tag, 0) > 0:
-            add_marked("ood", dataset.match_tags(ood_tag), f"samples tagged {ood_tag!r}", "out-of-distribution")
+            add_marked("ood", dataset.match_tags(ood_tag), f"samples tagged {ood_tag!r}", "out-of-distribution",
+                       raw=True)
         else:
             where = "" if dataset is ds else " in these samples"
             skip("ood", f"no sample{where} is tagged {ood_tag!r}; tag OOD samples "

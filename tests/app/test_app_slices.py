@@ -67,14 +67,15 @@ def test_ood_view_is_sorted_by_the_field_that_scores_it(two_splits):
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": ds, "params": {
         "vog_field": "vog", "load_view": "vog-ood"}})
     rows = {r["view"]: r for r in result.result["views"]}
-    assert rows["vog-ood"] == {"view": "vog-ood", "samples": 6, "sorted_by": "vog_test"}
+    # by the raw score of the run that scores the OOD samples (class z-scores hide them)
+    assert rows["vog-ood"] == {"view": "vog-ood", "samples": 6, "sorted_by": "vog_test_raw"}
     assert rows["vog-high"]["sorted_by"] == "vog" and rows["vog-low"]["sorted_by"] == "vog"
     assert {r["view"] for r in result.result["skipped"]} == {"vog-shuffled-labels"}
     assert result.result["skipped"][0]["reason"].startswith("field 'label_shuffled' does not exist")
     ood = ds.load_saved_view("vog-ood")
-    vals = ood.values("vog_test")
+    vals = ood.values("vog_test_raw")
     assert vals == sorted(vals, reverse=True) and None not in vals
-    assert "by vog_test" in ds.get_saved_view_info("vog-ood")["description"]
+    assert "by vog_test_raw, highest raw VoG first" in ds.get_saved_view_info("vog-ood")["description"]
 
 
 def test_marker_view_without_any_score_is_skipped(dataset, checkpoint_dir):
