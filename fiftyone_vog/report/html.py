@@ -372,14 +372,23 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     if oflag is None or not (oflag & oknown).any():
         section("ood", title, "skipped", "no OOD marking given" if oflag is None else f"no scored sample is flagged by {source}")
     else:
-        sh = A.share_by_percentile(s[oknown], oflag[oknown], bins)
-        det = A.detection_metrics(s[oknown], oflag[oknown])
-        results["ood"] = {"share": sh.to_dict(), "detection": det.to_dict(), "source": source}
+        # the raw score where there is one: z-scoring within the class a foreign image was assigned
+        # to hides what makes it foreign (docs/results.md); the section says which score it uses
+        ood_scores, ood_field_used = s, vog_field
+        if _exists(schema, f"{vog_field}_raw"):
+            raw_all = np.array(samples.values(f"{vog_field}_raw"), dtype=object)[has]
+            if all(v is not None for v in raw_all):
+                ood_scores, ood_field_used = raw_all.astype(np.float64), f"{vog_field}_raw"
+        sh = A.share_by_percentile(ood_scores[oknown], oflag[oknown], bins)
+        det = A.detection_metrics(ood_scores[oknown], oflag[oknown])
+        results["ood"] = {"share": sh.to_dict(), "detection": det.to_dict(), "source": source,
+                          "score_field": ood_field_used}
         pngs["ood"] = _png_bins(os.path.join(out_dir, PNG_NAMES["ood"]), sh.labels, {"OOD share": sh.share},
                                 "share of OOD samples", f"OOD share by VoG percentile ({source})", sh.overall_share, "overall share")
         fig = _bar_fig(sh.labels, {"OOD share": sh.share}, "share of OOD samples", "OOD share by VoG percentile",
                        sh.overall_share, f"overall {sh.overall_share:.3f}")
-        rows = {"OOD samples": f"{sh.n_flagged} of {sh.n}", "top-bin over-index": sh.over_index[-1],
+        rows = {"score": ood_field_used, "OOD samples": f"{sh.n_flagged} of {sh.n}",
+                "top-bin over-index": sh.over_index[-1],
                 "bottom-bin over-index": sh.over_index[0], "AUROC": det.auroc, "AUPRC": det.auprc}
         section("ood", title, note="; ".join(x for x in (sh.note, det.note) if x),
                 body=plot(fig) + _table(rows) + png_link("ood"))

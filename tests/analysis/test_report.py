@@ -73,7 +73,9 @@ def test_report_renders_every_section(audited, tmp_path, capsys):
     assert a["error"]["by_bin"] == A.error_by_bin_from_view(audited, pred_field="predictions").to_dict()
     assert a["memorization"]["ttest"] == A.welch_ttest_from_view(audited).to_dict()
     assert a["memorization"]["ttest"]["n_flagged"] + a["memorization"]["ttest"]["n_other"] == 38
-    assert a["ood"]["share"] == A.share_by_percentile_from_view(audited, tag="ood").to_dict()
+    # the OOD section ranks by the raw score (class z-scores hide OOD samples) and says so
+    assert a["ood"]["score_field"] == "vog_raw"
+    assert a["ood"]["share"] == A.share_by_percentile_from_view(audited, vog_field="vog_raw", tag="ood").to_dict()
     assert a["ood"]["share"]["n_flagged"] == 6
     assert a["per_class"]["field"] == "vog_raw" and a["per_class"]["classes"] == CLASSES
     assert a["windows"]["early"]["n"] == 40
