@@ -104,8 +104,10 @@ class Batches:
         g = torch.Generator().manual_seed(seed)
         self.n, self.batch_size = n, batch_size
         self.pool = [
-            (torch.randn(batch_size, 3, size, size, generator=g).to(device),
-             torch.randint(0, num_classes, (batch_size,), generator=g).to(device))
+            (
+                torch.randn(batch_size, 3, size, size, generator=g).to(device),
+                torch.randint(0, num_classes, (batch_size,), generator=g).to(device),
+            )
             for _ in range(pool)
         ]
         self.ids = [f"s{i}" for i in range(n)]
@@ -130,8 +132,21 @@ def _rss() -> int:
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (n, ctypes.c_size_t)
+        for n in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _heap_reader():
@@ -303,19 +318,32 @@ def bench_engine(args) -> dict:
                 times[name].append(dt)
                 outs[name] = out
                 prev = mems.get(name)
-                mems[name] = (max(mem.rss, prev[0]) if prev else mem.rss,
-                              None if mem.cuda is None else max(mem.cuda, prev[1] if prev else 0),
-                              None if mem.heap is None else max(mem.heap, prev[2] if prev else 0))
+                mems[name] = (
+                    max(mem.rss, prev[0]) if prev else mem.rss,
+                    None if mem.cuda is None else max(mem.cuda, prev[1] if prev else 0),
+                    None if mem.heap is None else max(mem.heap, prev[2] if prev else 0),
+                )
         ref_scores = outs.get(f"ours[{reference}]", outs.get("naive"))
         for name in methods:
             t = statistics.median(times[name])
             row = {
-                "model": args.model, "size": args.size, "n": n, "k": args.k, "batch_size": args.batch_size,
-                "method": name, "clock": args.clock, "seconds": t, "throughput": n * args.k / t,
-                "vs_floor": (statistics.median(f / s for f, s in zip(times["floor"], times[name]))
-                             if "floor" in times else None),
-                "vs_naive": (statistics.median(nv / s for nv, s in zip(times["naive"], times[name]))
-                             if "naive" in times else None),
+                "model": args.model,
+                "size": args.size,
+                "n": n,
+                "k": args.k,
+                "batch_size": args.batch_size,
+                "method": name,
+                "clock": args.clock,
+                "seconds": t,
+                "throughput": n * args.k / t,
+                "vs_floor": (
+                    statistics.median(f / s for f, s in zip(times["floor"], times[name])) if "floor" in times else None
+                ),
+                "vs_naive": (
+                    statistics.median(nv / s for nv, s in zip(times["naive"], times[name]))
+                    if "naive" in times
+                    else None
+                ),
                 "peak_rss_mib": mems[name][0] / 2**20,
                 "peak_heap_mib": None if mems[name][2] is None else mems[name][2] / 2**20,
                 "peak_cuda_mib": None if mems[name][1] is None else mems[name][1] / 2**20,
@@ -336,18 +364,22 @@ def device_name(device: torch.device) -> str:
     return f"cpu: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-HEADER = (f"{'method':<22}{'N':>8}{'K':>4}{'seconds':>9}{'samp-ckpt/s':>13}{'÷floor':>8}{'÷naive':>8}"
-          f"{'peak RSS MiB':>14}{'peak heap MiB':>15}{'peak CUDA MiB':>15}{'max rel':>10}{'spearman':>10}")
+HEADER = (
+    f"{'method':<22}{'N':>8}{'K':>4}{'seconds':>9}{'samp-ckpt/s':>13}{'÷floor':>8}{'÷naive':>8}"
+    f"{'peak RSS MiB':>14}{'peak heap MiB':>15}{'peak CUDA MiB':>15}{'max rel':>10}{'spearman':>10}"
+)
 
 
 def print_row(r):
     def f(v, spec):
         return format(v, spec) if v is not None else "-"
 
-    print(f"{r['method']:<22}{r['n']:>8}{r['k']:>4}{r['seconds']:>9.2f}{r['throughput']:>13.0f}"
-          f"{f(r['vs_floor'], '.2f'):>8}{f(r.get('vs_naive'), '.2f'):>8}{r['peak_rss_mib']:>14.1f}"
-          f"{f(r.get('peak_heap_mib'), '.1f'):>15}{f(r['peak_cuda_mib'], '.1f'):>15}{f(r.get('max_rel_diff'), '.1e'):>10}{f(r.get('spearman'), '.5f'):>10}",
-          flush=True)
+    print(
+        f"{r['method']:<22}{r['n']:>8}{r['k']:>4}{r['seconds']:>9.2f}{r['throughput']:>13.0f}"
+        f"{f(r['vs_floor'], '.2f'):>8}{f(r.get('vs_naive'), '.2f'):>8}{r['peak_rss_mib']:>14.1f}"
+        f"{f(r.get('peak_heap_mib'), '.1f'):>15}{f(r['peak_cuda_mib'], '.1f'):>15}{f(r.get('max_rel_diff'), '.1e'):>10}{f(r.get('spearman'), '.5f'):>10}",
+        flush=True,
+    )
 
 
 # -- end to end from a FiftyOne dataset ---------------------------------------------------------
@@ -391,11 +423,22 @@ def bench_e2e(args) -> dict:
     t = time.perf_counter()
     res = fov.compute_vog(ds, os.path.join(ckpt_dir, "epoch_*.pt"), model=model, device=args.device, **kw)
     total = time.perf_counter() - t
-    rows = [{"method": "compute_vog", "n": n, "k": args.k, "seconds": total, "throughput": n * args.k / total,
-             "timings": res.timings}]
-    print(f"compute_vog: {n} samples × {args.k} checkpoints in {total:.2f}s "
-          f"({n * args.k / total:.0f} sample-checkpoints/s); phases: "
-          + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()), flush=True)
+    rows = [
+        {
+            "method": "compute_vog",
+            "n": n,
+            "k": args.k,
+            "seconds": total,
+            "throughput": n * args.k / total,
+            "timings": res.timings,
+        }
+    ]
+    print(
+        f"compute_vog: {n} samples × {args.k} checkpoints in {total:.2f}s "
+        f"({n * args.k / total:.0f} sample-checkpoints/s); phases: "
+        + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()),
+        flush=True,
+    )
     ds.delete()
 
     if args.write_n:
@@ -428,20 +471,31 @@ def bench_e2e(args) -> dict:
         write_run(big, ids, {f: v + 1 for f, v in two.items()}, "vog2", {"method": "bench"})
         t_overwrite = time.perf_counter() - t
         assert np.allclose(big.values("vog2"), values + 1)
-        for name, fields, s in (("set_values by id", 1, t_keyed), ("set_values in order", 1, t_ordered),
-                                ("bulk_set, 2 fields", 2, t_bulk), ("write_run overwriting 2 fields", 2, t_overwrite)):
+        for name, fields, s in (
+            ("set_values by id", 1, t_keyed),
+            ("set_values in order", 1, t_ordered),
+            ("bulk_set, 2 fields", 2, t_bulk),
+            ("write_run overwriting 2 fields", 2, t_overwrite),
+        ):
             scores = args.write_n * fields  # throughput in scores (sample × field) per second
             rows.append({"method": name, "n": args.write_n, "fields": fields, "seconds": s, "throughput": scores / s})
-            print(f"{name}: {args.write_n} samples × {fields} field(s) in {s:.2f}s ({scores / s:.0f} scores/s)",
-                  flush=True)
+            print(
+                f"{name}: {args.write_n} samples × {fields} field(s) in {s:.2f}s ({scores / s:.0f} scores/s)",
+                flush=True,
+            )
         print(f"(creating the {args.write_n}-sample dataset took {t_insert:.1f}s, not counted)")
         big.delete()
-    return {"kind": "e2e", "device": device_name(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))),
-            "rows": rows}
+    return {
+        "kind": "e2e",
+        "device": device_name(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))),
+        "rows": rows,
+    }
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="smallcnn", help="smallcnn | resnet18 | resnet50 | any torchvision name")
     p.add_argument("--size", type=int, default=32, help="image side (default 32)")
     p.add_argument("--n", type=int, nargs="+", default=[1000, 4000], help="sample counts (default 1000 4000)")
@@ -450,11 +504,18 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                   help="wall (default) or cpu: this process's CPU seconds, steadier on a shared machine")
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall (default) or cpu: this process's CPU seconds, steadier on a shared machine",
+    )
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds per N (default 3)")
-    p.add_argument("--variants", default="default",
-                   help=f"comma-separated engine configurations: {', '.join(VARIANTS)} (default: default)")
+    p.add_argument(
+        "--variants",
+        default="default",
+        help=f"comma-separated engine configurations: {', '.join(VARIANTS)} (default: default)",
+    )
     p.add_argument("--methods", default="floor,ours,naive", help="which of floor, ours, naive to run (default: all)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive method")
     p.add_argument("--naive-max-n", type=int, default=10**9, help="skip naive above this N (its memory is O(N·K·H·W))")
@@ -474,10 +535,15 @@ def main(argv=None):
         print(HEADER)
     result = bench_e2e(args) if args.e2e else bench_engine(args)
     print(f"device: {result['device']}")
-    result.update(config=vars(args), torch=torch.__version__, python=platform.python_version(),
-                  when=datetime.now().isoformat(timespec="seconds"))
+    result.update(
+        config=vars(args),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        when=datetime.now().isoformat(timespec="seconds"),
+    )
     out = args.out or os.path.join(
-        RESULTS_DIR, f"{'e2e-' if args.e2e else ''}{args.model}-{args.size}-{datetime.now():%Y%m%d-%H%M%S}.json")
+        RESULTS_DIR, f"{'e2e-' if args.e2e else ''}{args.model}-{args.size}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    )
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=1)

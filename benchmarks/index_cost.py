@@ -81,7 +81,10 @@ def main():
         ("insert samples (setup)", f"{t_insert:.1f} s"),
         ("write vog + vog_raw, no index", f"{t_write:.2f} s"),
         ("create both indexes", f"{t_index:.2f} s"),
-        ("index size vog + vog_raw", f"{sum(size.values()) / 2**20:.1f} MiB ({', '.join(f'{k} {v / 2**20:.1f}' for k, v in size.items())})"),
+        (
+            "index size vog + vog_raw",
+            f"{sum(size.values()) / 2**20:.1f} MiB ({', '.join(f'{k} {v / 2**20:.1f}' for k, v in size.items())})",
+        ),
         ("write vog + vog_raw, indexed", f"{t_write_idx:.2f} s"),
         (f"first page sorted by vog, no index (median of {args.repeat})", f"{sort_none * 1000:.0f} ms"),
         (f"first page sorted by vog, indexed (median of {args.repeat})", f"{sort_idx * 1000:.1f} ms"),

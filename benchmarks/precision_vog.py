@@ -32,8 +32,8 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fiftyone_vog.engine import VoGEngine, VoGOptions  # noqa: E402  (imports no FiftyOne)
-from fiftyone_vog.models import SmallCNN  # noqa: E402
 from fiftyone_vog.inputs.training import train_classifier  # noqa: E402
+from fiftyone_vog.models import SmallCNN  # noqa: E402
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -55,8 +55,14 @@ def load_pictures(source: str, size: int, seed: int):
     n, classes = 2000, 4
     y = torch.randint(0, classes, (n,), generator=g)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
-    shapes = torch.stack([(xx**2 + yy**2 < 0.5).float(), ((xx.abs() < 0.6) & (yy.abs() < 0.6)).float(),
-                          (torch.sin(8 * xx) > 0).float(), (torch.sin(8 * xx) * torch.sin(8 * yy) > 0.5).float()])
+    shapes = torch.stack(
+        [
+            (xx**2 + yy**2 < 0.5).float(),
+            ((xx.abs() < 0.6) & (yy.abs() < 0.6)).float(),
+            (torch.sin(8 * xx) > 0).float(),
+            (torch.sin(8 * xx) * torch.sin(8 * yy) > 0.5).float(),
+        ]
+    )
     x = shapes[y][:, None].repeat(1, 3, 1, 1) * torch.rand(n, 3, 1, 1, generator=g)
     x = (x + 0.3 * torch.rand(x.shape, generator=g)).clamp(0, 1)
     return x, y, "shapes"
@@ -70,18 +76,30 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="auto", choices=["auto", "digits", "shapes"],
-                   help="training pictures (default: digits when scikit-learn is installed, else shapes)")
+    p.add_argument(
+        "--data",
+        default="auto",
+        choices=["auto", "digits", "shapes"],
+        help="training pictures (default: digits when scikit-learn is installed, else shapes)",
+    )
     p.add_argument("--size", type=int, default=32, help="image side (default 32)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     p.add_argument("--k", type=int, default=5, help="checkpoints, evenly spaced over training (default 5)")
     p.add_argument("--n", type=int, default=1000, help="held-out images scored (default 1000)")
     p.add_argument("--autocast", default="bf16,fp16", help="comma-separated: bf16, fp16 (default both)")
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--shuffle", type=float, default=0.0,
-                   help="fraction of training labels replaced by another class (memorization; default 0)")
-    p.add_argument("--on", choices=["test", "train"], default="test",
-                   help="score held-out images (default) or the training images with their training labels")
+    p.add_argument(
+        "--shuffle",
+        type=float,
+        default=0.0,
+        help="fraction of training labels replaced by another class (memorization; default 0)",
+    )
+    p.add_argument(
+        "--on",
+        choices=["test", "train"],
+        default="test",
+        help="score held-out images (default) or the training images with their training labels",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="JSON path (default: benchmarks/results/precision-<data>-<device>.json)")
     args = p.parse_args(argv)
@@ -123,8 +141,9 @@ def main(argv=None) -> dict:
 
     def scores(opts, **kw):
         eng = VoGEngine(models, windows, opts, device=device, **kw)
-        out = np.concatenate([eng.score_batch(xt[i : i + 256], yt[i : i + 256]).raw["all"].numpy()
-                              for i in range(0, len(xt), 256)])
+        out = np.concatenate(
+            [eng.score_batch(xt[i : i + 256], yt[i : i + 256]).raw["all"].numpy() for i in range(0, len(xt), 256)]
+        )
         return out, eng.settings
 
     rows = []
@@ -134,24 +153,47 @@ def main(argv=None) -> dict:
         for ac in [a.strip() for a in args.autocast.split(",") if a.strip()]:
             for keep_fp32 in (True, False):
                 low, settings = scores(opts, autocast=ac, fp32_input_layer=keep_fp32)
-                rows.append({"target": target, "autocast": ac, "fp32_input_layer": settings.get("fp32_input_layer"),
-                             "spearman": spearman(low, exact),
-                             "median_rel_diff": float(np.median(np.abs(low - exact) / exact))})
+                rows.append(
+                    {
+                        "target": target,
+                        "autocast": ac,
+                        "fp32_input_layer": settings.get("fp32_input_layer"),
+                        "spearman": spearman(low, exact),
+                        "median_rel_diff": float(np.median(np.abs(low - exact) / exact)),
+                    }
+                )
 
     shuffled = f", {args.shuffle:.0%} of training labels shuffled" if args.shuffle else ""
-    print(f"{source} {args.size}×{args.size}, SmallCNN{shuffled}, K={len(models)} of {args.epochs} epochs, "
-          f"{n_test} {'held-out' if args.on == 'test' else 'training'} images scored "
-          f"(test accuracy {accuracy:.3f}), device {device}")
+    print(
+        f"{source} {args.size}×{args.size}, SmallCNN{shuffled}, K={len(models)} of {args.epochs} epochs, "
+        f"{n_test} {'held-out' if args.on == 'test' else 'training'} images scored "
+        f"(test accuracy {accuracy:.3f}), device {device}"
+    )
     print(f"{'target':12} {'autocast':8} {'fp32 input layer':17} {'spearman':>9} {'median rel':>11}")
     for r in rows:
-        print(f"{r['target']:12} {r['autocast']:8} {str(r['fp32_input_layer']):17} "
-              f"{r['spearman']:9.5f} {r['median_rel_diff']:11.2e}")
-    result = {"data": source, "size": args.size, "epochs": args.epochs, "shuffle": args.shuffle, "on": args.on,
-              "k": len(models), "n": n_test,
-              "test_accuracy": accuracy, "device": str(device),
-              "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                              else f"{platform.machine()}, {os.cpu_count()} cores"),
-              "torch": torch.__version__, "train_seconds": train_s, "rows": rows}
+        print(
+            f"{r['target']:12} {r['autocast']:8} {str(r['fp32_input_layer']):17} "
+            f"{r['spearman']:9.5f} {r['median_rel_diff']:11.2e}"
+        )
+    result = {
+        "data": source,
+        "size": args.size,
+        "epochs": args.epochs,
+        "shuffle": args.shuffle,
+        "on": args.on,
+        "k": len(models),
+        "n": n_test,
+        "test_accuracy": accuracy,
+        "device": str(device),
+        "device_name": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"{platform.machine()}, {os.cpu_count()} cores"
+        ),
+        "torch": torch.__version__,
+        "train_seconds": train_s,
+        "rows": rows,
+    }
     out = args.out or os.path.join(RESULTS_DIR, f"precision-{source}-{device.type}.json")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:

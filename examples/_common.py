@@ -58,7 +58,9 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[
     return np.sort(tr), np.sort(te)
 
 
-def shuffle_labels_array(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def shuffle_labels_array(
+    labels: np.ndarray, fraction: float, num_classes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Give ``fraction`` of the samples a different, uniformly drawn wrong label.
 
     Returns:
@@ -105,8 +107,15 @@ class SnapshotSaver:
         return out
 
 
-def train_with_snapshots(factory: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor, epochs: int,
-                         seed: int = 0, log_every: int = 0, **kwargs) -> tuple[nn.Module, SnapshotSaver]:
+def train_with_snapshots(
+    factory: Callable[[], nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    seed: int = 0,
+    log_every: int = 0,
+    **kwargs,
+) -> tuple[nn.Module, SnapshotSaver]:
     """Train ``factory()`` with :func:`train_classifier`, keeping one checkpoint per epoch in memory."""
     torch.manual_seed(seed)
     model = factory()
@@ -128,9 +137,17 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> tuple[n
     return probs.argmax(1).numpy(), probs.numpy()
 
 
-def vog_on_tensors(models: Sequence[nn.Module], x: torch.Tensor, labels: np.ndarray | None,
-                   windows: Mapping[str, Sequence[int]], target: str = "logit", label_mode: str = "true",
-                   batch_size: int = 256, normalization: str = "zscore", companions: bool = False) -> dict:
+def vog_on_tensors(
+    models: Sequence[nn.Module],
+    x: torch.Tensor,
+    labels: np.ndarray | None,
+    windows: Mapping[str, Sequence[int]],
+    target: str = "logit",
+    label_mode: str = "true",
+    batch_size: int = 256,
+    normalization: str = "zscore",
+    companions: bool = False,
+) -> dict:
     """VoG of every row of ``x`` with the package's engine, no FiftyOne involved.
 
     Args:
@@ -146,13 +163,20 @@ def vog_on_tensors(models: Sequence[nn.Module], x: torch.Tensor, labels: np.ndar
     engine = VoGEngine(models, windows, VoGOptions(label_mode=label_mode, target=target), companions=companions)
     y = torch.full((len(x),), -1, dtype=torch.long) if labels is None else torch.as_tensor(labels, dtype=torch.long)
     ids = [str(i) for i in range(len(x))]
-    batches = ((x[i : i + batch_size], y[i : i + batch_size], ids[i : i + batch_size]) for i in range(0, len(x), batch_size))
+    batches = (
+        (x[i : i + batch_size], y[i : i + batch_size], ids[i : i + batch_size]) for i in range(0, len(x), batch_size)
+    )
     raw = score_batches(engine, batches, ids)
     comp = {w: v for w, v in raw.raw.items() if ":" in w}
     plain = {w: v for w, v in raw.raw.items() if ":" not in w}
     score = {w: class_normalize(v, raw.used_labels, normalization) for w, v in plain.items()}
-    return {"raw": plain, "score": score, "used_labels": raw.used_labels, "predicted": raw.predicted,
-            "companions": comp}
+    return {
+        "raw": plain,
+        "score": score,
+        "used_labels": raw.used_labels,
+        "predicted": raw.predicted,
+        "companions": comp,
+    }
 
 
 def thirds(k: int) -> dict[str, list[int]]:

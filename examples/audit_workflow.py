@@ -40,15 +40,15 @@ def main(argv=None):
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
     os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 
+    import fiftyone as fo
     import numpy as np
     import torch
     from PIL import Image
 
-    import fiftyone as fo
     import fiftyone_vog as fov
     from fiftyone_vog import analysis
-    from fiftyone_vog.models import SmallCNN
     from fiftyone_vog.inputs.training import CheckpointSaver, train_classifier
+    from fiftyone_vog.models import SmallCNN
 
     sys.path.insert(0, HERE)
     from _common import digits_images  # noqa: E402
@@ -69,7 +69,9 @@ def main(argv=None):
         fo.delete_dataset(name)
     ds = fo.Dataset(name)
     classes = [str(c) for c in range(10)]
-    ds.add_samples([fo.Sample(filepath=p, ground_truth=fo.Classification(label=classes[y])) for p, y in zip(paths, labels)])
+    ds.add_samples(
+        [fo.Sample(filepath=p, ground_truth=fo.Classification(label=classes[y])) for p, y in zip(paths, labels)]
+    )
     ds.classes["ground_truth"] = classes
     ds.save()
 
@@ -79,14 +81,25 @@ def main(argv=None):
 
     # 2. train on the dataset's labels as they now are, one checkpoint per epoch
     filepaths, train_labels = ds.values(["filepath", "ground_truth.label"])
-    x = torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("L")) for p in filepaths])).float().div(255)[:, None]
+    x = (
+        torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("L")) for p in filepaths]))
+        .float()
+        .div(255)[:, None]
+    )
     y = torch.tensor([classes.index(c) for c in train_labels])
     ckpt_dir = os.path.join(out, "audit_workflow_ckpts")
     torch.manual_seed(0)
     accs = []
-    train_classifier(SmallCNN(10, in_channels=1, width=16), x, y, epochs=args.epochs,
-                     saver=CheckpointSaver(ckpt_dir), lr=0.05, batch_size=64,
-                     log=lambda e, loss, acc: accs.append(acc))
+    train_classifier(
+        SmallCNN(10, in_channels=1, width=16),
+        x,
+        y,
+        epochs=args.epochs,
+        saver=CheckpointSaver(ckpt_dir),
+        lr=0.05,
+        batch_size=64,
+        log=lambda e, loss, acc: accs.append(acc),
+    )
     print(f"trained {args.epochs} epochs; final train accuracy on the shuffled labels {accs[-1]:.3f}")
 
     # 3. VoG over the checkpoints, on the labels the model was trained with
@@ -103,8 +116,13 @@ def main(argv=None):
     flagged_in_high = high.values("label_shuffled").count(True)
     tt = analysis.welch_ttest_from_view(ds, "vog", flag_field="label_shuffled")
     det = analysis.detection_metrics_from_view(ds, "vog", flag_field="label_shuffled", ks=(50, 180))
-    csv_path = fov.export_vog_subset("vog-shuffled-labels", os.path.join(out, "audit_workflow_export"),
-                                     dataset=ds, dataset_type="csv", overwrite=True)
+    csv_path = fov.export_vog_subset(
+        "vog-shuffled-labels",
+        os.path.join(out, "audit_workflow_export"),
+        dataset=ds,
+        dataset_type="csv",
+        overwrite=True,
+    )
     fov.restore_labels(ds)
 
     result = {

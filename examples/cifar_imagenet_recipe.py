@@ -51,13 +51,19 @@ def import_dataset(root: str, name: str, persistent: bool):
     import fiftyone as fo
 
     if not os.path.isdir(root):
-        raise SystemExit(f"--data-root {root!r} is not a folder; expected ROOT/<class>/<image> or ROOT/train/<class>/...")
+        raise SystemExit(
+            f"--data-root {root!r} is not a folder; expected ROOT/<class>/<image> or ROOT/train/<class>/..."
+        )
     if fo.dataset_exists(name):
         fo.delete_dataset(name)
     ds = fo.Dataset(name, persistent=persistent)
     for split, folder in splits(root).items():
-        ds.add_dir(dataset_dir=folder, dataset_type=fo.types.ImageClassificationDirectoryTree,
-                   label_field="ground_truth", tags=[split])
+        ds.add_dir(
+            dataset_dir=folder,
+            dataset_type=fo.types.ImageClassificationDirectoryTree,
+            label_field="ground_truth",
+            tags=[split],
+        )
     train_dir = splits(root)["train"]
     classes = sorted(d for d in os.listdir(train_dir) if os.path.isdir(os.path.join(train_dir, d)))
     ds.classes["ground_truth"] = classes
@@ -75,11 +81,24 @@ def transforms(preset: str):
 
     to_float = [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
     if preset == "cifar":
-        train = T.Compose([T.Resize((32, 32), antialias=True), T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(),
-                           *to_float, T.Normalize(CIFAR_MEAN, CIFAR_STD)])
+        train = T.Compose(
+            [
+                T.Resize((32, 32), antialias=True),
+                T.RandomCrop(32, padding=4),
+                T.RandomHorizontalFlip(),
+                *to_float,
+                T.Normalize(CIFAR_MEAN, CIFAR_STD),
+            ]
+        )
     else:
-        train = T.Compose([T.RandomResizedCrop(224, antialias=True), T.RandomHorizontalFlip(), *to_float,
-                           T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        train = T.Compose(
+            [
+                T.RandomResizedCrop(224, antialias=True),
+                T.RandomHorizontalFlip(),
+                *to_float,
+                T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
     return train, preset
 
 
@@ -88,21 +107,39 @@ def paper_lr(epoch: int, epochs: int, base: float = 0.1) -> float:
     return base * (0.1 ** ((epoch > epochs * 3 / 7) + (epoch > epochs * 5 / 7)))
 
 
-def train(ds, classes, arch: str, preset: str, epochs: int, every: int, out: str, batch_size: int, lr: float,
-          device: str, num_workers: int, seed: int):
+def train(
+    ds,
+    classes,
+    arch: str,
+    preset: str,
+    epochs: int,
+    every: int,
+    out: str,
+    batch_size: int,
+    lr: float,
+    device: str,
+    num_workers: int,
+    seed: int,
+):
     """SGD over the ``train`` samples, one checkpoint every ``every`` epochs (and the last)."""
     import torch
 
+    from fiftyone_vog.engine import resolve_device
     from fiftyone_vog.inputs.checkpoints import model_factory
     from fiftyone_vog.inputs.images import ImageDataset, make_loader, read_view
-    from fiftyone_vog.engine import resolve_device
     from fiftyone_vog.inputs.training import CheckpointSaver
 
     dev = resolve_device(device)
     data = read_view(ds.match_tags("train"), "ground_truth", classes)
     train_tf, _ = transforms(preset)
-    loader = make_loader(ImageDataset(data.ids, data.filepaths, data.labels, train_tf), batch_size=batch_size,
-                         num_workers=num_workers, shuffle=True, seed=seed, pin_memory=dev.type == "cuda")
+    loader = make_loader(
+        ImageDataset(data.ids, data.filepaths, data.labels, train_tf),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle=True,
+        seed=seed,
+        pin_memory=dev.type == "cuda",
+    )
     torch.manual_seed(seed)
     model = model_factory(arch, num_classes=len(classes))().to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
@@ -128,9 +165,12 @@ def train(ds, classes, arch: str, preset: str, epochs: int, every: int, out: str
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         saved = saver.save(model, epoch, force=epoch == epochs)
-        print(f"  epoch {epoch}/{epochs}  lr {paper_lr(epoch, epochs, lr):.4g}  loss {loss_sum / seen:.3f}  "
-              f"train accuracy {correct / seen:.3f}  ({time.perf_counter() - t0:.0f}s)"
-              + (f"  → {os.path.basename(saved)}" if saved else ""), flush=True)
+        print(
+            f"  epoch {epoch}/{epochs}  lr {paper_lr(epoch, epochs, lr):.4g}  loss {loss_sum / seen:.3f}  "
+            f"train accuracy {correct / seen:.3f}  ({time.perf_counter() - t0:.0f}s)"
+            + (f"  → {os.path.basename(saved)}" if saved else ""),
+            flush=True,
+        )
     return model.eval(), saver.paths
 
 
@@ -138,18 +178,24 @@ def store_predictions(ds, model, classes, preset: str, device: str, batch_size: 
     import fiftyone as fo
     import torch
 
-    from fiftyone_vog.inputs.images import ImageDataset, make_loader, read_view
     from fiftyone_vog.engine import resolve_device
+    from fiftyone_vog.inputs.images import ImageDataset, make_loader, read_view
 
     dev = resolve_device(device)
     data = read_view(ds, "ground_truth", classes)
     values = {}
     with torch.no_grad():
-        for x, _, ids in make_loader(ImageDataset(data.ids, data.filepaths, data.labels, preset), batch_size=batch_size):
+        for x, _, ids in make_loader(
+            ImageDataset(data.ids, data.filepaths, data.labels, preset), batch_size=batch_size
+        ):
             probs = torch.softmax(model(x.to(dev)), 1).cpu()
             conf, pred = probs.max(1)
-            values.update({i: fo.Classification(label=classes[p], confidence=float(c))
-                           for i, p, c in zip(ids, pred.tolist(), conf.tolist())})
+            values.update(
+                {
+                    i: fo.Classification(label=classes[p], confidence=float(c))
+                    for i, p, c in zip(ids, pred.tolist(), conf.tolist())
+                }
+            )
     ds.set_values("predictions", values, key_field="id")
 
 
@@ -176,13 +222,20 @@ def make_tiny_folder(root: str, per_class: int = 12, test_per_class: int = 4, si
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n")[2],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n")[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--data-root", help="ROOT/<class>/<image> or ROOT/{train,test}/<class>/<image>")
     ap.add_argument("--dataset-name", help="FiftyOne dataset to (re)create (default: vog-<folder name>)")
     ap.add_argument("--arch", default="resnet18", help="torchvision name (resnet18, resnet50, ...) or 'smallcnn'")
-    ap.add_argument("--preset", choices=["cifar", "imagenet"], default="cifar",
-                    help="cifar: 32×32, CIFAR normalization; imagenet: 224 crops, ImageNet normalization")
+    ap.add_argument(
+        "--preset",
+        choices=["cifar", "imagenet"],
+        default="cifar",
+        help="cifar: 32×32, CIFAR normalization; imagenet: 224 crops, ImageNet normalization",
+    )
     ap.add_argument("--epochs", type=int, default=350, help="training epochs (default 350, the paper's CIFAR run)")
     ap.add_argument("--every", type=int, default=10, help="save a checkpoint every N epochs (default 10, as the paper)")
     ap.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
@@ -191,8 +244,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", help="cuda | cpu (default: cuda when available)")
     ap.add_argument("--out", default="out/recipe", help="folder for checkpoints and reports (default out/recipe)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true",
-                    help="generate a tiny 3-class folder under OUT/tiny-folder and run SmallCNN for 6 epochs")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="generate a tiny 3-class folder under OUT/tiny-folder and run SmallCNN for 6 epochs",
+    )
     args = ap.parse_args(argv)
     out = os.path.abspath(args.out)
     if args.quick:
@@ -212,13 +268,34 @@ def main(argv=None) -> dict:
     print(f"  {len(ds)} samples, {len(classes)} classes, tags {ds.count_sample_tags()}")
 
     print(f"training {args.arch} for {args.epochs} epochs, a checkpoint every {args.every}", flush=True)
-    model, checkpoints = train(ds, classes, arch, args.preset, args.epochs, args.every, out, args.batch_size, args.lr,
-                               args.device, args.num_workers, args.seed)
+    model, checkpoints = train(
+        ds,
+        classes,
+        arch,
+        args.preset,
+        args.epochs,
+        args.every,
+        out,
+        args.batch_size,
+        args.lr,
+        args.device,
+        args.num_workers,
+        args.seed,
+    )
     store_predictions(ds, model, classes, args.preset, args.device, args.batch_size)
 
-    common = dict(checkpoints=checkpoints, model=arch, classes=classes, transform=args.preset, device=args.device,
-                  batch_size=args.batch_size, num_workers=args.num_workers, progress=True, overwrite=True,
-                  windows="thirds" if len(checkpoints) >= 6 else None)
+    common = dict(
+        checkpoints=checkpoints,
+        model=arch,
+        classes=classes,
+        transform=args.preset,
+        device=args.device,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        progress=True,
+        overwrite=True,
+        windows="thirds" if len(checkpoints) >= 6 else None,
+    )
     print("VoG of the training split → 'vog'", flush=True)
     results = {"vog": fov.compute_vog(ds.match_tags("train"), vog_field="vog", **common)}
     fields = [("vog", ds.match_tags("train"))]
@@ -227,20 +304,31 @@ def main(argv=None) -> dict:
         results["vog_test"] = fov.compute_vog(ds.match_tags("test"), vog_field="vog_test", **common)
         fields.append(("vog_test", ds.match_tags("test")))
     views = fov.save_vog_views(ds.match_tags("train"), vog_field="vog")
-    reports = {f: fov.vog_report(view, os.path.join(out, "report", f), vog_field=f, pred_field="predictions",
-                                 per_class=len(classes) <= 20)["html"] for f, view in fields}
+    reports = {
+        f: fov.vog_report(
+            view, os.path.join(out, "report", f), vog_field=f, pred_field="predictions", per_class=len(classes) <= 20
+        )["html"]
+        for f, view in fields
+    }
     rows = []
     for f, view in fields:
         ok = {i: g == p for i, g, p in zip(*view.values(["id", "ground_truth.label", "predictions.label"]))}
         correct = np.array([ok[i] for i in results[f].ids])  # aligned with the scores
         err = fov.analysis.error_by_bin(results[f].scores[f], correct, bins=min(10, len(view)))
         rows.append([f, len(view), err.overall_error, err.error_rate[0], err.error_rate[-1]])
-    table = C.print_table(["field", "samples", "error", "error_lowest_bin", "error_highest_bin"], rows,
-                          title="Error of the final model by VoG bin (deciles when there are ≥10 samples)")
-    print(f"views: {views.counts()}\nreports: {', '.join(reports.values())}\n"
-          f"open the App: fiftyone app launch {name}")
-    return {"dataset": name, "checkpoints": [str(p) for p in checkpoints], "reports": reports, "table": table,
-            "views": views.counts()}
+    table = C.print_table(
+        ["field", "samples", "error", "error_lowest_bin", "error_highest_bin"],
+        rows,
+        title="Error of the final model by VoG bin (deciles when there are ≥10 samples)",
+    )
+    print(f"views: {views.counts()}\nreports: {', '.join(reports.values())}\nopen the App: fiftyone app launch {name}")
+    return {
+        "dataset": name,
+        "checkpoints": [str(p) for p in checkpoints],
+        "reports": reports,
+        "table": table,
+        "views": views.counts(),
+    }
 
 
 if __name__ == "__main__":

@@ -136,14 +136,19 @@ def train(ds, out: str, epochs: int, seed: int):
     t0 = time.perf_counter()
 
     def log(epoch, loss, acc):
-        print(f"  epoch {epoch:3d}/{epochs}  loss {loss:.3f}  train accuracy {acc:.3f}  "
-              f"({time.perf_counter() - t0:.0f}s)", flush=True)
+        print(
+            f"  epoch {epoch:3d}/{epochs}  loss {loss:.3f}  train accuracy {acc:.3f}  "
+            f"({time.perf_counter() - t0:.0f}s)",
+            flush=True,
+        )
 
     train_classifier(model, x, y, epochs=epochs, saver=saver, lr=0.05, batch_size=32, seed=seed, log=log)
     with torch.no_grad():
         fit = (model(x).argmax(1) == y).numpy()
-    print(f"  the trained model fits {fit[~shuffled].mean():.1%} of the clean and {fit[shuffled].mean():.1%} "
-          f"of the shuffled training labels")
+    print(
+        f"  the trained model fits {fit[~shuffled].mean():.1%} of the clean and {fit[shuffled].mean():.1%} "
+        f"of the shuffled training labels"
+    )
     return model, saver.paths
 
 
@@ -161,21 +166,36 @@ def store_predictions(ds, model) -> None:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description="fiftyone-vog demo: a VoG audit of scikit-learn's digits",
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
+    ap = argparse.ArgumentParser(
+        description="fiftyone-vog demo: a VoG audit of scikit-learn's digits",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n")[1],
+    )
     ap.add_argument("--size", choices=sorted(SIZES), default="full", help="full (default) or small (for tests)")
     ap.add_argument("--out", default="out", help="folder for images, checkpoints, report and export (default: out)")
     ap.add_argument("--dataset-name", default="vog-digits", help="FiftyOne dataset to (re)create (default: vog-digits)")
     ap.add_argument("--epochs", type=int, help="training epochs, one checkpoint each (default: 80; small: 6)")
-    ap.add_argument("--image-size", type=int, default=8,
-                    help="side of the PNGs in pixels (default 8, the data's own; larger sizes are bilinear "
-                         "upscales and train more slowly)")
-    ap.add_argument("--target", choices=["probability", "logit"], default="probability",
-                    help="score whose input gradient VoG takes (default probability, see docs/results.md)")
+    ap.add_argument(
+        "--image-size",
+        type=int,
+        default=8,
+        help="side of the PNGs in pixels (default 8, the data's own; larger sizes are bilinear "
+        "upscales and train more slowly)",
+    )
+    ap.add_argument(
+        "--target",
+        choices=["probability", "logit"],
+        default="probability",
+        help="score whose input gradient VoG takes (default probability, see docs/results.md)",
+    )
     ap.add_argument("--seed", type=int, default=0, help="split, shuffle and training seed (default: 0)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: these small models gain nothing from more, and lose a lot "
-                         "when the cores are busy)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: these small models gain nothing from more, and lose a lot "
+        "when the cores are busy)",
+    )
     args = ap.parse_args(argv)
     cfg = dict(SIZES[args.size])
     epochs = args.epochs or cfg["epochs"]
@@ -197,8 +217,10 @@ def main(argv=None) -> dict:
         shutil.rmtree(os.path.join(out, sub), ignore_errors=True)
     records = write_images(out, cfg["per_class"], args.image_size, seed=args.seed)
     counts = {s: sum(r["split"] == s for r in records) for s in ("train", "test", "ood")}
-    print(f"  {len(records)} images ({args.image_size}×{args.image_size} PNG): {counts['train']} train, {counts['test']} test, "
-          f"{counts['ood']} out-of-distribution (digits 8, 9)")
+    print(
+        f"  {len(records)} images ({args.image_size}×{args.image_size} PNG): {counts['train']} train, {counts['test']} test, "
+        f"{counts['ood']} out-of-distribution (digits 8, 9)"
+    )
 
     step(2, f"building the FiftyOne dataset {args.dataset_name!r}")
     ds = build_dataset(args.dataset_name, records)
@@ -206,8 +228,10 @@ def main(argv=None) -> dict:
 
     step(3, "shuffling 20% of the training labels (fov.shuffle_labels)")
     info = fov.shuffle_labels(ds.match_tags("train"), fraction=0.2, seed=51 + args.seed)
-    print(f"  {info['shuffled']} of {info['labeled']} training labels replaced by a wrong class; flag "
-          f"'{info['flag_field']}', originals in '{info['original_field']}'")
+    print(
+        f"  {info['shuffled']} of {info['labeled']} training labels replaced by a wrong class; flag "
+        f"'{info['flag_field']}', originals in '{info['original_field']}'"
+    )
 
     step(4, f"training SmallCNN for {epochs} epochs, one checkpoint per epoch (CheckpointSaver)")
     model, checkpoints = train(ds, out, epochs, args.seed)
@@ -215,8 +239,9 @@ def main(argv=None) -> dict:
 
     step(5, f"computing VoG over the checkpoints (fov.compute_vog, target={args.target!r})")
     windows = "thirds" if epochs >= 6 else None
-    common = dict(checkpoints=checkpoints, model=MODEL, windows=windows, target=args.target, progress=True,
-                  overwrite=True)
+    common = dict(
+        checkpoints=checkpoints, model=MODEL, windows=windows, target=args.target, progress=True, overwrite=True
+    )
     print("  training split, true (partly shuffled) labels → field 'vog'")
     res_train = fov.compute_vog(ds.match_tags("train"), label_mode="true", vog_field="vog", **common)
     print("  test + OOD, label_mode='auto' (OOD samples scored on the model's prediction) → field 'vog_test'")
@@ -224,26 +249,42 @@ def main(argv=None) -> dict:
     store_predictions(ds, model)
     test = ds.match_tags("test")
     acc = np.mean([g == p for g, p in zip(*test.values(["ground_truth.label", "predictions.label"]))])
-    print(f"  {len(res_train.ids)} + {len(res_test.ids)} samples scored in "
-          f"{res_train.timings['total'] + res_test.timings['total']:.1f}s; test accuracy of the last checkpoint {acc:.3f}")
+    print(
+        f"  {len(res_train.ids)} + {len(res_test.ids)} samples scored in "
+        f"{res_train.timings['total'] + res_test.timings['total']:.1f}s; test accuracy of the last checkpoint {acc:.3f}"
+    )
 
     step(6, "saving the views (fov.save_vog_views)")
     # the training split by `vog`: vog-high, vog-low, vog-shuffled-labels, vog-label-errors (by vog_loss;
     # it holds no OOD sample)
     train_views = fov.save_vog_views(ds.match_tags("train"), vog_field="vog", percentile=10, names={"ood": None})
     # test + OOD by `vog_test`: vog-test-high, vog-test-low, and vog-ood (no label is shuffled there)
-    test_views = fov.save_vog_views(ds.match_tags(["test", "ood"]), vog_field="vog_test", percentile=10,
-                                    name_prefix="vog-test", names={"ood": "vog-ood", "shuffled-labels": None,
-                                                                    "label-errors": None})
+    test_views = fov.save_vog_views(
+        ds.match_tags(["test", "ood"]),
+        vog_field="vog_test",
+        percentile=10,
+        name_prefix="vog-test",
+        names={"ood": "vog-ood", "shuffled-labels": None, "label-errors": None},
+    )
     view_counts = {**train_views.counts(), **test_views.counts()}
     for name, n in view_counts.items():
         print(f"  {name:22s} {n:5d} samples — {ds.get_saved_view_info(name)['description']}")
 
     step(7, f"writing the reports under {out}/report (fov.vog_report)")
-    rep_train = fov.vog_report(ds.match_tags("train"), os.path.join(out, "report", "train"), vog_field="vog",
-                               pred_field="predictions", per_class=args.size == "full")
-    rep_test = fov.vog_report(ds.match_tags(["test", "ood"]), os.path.join(out, "report", "test"),
-                              vog_field="vog_test", pred_field="predictions", per_class=args.size == "full")
+    rep_train = fov.vog_report(
+        ds.match_tags("train"),
+        os.path.join(out, "report", "train"),
+        vog_field="vog",
+        pred_field="predictions",
+        per_class=args.size == "full",
+    )
+    rep_test = fov.vog_report(
+        ds.match_tags(["test", "ood"]),
+        os.path.join(out, "report", "test"),
+        vog_field="vog_test",
+        pred_field="predictions",
+        per_class=args.size == "full",
+    )
 
     step(8, "exporting the vog-high subset (fov.export_vog_subset)")
     export_dir = fov.export_vog_subset("vog-high", os.path.join(out, "export", "vog-high"), dataset=ds, overwrite=True)
@@ -255,13 +296,13 @@ def main(argv=None) -> dict:
     ood_in_test_high = len(ds.load_saved_view("vog-test-high").match_tags("ood"))
     print(f"""
 Finished in {seconds:.0f}s. What to look at:
-  * {shuffled_in_high} of the {view_counts['vog-high']} samples in 'vog-high' (top 10% VoG of the training split) have a
-    shuffled label, against {info['shuffled'] / info['labeled']:.0%} of the training split overall; open 'vog-shuffled-labels' to see them all.
-  * {ood_in_test_high} of the {view_counts['vog-test-high']} samples in 'vog-test-high' (top 10% of test + OOD) are held-out digits
-    8/9, against {counts['ood'] / (counts['ood'] + counts['test']):.0%} of test + OOD overall; 'vog-ood' lists them by VoG.
+  * {shuffled_in_high} of the {view_counts["vog-high"]} samples in 'vog-high' (top 10% VoG of the training split) have a
+    shuffled label, against {info["shuffled"] / info["labeled"]:.0%} of the training split overall; open 'vog-shuffled-labels' to see them all.
+  * {ood_in_test_high} of the {view_counts["vog-test-high"]} samples in 'vog-test-high' (top 10% of test + OOD) are held-out digits
+    8/9, against {counts["ood"] / (counts["ood"] + counts["test"]):.0%} of test + OOD overall; 'vog-ood' lists them by VoG.
   * 'vog-low' holds the most prototypical, easy training digits.
-  * Reports: {rep_train['html']}
-             {rep_test['html']}
+  * Reports: {rep_train["html"]}
+             {rep_test["html"]}
   * Export of vog-high: {export_dir}
 
 Open the App (the plugin adds the VoG panel and operators):
@@ -277,9 +318,16 @@ To score it again from the App: press ` (the operator browser), choose "Compute 
   Output field  a new name, e.g. vog_app
 and press Execute.""")
     return {
-        "dataset": ds.name, "out": out, "checkpoints": [str(p) for p in checkpoints], "views": view_counts,
-        "reports": [rep_train["html"], rep_test["html"]], "export": export_dir, "seconds": seconds,
-        "shuffled": info["shuffled"], "test_accuracy": float(acc), "shuffled_in_high": shuffled_in_high,
+        "dataset": ds.name,
+        "out": out,
+        "checkpoints": [str(p) for p in checkpoints],
+        "views": view_counts,
+        "reports": [rep_train["html"], rep_test["html"]],
+        "export": export_dir,
+        "seconds": seconds,
+        "shuffled": info["shuffled"],
+        "test_accuracy": float(acc),
+        "shuffled_in_high": shuffled_in_high,
         "ood_in_test_high": ood_in_test_high,
     }
 

@@ -41,11 +41,21 @@ def windows_for(k: int) -> dict[str, list[int]]:
     return {name: w[name] for name in order}
 
 
-def run(epochs: int, x: torch.Tensor, labels: np.ndarray, flag: np.ndarray, seed: int, width: int, verbose: bool) -> dict:
+def run(
+    epochs: int, x: torch.Tensor, labels: np.ndarray, flag: np.ndarray, seed: int, width: int, verbose: bool
+) -> dict:
     factory = lambda: SmallCNN(num_classes=10, in_channels=1, width=width)  # noqa: E731
     print(f"training {epochs} epochs on {len(x)} samples, {flag.sum()} with shuffled labels", flush=True)
-    model, saver = C.train_with_snapshots(factory, x, torch.from_numpy(labels), epochs, seed=seed, lr=0.05,
-                                          batch_size=32, log_every=max(1, epochs // 5) if verbose else 0)
+    model, saver = C.train_with_snapshots(
+        factory,
+        x,
+        torch.from_numpy(labels),
+        epochs,
+        seed=seed,
+        lr=0.05,
+        batch_size=32,
+        log_every=max(1, epochs // 5) if verbose else 0,
+    )
     models = saver.models(factory)
     fit = np.array([(C.predict(m, x)[0] == labels) for m in models])  # (K, N): fits its training label
     out = {"epochs": epochs, "fit_shuffled": fit[:, flag].mean(1), "fit_clean": fit[:, ~flag].mean(1), "rows": {}}
@@ -54,13 +64,22 @@ def run(epochs: int, x: torch.Tensor, labels: np.ndarray, flag: np.ndarray, seed
         v = C.vog_on_tensors(models, x, labels, wins, target=target, label_mode="true", companions=target == TARGETS[0])
         for w in wins:
             s = v["score"][w]
-            out["rows"][target, w] = {"ttest": A.welch_ttest(s, flag), "detect": A.detection_metrics(s, flag, ks=()),
-                                      "auroc_raw": A.detection_metrics(v["raw"][w], flag, ks=()).auroc, "score": s}
+            out["rows"][target, w] = {
+                "ttest": A.welch_ttest(s, flag),
+                "detect": A.detection_metrics(s, flag, ks=()),
+                "auroc_raw": A.detection_metrics(v["raw"][w], flag, ks=()).auroc,
+                "score": s,
+            }
         for c in COMPANIONS if target == TARGETS[0] else ():
             # the training-dynamics companions of the same pass, over all checkpoints, signed so that high flags
             s = A.score_direction(c) * v["companions"][f"all:{c}"]
             d = A.detection_metrics(s, flag, ks=())
-            out["rows"]["companion", c] = {"ttest": A.welch_ttest(s, flag), "detect": d, "auroc_raw": d.auroc, "score": s}
+            out["rows"]["companion", c] = {
+                "ttest": A.welch_ttest(s, flag),
+                "detect": d,
+                "auroc_raw": d.auroc,
+                "score": s,
+            }
     return out
 
 
@@ -72,8 +91,14 @@ def plot(runs: list[dict], flag: np.ndarray, path: str) -> None:
         ep = np.arange(1, r["epochs"] + 1)
         ax.plot(ep, r["fit_shuffled"], label=f"{r['epochs']}-epoch run: shuffled")
         ax.plot(ep, r["fit_clean"], "--", label=f"{r['epochs']}-epoch run: clean")
-    ax.text(0.98, 0.5, "same seed: a shorter run is\nthe start of the longer one", transform=ax.transAxes,
-            ha="right", fontsize=7)
+    ax.text(
+        0.98,
+        0.5,
+        "same seed: a shorter run is\nthe start of the longer one",
+        transform=ax.transAxes,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_xlabel("epoch"), ax.set_ylabel("fits its training label"), ax.set_title("memorization", fontsize=10)
     ax.legend(fontsize=7)
     panels = [(runs[-1], target) for target in TARGETS]  # the longest (memorizing) run, both targets
@@ -83,8 +108,11 @@ def plot(runs: list[dict], flag: np.ndarray, path: str) -> None:
         ax.hist(s[~flag], bins=bins, alpha=0.6, density=True, label=f"clean (n={int((~flag).sum())})")
         ax.hist(s[flag], bins=bins, alpha=0.6, density=True, label=f"shuffled (n={int(flag.sum())})")
         d = r["rows"][target, "all"]
-        ax.set_title(f"{r['epochs']} epochs, {target}, all checkpoints: AUROC {d['detect'].auroc:.2f}, "
-                     f"p={d['ttest'].p_value:.1e}", fontsize=9)
+        ax.set_title(
+            f"{r['epochs']} epochs, {target}, all checkpoints: AUROC {d['detect'].auroc:.2f}, "
+            f"p={d['ttest'].p_value:.1e}",
+            fontsize=9,
+        )
         ax.set_xlabel("VoG (class z-score)"), ax.legend(fontsize=7)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -119,26 +147,64 @@ def main(argv=None) -> dict:
     for r in runs:
         for (target, w), d in r["rows"].items():
             t, det = d["ttest"], d["detect"]
-            rows.append([r["epochs"], target, w, t.mean_other, t.std_other, t.mean_flagged, t.std_flagged, t.t,
-                         t.p_value, det.auroc, d["auroc_raw"], det.r_precision])
+            rows.append(
+                [
+                    r["epochs"],
+                    target,
+                    w,
+                    t.mean_other,
+                    t.std_other,
+                    t.mean_flagged,
+                    t.std_flagged,
+                    t.t,
+                    t.p_value,
+                    det.auroc,
+                    d["auroc_raw"],
+                    det.r_precision,
+                ]
+            )
     table = C.print_table(
-        ["epochs", "target", "window", "clean_mu", "clean_sd", "shuf_mu", "shuf_sd", "welch_t", "p", "auroc",
-         "auroc_raw", "prec@k"], rows,
+        [
+            "epochs",
+            "target",
+            "window",
+            "clean_mu",
+            "clean_sd",
+            "shuf_mu",
+            "shuf_sd",
+            "welch_t",
+            "p",
+            "auroc",
+            "auroc_raw",
+            "prec@k",
+        ],
+        rows,
         title=f"Shuffled ({int(flag.sum())}) vs clean ({int((~flag).sum())}) training samples: class z-scored VoG "
-              "(auroc_raw: raw VoG; prec@k: precision among the k highest, k = #shuffled, chance "
-              f"{flag.mean():.2f})")
+        "(auroc_raw: raw VoG; prec@k: precision among the k highest, k = #shuffled, chance "
+        f"{flag.mean():.2f})",
+    )
     for r in runs:
-        marks = sorted({max(1, r['epochs'] // 4), r['epochs'] // 2, r['epochs']})
-        print(f"{r['epochs']}-epoch run: shuffled samples fitting their (wrong) label at epochs "
-              + ", ".join(f"{m}: {r['fit_shuffled'][m - 1]:.2f}" for m in marks)
-              + f"; clean at the end: {r['fit_clean'][-1]:.2f}")
+        marks = sorted({max(1, r["epochs"] // 4), r["epochs"] // 2, r["epochs"]})
+        print(
+            f"{r['epochs']}-epoch run: shuffled samples fitting their (wrong) label at epochs "
+            + ", ".join(f"{m}: {r['fit_shuffled'][m - 1]:.2f}" for m in marks)
+            + f"; clean at the end: {r['fit_clean'][-1]:.2f}"
+        )
     path = os.path.join(C.ensure_dir(args.out), "digits_memorization.png")
     plot(runs, flag, path)
     print(f"plot: {path}")
-    summary = {(r["epochs"], t, w): {"auroc": d["detect"].auroc, "p": d["ttest"].p_value, "t": d["ttest"].t}
-               for r in runs for (t, w), d in r["rows"].items()}
-    return {"summary": summary, "table": table, "plot": path,
-            "fit_shuffled": {r["epochs"]: float(r["fit_shuffled"][-1]) for r in runs}, "n_shuffled": int(flag.sum())}
+    summary = {
+        (r["epochs"], t, w): {"auroc": d["detect"].auroc, "p": d["ttest"].p_value, "t": d["ttest"].t}
+        for r in runs
+        for (t, w), d in r["rows"].items()
+    }
+    return {
+        "summary": summary,
+        "table": table,
+        "plot": path,
+        "fit_shuffled": {r["epochs"]: float(r["fit_shuffled"][-1]) for r in runs},
+        "n_shuffled": int(flag.sum()),
+    }
 
 
 if __name__ == "__main__":

@@ -42,9 +42,16 @@ def run_seed(seed: int, epochs: int, width: int, subsample: int | None, verbose:
     tr, te = C.split_indices(digits[ind], 0.25, seed)
     train_idx, test_idx = ind[tr], ind[te]
     factory = lambda: SmallCNN(num_classes=8, in_channels=1, width=width)  # noqa: E731
-    model, saver = C.train_with_snapshots(factory, C.to_tensor(images[train_idx]), torch.from_numpy(digits[train_idx]),
-                                          epochs, seed=seed, lr=0.05, batch_size=32,
-                                          log_every=max(1, epochs // 3) if verbose else 0)
+    model, saver = C.train_with_snapshots(
+        factory,
+        C.to_tensor(images[train_idx]),
+        torch.from_numpy(digits[train_idx]),
+        epochs,
+        seed=seed,
+        lr=0.05,
+        batch_size=32,
+        log_every=max(1, epochs // 3) if verbose else 0,
+    )
     models = saver.models(factory)
     eval_idx = np.concatenate([test_idx, ood])
     is_ood = np.isin(digits[eval_idx], OOD_DIGITS)
@@ -53,22 +60,37 @@ def run_seed(seed: int, epochs: int, width: int, subsample: int | None, verbose:
     pred, probs = C.predict(model, x)
     k = len(models)
     wins = {"early": list(range(k // 3)), "late": list(range(k - k // 3, k)), "all": list(range(k))}
-    out = {"test_acc": float((pred[~is_ood] == labels[~is_ood]).mean()), "is_ood": is_ood, "rows": {},
-           "msp": A.detection_metrics(1 - probs.max(1), is_ood, ks=())}
+    out = {
+        "test_acc": float((pred[~is_ood] == labels[~is_ood]).mean()),
+        "is_ood": is_ood,
+        "rows": {},
+        "msp": A.detection_metrics(1 - probs.max(1), is_ood, ks=()),
+    }
     for target in TARGETS:
         for mode in MODES:
-            v = C.vog_on_tensors(models, x, labels, wins, label_mode=mode, target=target,
-                                 companions=(target, mode) == (TARGETS[0], "auto"))
+            v = C.vog_on_tensors(
+                models,
+                x,
+                labels,
+                wins,
+                label_mode=mode,
+                target=target,
+                companions=(target, mode) == (TARGETS[0], "auto"),
+            )
             for c in ("maxprob", "energy", "loss", "margin") if v["companions"] else ():
                 # companions of the same pass (all checkpoints; maxprob / energy at the last), signed: high flags
                 s = A.score_direction(c) * v["companions"][f"all:{c}"]
-                out["rows"]["companion", mode, c] = {"detect": A.detection_metrics(s, is_ood, ks=()),
-                                                     "share": A.share_by_percentile(s, is_ood, bins=10),
-                                                     "auroc_raw": float("nan")}
+                out["rows"]["companion", mode, c] = {
+                    "detect": A.detection_metrics(s, is_ood, ks=()),
+                    "share": A.share_by_percentile(s, is_ood, bins=10),
+                    "auroc_raw": float("nan"),
+                }
             for w in wins:
-                out["rows"][target, mode, w] = {"detect": A.detection_metrics(v["score"][w], is_ood, ks=()),
-                                        "share": A.share_by_percentile(v["score"][w], is_ood, bins=10),
-                                        "auroc_raw": A.detection_metrics(v["raw"][w], is_ood, ks=()).auroc}
+                out["rows"][target, mode, w] = {
+                    "detect": A.detection_metrics(v["score"][w], is_ood, ks=()),
+                    "share": A.share_by_percentile(v["score"][w], is_ood, bins=10),
+                    "auroc_raw": A.detection_metrics(v["raw"][w], is_ood, ks=()).auroc,
+                }
     return out
 
 
@@ -83,7 +105,9 @@ def plot(runs: list[dict], path: str) -> None:
     ax.set_xticks(range(10), labels, rotation=30, fontsize=8)
     ax.set_xlabel("VoG percentile bin (logit, label_mode='predicted', all checkpoints)")
     ax.set_ylabel("share of held-out digits 8/9")
-    ax.set_title(f"Digits OOD: share of out-of-distribution samples per VoG decile (mean over {len(runs)} seeds)", fontsize=9)
+    ax.set_title(
+        f"Digits OOD: share of out-of-distribution samples per VoG decile (mean over {len(runs)} seeds)", fontsize=9
+    )
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -115,16 +139,34 @@ def main(argv=None) -> dict:
         rows.append([*key, au.mean(), au.std(), au_raw.mean(), top.mean(), bottom.mean(), prec.mean()])
     msp = np.array([r["msp"].auroc for r in runs])
     msp_prec = np.array([r["msp"].r_precision for r in runs])
-    rows.append(["", "(baseline)", "1 - max softmax", msp.mean(), msp.std(), float("nan"), float("nan"), float("nan"), msp_prec.mean()])
+    rows.append(
+        [
+            "",
+            "(baseline)",
+            "1 - max softmax",
+            msp.mean(),
+            msp.std(),
+            float("nan"),
+            float("nan"),
+            float("nan"),
+            msp_prec.mean(),
+        ]
+    )
     summary["msp"] = {"auroc": float(msp.mean())}
     acc = np.mean([r["test_acc"] for r in runs])
     table = C.print_table(
-        ["target", "label_mode", "window", "auroc", "sd", "auroc_raw", "top10%_over", "bottom10%_over", "prec@k"], rows,
+        ["target", "label_mode", "window", "auroc", "sd", "auroc_raw", "top10%_over", "bottom10%_over", "prec@k"],
+        rows,
         title=f"VoG as an OOD detector: {n_ood} held-out 8/9 among {n} samples (share {n_ood / n:.2f}), "
-              f"{len(runs)} seed(s); in-distribution test accuracy {acc:.3f}")
+        f"{len(runs)} seed(s); in-distribution test accuracy {acc:.3f}",
+    )
     shares = np.array([r["rows"]["logit", "predicted", "all"]["share"].share for r in runs]).mean(0)
     labels = runs[0]["rows"]["logit", "predicted", "all"]["share"].labels
-    C.print_table(labels, [shares], title="OOD share per VoG decile (logit, label_mode='predicted', all checkpoints), lowest VoG first")
+    C.print_table(
+        labels,
+        [shares],
+        title="OOD share per VoG decile (logit, label_mode='predicted', all checkpoints), lowest VoG first",
+    )
     path = os.path.join(C.ensure_dir(args.out), "digits_ood.png")
     plot(runs, path)
     print(f"plot: {path}")

@@ -71,14 +71,31 @@ def run_seed(seed: int, epochs: int = 15, resolution: int = 1000, verbose: bool 
     x = torch.from_numpy(x_np)[:, None, None, :]  # (B, 1, 1, 2): the engine's B×C×H×W
     y = torch.from_numpy(y_np)
     model, saver = C.train_with_snapshots(
-        lambda: MLP(in_features=2, hidden=10, num_classes=2), x[train_idx], y[train_idx], epochs=epochs,
-        seed=seed, lr=0.1, momentum=0.0, batch_size=32, log_every=5 if verbose else 0,
+        lambda: MLP(in_features=2, hidden=10, num_classes=2),
+        x[train_idx],
+        y[train_idx],
+        epochs=epochs,
+        seed=seed,
+        lr=0.1,
+        momentum=0.0,
+        batch_size=32,
+        log_every=5 if verbose else 0,
     )
     models = saver.models(lambda: MLP(in_features=2, hidden=10, num_classes=2))
     dist, grid = boundary_distance(model, x_np, resolution)
     pred, _ = C.predict(model, x)
-    result = {"seed": seed, "x": x_np, "y": y_np, "test_idx": test_idx, "dist": dist, "grid": grid,
-              "test_acc": float((pred[test_idx] == y_np[test_idx]).mean()), "vog": {}, "rho": {}, "rho_test": {}}
+    result = {
+        "seed": seed,
+        "x": x_np,
+        "y": y_np,
+        "test_idx": test_idx,
+        "dist": dist,
+        "grid": grid,
+        "test_acc": float((pred[test_idx] == y_np[test_idx]).mean()),
+        "vog": {},
+        "rho": {},
+        "rho_test": {},
+    }
     for target in TARGETS:
         v = C.vog_on_tensors(models, x, y_np, STAGES, target=target, label_mode="true")
         for stage in STAGES:
@@ -96,23 +113,37 @@ def plot(result: dict, path: str) -> None:
     for ax, stage in zip(axes, STAGES):
         s = result["vog"]["logit", stage]
         order = np.argsort(s)  # high VoG drawn on top
-        sc = ax.scatter(*result["x"][order].T, c=s[order], cmap="viridis", s=14,
-                        marker="o", edgecolors=np.where(result["y"][order] == 1, "k", "none"), linewidths=0.4)
+        sc = ax.scatter(
+            *result["x"][order].T,
+            c=s[order],
+            cmap="viridis",
+            s=14,
+            marker="o",
+            edgecolors=np.where(result["y"][order] == 1, "k", "none"),
+            linewidths=0.4,
+        )
         ax.contour(xx, yy, margin, levels=[0], colors="red", linewidths=1.5)
-        ax.set_title(f"{stage} epochs {STAGES[stage][0]}–{STAGES[stage][-1] + 1}: "
-                     f"Spearman(VoG, distance) = {result['rho']['logit', stage]:.2f}", fontsize=9)
+        ax.set_title(
+            f"{stage} epochs {STAGES[stage][0]}–{STAGES[stage][-1] + 1}: "
+            f"Spearman(VoG, distance) = {result['rho']['logit', stage]:.2f}",
+            fontsize=9,
+        )
         ax.set_xlim(result["x"][:, 0].min() - 0.3, result["x"][:, 0].max() + 0.3)
         ax.set_ylim(result["x"][:, 1].min() - 0.3, result["x"][:, 1].max() + 0.3)
         ax.set_aspect("equal")
         fig.colorbar(sc, ax=ax, shrink=0.8, label="VoG (class z-score)")
-    fig.suptitle(f"Toy Gaussians (seed {result['seed']}): VoG per stage; red = final decision boundary, "
-                 "black rim = class 1", fontsize=10)
+    fig.suptitle(
+        f"Toy Gaussians (seed {result['seed']}): VoG per stage; red = final decision boundary, black rim = class 1",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seeds", type=int, default=10, help="independent datasets + trainings (default 10)")
     ap.add_argument("--out", default="out/examples", help="folder for the plot (default out/examples)")
     ap.add_argument("--quick", action="store_true", help="2 seeds and a coarser grid (for the tests)")
@@ -130,14 +161,19 @@ def main(argv=None) -> dict:
         for stage in STAGES:
             rho = np.array([r["rho"][target, stage] for r in results])
             rho_t = np.array([r["rho_test"][target, stage] for r in results])
-            summary[target, stage] = {"mean": float(rho.mean()), "std": float(rho.std()),
-                                      "negative": int((rho < 0).sum()), "test_mean": float(rho_t.mean())}
+            summary[target, stage] = {
+                "mean": float(rho.mean()),
+                "std": float(rho.std()),
+                "negative": int((rho < 0).sum()),
+                "test_mean": float(rho_t.mean()),
+            }
             rows.append([target, stage, rho.mean(), rho.std(), f"{int((rho < 0).sum())}/{len(rho)}", rho_t.mean()])
     acc = np.mean([r["test_acc"] for r in results])
     table = C.print_table(
-        ["target", "stage", "spearman", "sd", "negative", "spearman_test"], rows,
+        ["target", "stage", "spearman", "sd", "negative", "spearman_test"],
+        rows,
         title=f"Spearman(VoG, distance to final boundary) over {seeds} seeds, all 500 points "
-              f"(spearman_test: the 50 test points); final test accuracy {acc:.3f}",
+        f"(spearman_test: the 50 test points); final test accuracy {acc:.3f}",
     )
     path = os.path.join(C.ensure_dir(args.out), "toy_gaussians.png")
     plot(results[0], path)

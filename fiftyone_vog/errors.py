@@ -16,7 +16,5 @@ class VoGError(ValueError):
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     """Return ``value`` if it is one of ``choices``, else raise a helpful error."""
     if value not in choices:
-        raise VoGError(
-            f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}"
-        )
+        raise VoGError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
     return value

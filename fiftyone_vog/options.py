@@ -54,7 +54,7 @@ def parse_windows(value, what: str = "windows"):
         try:
             pairs = json.loads(text, object_pairs_hook=list)
         except json.JSONDecodeError as e:
-            raise OptionError(f"{what}: invalid JSON ({e}); e.g. '{{\"early\": \"0:3\", \"late\": \"-3:\"}}'") from None
+            raise OptionError(f'{what}: invalid JSON ({e}); e.g. \'{{"early": "0:3", "late": "-3:"}}\'') from None
         if not isinstance(pairs, list):
             raise OptionError(f"{what}: JSON must be an object of window name → checkpoints")
         out = {}
@@ -71,8 +71,9 @@ def parse_windows(value, what: str = "windows"):
             try:
                 spec = [int(s) for s in spec.split("+")]
             except ValueError:
-                raise OptionError(f"{what}: window {name.strip()!r}: {spec!r} is not a slice like 0:3 or "
-                                  "indices like 0+1+2") from None
+                raise OptionError(
+                    f"{what}: window {name.strip()!r}: {spec!r} is not a slice like 0:3 or indices like 0+1+2"
+                ) from None
         _add(out, name.strip(), spec, what)
     return out
 
@@ -87,17 +88,26 @@ def _json_spec(name, spec):
     """A JSON window spec is a slice string, or a list of indices / checkpoint file names."""
     if isinstance(spec, str):
         return spec
-    if isinstance(spec, list) and spec and all(isinstance(s, str) or (isinstance(s, int) and not isinstance(s, bool))
-                                              for s in spec):
+    if (
+        isinstance(spec, list)
+        and spec
+        and all(isinstance(s, str) or (isinstance(s, int) and not isinstance(s, bool)) for s in spec)
+    ):
         return spec
-    raise OptionError(f"window {name!r}: {json.dumps(spec)} is not a slice like \"0:3\" or a non-empty list of "
-                      "checkpoint indices or file names")
+    raise OptionError(
+        f'window {name!r}: {json.dumps(spec)} is not a slice like "0:3" or a non-empty list of '
+        "checkpoint indices or file names"
+    )
 
 
 def check_seed(seed, what: str = "seed") -> int:
     """A random seed is a whole number ≥ 0 (numpy's rule); 1.5 is refused, not truncated."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Real) or (
-            isinstance(seed, float) and not (math.isfinite(seed) and seed.is_integer())) or seed < 0:
+    if (
+        isinstance(seed, bool)
+        or not isinstance(seed, numbers.Real)
+        or (isinstance(seed, float) and not (math.isfinite(seed) and seed.is_integer()))
+        or seed < 0
+    ):
         raise OptionError(f"seed must be an integer ≥ 0, got {seed!r}; e.g. {DEFAULT_SEED}")
     return int(seed)
 
@@ -107,9 +117,12 @@ def check_percentile(percentile) -> float:
     try:
         value = float(percentile)
     except (TypeError, ValueError):
-        raise OptionError(f"percentile must be a number in ({PERCENTILE_MIN}, {PERCENTILE_MAX}], "
-                          f"got {percentile!r}") from None
+        raise OptionError(
+            f"percentile must be a number in ({PERCENTILE_MIN}, {PERCENTILE_MAX}], got {percentile!r}"
+        ) from None
     if not PERCENTILE_MIN < value <= PERCENTILE_MAX:
-        raise OptionError(f"percentile must be in ({PERCENTILE_MIN}, {PERCENTILE_MAX}], got {value:g}; "
-                          "e.g. 10 for the top and bottom 10%")
+        raise OptionError(
+            f"percentile must be in ({PERCENTILE_MIN}, {PERCENTILE_MAX}], got {value:g}; "
+            "e.g. 10 for the top and bottom 10%"
+        )
     return value

@@ -18,7 +18,7 @@ K, N, C, H, W, NCLS = 4, 9, 3, 7, 5, 4  # non-square images, several classes
 def make_models(k=K, seed=0, num_classes=NCLS):
     torch.manual_seed(seed)
     models = []
-    for i in range(k):
+    for _ in range(k):
         m = SmallCNN(num_classes=num_classes, in_channels=C, width=4)
         # non-trivial BatchNorm running statistics
         m.features[1].running_mean.uniform_(-0.5, 0.5)

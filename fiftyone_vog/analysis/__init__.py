@@ -40,8 +40,8 @@ from .binned import (
 )
 from .common import assign_bins, to_jsonable
 from .detectors import COMPANION_SIGNS, DetectorTable, detector_table, detector_table_from_view, score_direction
-from .from_view import FROM_VIEW, read_correct, read_flag
 from .from_view import *  # noqa: F403  (the *_from_view wrappers, listed in FROM_VIEW)
+from .from_view import FROM_VIEW, read_correct, read_flag
 from .ranking import (
     Detection,
     PerClassVoG,
@@ -52,9 +52,28 @@ from .ranking import (
 )
 
 __all__ = [
-    "BinnedError", "TTest", "BinnedShare", "Detection", "RankStability", "PerClassVoG",
-    "WindowComparison", "assign_bins", "to_jsonable", "error_by_bin", "welch_ttest",
-    "share_by_percentile", "detection_metrics", "rank_stability", "per_class_vog_vs_fnr",
-    "window_decile_comparison", "read_flag", "read_correct", *FROM_VIEW,
-    "DetectorTable", "detector_table", "detector_table_from_view", "COMPANION_SIGNS", "score_direction",
+    "BinnedError",
+    "TTest",
+    "BinnedShare",
+    "Detection",
+    "RankStability",
+    "PerClassVoG",
+    "WindowComparison",
+    "assign_bins",
+    "to_jsonable",
+    "error_by_bin",
+    "welch_ttest",
+    "share_by_percentile",
+    "detection_metrics",
+    "rank_stability",
+    "per_class_vog_vs_fnr",
+    "window_decile_comparison",
+    "read_flag",
+    "read_correct",
+    *FROM_VIEW,
+    "DetectorTable",
+    "detector_table",
+    "detector_table_from_view",
+    "COMPANION_SIGNS",
+    "score_direction",
 ]

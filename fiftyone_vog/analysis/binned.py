@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import assign_bins
+from ..errors import VoGError
 from .common import (
     _as_bool,
     _as_scores,
@@ -16,9 +16,8 @@ from .common import (
     _rate,
     _Result,
     _tie_note,
+    assign_bins,
 )
-from ..errors import VoGError
-
 
 
 # -- error by bin (Fig. 4) -------------------------------------------------------
@@ -75,9 +74,17 @@ def error_by_bin(scores, correct, bins: int = 10) -> BinnedError:
     if s.size < bins:
         notes.append(f"only {s.size} samples for {bins} bins: some bins are empty")
     return BinnedError(
-        bins=bins, labels=_percent_labels(bins), counts=counts.tolist(), errors=errors.tolist(),
-        error_rate=[_rate(e, c) for e, c in zip(errors, counts)], low=low, high=high, edges=edges,
-        overall_error=_rate(wrong.sum(), s.size), n=int(s.size), note="; ".join(x for x in notes if x),
+        bins=bins,
+        labels=_percent_labels(bins),
+        counts=counts.tolist(),
+        errors=errors.tolist(),
+        error_rate=[_rate(e, c) for e, c in zip(errors, counts)],
+        low=low,
+        high=high,
+        edges=edges,
+        overall_error=_rate(wrong.sum(), s.size),
+        n=int(s.size),
+        note="; ".join(x for x in notes if x),
     )
 
 
@@ -145,9 +152,17 @@ def welch_ttest(scores, flag, alternative: str = "two-sided") -> TTest:
         r = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
         t, p, dof = float(r.statistic), float(r.pvalue), float(r.df)
     return TTest(
-        n_flagged=int(a.size), mean_flagged=_mean(a), std_flagged=_std(a),
-        n_other=int(b.size), mean_other=_mean(b), std_other=_std(b),
-        t=t, dof=dof, p_value=p, alternative=alternative, note=note,
+        n_flagged=int(a.size),
+        mean_flagged=_mean(a),
+        std_flagged=_std(a),
+        n_other=int(b.size),
+        mean_other=_mean(b),
+        std_other=_std(b),
+        t=t,
+        dof=dof,
+        p_value=p,
+        alternative=alternative,
+        note=note,
     )
 
 
@@ -206,9 +221,19 @@ def share_by_percentile(scores, flag, bins: int = 10) -> BinnedShare:
     if s.size < bins:
         notes.append(f"only {s.size} samples for {bins} bins: some bins are empty")
     return BinnedShare(
-        bins=bins, labels=_percent_labels(bins), counts=counts.tolist(), flagged=flagged.tolist(),
-        share=share, over_index=over, low=low, high=high, edges=edges, overall_share=overall,
-        n=int(s.size), n_flagged=int(f.sum()), note="; ".join(x for x in notes if x),
+        bins=bins,
+        labels=_percent_labels(bins),
+        counts=counts.tolist(),
+        flagged=flagged.tolist(),
+        share=share,
+        over_index=over,
+        low=low,
+        high=high,
+        edges=edges,
+        overall_share=overall,
+        n=int(s.size),
+        n_flagged=int(f.sum()),
+        note="; ".join(x for x in notes if x),
     )
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import VoGError
 
+
 def to_jsonable(obj):
     """Recursively turn numpy values, tuples and dataclasses into JSON types; NaN/inf → None."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import VoGError
 from .common import _as_bool, _as_scores, _Result
 from .ranking import detection_metrics
-from ..errors import VoGError
 
 __all__ = ["DetectorTable", "detector_table", "detector_table_from_view", "COMPANION_SIGNS", "score_direction"]
 
@@ -58,8 +58,9 @@ class DetectorTable(_Result):
         return self.rows[0]["score"] if self.rows and not math.isnan(self.rows[0]["auroc"]) else None
 
 
-def detector_table(scores: Mapping[str, Sequence[float]], flag, k: int | None = None,
-                   directions: Mapping[str, int] | None = None) -> DetectorTable:
+def detector_table(
+    scores: Mapping[str, Sequence[float]], flag, k: int | None = None, directions: Mapping[str, int] | None = None
+) -> DetectorTable:
     """AUROC, AUPRC and precision@k of every score in ``scores`` as a detector of ``flag``.
 
     Args:
@@ -75,7 +76,7 @@ def detector_table(scores: Mapping[str, Sequence[float]], flag, k: int | None = 
     arrays = {name: _as_scores(v, name) for name, v in scores.items()}
     n = next(iter(arrays.values())).size
     if any(a.size != n for a in arrays.values()):
-        raise VoGError(f"every score must have the same length; got {({m: a.size for m, a in arrays.items()})}")
+        raise VoGError(f"every score must have the same length; got { ({m: a.size for m, a in arrays.items()}) }")
     f = _as_bool(flag, n, "flag")
     pos = int(f.sum())
     kk = int(k) if k is not None else max(1, pos)
@@ -86,16 +87,29 @@ def detector_table(scores: Mapping[str, Sequence[float]], flag, k: int | None = 
         sign = (directions or {}).get(name, score_direction(name))
         d = detection_metrics(sign * a, f, ks=(kk,))
         note = note or d.note
-        rows.append({"score": name, "direction": "high" if sign > 0 else "low", "auroc": d.auroc,
-                     "auprc": d.auprc, "precision_at_k": d.precision_at_k[kk]})
+        rows.append(
+            {
+                "score": name,
+                "direction": "high" if sign > 0 else "low",
+                "auroc": d.auroc,
+                "auprc": d.auprc,
+                "precision_at_k": d.precision_at_k[kk],
+            }
+        )
     rows.sort(key=lambda r: (math.isnan(r["auroc"]), -r["auroc"] if not math.isnan(r["auroc"]) else 0, r["score"]))
     return DetectorTable(rows=rows, k=min(kk, n), base_rate=pos / n, n=n, n_flagged=pos, note=note)
 
 
-def detector_table_from_view(samples, vog_field: str = "vog", flag_field: str | None = None,
-                             tag: str | None = None, misclassified: str | None = None,
-                             label_field: str = "ground_truth", fields: Sequence[str] | None = None,
-                             k: int | None = None) -> DetectorTable:
+def detector_table_from_view(
+    samples,
+    vog_field: str = "vog",
+    flag_field: str | None = None,
+    tag: str | None = None,
+    misclassified: str | None = None,
+    label_field: str = "ground_truth",
+    fields: Sequence[str] | None = None,
+    k: int | None = None,
+) -> DetectorTable:
     """:func:`detector_table` over a dataset or view, for one flag: a boolean ``flag_field``
     (None values left out), a sample ``tag``, or ``misclassified`` — the name of a prediction
     field, flagging samples whose ``{misclassified}.label`` differs from ``{label_field}.label``
@@ -108,11 +122,14 @@ def detector_table_from_view(samples, vog_field: str = "vog", flag_field: str | 
     from .from_view import _check_fields, read_correct, read_flag
 
     if sum(x is not None for x in (flag_field, tag, misclassified)) != 1:
-        raise VoGError("give exactly one flag: flag_field (a boolean field), tag, or misclassified (a prediction field)")
+        raise VoGError(
+            "give exactly one flag: flag_field (a boolean field), tag, or misclassified (a prediction field)"
+        )
     schema = samples.get_field_schema()
     if fields is None:
-        fields = [vog_field] + [f for f in (f"{vog_field}_raw", *(f"{vog_field}_{c}" for c in COMPANION_SIGNS))
-                                if f in schema]
+        fields = [vog_field] + [
+            f for f in (f"{vog_field}_raw", *(f"{vog_field}_{c}" for c in COMPANION_SIGNS)) if f in schema
+        ]
     _check_fields(samples, *fields)
     values = {f: samples.values(f) for f in fields}
     if misclassified is not None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import VoGError
 from .binned import (
     BinnedError,
     BinnedShare,
@@ -30,7 +31,6 @@ from .ranking import (
     per_class_vog_vs_fnr,
     rank_stability,
 )
-from ..errors import VoGError
 
 #: The wrappers (each ``*_from_view`` reads arrays by field name and calls its analysis).
 FROM_VIEW = (
@@ -104,8 +104,9 @@ def read_correct(samples, label_field: str = "ground_truth", pred_field: str = "
     return correct, both
 
 
-def error_by_bin_from_view(samples, vog_field: str = "vog", label_field: str = "ground_truth",
-                           pred_field: str = "predictions", bins: int = 10) -> BinnedError:
+def error_by_bin_from_view(
+    samples, vog_field: str = "vog", label_field: str = "ground_truth", pred_field: str = "predictions", bins: int = 10
+) -> BinnedError:
     """:func:`error_by_bin` over the samples of a dataset/view that have a score, a label and a prediction."""
     _, s, has = _read_scores(samples, vog_field)
     correct, both = read_correct(samples, label_field, pred_field)
@@ -118,21 +119,32 @@ def error_by_bin_from_view(samples, vog_field: str = "vog", label_field: str = "
 decile_error_from_view = error_by_bin_from_view  # the name used in the issue
 
 
-def welch_ttest_from_view(samples, vog_field: str = "vog", flag_field: str | None = "label_shuffled",
-                          tag: str | None = None, alternative: str = "two-sided") -> TTest:
+def welch_ttest_from_view(
+    samples,
+    vog_field: str = "vog",
+    flag_field: str | None = "label_shuffled",
+    tag: str | None = None,
+    alternative: str = "two-sided",
+) -> TTest:
     """:func:`welch_ttest` of flagged vs other scored samples (boolean field True vs False — None
     is left out — or tagged vs untagged)."""
     return welch_ttest(*_scores_and_flag(samples, vog_field, flag_field, tag), alternative)
 
 
-def share_by_percentile_from_view(samples, vog_field: str = "vog", flag_field: str | None = None,
-                                  tag: str | None = "ood", bins: int = 10) -> BinnedShare:
+def share_by_percentile_from_view(
+    samples, vog_field: str = "vog", flag_field: str | None = None, tag: str | None = "ood", bins: int = 10
+) -> BinnedShare:
     """:func:`share_by_percentile` of samples tagged ``tag`` (or True in ``flag_field``; None left out)."""
     return share_by_percentile(*_scores_and_flag(samples, vog_field, flag_field, tag), bins)
 
 
-def detection_metrics_from_view(samples, vog_field: str = "vog", flag_field: str | None = None,
-                                tag: str | None = None, ks: Sequence[int] = (10, 50, 100)) -> Detection:
+def detection_metrics_from_view(
+    samples,
+    vog_field: str = "vog",
+    flag_field: str | None = None,
+    tag: str | None = None,
+    ks: Sequence[int] = (10, 50, 100),
+) -> Detection:
     """:func:`detection_metrics` of VoG against a boolean field (None left out) or a tag."""
     return detection_metrics(*_scores_and_flag(samples, vog_field, flag_field, tag), ks)
 
@@ -148,9 +160,14 @@ def rank_stability_from_view(samples, vog_fields: Sequence[str], k: int | None =
     return rank_stability(*arrs, k=k, names=list(vog_fields))
 
 
-def per_class_from_view(samples, vog_field: str = "vog", label_field: str = "ground_truth",
-                        pred_field: str = "predictions", classes: Sequence[str] | None = None,
-                        raw: bool = True) -> PerClassVoG:
+def per_class_from_view(
+    samples,
+    vog_field: str = "vog",
+    label_field: str = "ground_truth",
+    pred_field: str = "predictions",
+    classes: Sequence[str] | None = None,
+    raw: bool = True,
+) -> PerClassVoG:
     """:func:`per_class_vog_vs_fnr` reading ``{vog_field}_raw`` (``raw=True``, when it exists).
 
     ``classes`` defaults to the dataset's classes for ``label_field``, else the sorted labels.
@@ -167,9 +184,14 @@ def per_class_from_view(samples, vog_field: str = "vog", label_field: str = "gro
     return per_class_vog_vs_fnr(s, labels, preds, classes)
 
 
-def window_comparison_from_view(samples, early_field: str = "vog_early", late_field: str = "vog_late",
-                                label_field: str = "ground_truth", pred_field: str = "predictions",
-                                bins: int = 10) -> WindowComparison:
+def window_comparison_from_view(
+    samples,
+    early_field: str = "vog_early",
+    late_field: str = "vog_late",
+    label_field: str = "ground_truth",
+    pred_field: str = "predictions",
+    bins: int = 10,
+) -> WindowComparison:
     """:func:`window_decile_comparison` over samples with both window scores, a label and a prediction."""
     _check_fields(samples, early_field, late_field)
     early, late = samples.values([early_field, late_field])

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import _as_bool, _as_scores, _rate, _Result, _top_k
 from ..errors import VoGError
+from .common import _as_bool, _as_scores, _rate, _Result, _top_k
 
 __all__ = [
     "Detection",
@@ -89,8 +89,15 @@ def detection_metrics(scores, flag, ks: Sequence[int] = (10, 50, 100)) -> Detect
         if pos == 0:
             rec = {k: float("nan") for k in ks}
     return Detection(
-        auroc=auroc, auprc=auprc, base_rate=pos / n, precision_at_k=prec, recall_at_k=rec,
-        r_precision=r_prec, n=n, n_flagged=pos, note=note,
+        auroc=auroc,
+        auprc=auprc,
+        base_rate=pos / n,
+        precision_at_k=prec,
+        recall_at_k=rec,
+        r_precision=r_prec,
+        n=n,
+        n_flagged=pos,
+        note=note,
     )
 
 
@@ -166,17 +173,31 @@ def rank_stability(*score_arrays, k: int | None = None, names: Sequence[str] | N
             rho[i, j] = rho[j, i] = r
             top[i, j] = top[j, i] = len(tops[i] & tops[j]) / k
             bottom[i, j] = bottom[j, i] = len(bottoms[i] & bottoms[j]) / k
-            pairs.append({"a": names[i], "b": names[j], "spearman": r,
-                          "top_k_overlap": top[i, j], "bottom_k_overlap": bottom[i, j]})
+            pairs.append(
+                {
+                    "a": names[i],
+                    "b": names[j],
+                    "spearman": r,
+                    "top_k_overlap": top[i, j],
+                    "bottom_k_overlap": bottom[i, j],
+                }
+            )
     for i in constant:
         rho[names.index(i), names.index(i)] = float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_rho = float(np.mean([p["spearman"] for p in pairs]))
     return RankStability(
-        names=names, k=k, spearman=rho.tolist(), top_k_overlap=top.tolist(), bottom_k_overlap=bottom.tolist(),
-        pairs=pairs, mean_spearman=mean_rho, mean_top_k_overlap=float(np.mean([p["top_k_overlap"] for p in pairs])),
-        n=n, note=f"constant scores (no ranking): {', '.join(constant)}" if constant else "",
+        names=names,
+        k=k,
+        spearman=rho.tolist(),
+        top_k_overlap=top.tolist(),
+        bottom_k_overlap=bottom.tolist(),
+        pairs=pairs,
+        mean_spearman=mean_rho,
+        mean_top_k_overlap=float(np.mean([p["top_k_overlap"] for p in pairs])),
+        n=n,
+        note=f"constant scores (no ranking): {', '.join(constant)}" if constant else "",
     )
 
 
@@ -230,7 +251,9 @@ def per_class_vog_vs_fnr(scores, labels, predictions, classes: Sequence | None =
     labels = np.asarray(labels, dtype=object)
     preds = np.asarray(predictions, dtype=object)
     if labels.shape != s.shape or preds.shape != s.shape:
-        raise VoGError(f"scores, labels and predictions must have the same length; got {s.size}, {labels.size}, {preds.size}")
+        raise VoGError(
+            f"scores, labels and predictions must have the same length; got {s.size}, {labels.size}, {preds.size}"
+        )
     keep = np.array([l is not None and p is not None for l, p in zip(labels, preds)], dtype=bool)
     s, labels, preds = s[keep], labels[keep], preds[keep]
     if classes is None:
@@ -256,7 +279,16 @@ def per_class_vog_vs_fnr(scores, labels, predictions, classes: Sequence | None =
         sr = stats.spearmanr(x, y)
         r, rp, rho, rhop = float(pr.statistic), float(pr.pvalue), float(sr.statistic), float(sr.pvalue)
     return PerClassVoG(
-        classes=[str(c) for c in classes], counts=counts, mean_vog=means, fnr=fnrs, pearson=r, pearson_p=rp,
-        spearman=rho, spearman_p=rhop, n_classes_used=len(used), n=int(keep.sum()),
-        n_skipped=int((~keep).sum()), note=note,
+        classes=[str(c) for c in classes],
+        counts=counts,
+        mean_vog=means,
+        fnr=fnrs,
+        pearson=r,
+        pearson_p=rp,
+        spearman=rho,
+        spearman_p=rhop,
+        n_classes_used=len(used),
+        n=int(keep.sum()),
+        n_skipped=int((~keep).sum()),
+        note=note,
     )

@@ -26,6 +26,7 @@ gradient.
 """
 
 from ..errors import VoGError, check_choice
+from .companions import COMPANIONS, FLAG_SIGN, MEANINGS, companion_key, window_companions
 from .gradients import (
     CHANNEL_REDUCTIONS,
     LABEL_MODES,
@@ -42,15 +43,35 @@ from .gradients import (
     stack_models,
     stacking_problem,
 )
-from .companions import COMPANIONS, FLAG_SIGN, MEANINGS, companion_key, window_companions
 from .normalize import class_normalize, class_statistics
 from .streaming import RawVoG, score_batches
 from .windows import normalize_windows
 
 __all__ = [
-    "CHANNEL_REDUCTIONS", "LABEL_MODES", "MISSING_LABEL", "STATISTICS", "STRATEGIES", "TARGETS",
-    "COMPANIONS", "FLAG_SIGN", "MEANINGS", "companion_key", "window_companions",
-    "BatchScores", "RawVoG", "VoGEngine", "VoGError", "VoGOptions", "check_choice",
-    "class_normalize", "class_statistics", "default_settings", "normalize_windows",
-    "prepare_models", "resolve_device", "score_batches", "stack_models", "stacking_problem",
+    "CHANNEL_REDUCTIONS",
+    "LABEL_MODES",
+    "MISSING_LABEL",
+    "STATISTICS",
+    "STRATEGIES",
+    "TARGETS",
+    "COMPANIONS",
+    "FLAG_SIGN",
+    "MEANINGS",
+    "companion_key",
+    "window_companions",
+    "BatchScores",
+    "RawVoG",
+    "VoGEngine",
+    "VoGError",
+    "VoGOptions",
+    "check_choice",
+    "class_normalize",
+    "class_statistics",
+    "default_settings",
+    "normalize_windows",
+    "prepare_models",
+    "resolve_device",
+    "score_batches",
+    "stack_models",
+    "stacking_problem",
 ]

@@ -12,22 +12,19 @@ import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import VoGError, check_choice
-from .companions import COMPANIONS, companion_key, window_companions
-from .windows import normalize_windows
-from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
-
 from ..options import CHANNEL_REDUCTIONS, LABEL_MODES, STATISTICS, TARGETS  # noqa: F401  (one table)
+from .companions import COMPANIONS, companion_key, window_companions
+from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
+from .windows import normalize_windows
 
 STRATEGIES = ("auto", "loop", "vmap")
 
 #: Label value meaning "this sample has no label" (used by ``label_mode="auto"``).
 MISSING_LABEL = -1
-
 
 
 @dataclass
@@ -57,8 +54,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise VoGError(f"device={str(device)!r} was requested but CUDA is not available; use device='cpu'")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise VoGError(f"device={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                       "numbered from 0; use 'cuda' or 'cuda:0'")
+        raise VoGError(
+            f"device={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            "numbered from 0; use 'cuda' or 'cuda:0'"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise VoGError(f"device={str(device)!r} was requested but MPS is not available; use device='cpu'")
     # meta, xla, ... hold no data or need their own setup: gradients are computed on these three
@@ -68,7 +67,9 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 
 def prepare_models(
-    models: Sequence[nn.Module], device: torch.device, dtype: torch.dtype = torch.float32,
+    models: Sequence[nn.Module],
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
 ) -> list[nn.Module]:
     """Move every checkpoint's model to ``device``, eval mode, parameters frozen."""
@@ -82,7 +83,6 @@ def prepare_models(
             p.requires_grad_(False)
         prepared.append(m)
     return prepared
-
 
 
 @dataclass
@@ -188,8 +188,12 @@ class VoGEngine:
     @property
     def settings(self) -> dict:
         """The effective computation settings (for a run's record)."""
-        settings = {"strategy": self.strategy, "autocast": self.autocast, "channels_last": self.channels_last,
-                    "dtype": str(self.dtype).replace("torch.", "")}
+        settings = {
+            "strategy": self.strategy,
+            "autocast": self.autocast,
+            "channels_last": self.channels_last,
+            "dtype": str(self.dtype).replace("torch.", ""),
+        }
         if self.autocast is not None:
             settings["fp32_input_layer"] = self._input_layer if self.fp32_input_layer else None
         return settings

@@ -35,8 +35,15 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 AUTOCAST_CHOICES = ("bf16", "fp16", "bf16-all", "fp16-all")
 
 #: Layers whose backward can be the last operation of an input gradient.
-INPUT_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-                     nn.ConvTranspose3d, nn.Linear)
+INPUT_LAYER_TYPES = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    nn.Linear,
+)
 
 
 class _Found(Exception):

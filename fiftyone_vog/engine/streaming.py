@@ -94,6 +94,6 @@ def score_batches(
             progress(done)
     if not seen.all():
         raise VoGError(f"the loader skipped {int((~seen).sum())} of {n} samples")
-    return RawVoG(ids=list(ids), raw=raw, used_labels=used, predicted=predicted,
-                  stats={"data_wait": wait, "compute": compute})
-
+    return RawVoG(
+        ids=list(ids), raw=raw, used_labels=used, predicted=predicted, stats={"data_wait": wait, "compute": compute}
+    )

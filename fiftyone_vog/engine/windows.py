@@ -30,4 +30,3 @@ def normalize_windows(windows: Mapping[str, Sequence[int]] | None, num_checkpoin
             raise VoGError(f"window {name!r} names the same checkpoint twice: {idx}")
         out[name] = sorted(norm)
     return out
-

@@ -39,7 +39,9 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int = 2, hidden: int = 10, num_classes: int = 2):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
 
     def forward(self, x):
         return self.net(x)

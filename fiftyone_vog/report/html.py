@@ -52,8 +52,10 @@ def _check_score_fields(schema, **fields):
         field = schema.get(name.split(".")[0])
         if not isinstance(field, (fo.FloatField, fo.IntField)):
             kind = type(field).__name__
-            raise VoGError(f"{what}={name!r} holds {kind} values, not VoG scores; pass a score field written by "
-                           "compute_vog with windows, e.g. vog_early")
+            raise VoGError(
+                f"{what}={name!r} holds {kind} values, not VoG scores; pass a score field written by "
+                "compute_vog with windows, e.g. vog_early"
+            )
 
 
 def _labels(samples, field):
@@ -108,8 +110,11 @@ def _png_scatter(path, pc: A.PerClassVoG, field):
     for name, xi, yi in zip(pc.classes, x, y):
         if np.isfinite(xi) and np.isfinite(yi):
             ax.annotate(name, (xi, yi), fontsize=8, xytext=(3, 3), textcoords="offset points")
-    ax.set(xlabel=f"class mean {field}", ylabel="false-negative rate",
-           title=f"Per class: mean VoG vs FNR (Pearson {pc.pearson:.2f}, Spearman {pc.spearman:.2f})")
+    ax.set(
+        xlabel=f"class mean {field}",
+        ylabel="false-negative rate",
+        title=f"Per class: mean VoG vs FNR (Pearson {pc.pearson:.2f}, Spearman {pc.spearman:.2f})",
+    )
     return _save(fig, path)
 
 
@@ -122,8 +127,12 @@ def _plotly_div(fig, first: bool) -> str:
 def _bar_fig(labels, series, ytitle, title, hline=None, hlabel=None):
     import plotly.graph_objects as go
 
-    fig = go.Figure([go.Bar(x=labels, y=[None if not np.isfinite(v) else v for v in vals], name=name)
-                     for name, vals in series.items()])
+    fig = go.Figure(
+        [
+            go.Bar(x=labels, y=[None if not np.isfinite(v) else v for v in vals], name=name)
+            for name, vals in series.items()
+        ]
+    )
     if hline is not None:
         fig.add_hline(y=hline, line_dash="dash", annotation_text=hlabel)
     fig.update_layout(title=title, xaxis_title="VoG percentile bin (low → high)", yaxis_title=ytitle, barmode="group")
@@ -175,10 +184,20 @@ def _grid_pair(fps, scores, out_dir, suffix, what, grid_size):
     order = np.lexsort((np.arange(scores.size), scores))  # ascending, ties by position
     low, high = order[:k], np.lexsort((np.arange(scores.size), -scores))[:k]
     return {
-        "lowest": image_grid(fps[low], scores[low], os.path.join(out_dir, f"grid_lowest{suffix}.png"),
-                             f"{len(low)} lowest VoG - {what}", grid_size),
-        "highest": image_grid(fps[high], scores[high], os.path.join(out_dir, f"grid_highest{suffix}.png"),
-                              f"{len(high)} highest VoG - {what}", grid_size),
+        "lowest": image_grid(
+            fps[low],
+            scores[low],
+            os.path.join(out_dir, f"grid_lowest{suffix}.png"),
+            f"{len(low)} lowest VoG - {what}",
+            grid_size,
+        ),
+        "highest": image_grid(
+            fps[high],
+            scores[high],
+            os.path.join(out_dir, f"grid_highest{suffix}.png"),
+            f"{len(high)} highest VoG - {what}",
+            grid_size,
+        ),
     }
 
 
@@ -187,9 +206,22 @@ def _safe(name):
 
 
 # -- the report -------------------------------------------------------------------------
-def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pred_field=None,
-               shuffled_field="label_shuffled", ood_tag="ood", ood_field=None, early_field=None,
-               late_field=None, grid_size=5, per_class=True, print_summary=True, bins=10) -> dict:
+def vog_report(
+    samples,
+    out_dir,
+    vog_field="vog",
+    label_field="ground_truth",
+    pred_field=None,
+    shuffled_field="label_shuffled",
+    ood_tag="ood",
+    ood_field=None,
+    early_field=None,
+    late_field=None,
+    grid_size=5,
+    per_class=True,
+    print_summary=True,
+    bins=10,
+) -> dict:
     """Write ``out_dir/report.html`` and PNGs of every VoG analysis; store the results in the run.
 
     Sections (each skipped, with a note in the page, when its inputs are missing):
@@ -236,17 +268,27 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     schema = samples.get_field_schema()
     if vog_field not in schema:
         raise VoGError(f"field {vog_field!r} not found; run compute_vog(..., vog_field={vog_field!r}) first")
-    for name, what in ((pred_field, "pred_field"), (ood_field, "ood_field"), (early_field, "early_field"),
-                       (late_field, "late_field")):
+    for name, what in (
+        (pred_field, "pred_field"),
+        (ood_field, "ood_field"),
+        (early_field, "early_field"),
+        (late_field, "late_field"),
+    ):
         _require(schema, name, what)
     if int(grid_size) < 1:
         raise VoGError(f"grid_size must be ≥ 1, got {grid_size}")
     _check_bins(bins)  # always, not only when a section that bins runs
     _check_score_fields(schema, early_field=early_field, late_field=late_field)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise VoGError(f"out_dir={str(out_dir)!r} is a file, not a directory; choose a folder for report.html "
-                       "and the PNGs")
-    if early_field is None and late_field is None and _exists(schema, f"{vog_field}_early") and _exists(schema, f"{vog_field}_late"):
+        raise VoGError(
+            f"out_dir={str(out_dir)!r} is a file, not a directory; choose a folder for report.html and the PNGs"
+        )
+    if (
+        early_field is None
+        and late_field is None
+        and _exists(schema, f"{vog_field}_early")
+        and _exists(schema, f"{vog_field}_late")
+    ):
         early_field, late_field = f"{vog_field}_early", f"{vog_field}_late"
 
     ids, scores, fps = samples.values(["id", vog_field, "filepath"])
@@ -261,7 +303,9 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
-        raise VoGError(f"cannot create out_dir={str(out_dir)!r} ({e.strerror}); choose a folder you can write") from None
+        raise VoGError(
+            f"cannot create out_dir={str(out_dir)!r} ({e.strerror}); choose a folder you can write"
+        ) from None
     sections, results, pngs, blocks = {}, {}, {}, []
     first = [True]
 
@@ -282,8 +326,14 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
 
     # distribution
     pngs["distribution"] = _png_histogram(os.path.join(out_dir, PNG_NAMES["distribution"]), s, vog_field)
-    desc = {"n": int(s.size), "mean": float(s.mean()), "std": float(s.std()), "min": float(s.min()),
-            "median": float(np.median(s)), "max": float(s.max())}
+    desc = {
+        "n": int(s.size),
+        "mean": float(s.mean()),
+        "std": float(s.std()),
+        "min": float(s.min()),
+        "median": float(np.median(s)),
+        "max": float(s.max()),
+    }
     results["distribution"] = desc
     fig = go.Figure(go.Histogram(x=s, nbinsx=50))
     fig.update_layout(title=f"Distribution of {vog_field}", xaxis_title=vog_field, yaxis_title="samples")
@@ -292,30 +342,68 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     # error by decile
     both = None
     if labels is None or preds is None:
-        why = f"label field {label_field!r} not found" if labels is None else "no predictions: pass pred_field (CLI: --pred-field)"
+        why = (
+            f"label field {label_field!r} not found"
+            if labels is None
+            else "no predictions: pass pred_field (CLI: --pred-field)"
+        )
         section("error", "Error rate by VoG decile (Fig. 4)", "skipped", why)
     else:
         both = np.array([l is not None and p is not None for l, p in zip(labels, preds)], dtype=bool)
         if not both.any():
-            section("error", "Error rate by VoG decile (Fig. 4)", "skipped", "no scored sample has both a label and a prediction")
+            section(
+                "error",
+                "Error rate by VoG decile (Fig. 4)",
+                "skipped",
+                "no scored sample has both a label and a prediction",
+            )
             both = None
         else:
             correct = labels[both] == preds[both]
             eb = A.error_by_bin(s[both], correct.astype(bool), bins)
             det = A.detection_metrics(s[both], ~correct.astype(bool))
             results["error"] = {"by_bin": eb.to_dict(), "misclassified_detection": det.to_dict()}
-            pngs["error"] = _png_bins(os.path.join(out_dir, PNG_NAMES["error"]), eb.labels, {"error rate": eb.error_rate},
-                                      "error rate", "Error rate by VoG decile", eb.overall_error, "overall error")
-            fig = _bar_fig(eb.labels, {"error rate": eb.error_rate}, "error rate", "Error rate by VoG decile",
-                           eb.overall_error, f"overall {eb.overall_error:.3f}")
-            rows = {"overall error": eb.overall_error, "bottom bin error": eb.error_rate[0], "top bin error": eb.error_rate[-1],
-                    "AUROC (misclassified)": det.auroc, "AUPRC (misclassified)": det.auprc, "samples": eb.n}
-            section("error", "Error rate by VoG decile (Fig. 4)", note=eb.note, body=plot(fig) + _table(rows) + png_link("error"))
+            pngs["error"] = _png_bins(
+                os.path.join(out_dir, PNG_NAMES["error"]),
+                eb.labels,
+                {"error rate": eb.error_rate},
+                "error rate",
+                "Error rate by VoG decile",
+                eb.overall_error,
+                "overall error",
+            )
+            fig = _bar_fig(
+                eb.labels,
+                {"error rate": eb.error_rate},
+                "error rate",
+                "Error rate by VoG decile",
+                eb.overall_error,
+                f"overall {eb.overall_error:.3f}",
+            )
+            rows = {
+                "overall error": eb.overall_error,
+                "bottom bin error": eb.error_rate[0],
+                "top bin error": eb.error_rate[-1],
+                "AUROC (misclassified)": det.auroc,
+                "AUPRC (misclassified)": det.auprc,
+                "samples": eb.n,
+            }
+            section(
+                "error",
+                "Error rate by VoG decile (Fig. 4)",
+                note=eb.note,
+                body=plot(fig) + _table(rows) + png_link("error"),
+            )
 
     # windows
     title = "Early vs late checkpoint window (Fig. 7)"
     if not (early_field and late_field):
-        section("windows", title, "skipped", f"no window fields: compute_vog(..., windows='thirds') writes {vog_field}_early/_late")
+        section(
+            "windows",
+            title,
+            "skipped",
+            f"no window fields: compute_vog(..., windows='thirds') writes {vog_field}_early/_late",
+        )
     elif both is None:
         section("windows", title, "skipped", "needs labels and predictions (pred_field)")
     else:
@@ -326,13 +414,29 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
         else:
             results["windows"] = wc.to_dict()
             series = {f"early ({early_field})": wc.early.error_rate, f"late ({late_field})": wc.late.error_rate}
-            pngs["windows"] = _png_bins(os.path.join(out_dir, PNG_NAMES["windows"]), wc.early.labels, series,
-                                        "error rate", "Error by VoG decile: early vs late window", wc.late.overall_error, "overall error")
-            rows = {"early": wc.early_trend["direction"], "early slope / bin": wc.early_trend["slope"],
-                    "late": wc.late_trend["direction"], "late slope / bin": wc.late_trend["slope"],
-                    "rankings reversed": wc.reversed}
-            section("windows", title, body=plot(_bar_fig(wc.early.labels, series, "error rate", "Early vs late window"))
-                    + _table(rows) + png_link("windows"))
+            pngs["windows"] = _png_bins(
+                os.path.join(out_dir, PNG_NAMES["windows"]),
+                wc.early.labels,
+                series,
+                "error rate",
+                "Error by VoG decile: early vs late window",
+                wc.late.overall_error,
+                "overall error",
+            )
+            rows = {
+                "early": wc.early_trend["direction"],
+                "early slope / bin": wc.early_trend["slope"],
+                "late": wc.late_trend["direction"],
+                "late slope / bin": wc.late_trend["slope"],
+                "rankings reversed": wc.reversed,
+            }
+            section(
+                "windows",
+                title,
+                body=plot(_bar_fig(wc.early.labels, series, "error rate", "Early vs late window"))
+                + _table(rows)
+                + png_link("windows"),
+            )
 
     # memorization
     title = "Shuffled labels: memorization (Fig. 8)"
@@ -341,22 +445,32 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
         flag, known = A.read_flag(samples, field=shuffled_field)
         flag, known = flag[has], known[has]
     if flag is None or not (flag & known).any() or not (~flag & known).any():
-        why = (f"no field {shuffled_field!r}: fov.shuffle_labels(...) marks shuffled samples" if flag is None
-               else f"{shuffled_field!r} needs both True and False values among the scored samples")
+        why = (
+            f"no field {shuffled_field!r}: fov.shuffle_labels(...) marks shuffled samples"
+            if flag is None
+            else f"{shuffled_field!r} needs both True and False values among the scored samples"
+        )
         section("memorization", title, "skipped", why)
     else:
         tt = A.welch_ttest(s[known], flag[known])
         det = A.detection_metrics(s[known], flag[known])
         results["memorization"] = {"ttest": tt.to_dict(), "detection": det.to_dict()}
         groups = {f"clean (n={tt.n_other})": s[known & ~flag], f"shuffled (n={tt.n_flagged})": s[known & flag]}
-        pngs["memorization"] = _png_boxes(os.path.join(out_dir, PNG_NAMES["memorization"]), groups,
-                                          f"Welch t = {tt.t:.2f}, p = {tt.p_value:.2g}")
+        pngs["memorization"] = _png_boxes(
+            os.path.join(out_dir, PNG_NAMES["memorization"]), groups, f"Welch t = {tt.t:.2f}, p = {tt.p_value:.2g}"
+        )
         fig = go.Figure([go.Box(y=v, name=k, boxmean="sd") for k, v in groups.items()])
         fig.update_layout(title="VoG of shuffled vs clean samples", yaxis_title=vog_field)
-        rows = {"clean mean ± std": f"{tt.mean_other:.4g} ± {tt.std_other:.4g} (n={tt.n_other})",
-                "shuffled mean ± std": f"{tt.mean_flagged:.4g} ± {tt.std_flagged:.4g} (n={tt.n_flagged})",
-                "Welch t": tt.t, "dof": tt.dof, "p-value": tt.p_value, "AUROC": det.auroc, "AUPRC": det.auprc,
-                "precision@k=#shuffled": det.r_precision}
+        rows = {
+            "clean mean ± std": f"{tt.mean_other:.4g} ± {tt.std_other:.4g} (n={tt.n_other})",
+            "shuffled mean ± std": f"{tt.mean_flagged:.4g} ± {tt.std_flagged:.4g} (n={tt.n_flagged})",
+            "Welch t": tt.t,
+            "dof": tt.dof,
+            "p-value": tt.p_value,
+            "AUROC": det.auroc,
+            "AUPRC": det.auprc,
+            "precision@k=#shuffled": det.r_precision,
+        }
         section("memorization", title, note=tt.note, body=plot(fig) + _table(rows) + png_link("memorization"))
 
     # OOD
@@ -370,7 +484,12 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     else:
         oflag = None
     if oflag is None or not (oflag & oknown).any():
-        section("ood", title, "skipped", "no OOD marking given" if oflag is None else f"no scored sample is flagged by {source}")
+        section(
+            "ood",
+            title,
+            "skipped",
+            "no OOD marking given" if oflag is None else f"no scored sample is flagged by {source}",
+        )
     else:
         # the raw score where there is one: z-scoring within the class a foreign image was assigned
         # to hides what makes it foreign (docs/results.md); the section says which score it uses
@@ -381,17 +500,43 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
                 ood_scores, ood_field_used = raw_all.astype(np.float64), f"{vog_field}_raw"
         sh = A.share_by_percentile(ood_scores[oknown], oflag[oknown], bins)
         det = A.detection_metrics(ood_scores[oknown], oflag[oknown])
-        results["ood"] = {"share": sh.to_dict(), "detection": det.to_dict(), "source": source,
-                          "score_field": ood_field_used}
-        pngs["ood"] = _png_bins(os.path.join(out_dir, PNG_NAMES["ood"]), sh.labels, {"OOD share": sh.share},
-                                "share of OOD samples", f"OOD share by VoG percentile ({source})", sh.overall_share, "overall share")
-        fig = _bar_fig(sh.labels, {"OOD share": sh.share}, "share of OOD samples", "OOD share by VoG percentile",
-                       sh.overall_share, f"overall {sh.overall_share:.3f}")
-        rows = {"score": ood_field_used, "OOD samples": f"{sh.n_flagged} of {sh.n}",
-                "top-bin over-index": sh.over_index[-1],
-                "bottom-bin over-index": sh.over_index[0], "AUROC": det.auroc, "AUPRC": det.auprc}
-        section("ood", title, note="; ".join(x for x in (sh.note, det.note) if x),
-                body=plot(fig) + _table(rows) + png_link("ood"))
+        results["ood"] = {
+            "share": sh.to_dict(),
+            "detection": det.to_dict(),
+            "source": source,
+            "score_field": ood_field_used,
+        }
+        pngs["ood"] = _png_bins(
+            os.path.join(out_dir, PNG_NAMES["ood"]),
+            sh.labels,
+            {"OOD share": sh.share},
+            "share of OOD samples",
+            f"OOD share by VoG percentile ({source})",
+            sh.overall_share,
+            "overall share",
+        )
+        fig = _bar_fig(
+            sh.labels,
+            {"OOD share": sh.share},
+            "share of OOD samples",
+            "OOD share by VoG percentile",
+            sh.overall_share,
+            f"overall {sh.overall_share:.3f}",
+        )
+        rows = {
+            "score": ood_field_used,
+            "OOD samples": f"{sh.n_flagged} of {sh.n}",
+            "top-bin over-index": sh.over_index[-1],
+            "bottom-bin over-index": sh.over_index[0],
+            "AUROC": det.auroc,
+            "AUPRC": det.auprc,
+        }
+        section(
+            "ood",
+            title,
+            note="; ".join(x for x in (sh.note, det.note) if x),
+            body=plot(fig) + _table(rows) + png_link("ood"),
+        )
 
     # per class
     title = "Per-class mean VoG vs false-negative rate (Fig. 10)"
@@ -409,9 +554,18 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
         used = f"{vog_field}_raw" if _exists(schema, f"{vog_field}_raw") else vog_field
         results["per_class"] = {**pc.to_dict(), "field": used}
         pngs["per_class"] = _png_scatter(os.path.join(out_dir, PNG_NAMES["per_class"]), pc, used)
-        fig = go.Figure(go.Scatter(x=pc.mean_vog, y=pc.fnr, text=pc.classes, mode="markers+text", textposition="top center"))
-        fig.update_layout(title=f"Class mean {used} vs FNR", xaxis_title=f"class mean {used}", yaxis_title="false-negative rate")
-        rows = {"Pearson r": pc.pearson, "Pearson p": pc.pearson_p, "Spearman ρ": pc.spearman, "classes": pc.n_classes_used}
+        fig = go.Figure(
+            go.Scatter(x=pc.mean_vog, y=pc.fnr, text=pc.classes, mode="markers+text", textposition="top center")
+        )
+        fig.update_layout(
+            title=f"Class mean {used} vs FNR", xaxis_title=f"class mean {used}", yaxis_title="false-negative rate"
+        )
+        rows = {
+            "Pearson r": pc.pearson,
+            "Pearson p": pc.pearson_p,
+            "Spearman ρ": pc.spearman,
+            "classes": pc.n_classes_used,
+        }
         section("per_class", title, note=pc.note, body=plot(fig) + _table(rows) + png_link("per_class"))
 
     # detectors side by side: VoG (z-scored, raw) and the companions, per flag the user has
@@ -420,9 +574,13 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     if flag is not None and (flag & known).any() and (~flag & known).any():
         flags.append(("shuffled labels", dict(flag_field=shuffled_field)))
     if oflag is not None and (oflag & oknown).any():
-        flags.append((f"out-of-distribution ({source})", dict(flag_field=ood_field) if ood_field else dict(tag=ood_tag)))
+        flags.append(
+            (f"out-of-distribution ({source})", dict(flag_field=ood_field) if ood_field else dict(tag=ood_tag))
+        )
     if preds is not None and labels is not None:
-        flags.append((f"misclassified ({pred_field} ≠ {label_field})", dict(misclassified=pred_field, label_field=label_field)))
+        flags.append(
+            (f"misclassified ({pred_field} ≠ {label_field})", dict(misclassified=pred_field, label_field=label_field))
+        )
     tables, body = {}, ""
     for what, kw in flags:
         try:
@@ -433,11 +591,20 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
         body += f"<h3>{html.escape(what)}</h3>" + _rows_table(t)
     if tables:
         results["detectors"] = tables
-        section("detectors", title, note="best first by AUROC; 'low' scores flag their lowest values "
-                                         "(margin, max-softmax); precision@k at k = the number flagged", body=body)
+        section(
+            "detectors",
+            title,
+            note="best first by AUROC; 'low' scores flag their lowest values "
+            "(margin, max-softmax); precision@k at k = the number flagged",
+            body=body,
+        )
     else:
-        section("detectors", title, "skipped", "no flag to compare against: shuffled labels, an OOD marking, "
-                                               "or predictions (pred_field)")
+        section(
+            "detectors",
+            title,
+            "skipped",
+            "no flag to compare against: shuffled labels, an OOD marking, or predictions (pred_field)",
+        )
 
     # grids
     grids = {"all": _grid_pair(fps, s, out_dir, "", "all classes", grid_size)}
@@ -458,7 +625,9 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     results["grids"] = {name: {k: os.path.basename(p) for k, p in pair.items()} for name, pair in grids.items()}
     body = "".join(
         f'<h3>{html.escape("All samples" if name == "all" else f"Class {name}")}</h3><div class="grids">'
-        + "".join(_img(p) for p in pair.values()) + "</div>" for name, pair in grids.items()
+        + "".join(_img(p) for p in pair.values())
+        + "</div>"
+        for name, pair in grids.items()
     )
     section("grids", "Lowest and highest VoG images (Figs. 2, 3, 5)", note=note, body=body)
 
@@ -469,8 +638,15 @@ def vog_report(samples, out_dir, vog_field="vog", label_field="ground_truth", pr
     if print_summary:
         print(summary)
         print(f"report: {html_path}")
-    return {"html": html_path, "out_dir": out_dir, "pngs": pngs, "sections": sections,
-            "analysis": A.to_jsonable(results), "summary": summary, "stored_in_run": stored}
+    return {
+        "html": html_path,
+        "out_dir": out_dir,
+        "pngs": pngs,
+        "sections": sections,
+        "analysis": A.to_jsonable(results),
+        "summary": summary,
+        "stored_in_run": stored,
+    }
 
 
 def _fmt(v):
@@ -491,8 +667,12 @@ def _rows_table(t) -> str:
     head = "<tr><th>score</th><th>flags</th><th>AUROC</th><th>AUPRC</th><th>precision@k</th></tr>"
     body = "".join(
         f"<tr><td>{html.escape(r['score'])}</td><td>{html.escape(r['direction'])}</td><td>{_fmt(r['auroc'])}</td>"
-        f"<td>{_fmt(r['auprc'])}</td><td>{_fmt(r['precision_at_k'])}</td></tr>" for r in t.rows)
-    caption = f"<caption>{t.n_flagged} of {t.n} flagged (chance: AUROC 0.5, AUPRC {t.base_rate:.3g}); k = {t.k}</caption>"
+        f"<td>{_fmt(r['auprc'])}</td><td>{_fmt(r['precision_at_k'])}</td></tr>"
+        for r in t.rows
+    )
+    caption = (
+        f"<caption>{t.n_flagged} of {t.n} flagged (chance: AUROC 0.5, AUPRC {t.base_rate:.3g}); k = {t.k}</caption>"
+    )
     return f'<table class="stats detectors">{caption}{head}{body}</table>'
 
 
@@ -505,23 +685,31 @@ def _img(path) -> str:
 
 def _summary(samples, vog_field, s, sections, results) -> str:
     name = samples._dataset.name
-    lines = [f"VoG report for {name!r}: {s.size} samples scored in {vog_field!r} "
-             f"(mean {s.mean():.4g}, median {np.median(s):.4g}, max {s.max():.4g})"]
+    lines = [
+        f"VoG report for {name!r}: {s.size} samples scored in {vog_field!r} "
+        f"(mean {s.mean():.4g}, median {np.median(s):.4g}, max {s.max():.4g})"
+    ]
     if "error" in results:
         eb = results["error"]["by_bin"]
-        lines.append(f"  error: overall {_fmt(eb['overall_error'])}, lowest decile {_fmt(eb['error_rate'][0])}, "
-                     f"highest decile {_fmt(eb['error_rate'][-1])}")
+        lines.append(
+            f"  error: overall {_fmt(eb['overall_error'])}, lowest decile {_fmt(eb['error_rate'][0])}, "
+            f"highest decile {_fmt(eb['error_rate'][-1])}"
+        )
     if "windows" in results:
         w = results["windows"]
         lines.append(f"  windows: early — {w['early_trend']['direction']}; late — {w['late_trend']['direction']}")
     if "memorization" in results:
         t = results["memorization"]["ttest"]
-        lines.append(f"  shuffled vs clean: mean {_fmt(t['mean_flagged'])} vs {_fmt(t['mean_other'])}, "
-                     f"Welch p = {_fmt(t['p_value'])}, AUROC {_fmt(results['memorization']['detection']['auroc'])}")
+        lines.append(
+            f"  shuffled vs clean: mean {_fmt(t['mean_flagged'])} vs {_fmt(t['mean_other'])}, "
+            f"Welch p = {_fmt(t['p_value'])}, AUROC {_fmt(results['memorization']['detection']['auroc'])}"
+        )
     if "ood" in results:
         o = results["ood"]["share"]
-        lines.append(f"  OOD: {o['n_flagged']} samples, top-bin over-index {_fmt(o['over_index'][-1])}, "
-                     f"AUROC {_fmt(results['ood']['detection']['auroc'])}")
+        lines.append(
+            f"  OOD: {o['n_flagged']} samples, top-bin over-index {_fmt(o['over_index'][-1])}, "
+            f"AUROC {_fmt(results['ood']['detection']['auroc'])}"
+        )
     if "per_class" in results:
         lines.append(f"  per class: Pearson(mean VoG, FNR) = {_fmt(results['per_class']['pearson'])}")
     skipped = [k for k, v in sections.items() if v["status"] == "skipped"]
@@ -541,10 +729,12 @@ table.stats{border-collapse:collapse;margin:.5em 0}table.stats th,table.stats td
 def _write_html(path, samples, vog_field, summary, blocks):
     name = html.escape(samples._dataset.name)
     when = datetime.datetime.now().isoformat(timespec="seconds")
-    doc = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>VoG report: {name}</title><style>{CSS}</style></head>'
-           f"<body><h1>VoG report: {name}</h1><p>Score field <code>{html.escape(vog_field)}</code>; "
-           f"{len(samples)} samples in the analysed collection; generated {when} by fiftyone-vog.</p>"
-           f"<pre>{html.escape(summary)}</pre>{''.join(blocks)}</body></html>")
+    doc = (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>VoG report: {name}</title><style>{CSS}</style></head>'
+        f"<body><h1>VoG report: {name}</h1><p>Score field <code>{html.escape(vog_field)}</code>; "
+        f"{len(samples)} samples in the analysed collection; generated {when} by fiftyone-vog.</p>"
+        f"<pre>{html.escape(summary)}</pre>{''.join(blocks)}</body></html>"
+    )
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(doc)
@@ -560,8 +750,12 @@ def _store(samples, vog_field, results, sections, html_path) -> bool:
     if res is None:
         res = ds.init_run_results(vog_field)
     res.analysis = A.to_jsonable(results)
-    res.report = {"html": os.path.abspath(html_path), "sections": sections, "num_samples": len(samples),
-                  "view": [repr(stage) for stage in getattr(samples, "_stages", [])],
-                  "created": datetime.datetime.now().isoformat(timespec="seconds")}
+    res.report = {
+        "html": os.path.abspath(html_path),
+        "sections": sections,
+        "num_samples": len(samples),
+        "view": [repr(stage) for stage in getattr(samples, "_stages", [])],
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
     ds.save_run_results(vog_field, res)
     return True

@@ -3,15 +3,14 @@
 import json
 import math
 
+import fiftyone as fo
 import numpy as np
 import pytest
+from conftest import CLASSES
 from scipy import stats
 
-import fiftyone as fo
 import fiftyone_vog as fov
 from fiftyone_vog import analysis as A
-
-from conftest import CLASSES
 
 # Ten samples used throughout; the three 3.0's tie across a quintile boundary.
 S = np.array([5, 1, 3, 3, 2, 9, 7, 3, 0, 4], dtype=float)
@@ -143,7 +142,13 @@ def test_rank_stability_hand_computed():
     # Spearman = 1 − 6Σd²/(n(n²−1)) = 1 − 12/60
     assert r.spearman[0][1] == pytest.approx(0.8) and r.spearman[0][2] == pytest.approx(-1.0)
     assert r.top_k_overlap[0][1] == 0.0 and r.bottom_k_overlap[0][1] == 1.0
-    assert r.pairs[0] == {"a": "a", "b": "b", "spearman": pytest.approx(0.8), "top_k_overlap": 0.0, "bottom_k_overlap": 1.0}
+    assert r.pairs[0] == {
+        "a": "a",
+        "b": "b",
+        "spearman": pytest.approx(0.8),
+        "top_k_overlap": 0.0,
+        "bottom_k_overlap": 1.0,
+    }
     assert r.mean_spearman == pytest.approx((0.8 - 1.0 - 0.8) / 3)
     assert A.rank_stability(a, b, k=2).top_k_overlap[0][1] == 1.0
     assert A.rank_stability(np.arange(30.0), np.arange(30.0)).k == 3  # default: 10% of n
@@ -222,8 +227,9 @@ def synthetic_scores(dataset):
     dataset.set_values("predictions", pred_labels)
     dataset.set_values("label_shuffled", [bool(x) for x in shuffled[:-1]] + [None])
     dataset.select(ids[-5:]).tag_samples("ood")
-    return dataset, dict(vog=vog, raw=raw, labels=np.array(labels, dtype=object), preds=np.array(preds, dtype=object),
-                         shuffled=shuffled)
+    return dataset, dict(
+        vog=vog, raw=raw, labels=np.array(labels, dtype=object), preds=np.array(preds, dtype=object), shuffled=shuffled
+    )
 
 
 def test_wrappers_equal_array_functions(synthetic_scores):
@@ -232,13 +238,19 @@ def test_wrappers_equal_array_functions(synthetic_scores):
     has = np.arange(n) != 0
     both = has & (np.arange(n) != 1)
     correct = d["labels"] == d["preds"]
-    assert A.error_by_bin_from_view(ds, pred_field="predictions").to_dict() == A.error_by_bin(d["vog"][both], correct[both]).to_dict()
+    assert (
+        A.error_by_bin_from_view(ds, pred_field="predictions").to_dict()
+        == A.error_by_bin(d["vog"][both], correct[both]).to_dict()
+    )
     assert A.decile_error_from_view is A.error_by_bin_from_view
     known = has & (np.arange(n) != n - 1)  # the last sample's flag is None: left out
     assert A.welch_ttest_from_view(ds).to_dict() == A.welch_ttest(d["vog"][known], d["shuffled"][known]).to_dict()
     assert A.welch_ttest_from_view(ds).n_flagged + A.welch_ttest_from_view(ds).n_other == n - 2
     ood = np.arange(n) >= n - 5
-    assert A.share_by_percentile_from_view(ds, tag="ood").to_dict() == A.share_by_percentile(d["vog"][has], ood[has]).to_dict()
+    assert (
+        A.share_by_percentile_from_view(ds, tag="ood").to_dict()
+        == A.share_by_percentile(d["vog"][has], ood[has]).to_dict()
+    )
     det = A.detection_metrics_from_view(ds, tag="ood", ks=(5,))
     assert det.to_dict() == A.detection_metrics(d["vog"][has], ood[has], ks=(5,)).to_dict()
     st = A.rank_stability_from_view(ds, ["vog", "vog_late", "vog_early"])

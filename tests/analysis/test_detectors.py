@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-import fiftyone_vog as fov
 from fiftyone_vog.analysis import detector_table, detector_table_from_view
 from fiftyone_vog.errors import VoGError
 
@@ -58,8 +57,14 @@ def test_from_view_reads_vog_raw_and_companions(dataset):
     n = len(dataset)
     rng = np.random.default_rng(0)
     flag = rng.random(n) < 0.3
-    cols = {"vog": rng.normal(size=n), "vog_raw": rng.random(n), "vog_loss": flag + rng.random(n),
-            "vog_margin": rng.normal(size=n), "vog_maxprob": rng.random(n), "vog_energy": rng.normal(size=n)}
+    cols = {
+        "vog": rng.normal(size=n),
+        "vog_raw": rng.random(n),
+        "vog_loss": flag + rng.random(n),
+        "vog_margin": rng.normal(size=n),
+        "vog_maxprob": rng.random(n),
+        "vog_energy": rng.normal(size=n),
+    }
     for f, v in cols.items():
         dataset.set_values(f, v.tolist())
     dataset.set_values("shuffled", flag.tolist())

@@ -3,17 +3,16 @@
 import os
 import re
 
+import fiftyone as fo
 import numpy as np
 import pytest
+from conftest import CLASSES, small_model
 from PIL import Image
 
-import fiftyone as fo
 import fiftyone_vog as fov
 from fiftyone_vog import analysis as A
 from fiftyone_vog.cli import main
 from fiftyone_vog.report.html import PNG_NAMES
-
-from conftest import CLASSES, small_model
 
 SECTIONS = ["distribution", "error", "windows", "memorization", "ood", "per_class", "detectors", "grids"]
 
@@ -49,8 +48,14 @@ def test_report_renders_every_section(audited, tmp_path, capsys):
     page = open(out["html"], encoding="utf-8").read()
     for key in SECTIONS:
         assert f'<section id="{key}">' in page
-    for title in ["Error rate by VoG decile (Fig. 4)", "Early vs late checkpoint window (Fig. 7)",
-                  "Shuffled labels: memorization (Fig. 8)", "Fig. 6 right", "Fig. 10", "Figs. 2, 3, 5"]:
+    for title in [
+        "Error rate by VoG decile (Fig. 4)",
+        "Early vs late checkpoint window (Fig. 7)",
+        "Shuffled labels: memorization (Fig. 8)",
+        "Fig. 6 right",
+        "Fig. 10",
+        "Figs. 2, 3, 5",
+    ]:
         assert title in page
     # self-contained: plotly.js inlined once, no CDN, grids as data URIs
     assert set(re.findall(r"<script[^>]*>", page)) == {"<script>"}  # no external src
@@ -97,11 +102,24 @@ def test_missing_inputs_skip_sections_with_notes(dataset, checkpoint_dir, tmp_pa
     fov.compute_vog(dataset, checkpoint_dir, model=small_model)
     out = fov.vog_report(dataset, str(tmp_path), per_class=False, print_summary=False, grid_size=3)
     status = {k: v["status"] for k, v in out["sections"].items()}
-    assert status == {"distribution": "ok", "error": "skipped", "windows": "skipped", "memorization": "skipped",
-                      "ood": "skipped", "per_class": "skipped", "detectors": "skipped", "grids": "ok"}
+    assert status == {
+        "distribution": "ok",
+        "error": "skipped",
+        "windows": "skipped",
+        "memorization": "skipped",
+        "ood": "skipped",
+        "per_class": "skipped",
+        "detectors": "skipped",
+        "grids": "ok",
+    }
     page = open(out["html"], encoding="utf-8").read()
-    for note in ["pass pred_field", "windows=", "shuffle_labels", "no scored sample is flagged by tag",
-                 "per_class=False"]:
+    for note in [
+        "pass pred_field",
+        "windows=",
+        "shuffle_labels",
+        "no scored sample is flagged by tag",
+        "per_class=False",
+    ]:
         assert note in page
     assert sorted(os.listdir(tmp_path)) == ["grid_highest.png", "grid_lowest.png", "report.html", "vog_histogram.png"]
     assert _valid_png(tmp_path / "grid_lowest.png")[0] == 3 * 100 + 4
@@ -139,8 +157,22 @@ def test_bad_input_is_a_vog_error(dataset, checkpoint_dir, tmp_path):
 
 def test_cli_report(audited, tmp_path, capsys):
     out_dir = str(tmp_path / "cli")
-    assert main(["report", audited.name, "--out-dir", out_dir, "--pred-field", "predictions", "--bins", "5",
-                 "--no-per-class"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                audited.name,
+                "--out-dir",
+                out_dir,
+                "--pred-field",
+                "predictions",
+                "--bins",
+                "5",
+                "--no-per-class",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "open " + os.path.join(out_dir, "report.html") in printed
     assert os.path.exists(os.path.join(out_dir, "error_by_decile.png"))

@@ -1,23 +1,25 @@
 """The report's side-by-side section: VoG, raw VoG and every companion per flag, best first."""
 
-import numpy as np
-
 import fiftyone as fo
+import numpy as np
+from conftest import CLASSES, small_model
+
 import fiftyone_vog as fov
 from fiftyone_vog.analysis import detector_table_from_view
-
-from conftest import CLASSES, small_model
 
 
 def test_report_detectors_section(dataset, checkpoint_dir, tmp_path):
     fov.compute_vog(dataset, checkpoint_dir, model=small_model)
     rng = np.random.default_rng(1)
     labels = dataset.values("ground_truth.label")
-    dataset.set_values("predictions", [fo.Classification(label=l if rng.uniform() < 0.6 else
-                                                         CLASSES[(CLASSES.index(l) + 1) % 4]) for l in labels])
+    dataset.set_values(
+        "predictions",
+        [fo.Classification(label=l if rng.uniform() < 0.6 else CLASSES[(CLASSES.index(l) + 1) % 4]) for l in labels],
+    )
     dataset.set_values("label_shuffled", [i % 5 == 0 for i in range(len(dataset))])
-    out = fov.vog_report(dataset, str(tmp_path), pred_field="predictions", per_class=False, print_summary=False,
-                         grid_size=2)
+    out = fov.vog_report(
+        dataset, str(tmp_path), pred_field="predictions", per_class=False, print_summary=False, grid_size=2
+    )
     assert out["sections"]["detectors"]["status"] == "ok"
     tables = out["analysis"]["detectors"]
     assert list(tables) == ["shuffled labels", "misclassified (predictions ≠ ground_truth)"]

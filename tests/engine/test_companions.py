@@ -67,8 +67,9 @@ def naive_margin(logits, y, window):
     out = []
     for i in range(len(y)):
         p = _used(logits, y, i)
-        out.append(sum(logits[k][i][p] - max(v for j, v in enumerate(logits[k][i]) if j != p) for k in window)
-                   / len(window))
+        out.append(
+            sum(logits[k][i][p] - max(v for j, v in enumerate(logits[k][i]) if j != p) for k in window) / len(window)
+        )
     return np.array(out)
 
 
@@ -86,8 +87,15 @@ NAIVE = {"loss": naive_loss, "margin": naive_margin, "maxprob": naive_maxprob, "
 
 
 def _score(models, x, y, strategy, target="logit", dtype=torch.float32):
-    eng = VoGEngine(models, WINDOWS, VoGOptions(label_mode="auto", target=target), device="cpu",
-                    strategy=strategy, companions=True, dtype=dtype)
+    eng = VoGEngine(
+        models,
+        WINDOWS,
+        VoGOptions(label_mode="auto", target=target),
+        device="cpu",
+        strategy=strategy,
+        companions=True,
+        dtype=dtype,
+    )
     ids = [str(i) for i in range(len(y))]
     batches = [(x[:5], y[:5], ids[:5]), (x[5:], y[5:], ids[5:])]
     return eng, score_batches(eng, batches, ids)

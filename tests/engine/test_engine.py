@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from naive import ALL_OPTIONS, NCLS, C, H, K, N, W, make_models, naive_vog, option_id  # noqa: F401
 
 from fiftyone_vog.engine import (
     VoGEngine,
@@ -13,8 +14,6 @@ from fiftyone_vog.engine import (
     normalize_windows,
     score_batches,
 )
-
-from naive import ALL_OPTIONS, C, H, K, N, NCLS, W, make_models, naive_vog, option_id  # noqa: F401
 
 
 @pytest.fixture(scope="module")

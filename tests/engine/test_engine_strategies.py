@@ -4,12 +4,11 @@ naive float64 reference; the options' errors; CUDA paths where a GPU exists."""
 import numpy as np
 import pytest
 import torch
-
-from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
-from fiftyone_vog.engine import VoGEngine, VoGError, VoGOptions, score_batches
-
 from conftest import make_images, small_model, to_tensor
 from naive import ALL_OPTIONS, K, make_models, naive_vog, option_id
+
+from fiftyone_vog.engine import VoGEngine, VoGError, VoGOptions, score_batches
+from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
 
 WINDOWS = {"all": list(range(K)), "odd": [1, 3], "late": [2, 3]}  # "odd" is not contiguous
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -54,8 +53,9 @@ def test_channels_last_changes_nothing(models, batch, strategy):
     x, y = batch
     y = y.clamp_min(0)
     plain = VoGEngine(models, WINDOWS, device="cpu", strategy=strategy, dtype=torch.float64).score_batch(x, y)
-    nhwc = VoGEngine(models, WINDOWS, device="cpu", strategy=strategy, dtype=torch.float64,
-                     channels_last=True).score_batch(x, y)
+    nhwc = VoGEngine(
+        models, WINDOWS, device="cpu", strategy=strategy, dtype=torch.float64, channels_last=True
+    ).score_batch(x, y)
     for w in WINDOWS:
         np.testing.assert_allclose(nhwc.raw[w].numpy(), plain.raw[w].numpy(), rtol=1e-12, atol=0)
 
@@ -170,7 +170,9 @@ def test_autocast_all_means_every_layer_in_half_precision(trained):
     windows = {"all": list(range(len(ms)))}
     short = VoGEngine(ms, windows, device="cpu", autocast="bf16-all")
     spelled = VoGEngine(ms, windows, device="cpu", autocast="bf16", fp32_input_layer=False)
-    np.testing.assert_array_equal(short.score_batch(x, y).raw["all"].numpy(), spelled.score_batch(x, y).raw["all"].numpy())
+    np.testing.assert_array_equal(
+        short.score_batch(x, y).raw["all"].numpy(), spelled.score_batch(x, y).raw["all"].numpy()
+    )
     assert short.settings == spelled.settings and short.settings["autocast"] == "bf16"
     assert short.settings["fp32_input_layer"] is None
 
