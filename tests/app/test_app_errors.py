@@ -102,11 +102,12 @@ def _form(uri, ds, params, **request):
 
 
 def _plugin_module(name):
-    """The plugin's own copy of ``fiftyone_vog.<name>``: FiftyOne imports the plugin folder under
-    a name of its own, and its submodules stay loaded between requests."""
+    """The plugin's own copy of ``fiftyone_vog.<name>`` (e.g. ``inputs.checkpoints``): FiftyOne
+    imports the plugin folder under a name of its own, and its submodules stay loaded between
+    requests."""
     import importlib
 
-    package = type(foo.get_operator(COMPUTE)).__module__.rsplit(".", 1)[0]
+    package = type(foo.get_operator(COMPUTE)).__module__.rsplit(".", 2)[0]  # <root>.app.operators
     return importlib.import_module(f"{package}.{name}")
 
 
@@ -175,7 +176,7 @@ def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir,
 
 
 def test_checkpoints_that_do_not_fit_the_architecture_are_loaded_once(dataset, checkpoint_dir, monkeypatch):
-    fc, preflight = _plugin_module("checkpoints"), _plugin_module("preflight")
+    fc, preflight = _plugin_module("inputs.checkpoints"), _plugin_module("core.preflight")
     preflight._CACHE.clear()
     loads = []
     real = fc.load_checkpoint
