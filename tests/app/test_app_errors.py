@@ -78,9 +78,12 @@ def test_failed_compute_still_raises_from_python(dataset, checkpoint_dir, tmp_pa
 
 def test_failed_plain_operator_notifies_and_reopens_the_form(dataset):
     uri = f"{PLUGIN}/shuffle_labels"
-    foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"fraction": 0.25}})
+    # a failure only the run finds (an already shuffled field is the form's inline error)
+    dataset.classes, dataset.default_classes = {}, []
+    dataset.set_values("ground_truth.label", ["circle"] * len(dataset))
     with pytest.raises(fov.VoGError) as api:
         fov.shuffle_labels(dataset, fraction=0.25)
+    assert "shuffling needs at least 2" in str(api.value)
     requests, result = _from_the_app(uri, dataset, {"fraction": 0.25, "seed": 7})
     assert result.error is None and result.result is None  # no result: the App closes the failed run's view
     assert [r["params"] for r in requests if r["operator_uri"] == "notify"] == [
