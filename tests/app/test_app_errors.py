@@ -160,8 +160,9 @@ def test_classes_that_disagree_with_the_model(dataset, checkpoint_dir, allow_imp
     assert not _form(COMPUTE, dataset, {**params, "classes": "circle,square,stripes,dots"})[0]["classes"].invalid
 
 
-def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir, tmp_path):
-    """No architecture to build: the model's output size is checked on one image of the view."""
+def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir, tmp_path, allow_imports):
+    """No architecture to build: the model's output size is checked on one image of the view
+    (TorchScript is code: the API's opt-in, the App the server's switch)."""
     import torch
 
     from conftest import small_model
@@ -173,7 +174,7 @@ def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir,
     classes = ["circle", "square", "stripes", "dots", "extra"]
     params = {"checkpoints": str(tmp_path), "classes": ",".join(classes)}
     msg = _api_error(fov.compute_vog, dataset, str(tmp_path), classes=classes, label_mode="predicted",
-                     progress=False)
+                     allow_torchscript=True, progress=False)
     assert _inline(dataset, {**params, "label_mode": "predicted"}, "classes") == msg
     assert msg.startswith("the model outputs (4,) scores per sample but 5 classes were given")
 
