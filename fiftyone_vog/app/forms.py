@@ -309,7 +309,7 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
 
     if p.get("device"):
         check("device", preflight.check_device, p["device"])
-    if paths is not None and not check("checkpoints", preflight.check_checkpoint_files, paths)[1]:
+    if paths is not None and not check("checkpoints", preflight.check_checkpoint_files, paths, allowed, allowed)[1]:
         paths = None
     samples = ctx.target_view()
     label_field = p.get("label_field") or props["label_field"].default
@@ -345,7 +345,7 @@ def _check_model_inline(p, props, check, samples, label_field, paths, allowed):
     if not ok:
         return
     module, ok = check("model", preflight.load_one, paths[0], p.get("model") or None, len(classes),
-                       bool(p.get("allow_pickle")) and allowed, allowed)
+                       bool(p.get("allow_pickle")) and allowed, allowed, allowed)  # TorchScript: the switch, as the run
     if not ok:
         if p.get("classes") and "size mismatch" in props["model"].error_message:
             _invalid(props["classes"], props["model"].error_message)

@@ -285,7 +285,7 @@ def compute_vog(
 
     paths = resolve_checkpoints(checkpoints)
     hashes = check_distinct(paths)  # the same file twice would score 0 everywhere
-    preflight.check_checkpoint_files(paths)
+    preflight.check_checkpoint_files(paths, allow_torchscript, _allow_import)
     window_idx = resolve_windows(windows, paths)
     fields = field_names(vog_field, window_idx)
     preflight.check_labels(samples, label_field, label_mode)

@@ -282,7 +282,7 @@ def mixed_message(doc: dict) -> str:
     h = doc.get("holder", {})
     how = f"run `{cli}`, or in Python {py}" if cli else f"in Python run {py}"
     return (f"the write of VoG run {doc['key']!r} on dataset {doc.get('dataset')!r} (pid {h.get('pid')} on "
-            f"{h.get('host')}, {since}) did not finish: fields {doc.get('fields')} may be mixed (new values on "
+            f"{h.get('host')}, {since}) did not finish: fields {sorted(doc.get('fields') or [])} may be mixed (new values on "
             f"some samples, old on others) and the run may describe other checkpoints; to repair, {how}")
 
 

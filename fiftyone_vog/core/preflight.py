@@ -33,9 +33,19 @@ def check_device(device) -> torch.device:
     return dev
 
 
-def check_checkpoint_files(paths: Sequence[os.PathLike]) -> None:
-    """Refuse image files among the checkpoints (a glob such as ``data/*`` that matched media)."""
+def check_checkpoint_files(paths: Sequence[os.PathLike], allow_torchscript: bool = False,
+                           allow_import: bool = True) -> None:
+    """Refuse image files among the checkpoints (a glob such as ``data/*`` that matched media).
+
+    An image that is also a TorchScript archive (one appended to a valid PNG) is refused as
+    TorchScript first, the message that matters; with ``allow_torchscript`` it is still an image."""
+    from ..inputs.checkpoints import _refuse_code, is_torchscript
+
     images = [os.fspath(p) for p in paths if os.fspath(p).lower().endswith(IMAGE_SUFFIXES)]
+    if not allow_torchscript:
+        for path in images:
+            if is_torchscript(path):
+                raise _refuse_code(path, "torchscript", allow_import)
     if images:
         raise VoGError(f"the checkpoints include image files ({os.path.basename(images[0])}"
                        + (f" and {len(images) - 1} more" if len(images) > 1 else "")
@@ -72,7 +82,8 @@ _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 8
 
 
-def load_one(path, model, num_classes, allow_pickle=False, allow_import=True) -> torch.nn.Module:
+def load_one(path, model, num_classes, allow_pickle=False, allow_import=True,
+             allow_torchscript=False) -> torch.nn.Module:
     """Build the architecture and load one checkpoint into it, as the run does
     (:func:`fiftyone_vog.inputs.checkpoints.load_models`): keys or shapes that do not fit raise.
 
@@ -83,14 +94,14 @@ def load_one(path, model, num_classes, allow_pickle=False, allow_import=True) ->
 
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, model if isinstance(model, str) or model is None else id(model),
-           num_classes, bool(allow_pickle), bool(allow_import))
+           num_classes, bool(allow_pickle), bool(allow_import), bool(allow_torchscript))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         hit = _CACHE[key]
     else:
         try:
             hit = load_models([path], model, num_classes=num_classes, allow_pickle=allow_pickle,
-                              allow_import=allow_import)[0]
+                              allow_torchscript=allow_torchscript, allow_import=allow_import)[0]
         except VoGError as e:
             hit = e
         _CACHE[key] = hit

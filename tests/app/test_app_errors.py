@@ -78,9 +78,12 @@ def test_failed_compute_still_raises_from_python(dataset, checkpoint_dir, tmp_pa
 
 def test_failed_plain_operator_notifies_and_reopens_the_form(dataset):
     uri = f"{PLUGIN}/shuffle_labels"
-    foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"fraction": 0.25}})
+    # a failure only the run finds (an already shuffled field is the form's inline error)
+    dataset.classes, dataset.default_classes = {}, []
+    dataset.set_values("ground_truth.label", ["circle"] * len(dataset))
     with pytest.raises(fov.VoGError) as api:
         fov.shuffle_labels(dataset, fraction=0.25)
+    assert "shuffling needs at least 2" in str(api.value)
     requests, result = _from_the_app(uri, dataset, {"fraction": 0.25, "seed": 7})
     assert result.error is None and result.result is None  # no result: the App closes the failed run's view
     assert [r["params"] for r in requests if r["operator_uri"] == "notify"] == [
@@ -102,11 +105,12 @@ def _form(uri, ds, params, **request):
 
 
 def _plugin_module(name):
-    """The plugin's own copy of ``fiftyone_vog.<name>``: FiftyOne imports the plugin folder under
-    a name of its own, and its submodules stay loaded between requests."""
+    """The plugin's own copy of ``fiftyone_vog.<name>`` (e.g. ``inputs.checkpoints``): FiftyOne
+    imports the plugin folder under a name of its own, and its submodules stay loaded between
+    requests."""
     import importlib
 
-    package = type(foo.get_operator(COMPUTE)).__module__.rsplit(".", 1)[0]
+    package = type(foo.get_operator(COMPUTE)).__module__.rsplit(".", 2)[0]  # <root>.app.operators
     return importlib.import_module(f"{package}.{name}")
 
 
@@ -156,8 +160,9 @@ def test_classes_that_disagree_with_the_model(dataset, checkpoint_dir, allow_imp
     assert not _form(COMPUTE, dataset, {**params, "classes": "circle,square,stripes,dots"})[0]["classes"].invalid
 
 
-def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir, tmp_path):
-    """No architecture to build: the model's output size is checked on one image of the view."""
+def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir, tmp_path, allow_imports):
+    """No architecture to build: the model's output size is checked on one image of the view
+    (TorchScript is code: the API's opt-in, the App the server's switch)."""
     import torch
 
     from conftest import small_model
@@ -169,13 +174,13 @@ def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir,
     classes = ["circle", "square", "stripes", "dots", "extra"]
     params = {"checkpoints": str(tmp_path), "classes": ",".join(classes)}
     msg = _api_error(fov.compute_vog, dataset, str(tmp_path), classes=classes, label_mode="predicted",
-                     progress=False)
+                     allow_torchscript=True, progress=False)
     assert _inline(dataset, {**params, "label_mode": "predicted"}, "classes") == msg
     assert msg.startswith("the model outputs (4,) scores per sample but 5 classes were given")
 
 
 def test_checkpoints_that_do_not_fit_the_architecture_are_loaded_once(dataset, checkpoint_dir, monkeypatch):
-    fc, preflight = _plugin_module("checkpoints"), _plugin_module("preflight")
+    fc, preflight = _plugin_module("inputs.checkpoints"), _plugin_module("core.preflight")
     preflight._CACHE.clear()
     loads = []
     real = fc.load_checkpoint

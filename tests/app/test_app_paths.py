@@ -108,7 +108,7 @@ def test_execute_refuses_too_and_never_quotes_file_bytes(server):
         foo.execute_operator(COMPUTE, ctx={"dataset": ds, "params": {
             "checkpoints": f"{proj / 'notes.pt'},{proj / 'notes2.pt'}", "model": "resnet18"}})
     msg = str(exc.value)
-    assert "not a checkpoint this package reads" in msg
+    assert "is not a PyTorch checkpoint" in msg
     assert "operand" not in msg and str(SECRET[0]) not in msg and "'Z'" not in msg and "secret" not in msg
 
 
@@ -122,7 +122,7 @@ def test_checkpoint_load_errors_never_quote_the_file(tmp_path):
         with pytest.raises(fov.VoGError) as exc:
             load_checkpoint(p, allow_pickle=allow_pickle)
         msg = str(exc.value)
-        assert "not a checkpoint this package reads" in msg and "safetensors" in msg
+        assert "is not a PyTorch checkpoint" in msg and "safetensors" in msg
         assert "operand" not in msg and "load key" not in msg and str(SECRET[0]) not in msg and "'Z'" not in msg
 
 

@@ -98,9 +98,11 @@ def test_form_shows_name_errors_inline(dataset, checkpoint_dir, params, prop, wh
     assert val.invalid
 
 
-def test_executor_refuses_a_shadowing_name(dataset, checkpoint_dir):
+def test_executor_refuses_a_shadowing_name(dataset, checkpoint_dir, monkeypatch):
     before = set(dataset.get_field_schema())
+    monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")  # a model the checkpoints fit: the form loads one
     with pytest.raises(ExecutionError, match="reserved by FiftyOne"):
         foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {
-            "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": "resnet18", "vog_field": "save"}})
+            "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": "conftest:small_model",
+            "vog_field": "save"}})
     _unchanged(dataset, before)

@@ -7,6 +7,7 @@ it touches a file when the write has begun and, if told, waits for a "go" file b
 """
 
 import os
+import re
 import shlex
 import signal
 import socket
@@ -79,6 +80,10 @@ def _start_driver(tmp_path, env, dataset, args, ready_at=1, go=False, delay=0.0)
         assert time.monotonic() < deadline, "the driver never began its write"
         time.sleep(0.02)
     return proc
+
+
+#: The fields a default run writes: vog/vog_raw and the companions, as messages list them (sorted).
+ALL_FIELDS = ['vog', 'vog_energy', 'vog_loss', 'vog_margin', 'vog_maxprob', 'vog_raw']
 
 
 def _raw(dataset, fields=("vog", "vog_raw")):
@@ -188,7 +193,7 @@ def test_sigkill_during_the_write_is_reported_with_the_repair_that_works(named_d
 
     files = ",".join(os.path.join(checkpoint_dir, f"epoch_{i}.pt") for i in range(1, 6))
     repair = shlex.join(["fiftyone-vog", "compute", DATASET_NAME, "--checkpoints", files, "--model",
-                         "conftest:small_model", "--statistic", "std",
+                         "conftest:small_model", "--target", "probability", "--statistic", "std",
                          "--classes", "circle,square,stripes,dots", "--vog-field", "vog", "--resume",
                          "--overwrite"])
     for call in (fov.list_vog_runs, fov.load_vog_results, fov.get_vog_run):
@@ -196,7 +201,8 @@ def test_sigkill_during_the_write_is_reported_with_the_repair_that_works(named_d
             call(named_dataset)
         message = str(caught[0].message)
         assert f"the write of VoG run 'vog' on dataset {DATASET_NAME!r} (pid {a.pid} on " in message
-        assert "fields ['vog', 'vog_raw'] may be mixed" in message
+        # the companions are written beside vog/vog_raw by default: they may be mixed too
+        assert f"fields {ALL_FIELDS} may be mixed" in message
         assert f"to repair, run `{repair}`, or in Python fov.compute_vog(fo.load_dataset({DATASET_NAME!r}), " in message
         assert message.endswith("statistic='std', classes=['circle', 'square', 'stripes', 'dots'], "
                                 "vog_field='vog', resume=True, overwrite=True)")
@@ -263,10 +269,10 @@ def test_a_failed_undo_leaves_the_mark_and_an_unsaved_views_repair_is_python(dat
         return real(self, requests, *args, **kwargs)
 
     monkeypatch.setattr(pymongo.collection.Collection, "bulk_write", bulk_write)
-    with pytest.raises(fov.VoGError, match=r"fields \['vog', 'vog_raw'\] may hold the new values on some samples"):
+    with pytest.raises(fov.VoGError, match=re.escape(f"fields {ALL_FIELDS} may hold the new values on some samples")):
         fov.compute_vog(view, checkpoint_dir, model=small_model, overwrite=True, statistic="std")
     monkeypatch.undo()
-    with pytest.warns(fov.MixedFieldsWarning, match=r"fields \['vog', 'vog_raw'\] may be mixed .* to repair, in "
+    with pytest.warns(fov.MixedFieldsWarning, match=re.escape(f"fields {ALL_FIELDS} may be mixed") + " .* to repair, in "
                                                     r"Python run fov.compute_vog\(<the same view>, \[.*statistic='std'"
                                                     r".*resume=True, overwrite=True\)$"):
         assert fov.list_vog_runs(dataset) == ["vog"]

@@ -221,7 +221,9 @@ def test_the_app_cannot_ask_for_more_workers_or_a_larger_batch_than_the_server_h
     from fiftyone_vog.app.forms import compute_vog_kwargs
 
     cores = len(os.sched_getaffinity(0))
-    params = {"checkpoints": checkpoint_dir, "model": "resnet18"}
+    # a model the checkpoints fit: the form loads one, and a misfit would be the first error
+    monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")
+    params = {"checkpoints": checkpoint_dir, "model": "conftest:small_model"}
     # the executor validates the form, whose inputs carry the caps
     with pytest.raises(ExecutionError, match="num_workers"):
         foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": dict(params, num_workers=cores + 1)})
