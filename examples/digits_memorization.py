@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-
 from fiftyone_vog import analysis as A  # noqa: E402
 from fiftyone_vog.models import SmallCNN  # noqa: E402
+
+import _common as C  # noqa: E402
 
 TARGETS = ("logit", "probability")
 COMPANIONS = ("loss", "margin")  # the label-error companions (maxprob / energy are for OOD: digits_ood.py)

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common as C  # noqa: E402
-
 from fiftyone_vog.models import MLP  # noqa: E402
+
+import _common as C  # noqa: E402
 
 STAGES = {"early": list(range(0, 5)), "middle": list(range(5, 10)), "late": list(range(10, 15))}
 TARGETS = ("logit", "probability")

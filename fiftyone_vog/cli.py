@@ -90,16 +90,27 @@ def add_compute(sub):
     )
     p.add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--view", help="score only this saved view of the dataset")
-    p.add_argument("--checkpoints", required=True, help="glob (quote it), directory, or comma-separated files in training order")
-    p.add_argument("--model", help="torchvision name (resnet18), 'package.module:callable'; omit for TorchScript "
-                   "checkpoints (with --allow-torchscript)")
-    p.add_argument("--num-classes", type=int, help="output size to build the architecture with (default: number of classes)")
+    p.add_argument(
+        "--checkpoints", required=True, help="glob (quote it), directory, or comma-separated files in training order"
+    )
+    p.add_argument(
+        "--model",
+        help="torchvision name (resnet18), 'package.module:callable'; omit for TorchScript "
+        "checkpoints (with --allow-torchscript)",
+    )
+    p.add_argument(
+        "--num-classes", type=int, help="output size to build the architecture with (default: number of classes)"
+    )
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--classes", help="comma-separated class names in the model's output order")
     p.add_argument("--label-mode", default="true", choices=options.LABEL_MODES)
-    p.add_argument("--target", default=options.DEFAULT_TARGET, choices=options.TARGETS,
-                   help=f"class score: softmax probability or the paper's logit (default: {options.DEFAULT_TARGET}, "
-                        "measured best; see the README's Results)")
+    p.add_argument(
+        "--target",
+        default=options.DEFAULT_TARGET,
+        choices=options.TARGETS,
+        help=f"class score: softmax probability or the paper's logit (default: {options.DEFAULT_TARGET}, "
+        "measured best; see the README's Results)",
+    )
     p.add_argument("--statistic", default="variance", choices=options.STATISTICS)
     p.add_argument("--channel-reduction", default="sum", choices=options.CHANNEL_REDUCTIONS)
     p.add_argument("--normalization", default="zscore", choices=options.NORMALIZATIONS)
@@ -110,21 +121,47 @@ def add_compute(sub):
     p.add_argument("--num-workers", type=int, help="image-decoding processes (default: 0 on CPU, up to 8 on GPU)")
     p.add_argument("--device", help="cuda | cpu | cuda:N (default: cuda when available)")
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run with the same configuration from its last saved chunk")
-    p.add_argument("--strategy", default="auto", choices=["auto", "loop", "vmap"], help="checkpoints one after another (loop) or all in one batched pass (vmap)")
-    p.add_argument("--autocast", choices=["bf16", "fp16", "bf16-all", "fp16-all"],
-                   help="mixed precision: faster, ranks kept, values not exact (the model's input layer stays "
-                        "float32; -all: every layer in half precision, faster still, ranks less exact)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run with the same configuration from its last saved chunk",
+    )
+    p.add_argument(
+        "--strategy",
+        default="auto",
+        choices=["auto", "loop", "vmap"],
+        help="checkpoints one after another (loop) or all in one batched pass (vmap)",
+    )
+    p.add_argument(
+        "--autocast",
+        choices=["bf16", "fp16", "bf16-all", "fp16-all"],
+        help="mixed precision: faster, ranks kept, values not exact (the model's input layer stays "
+        "float32; -all: every layer in half precision, faster still, ranks less exact)",
+    )
     p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for convolutions")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run / fields of the same name")
-    p.add_argument("--allow-pickle", action="store_true", help="allow whole pickled-module checkpoints (runs code; trusted files only)")
-    p.add_argument("--allow-torchscript", action="store_true",
-                   help="allow TorchScript checkpoints (an archive is a program: runs code; trusted files only)")
-    p.add_argument("--max-image-pixels", type=int,
-                   help="refuse images declaring more pixels (decompression bombs; default: "
-                        "FIFTYONE_VOG_MAX_IMAGE_PIXELS or PIL's 89,478,485)")
-    p.add_argument("--no-companions", dest="companions", action="store_false",
-                   help="do not write the companions VOG_FIELD_loss, _margin, _maxprob, _energy (from the same pass)")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow whole pickled-module checkpoints (runs code; trusted files only)",
+    )
+    p.add_argument(
+        "--allow-torchscript",
+        action="store_true",
+        help="allow TorchScript checkpoints (an archive is a program: runs code; trusted files only)",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int,
+        help="refuse images declaring more pixels (decompression bombs; default: "
+        "FIFTYONE_VOG_MAX_IMAGE_PIXELS or PIL's 89,478,485)",
+    )
+    p.add_argument(
+        "--no-companions",
+        dest="companions",
+        action="store_false",
+        help="do not write the companions VOG_FIELD_loss, _margin, _maxprob, _energy (from the same pass)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_compute)
 
@@ -198,7 +235,11 @@ def add_views(sub):
     p.add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--vog-field", default="vog", help="score field written by 'compute' (default: vog)")
     p.add_argument("--percentile", type=float, default=10, help="size of vog-high / vog-low in percent (default: 10)")
-    p.add_argument("--shuffled-field", default="label_shuffled", help="boolean field marking shuffled labels (default: label_shuffled)")
+    p.add_argument(
+        "--shuffled-field",
+        default="label_shuffled",
+        help="boolean field marking shuffled labels (default: label_shuffled)",
+    )
     p.add_argument("--ood-field", help="boolean field marking out-of-distribution samples (default: use --ood-tag)")
     p.add_argument("--ood-tag", default="ood", help="sample tag marking out-of-distribution samples (default: ood)")
     p.add_argument("--name-prefix", help="name the views PREFIX-high, PREFIX-low, ... (default: vog)")
@@ -249,13 +290,24 @@ def add_shuffle_labels(sub):
     p.add_argument("--view", help="shuffle only this saved view of the dataset")
     p.add_argument("--fraction", type=float, default=0.2, help="share of labeled samples to shuffle (default: 0.2)")
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
-    p.add_argument("--seed", type=int, default=options.DEFAULT_SEED,
-                   help=f"random seed, a whole number ≥ 0 (default: {options.DEFAULT_SEED})")
-    p.add_argument("--flag-field", help="boolean field marking changed labels (default: label_shuffled for "
-                   "ground_truth, else LABEL_FIELD_shuffled; with --restore: the one the shuffle recorded)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=options.DEFAULT_SEED,
+        help=f"random seed, a whole number ≥ 0 (default: {options.DEFAULT_SEED})",
+    )
+    p.add_argument(
+        "--flag-field",
+        help="boolean field marking changed labels (default: label_shuffled for "
+        "ground_truth, else LABEL_FIELD_shuffled; with --restore: the one the shuffle recorded)",
+    )
     p.add_argument("--original-field", help="field keeping the original labels (default: LABEL_FIELD_original)")
-    p.add_argument("--mode", default="random-class", choices=["random-class", "permute"],
-                   help="random-class: each drawn sample gets another class (default); permute: permute drawn labels")
+    p.add_argument(
+        "--mode",
+        default="random-class",
+        choices=["random-class", "permute"],
+        help="random-class: each drawn sample gets another class (default); permute: permute drawn labels",
+    )
     p.add_argument("--overwrite", action="store_true", help="restore an earlier shuffle first, then shuffle again")
     p.add_argument("--restore", action="store_true", help="put the original labels back and remove the fields")
     p.set_defaults(func=run_shuffle_labels)
@@ -266,9 +318,12 @@ def run_shuffle_labels(args):
 
     samples = _load_dataset(args.dataset, args.view)
     if args.restore:
-        out = fov.restore_labels(samples, label_field=args.label_field, flag_field=args.flag_field,
-                                 original_field=args.original_field)
-        print(f"restored {out['restored']} labels of {args.label_field!r}; removed {', '.join(out['deleted_fields']) or 'no fields'}")
+        out = fov.restore_labels(
+            samples, label_field=args.label_field, flag_field=args.flag_field, original_field=args.original_field
+        )
+        print(
+            f"restored {out['restored']} labels of {args.label_field!r}; removed {', '.join(out['deleted_fields']) or 'no fields'}"
+        )
         return
     out = fov.shuffle_labels(
         samples,
@@ -305,11 +360,17 @@ def add_export(sub):
     p.add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--view", help="saved view to export, e.g. vog-high (default: the whole dataset)")
     p.add_argument("--export-dir", required=True, help="output directory (new or empty unless --overwrite)")
-    p.add_argument("--dataset-type", default="image-classification-dir", choices=["image-classification-dir", "fiftyone", "csv"])
+    p.add_argument(
+        "--dataset-type", default="image-classification-dir", choices=["image-classification-dir", "fiftyone", "csv"]
+    )
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--vog-field", default="vog", help="VoG run whose fields go into the CSV (csv only; default: vog)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier fiftyone-vog export in EXPORT_DIR: only the files it wrote "
-                   "(listed in its .fiftyone-vog-export.json); a directory holding other files is refused")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier fiftyone-vog export in EXPORT_DIR: only the files it wrote "
+        "(listed in its .fiftyone-vog-export.json); a directory holding other files is refused",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_export)
 
@@ -347,9 +408,17 @@ def add_report(sub):
     p.add_argument("--out-dir", required=True, help="folder for report.html and the PNGs (created)")
     p.add_argument("--view", help="analyse only this saved view of the dataset")
     p.add_argument("--vog-field", default="vog", help="score field and run key (default: vog)")
-    p.add_argument("--label-field", default="ground_truth", help="fo.Classification field with labels (default: ground_truth)")
-    p.add_argument("--pred-field", help="fo.Classification field with predictions (error, window and per-class sections)")
-    p.add_argument("--shuffled-field", default="label_shuffled", help="boolean field marking shuffled labels (default: label_shuffled)")
+    p.add_argument(
+        "--label-field", default="ground_truth", help="fo.Classification field with labels (default: ground_truth)"
+    )
+    p.add_argument(
+        "--pred-field", help="fo.Classification field with predictions (error, window and per-class sections)"
+    )
+    p.add_argument(
+        "--shuffled-field",
+        default="label_shuffled",
+        help="boolean field marking shuffled labels (default: label_shuffled)",
+    )
     p.add_argument("--ood-tag", default="ood", help="tag marking out-of-distribution samples (default: ood)")
     p.add_argument("--ood-field", help="boolean field marking OOD samples (instead of the tag)")
     p.add_argument("--early-field", help="early-window score field (default: VOG_FIELD_early when present)")
@@ -440,18 +509,27 @@ def main(argv=None) -> int:
         return _fail(args.command, e)
     except KeyboardInterrupt as e:
         state = getattr(e, "fiftyone_vog_state", None)  # set by the writer of compute's run
-        what = {"restored": "during the write; every sample was put back as it was and an earlier run kept",
-                "written": "after the write had finished; the new run is complete"}.get(state)
-        print(f"fiftyone-vog {args.command}: interrupted {what}" if what else
-              f"fiftyone-vog {args.command}: interrupted; the dataset was left as it was", file=sys.stderr)
+        what = {
+            "restored": "during the write; every sample was put back as it was and an earlier run kept",
+            "written": "after the write had finished; the new run is complete",
+        }.get(state)
+        print(
+            f"fiftyone-vog {args.command}: interrupted {what}"
+            if what
+            else f"fiftyone-vog {args.command}: interrupted; the dataset was left as it was",
+            file=sys.stderr,
+        )
         return 130
     except Exception as e:
         errors = sys.modules.get("pymongo.errors")
         if errors is None or not isinstance(e, errors.ConnectionFailure):
             raise
         # lost during the command (checked up front in _load_dataset): no claim about the dataset
-        return _fail(args.command, f"lost the connection to the FiftyOne database ({type(e).__name__}); check "
-                                   "that MongoDB runs (FIFTYONE_DATABASE_URI) and run the command again")
+        return _fail(
+            args.command,
+            f"lost the connection to the FiftyOne database ({type(e).__name__}); check "
+            "that MongoDB runs (FIFTYONE_DATABASE_URI) and run the command again",
+        )
     return 0
 
 

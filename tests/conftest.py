@@ -49,9 +49,21 @@ def _start_mongod() -> str | None:
     os.makedirs(dbpath)
     port = _free_port()
     proc = subprocess.Popen(
-        [mongod, "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
-         "--logpath", os.path.join(_TMP, "mongod.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            mongod,
+            "--dbpath",
+            dbpath,
+            "--port",
+            str(port),
+            "--bind_ip",
+            "127.0.0.1",
+            "--nounixsocket",
+            "--logpath",
+            os.path.join(_TMP, "mongod.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
         preexec_fn=_die_with_parent,
     )
 
@@ -104,8 +116,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from fiftyone_vog.models import SmallCNN  # noqa: E402
 from fiftyone_vog.inputs.training import CheckpointSaver, train_classifier  # noqa: E402
+from fiftyone_vog.models import SmallCNN  # noqa: E402
 
 CLASSES = ["circle", "square", "stripes", "dots"]
 IMG_H, IMG_W = 12, 10  # non-square on purpose
@@ -153,8 +165,15 @@ def checkpoint_dir(tmp_root):
     d = os.path.join(tmp_root, "ckpts")
     imgs, labels = make_images(96, seed=1)
     torch.manual_seed(0)
-    train_classifier(small_model(), to_tensor(imgs), torch.from_numpy(labels), epochs=5,
-                     saver=CheckpointSaver(d), lr=0.05, batch_size=16)
+    train_classifier(
+        small_model(),
+        to_tensor(imgs),
+        torch.from_numpy(labels),
+        epochs=5,
+        saver=CheckpointSaver(d),
+        lr=0.05,
+        batch_size=16,
+    )
     return d
 
 

@@ -47,21 +47,23 @@ def install_plugin(plugins_dir: str | os.PathLike | None = None, mode: str = "li
         raise VoGError(f"mode={mode!r}: use 'link' or 'copy'")
     root = Path(plugins_dir or default_plugins_dir()).expanduser().resolve()
     if root.exists() and not root.is_dir():
-        raise VoGError(f"plugins_dir {str(root)!r} is a file, not a directory; pass FiftyOne's plugins "
-                       "directory (CLI: --plugins-dir DIR) or leave it out for fo.config.plugins_dir")
+        raise VoGError(
+            f"plugins_dir {str(root)!r} is a file, not a directory; pass FiftyOne's plugins "
+            "directory (CLI: --plugins-dir DIR) or leave it out for fo.config.plugins_dir"
+        )
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise VoGError(f"cannot create plugins_dir {str(root)!r} ({e.strerror}); choose a directory you can write") from None
+        raise VoGError(
+            f"cannot create plugins_dir {str(root)!r} ({e.strerror}); choose a directory you can write"
+        ) from None
     target = root / INSTALL_NAME
     if target.is_symlink() or target.exists():
         already = target.is_symlink() and target.resolve() == PACKAGE_DIR
         if already and mode == "link":
             return str(target)
         if not overwrite:
-            raise VoGError(
-                f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
-            )
+            raise VoGError(f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
         if target.is_symlink() or target.is_file():
             target.unlink()
         else:

@@ -54,8 +54,9 @@ def _execute(op, samples, params, delegate=False, delegation_target=None):
     """``operator(samples, **params)`` → ``foo.execute_operator`` on the dataset or view."""
     ctx = {"view": samples} if isinstance(samples, fov_view.DatasetView) else {"dataset": samples}
     params = {k: v for k, v in params.items() if v is not None}
-    return foo.execute_operator(op.uri, ctx, params=params, request_delegation=delegate,
-                                delegation_target=delegation_target)
+    return foo.execute_operator(
+        op.uri, ctx, params=params, request_delegation=delegate, delegation_target=delegation_target
+    )
 
 
 def _run_in_thread(ctx, fn, total_label):
@@ -100,7 +101,8 @@ def _run_in_thread(ctx, fn, total_label):
 def _delegated_progress(ctx, verb):
     """FiftyOne's ``progress=`` callable that records progress on the delegated operation."""
     return fo.report_progress(
-        lambda pb: ctx.set_progress(progress=pb.progress, label=f"{verb} {pb.iteration} of {pb.total}"), dt=2.0)
+        lambda pb: ctx.set_progress(progress=pb.progress, label=f"{verb} {pb.iteration} of {pb.total}"), dt=2.0
+    )
 
 
 def _jsonable(obj):
@@ -153,8 +155,10 @@ class ComputeVoG(foo.Operator):
         else:
             results = yield from _run_in_thread(ctx, lambda p: compute_vog(samples, progress=p, **kwargs), "Scored")
             yield ctx.trigger("reload_dataset")
-        message = (f"VoG: scored {len(results.ids)} samples in {results.timings['total']:.1f}s; "
-                   f"wrote {', '.join(results.scores)}")
+        message = (
+            f"VoG: scored {len(results.ids)} samples in {results.timings['total']:.1f}s; "
+            f"wrote {', '.join(results.scores)}"
+        )
         if set(results.scores) - existing:
             # The App applies the dataset's sidebar groups when it loads a dataset; a reload_dataset keeps
             # the groups it shows and lists new fields under PRIMITIVES until the page is reloaded.
@@ -195,8 +199,12 @@ class SaveVoGViews(foo.Operator):
         views = save_vog_views(
             ctx.dataset,
             name_prefix=_name_prefix(p),
-            **api_kwargs(save_vog_views, p, ("vog_field", "percentile", "shuffled_field", "ood_field", "ood_tag",
-                                             "overwrite"), {"percentile": float, "overwrite": bool}),
+            **api_kwargs(
+                save_vog_views,
+                p,
+                ("vog_field", "percentile", "shuffled_field", "ood_field", "ood_tag", "overwrite"),
+                {"percentile": float, "overwrite": bool},
+            ),
         )
         load = p.get("load_view")
         if not ctx.delegated:
@@ -207,8 +215,10 @@ class SaveVoGViews(foo.Operator):
             ctx.ops.reload_dataset()
             if load in views:
                 ctx.ops.set_view(view=views[load])
-        return {"views": views.table(),
-                "skipped": [{"view": name, "reason": why} for name, why in views.skipped.items()]}
+        return {
+            "views": views.table(),
+            "skipped": [{"view": name, "reason": why} for name, why in views.skipped.items()],
+        }
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -257,14 +267,19 @@ class ShuffleLabels(foo.Operator):
             kwargs = api_kwargs(restore_labels, p, names)
             out = restore_labels(samples, **kwargs)
             scope = {"samples": len(samples), "view": len(samples) != len(ctx.dataset)}
-            summary = (f"Restored {out['restored']} labels of {kwargs['label_field']!r} in {_scope(scope)}; "
-                       f"removed {', '.join(out['deleted_fields']) or 'no field (samples outside still hold them)'}")
+            summary = (
+                f"Restored {out['restored']} labels of {kwargs['label_field']!r} in {_scope(scope)}; "
+                f"removed {', '.join(out['deleted_fields']) or 'no field (samples outside still hold them)'}"
+            )
         else:
-            kwargs = api_kwargs(shuffle_labels, p, (*names, "fraction", "overwrite", "mode"),
-                                {"fraction": float, "overwrite": bool})
+            kwargs = api_kwargs(
+                shuffle_labels, p, (*names, "fraction", "overwrite", "mode"), {"fraction": float, "overwrite": bool}
+            )
             out = shuffle_labels(samples, seed=shuffle_seed(p), **kwargs)  # a seed of 1.5 or -1 is refused
-            summary = (f"Shuffled {out['shuffled']} of {out['labeled']} labeled samples of {out['label_field']!r} in "
-                       f"{_scope(out)}; flag: {out['flag_field']}, originals: {out['original_field']}")
+            summary = (
+                f"Shuffled {out['shuffled']} of {out['labeled']} labeled samples of {out['label_field']!r} in "
+                f"{_scope(out)}; flag: {out['flag_field']}, originals: {out['original_field']}"
+            )
         if not ctx.delegated:
             ctx.trigger("reload_dataset")
         return {**_jsonable(out), "summary": summary}
@@ -295,7 +310,9 @@ class ExportVoGSubset(foo.Operator):
 
     def __call__(self, samples, export_dir, delegate=False, **kwargs):
         if isinstance(samples, str):  # a saved view's name
-            raise VoGError("pass the dataset and saved_view=<name>, e.g. op(dataset, export_dir, saved_view='vog-high')")
+            raise VoGError(
+                "pass the dataset and saved_view=<name>, e.g. op(dataset, export_dir, saved_view='vog-high')"
+            )
         return _execute(self, samples, dict(export_dir=str(export_dir), **kwargs), delegate)
 
     def resolve_input(self, ctx):

@@ -67,8 +67,14 @@ def decile_table(scores, errors=None, num: int = NUM_DECILES) -> list[dict]:
         sel = d == k
         if not sel.any():
             continue
-        row = {"decile": k + 1, "count": int(sel.sum()), "lo": float(scores[sel].min()),
-               "hi": float(scores[sel].max()), "mean": float(scores[sel].mean()), "error_rate": None}
+        row = {
+            "decile": k + 1,
+            "count": int(sel.sum()),
+            "lo": float(scores[sel].min()),
+            "hi": float(scores[sel].max()),
+            "mean": float(scores[sel].mean()),
+            "error_rate": None,
+        }
         if errors is not None:
             known = [bool(e) for e, s in zip(errors, sel) if s and e is not None]
             row["error_rate"] = float(np.mean(known)) if known else None
@@ -180,15 +186,22 @@ def detectors_markdown(tables: list[dict]) -> str:
     f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     parts = []
     for t in tables:
-        lines = [f"**{t['flag']}**: {t['n_flagged']} of {t['n']} flagged (precision@k at k = {t['k']})", "",
-                 "| score | flags | AUROC | AUPRC | precision@k |", "|---|---|---|---|---|"]
-        lines += [f"| {r['score']} | {r['direction']} | {f(r['auroc'])} | {f(r['auprc'])} | {f(r['precision_at_k'])} |"
-                  for r in t["rows"]]
+        lines = [
+            f"**{t['flag']}**: {t['n_flagged']} of {t['n']} flagged (precision@k at k = {t['k']})",
+            "",
+            "| score | flags | AUROC | AUPRC | precision@k |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['score']} | {r['direction']} | {f(r['auroc'])} | {f(r['auprc'])} | {f(r['precision_at_k'])} |"
+            for r in t["rows"]
+        ]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 
 
 # -- the panel -----------------------------------------------------------------------
+
 
 class VoGPanel(foo.Panel):
     @property
@@ -267,8 +280,16 @@ class VoGPanel(foo.Panel):
         if pred_field not in preds:
             pred_field = next((f for f in preds if "pred" in f), preds[0] if preds else None)
         stats = view_stats(ctx.view, vog_field, label_field, pred_field)
-        state.set({"runs": runs, "preds": preds, "vog_field": vog_field, "pred_field": pred_field,
-                   "stats": stats, "base_view": ctx.request_params.get("view") or []})
+        state.set(
+            {
+                "runs": runs,
+                "preds": preds,
+                "vog_field": vog_field,
+                "pred_field": pred_field,
+                "stats": stats,
+                "base_view": ctx.request_params.get("view") or [],
+            }
+        )
 
     def _load_slice(self, ctx, chart):
         stats = ctx.panel.state.stats or {}
@@ -301,8 +322,11 @@ class VoGPanel(foo.Panel):
         state = ctx.panel.state
         stats = state.stats
         if not stats:
-            panel.md("### No VoG scores yet\n\nRun **Compute VoG** from the operator browser "
-                     "(press `` ` ``), then reopen this panel.", name="empty")
+            panel.md(
+                "### No VoG scores yet\n\nRun **Compute VoG** from the operator browser "
+                "(press `` ` ``), then reopen this panel.",
+                name="empty",
+            )
             return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=2))
         row = panel.h_stack("controls", gap=2)
         _select(row, "vog_field", state.runs or [], stats["vog_field"], "VoG field", self.on_change_vog_field)
@@ -320,18 +344,23 @@ class VoGPanel(foo.Panel):
         panel.md(summary, name="summary")
         if sl:
             panel.btn("clear_slice", label="Back to the full view", on_click=self.clear_slice, variant="outlined")
-        panel.plot("histogram", data=_histogram_traces(stats), layout=_layout(
-            f"{stats['vog_field']}: histogram (click a bar to load it)", stats["vog_field"], "samples"),
-            on_click=self.on_click_histogram)
-        panel.plot("deciles", data=_decile_traces(stats), layout=_decile_layout(stats),
-                   on_click=self.on_click_deciles)
+        panel.plot(
+            "histogram",
+            data=_histogram_traces(stats),
+            layout=_layout(f"{stats['vog_field']}: histogram (click a bar to load it)", stats["vog_field"], "samples"),
+            on_click=self.on_click_histogram,
+        )
+        panel.plot("deciles", data=_decile_traces(stats), layout=_decile_layout(stats), on_click=self.on_click_deciles)
         if stats.get("detectors"):
-            panel.md("#### Detectors side by side (best first)\n\n" + detectors_markdown(stats["detectors"]),
-                     name="detectors")
+            panel.md(
+                "#### Detectors side by side (best first)\n\n" + detectors_markdown(stats["detectors"]),
+                name="detectors",
+            )
         if stats["classes"]:
             panel.plot("classes", data=_class_traces(stats), layout=_class_layout(stats))
-        return types.Property(panel, view=types.GridView(orientation="vertical", gap=2, padding=1,
-                                                          height=100, width=100))
+        return types.Property(
+            panel, view=types.GridView(orientation="vertical", gap=2, padding=1, height=100, width=100)
+        )
 
 
 def _select(obj, name, values, value, label, on_change):
@@ -361,40 +390,86 @@ def _same_view(a, b) -> bool:
 
 def _layout(title, xtitle, ytitle):
     # the title sits below plotly's toolbar (about 30 px at the top right), not under it
-    return {"title": {"text": title, "font": {"size": 13}, "x": 0, "xanchor": "left", "xref": "paper",
-                      "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 34}},
-            "xaxis": {"title": xtitle}, "yaxis": {"title": ytitle}, "margin": {"t": 64, "l": 50, "r": 10, "b": 40},
-            "bargap": 0.05, "showlegend": False, "height": 280, "autosize": True}
+    return {
+        "title": {
+            "text": title,
+            "font": {"size": 13},
+            "x": 0,
+            "xanchor": "left",
+            "xref": "paper",
+            "y": 1,
+            "yref": "container",
+            "yanchor": "top",
+            "pad": {"t": 34},
+        },
+        "xaxis": {"title": xtitle},
+        "yaxis": {"title": ytitle},
+        "margin": {"t": 64, "l": 50, "r": 10, "b": 40},
+        "bargap": 0.05,
+        "showlegend": False,
+        "height": 280,
+        "autosize": True,
+    }
 
 
 def _histogram_traces(stats):
     h = stats["histogram"]
     edges = h["edges"]
     centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
-    return [{"type": "bar", "x": centers, "y": h["counts"], "name": "samples",
-             "width": [(b - a) for a, b in zip(edges[:-1], edges[1:])], "marker": {"color": "#FF6D04"},
-             "hovertemplate": "%{x:.3g}: %{y} samples<extra></extra>"}]
+    return [
+        {
+            "type": "bar",
+            "x": centers,
+            "y": h["counts"],
+            "name": "samples",
+            "width": [(b - a) for a, b in zip(edges[:-1], edges[1:])],
+            "marker": {"color": "#FF6D04"},
+            "hovertemplate": "%{x:.3g}: %{y} samples<extra></extra>",
+        }
+    ]
 
 
 def _decile_traces(stats):
     rows = stats["deciles"]
     x = [f"D{r['decile']}" for r in rows]
     if any(r["error_rate"] is not None for r in rows):
-        return [{"type": "bar", "x": x, "y": [r["error_rate"] for r in rows], "name": "error rate",
-                 "marker": {"color": "#E0474C"}, "customdata": [r["mean"] for r in rows],
-                 "hovertemplate": "%{x}: error %{y:.1%} (mean VoG %{customdata:.3g})<extra></extra>"}]
-    return [{"type": "bar", "x": x, "y": [r["mean"] for r in rows], "name": "mean VoG",
-             "marker": {"color": "#499CEF"}, "hovertemplate": "%{x}: mean VoG %{y:.3g}<extra></extra>"}]
+        return [
+            {
+                "type": "bar",
+                "x": x,
+                "y": [r["error_rate"] for r in rows],
+                "name": "error rate",
+                "marker": {"color": "#E0474C"},
+                "customdata": [r["mean"] for r in rows],
+                "hovertemplate": "%{x}: error %{y:.1%} (mean VoG %{customdata:.3g})<extra></extra>",
+            }
+        ]
+    return [
+        {
+            "type": "bar",
+            "x": x,
+            "y": [r["mean"] for r in rows],
+            "name": "mean VoG",
+            "marker": {"color": "#499CEF"},
+            "hovertemplate": "%{x}: mean VoG %{y:.3g}<extra></extra>",
+        }
+    ]
 
 
 def _decile_layout(stats):
     has_errors = any(r["error_rate"] is not None for r in stats["deciles"])
     if has_errors:
-        return _layout(f"error rate by {stats['vog_field']} decile ({stats['pred_field']} vs {stats['label_field']}; "
-                       f"over the {stats.get('labeled', 0)} labeled samples only)",
-                       "decile (D1 lowest VoG … D10 highest)", "error rate")
-    return _layout(f"mean {stats['vog_field']} by decile ({_why_no_error_rates(stats)})",
-                   "decile (D1 lowest … D10 highest)", "mean VoG")
+        return _layout(
+            f"error rate by {stats['vog_field']} decile ({stats['pred_field']} vs {stats['label_field']}; "
+            f"over the {stats.get('labeled', 0)} labeled samples only)",
+            "decile (D1 lowest VoG … D10 highest)",
+            "error rate",
+        )
+    return _layout(
+        f"mean {stats['vog_field']} by decile ({_why_no_error_rates(stats)})",
+        "decile (D1 lowest … D10 highest)",
+        "mean VoG",
+    )
 
 
 def _why_no_error_rates(stats) -> str:
@@ -402,23 +477,33 @@ def _why_no_error_rates(stats) -> str:
         return "add a prediction field for error rates"
     if not stats.get("label_field"):
         return "no error rates: the run's label field is not on the dataset"
-    return (f"no error rates: no sample here has both a {stats['label_field']} label and a "
-            f"{stats['pred_field']} prediction")
+    return (
+        f"no error rates: no sample here has both a {stats['label_field']} label and a {stats['pred_field']} prediction"
+    )
 
 
 def _class_layout(stats):
     """Class names are categories even when they are digits ("0" … "9": plotly would read them as
     numbers, space them on a numeric axis and order the bars by value); highest mean first."""
     layout = _layout(f"mean {stats['class_field']} by class", "class", f"mean {stats['class_field']}")
-    layout["xaxis"] = {**layout["xaxis"], "type": "category", "categoryorder": "array",
-                       "categoryarray": [str(r["label"]) for r in stats["classes"]]}
+    layout["xaxis"] = {
+        **layout["xaxis"],
+        "type": "category",
+        "categoryorder": "array",
+        "categoryarray": [str(r["label"]) for r in stats["classes"]],
+    }
     return layout
 
 
 def _class_traces(stats):
     rows = stats["classes"]
-    return [{"type": "bar", "x": [str(r["label"]) for r in rows], "y": [r["mean"] for r in rows],
-             "customdata": [r["count"] for r in rows], "marker": {"color": "#8F8F8F"},
-             "hovertemplate": "%{x}: %{y:.3g} (%{customdata} samples)<extra></extra>"}]
-
-
+    return [
+        {
+            "type": "bar",
+            "x": [str(r["label"]) for r in rows],
+            "y": [r["mean"] for r in rows],
+            "customdata": [r["count"] for r in rows],
+            "marker": {"color": "#8F8F8F"},
+            "hovertemplate": "%{x}: %{y:.3g} (%{customdata} samples)<extra></extra>",
+        }
+    ]

@@ -65,14 +65,14 @@ def reported(execute):
     import inspect
 
     if inspect.isgeneratorfunction(execute):
+
         @functools.wraps(execute)
         def run_streaming(self, ctx):
             try:
                 return (yield from execute(self, ctx))
             except Exception as e:
                 messages, reraise = report_failure(ctx, self.uri, e)
-                for m in messages:
-                    yield m
+                yield from messages
                 if reraise:
                     raise
 

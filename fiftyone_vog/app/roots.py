@@ -113,8 +113,10 @@ def app_roots(ctx) -> list[str]:
 def outside_message(what: str, path, roots: list[str]) -> str:
     """The one message for every path outside the roots: it says nothing about the file."""
     where = ", ".join(roots) if roots else "none are set"
-    return (f"{what} {str(path)!r} is outside the folders the App may use on this server ({where}); "
-            f"choose a path inside one of them, or ask the server's owner to add its folder to {APP_ROOTS}")
+    return (
+        f"{what} {str(path)!r} is outside the folders the App may use on this server ({where}); "
+        f"choose a path inside one of them, or ask the server's owner to add its folder to {APP_ROOTS}"
+    )
 
 
 def _inside(path: str, roots: list[str]) -> bool:
@@ -122,7 +124,8 @@ def _inside(path: str, roots: list[str]) -> bool:
     lexical = _norm(path)
     real = os.path.realpath(lexical)
     return any(_is_within(lexical, r) or _is_within(lexical, _norm(r)) for r in roots) and any(
-        _is_within(real, r) for r in roots)
+        _is_within(real, r) for r in roots
+    )
 
 
 def _literal_prefix(spec: str) -> str:

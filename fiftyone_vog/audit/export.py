@@ -164,11 +164,22 @@ def export_vog_subset(
         if dataset_type == "csv":
             _write_csv(samples, os.path.join(tmp, MANIFEST_NAME), label_field, fields)
         elif dataset_type == "fiftyone":
-            samples.export(export_dir=tmp, dataset_type=fo.types.FiftyOneDataset, export_media=True,
-                           overwrite=True, progress=progress)
+            samples.export(
+                export_dir=tmp,
+                dataset_type=fo.types.FiftyOneDataset,
+                export_media=True,
+                overwrite=True,
+                progress=progress,
+            )
         else:
-            samples.export(export_dir=tmp, dataset_type=fo.types.ImageClassificationDirectoryTree,
-                           label_field=label_field, export_media=True, overwrite=True, progress=progress)
+            samples.export(
+                export_dir=tmp,
+                dataset_type=fo.types.ImageClassificationDirectoryTree,
+                label_field=label_field,
+                export_media=True,
+                overwrite=True,
+                progress=progress,
+            )
         write_marker(tmp, dict(dataset=samples._dataset.name, dataset_type=dataset_type, num_samples=num))
         warning = replace_dir(tmp, export_dir)  # only an empty dir or our own earlier export is replaced
     except OSError as e:

@@ -140,35 +140,49 @@ def check_export_dir(export_dir, samples=None, overwrite: bool = False) -> str:
     if why:
         raise VoGError(f"export_dir {path} {why}; an export never replaces it: {FIX}")
     if os.path.islink(path):
-        raise VoGError(f"export_dir {path} is a symbolic link (to {os.path.realpath(path)}); exports do not follow "
-                       f"links: {FIX}")
+        raise VoGError(
+            f"export_dir {path} is a symbolic link (to {os.path.realpath(path)}); exports do not follow links: {FIX}"
+        )
     if os.path.lexists(path) and not os.path.isdir(path):
         raise VoGError(f"export_dir {path} is a file; {FIX}")
     if samples is not None and os.path.lexists(path):  # a new directory holds nothing (and typing stays fast)
         d = _holds_media(path, media_dirs(samples))
         if d:
-            raise VoGError(f"export_dir {path} holds media of the dataset ({d}); an export never replaces "
-                           f"them: {FIX} outside the media folders")
+            raise VoGError(
+                f"export_dir {path} holds media of the dataset ({d}); an export never replaces "
+                f"them: {FIX} outside the media folders"
+            )
     if os.path.isdir(path) and os.listdir(path):
         marker = read_marker(path)
         if marker is None:
-            raise VoGError(f"export_dir {path} already holds files that no fiftyone-vog export wrote "
-                           f"(no {MARKER}); {FIX}")
+            raise VoGError(
+                f"export_dir {path} already holds files that no fiftyone-vog export wrote (no {MARKER}); {FIX}"
+            )
         if not overwrite:
-            raise VoGError(f"export_dir {path} already holds files; {FIX}, or pass overwrite=True "
-                           f"(CLI: --overwrite) to replace what the earlier export wrote there")
+            raise VoGError(
+                f"export_dir {path} already holds files; {FIX}, or pass overwrite=True "
+                f"(CLI: --overwrite) to replace what the earlier export wrote there"
+            )
         extra = _extra(path, marker)
         if extra:
-            raise VoGError(f"export_dir {path} holds {extra!r}, which the earlier export did not write; "
-                           f"Overwrite replaces only an export's own files: move it away or {FIX}")
+            raise VoGError(
+                f"export_dir {path} holds {extra!r}, which the earlier export did not write; "
+                f"Overwrite replaces only an export's own files: move it away or {FIX}"
+            )
     return path
 
 
 def write_marker(tmp: str, info: dict) -> None:
     """List everything below ``tmp`` (the finished export) in its marker, written last."""
     files, dirs, links = _inventory(tmp)
-    data = dict(kind=MARKER_KIND, version=1, written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                **info, files=sorted(files | links), dirs=sorted(dirs))
+    data = dict(
+        kind=MARKER_KIND,
+        version=1,
+        written=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **info,
+        files=sorted(files | links),
+        dirs=sorted(dirs),
+    )
     with open(os.path.join(tmp, MARKER), "w") as f:
         json.dump(data, f, indent=1)
         f.flush()
@@ -217,8 +231,9 @@ def replace_dir(tmp: str, export_dir: str) -> str | None:
         return None
     marker = read_marker(export_dir)
     if marker is None or _extra(export_dir, marker):
-        raise VoGError(f"export_dir {export_dir} changed during the export (files were added); nothing was "
-                       f"replaced: {FIX}")
+        raise VoGError(
+            f"export_dir {export_dir} changed during the export (files were added); nothing was replaced: {FIX}"
+        )
     parent, base = os.path.split(export_dir)
     old = os.path.join(parent, f".{base}.old-{uuid.uuid4().hex[:12]}")
     os.rename(export_dir, old)
@@ -237,14 +252,18 @@ def describe_os_error(e: OSError, export_dir: str) -> str:
     """One line for a failed write: what happened and what to do."""
     what = e.strerror or type(e).__name__
     code = errno.errorcode.get(e.errno, "") if e.errno else ""
-    fix = {errno.ENOSPC: "free some space or choose a directory on another disk",
-           errno.EDQUOT: "free some space or choose a directory on another disk",
-           errno.EFBIG: "the file system or a limit refused a file this large; choose another directory",
-           errno.EACCES: "choose a directory you may write to",
-           errno.EPERM: "choose a directory you may write to",
-           errno.EROFS: "the file system is read-only; choose another directory"}.get(e.errno, FIX)
-    return (f"cannot write the export to {export_dir}: {what}{f' ({code})' if code else ''}; {fix}. "
-            f"Nothing was changed there")
+    fix = {
+        errno.ENOSPC: "free some space or choose a directory on another disk",
+        errno.EDQUOT: "free some space or choose a directory on another disk",
+        errno.EFBIG: "the file system or a limit refused a file this large; choose another directory",
+        errno.EACCES: "choose a directory you may write to",
+        errno.EPERM: "choose a directory you may write to",
+        errno.EROFS: "the file system is read-only; choose another directory",
+    }.get(e.errno, FIX)
+    return (
+        f"cannot write the export to {export_dir}: {what}{f' ({code})' if code else ''}; {fix}. "
+        f"Nothing was changed there"
+    )
 
 
 def remove_partial(tmp: str) -> None:

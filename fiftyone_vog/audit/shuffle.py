@@ -72,13 +72,17 @@ def label_fields(samples) -> list[str]:
 
 #: How a message tells the user to overwrite or restore: from Python/CLI, or in the App's form.
 HINTS = {
-    "api": {"overwrite": "pass overwrite=True (CLI: --overwrite) to restore and shuffle again, or undo it with "
-                         "fov.restore_labels(dataset, label_field={lf!r}) (CLI: --restore)",
-            "flag_field": "pass flag_field= (CLI: --flag-field)", "original_field": "pass original_field= "
-                          "(CLI: --original-field)"},
-    "app": {"overwrite": "tick 'Overwrite' to restore and shuffle again, or choose the Action 'restore'",
-            "flag_field": "type another name in 'Flag field'", "original_field": "type another name in "
-                          "'Original-label field'"},
+    "api": {
+        "overwrite": "pass overwrite=True (CLI: --overwrite) to restore and shuffle again, or undo it with "
+        "fov.restore_labels(dataset, label_field={lf!r}) (CLI: --restore)",
+        "flag_field": "pass flag_field= (CLI: --flag-field)",
+        "original_field": "pass original_field= (CLI: --original-field)",
+    },
+    "app": {
+        "overwrite": "tick 'Overwrite' to restore and shuffle again, or choose the Action 'restore'",
+        "flag_field": "type another name in 'Flag field'",
+        "original_field": "type another name in 'Original-label field'",
+    },
 }
 
 
@@ -99,12 +103,13 @@ def shuffle_problem(samples, label_field, flag_field, original_field, overwrite,
     for param, name in (("flag_field", flag_field), ("original_field", original_field)):
         owner = audit_owner(ds, name) if name in schema else None
         if owner is not None and owner != label_field:
-            return param, (f"field {name!r} belongs to the shuffle of {owner!r}, not of {label_field!r}; "
-                           f"{h[param]}")
+            return param, (f"field {name!r} belongs to the shuffle of {owner!r}, not of {label_field!r}; {h[param]}")
     existing = [f for f in (flag_field, original_field) if f in schema]
     if existing and not overwrite:
-        return "label_field", (f"the labels of {label_field!r} look already shuffled on {ds.name!r} (field "
-                               f"{existing[0]!r} exists); " + h["overwrite"].format(lf=label_field))
+        return "label_field", (
+            f"the labels of {label_field!r} look already shuffled on {ds.name!r} (field "
+            f"{existing[0]!r} exists); " + h["overwrite"].format(lf=label_field)
+        )
     return None
 
 
@@ -113,7 +118,9 @@ def _check_label_field(samples, label_field):
 
     field = samples.get_field(label_field)
     if field is None:
-        raise VoGError(f"{samples._dataset.name!r} has no field {label_field!r}; pass label_field= the fo.Classification field")
+        raise VoGError(
+            f"{samples._dataset.name!r} has no field {label_field!r}; pass label_field= the fo.Classification field"
+        )
     if not (isinstance(field, fo.EmbeddedDocumentField) and issubclass(field.document_type, fo.Classification)):
         raise VoGError(f"field {label_field!r} is not a fo.Classification field; shuffle_labels needs one")
 
@@ -244,8 +251,12 @@ def shuffle_labels(
     created = []
     record = {"label_field": label_field, "flag_field": flag_field, "original_field": original_field}
     try:
-        ds.add_sample_field(original_field, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification,
-                            info={INFO_KEY: {**record, "role": "original"}})
+        ds.add_sample_field(
+            original_field,
+            fo.EmbeddedDocumentField,
+            embedded_doc_type=fo.Classification,
+            info={INFO_KEY: {**record, "role": "original"}},
+        )
         created.append(original_field)
         labeled.set_values(original_field, dict(zip(ids, (c.copy() for c in originals))), key_field="id")
         ds.add_sample_field(flag_field, fo.BooleanField, info={INFO_KEY: {**record, "role": "flag"}})
@@ -343,19 +354,30 @@ def restore_problem(samples, label_field, flag_field, original_field, hints="api
     rec = _audit_record(ds, original_field) if original_field in schema else {}
     if rec.get("label_field") not in (None, label_field):
         return flag_field or default_flag_field(label_field), (
-            "original_field", f"field {original_field!r} keeps the original labels of {rec['label_field']!r}, not of "
-                              f"{label_field!r}; {HINTS[hints]['original_field']}")
+            "original_field",
+            f"field {original_field!r} keeps the original labels of {rec['label_field']!r}, not of "
+            f"{label_field!r}; {HINTS[hints]['original_field']}",
+        )
     recorded = rec.get("flag_field")
     flag_field = flag_field or recorded or default_flag_field(label_field)
     owner = audit_owner(ds, flag_field) if flag_field in schema else None
     if owner is not None and owner != label_field:
-        return flag_field, ("flag_field", f"field {flag_field!r} flags the shuffle of {owner!r}, not of {label_field!r}; "
-                                          f"restore {owner!r} to clear it, or {HINTS[hints]['flag_field']}")
+        return flag_field, (
+            "flag_field",
+            f"field {flag_field!r} flags the shuffle of {owner!r}, not of {label_field!r}; "
+            f"restore {owner!r} to clear it, or {HINTS[hints]['flag_field']}",
+        )
     if recorded and flag_field != recorded and flag_field in schema:
-        return flag_field, ("flag_field", f"the shuffle of {label_field!r} flagged its samples in {recorded!r}, not "
-                                          f"{flag_field!r}; leave the flag field empty or {HINTS[hints]['flag_field']}")
+        return flag_field, (
+            "flag_field",
+            f"the shuffle of {label_field!r} flagged its samples in {recorded!r}, not "
+            f"{flag_field!r}; leave the flag field empty or {HINTS[hints]['flag_field']}",
+        )
     if original_field not in schema and flag_field not in schema:
-        return flag_field, ("label_field", f"nothing to restore on {ds.name!r}: neither {original_field!r} nor "
-                                           f"{flag_field!r} exists (were the labels of {label_field!r} shuffled "
-                                           "with other field names?)")
+        return flag_field, (
+            "label_field",
+            f"nothing to restore on {ds.name!r}: neither {original_field!r} nor "
+            f"{flag_field!r} exists (were the labels of {label_field!r} shuffled "
+            "with other field names?)",
+        )
     return flag_field, None

@@ -109,8 +109,9 @@ class VoGViews(dict):
 
     def table(self) -> list[dict]:
         """One row per saved view: ``{"view", "samples", "sorted_by"}``."""
-        return [{"view": name, "samples": len(view), "sorted_by": self.sorted_by.get(name)}
-                for name, view in self.items()]
+        return [
+            {"view": name, "samples": len(view), "sorted_by": self.sorted_by.get(name)} for name, view in self.items()
+        ]
 
     def __repr__(self):
         return f"VoGViews(saved={self.counts()}, skipped={self.skipped})"
@@ -263,11 +264,17 @@ def save_vog_views(
         if kind in kind_names:
             skipped[kind_names[kind]] = reason
 
-    add("high", dataset.match(score >= t_high).sort_by(vog_field, **hardest_first),
-        f"top {percentile:g}% by {vog_field} (>= {t_high:.6g}), hardest first")
+    add(
+        "high",
+        dataset.match(score >= t_high).sort_by(vog_field, **hardest_first),
+        f"top {percentile:g}% by {vog_field} (>= {t_high:.6g}), hardest first",
+    )
     # `>= -inf` drops None and NaN, which MongoDB orders below every number
-    add("low", dataset.match((score <= t_low) & (score >= float("-inf"))).sort_by(vog_field),
-        f"bottom {percentile:g}% by {vog_field} (<= {t_low:.6g}), lowest first")
+    add(
+        "low",
+        dataset.match((score <= t_low) & (score >= float("-inf"))).sort_by(vog_field),
+        f"bottom {percentile:g}% by {vog_field} (<= {t_low:.6g}), lowest first",
+    )
 
     def add_marked(kind, marked, what, meaning, raw=False):
         """``marked`` (the samples a marker selects), sorted hardest first by the VoG field that
@@ -292,20 +299,26 @@ def save_vog_views(
             skip(kind, f"{why}; {hint}")
 
     if "shuffled-labels" in kind_names:
-        add_flagged("shuffled-labels", shuffled_field, "shuffled labels",
-                    "run fov.shuffle_labels first or pass shuffled_field")
+        add_flagged(
+            "shuffled-labels", shuffled_field, "shuffled labels", "run fov.shuffle_labels first or pass shuffled_field"
+        )
 
     if "ood" in kind_names:
         if ood_field:
-            add_flagged("ood", ood_field, "out-of-distribution", f"pass ood_field=None to use the tag {ood_tag!r}",
-                        raw=True)
+            add_flagged(
+                "ood", ood_field, "out-of-distribution", f"pass ood_field=None to use the tag {ood_tag!r}", raw=True
+            )
         elif dataset.count_sample_tags().get(ood_tag, 0) > 0:
-            add_marked("ood", dataset.match_tags(ood_tag), f"samples tagged {ood_tag!r}", "out-of-distribution",
-                       raw=True)
+            add_marked(
+                "ood", dataset.match_tags(ood_tag), f"samples tagged {ood_tag!r}", "out-of-distribution", raw=True
+            )
         else:
             where = "" if dataset is ds else " in these samples"
-            skip("ood", f"no sample{where} is tagged {ood_tag!r}; tag OOD samples "
-                        f"(add_images_dir(..., tags={ood_tag!r})) or pass ood_field")
+            skip(
+                "ood",
+                f"no sample{where} is tagged {ood_tag!r}; tag OOD samples "
+                f"(add_images_dir(..., tags={ood_tag!r})) or pass ood_field",
+            )
 
     thresholds = {"high": t_high, "low": t_low}
     sort_fields = {}
@@ -316,11 +329,17 @@ def save_vog_views(
         if any(v is not None and v == v for v in loss_values):
             t_loss = percentile_thresholds(loss_values, percentile)[0]
             thresholds["label-errors"] = t_loss
-            add("label-errors", dataset.match(F(loss_field) >= t_loss).sort_by(loss_field, reverse=True),
-                f"top {percentile:g}% by {loss_field} (>= {t_loss:.6g}), likely label errors, highest loss first")
+            add(
+                "label-errors",
+                dataset.match(F(loss_field) >= t_loss).sort_by(loss_field, reverse=True),
+                f"top {percentile:g}% by {loss_field} (>= {t_loss:.6g}), likely label errors, highest loss first",
+            )
         else:
-            skip("label-errors", f"field {loss_field!r} does not exist or holds no score; compute VoG with "
-                                 "companions=True (the default) or pass label_error_field")
+            skip(
+                "label-errors",
+                f"field {loss_field!r} does not exist or holds no score; compute VoG with "
+                "companions=True (the default) or pass label_error_field",
+            )
 
     for name, view in views.items():
         ds.save_view(name, view, description=descriptions[name], overwrite=overwrite)
@@ -330,7 +349,9 @@ def save_vog_views(
                 ds.delete_saved_view(name)
                 skipped[name] = reason + f" (deleted the earlier saved view {name!r})"
             else:
-                skipped[name] = reason + f" (kept the saved view {name!r}: it was saved over other samples or another field)"
+                skipped[name] = (
+                    reason + f" (kept the saved view {name!r}: it was saved over other samples or another field)"
+                )
         logger.warning("fiftyone-vog: saved view %r skipped: %s", name, skipped[name])
     return VoGViews(
         {name: ds.load_saved_view(name) for name in views},

@@ -85,8 +85,10 @@ def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[st
             raise VoGError(f"window name {name!r} is reserved; choose another")
         clash = next((c for c in COMPANIONS if name == c or name.endswith(f"_{c}")), None)
         if clash:  # its fields would collide with a companion field ({vog_field}_{window}_{companion})
-            raise VoGError(f"window name {name!r} would collide with the {clash!r} companion fields; "
-                           f"choose a name that is not and does not end in one of {list(COMPANIONS)}")
+            raise VoGError(
+                f"window name {name!r} would collide with the {clash!r} companion fields; "
+                f"choose a name that is not and does not end in one of {list(COMPANIONS)}"
+            )
         if isinstance(spec, str):
             if ":" in spec:
                 try:
@@ -291,11 +293,15 @@ def compute_vog(
     preflight.check_labels(samples, label_field, label_mode)
     data = read_view(samples, label_field, classes, require_labels=label_mode == "true")
     if data.duplicates:
-        logger.warning("fiftyone-vog: the view holds %d repeated occurrence(s) of its samples; each sample is "
-                       "scored once (config 'duplicate_samples')", data.duplicates)
+        logger.warning(
+            "fiftyone-vog: the view holds %d repeated occurrence(s) of its samples; each sample is "
+            "scored once (config 'duplicate_samples')",
+            data.duplicates,
+        )
     extra = companion_fields(vog_field, window_idx) if companions else {}
-    _check_overwrite(samples, vog_field, {**fields, **{f"{w}:companions": tuple(c.values()) for w, c in extra.items()}},
-                     overwrite)
+    _check_overwrite(
+        samples, vog_field, {**fields, **{f"{w}:companions": tuple(c.values()) for w, c in extra.items()}}, overwrite
+    )
 
     models = load_models(
         paths,
@@ -305,25 +311,58 @@ def compute_vog(
         allow_import=_allow_import,
         allow_torchscript=allow_torchscript,
     )
-    dataset = ImageDataset(data.ids, data.filepaths, data.labels, transform,  # (imports torchvision's transforms)
-                           max_image_pixels=max_image_pixels)
+    dataset = ImageDataset(
+        data.ids,
+        data.filepaths,
+        data.labels,
+        transform,  # (imports torchvision's transforms)
+        max_image_pixels=max_image_pixels,
+    )
     t_load = time.perf_counter()
-    engine = VoGEngine(models, {ALL: list(range(len(paths))), **window_idx}, options, device=dev,
-                       dtype=PRECISIONS[precision], strategy=strategy, autocast=autocast, channels_last=channels_last,
-                       companions=companions)
+    engine = VoGEngine(
+        models,
+        {ALL: list(range(len(paths))), **window_idx},
+        options,
+        device=dev,
+        dtype=PRECISIONS[precision],
+        strategy=strategy,
+        autocast=autocast,
+        channels_last=channels_last,
+        companions=companions,
+    )
     engine.check_output_size(dataset[0][0][None], len(data.classes))
-    partial = open_partial(samples, vog_field, engine, resume, ctx, {
-        "checkpoint_sha256": hashes, "model": _model_spec(model), "num_classes": num_classes,
-        "label_field": label_field, "classes": data.classes, "options": vars(options), "windows": window_idx,
-        "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
-        "precision": precision, "autocast": autocast, "companions": bool(companions),
-    }, signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)))
+    partial = open_partial(
+        samples,
+        vog_field,
+        engine,
+        resume,
+        ctx,
+        {
+            "checkpoint_sha256": hashes,
+            "model": _model_spec(model),
+            "num_classes": num_classes,
+            "label_field": label_field,
+            "classes": data.classes,
+            "options": vars(options),
+            "windows": window_idx,
+            "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
+            "precision": precision,
+            "autocast": autocast,
+            "companions": bool(companions),
+        },
+        signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)),
+    )
     with _torch_threads(threads):
         raw = distributed.score_samples(
-            engine, dataset, data.ids,
-            lambda d: make_loader(d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev),
-                                  pin_memory=dev.type == "cuda"),
-            progress=progress, partial=partial, ctx=ctx,
+            engine,
+            dataset,
+            data.ids,
+            lambda d: make_loader(
+                d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev), pin_memory=dev.type == "cuda"
+            ),
+            progress=progress,
+            partial=partial,
+            ctx=ctx,
         )
     t_score = time.perf_counter()
 
@@ -371,8 +410,12 @@ def compute_vog(
     main = ctx is None or ctx.is_main  # under torchrun only rank 0 writes
     # data_wait / compute: seconds the scoring loop waited for images / computed (summed over
     # torchrun ranks); a large data_wait means the device idled: raise num_workers
-    timings = {"load": t_load - t0, "score": t_score - t_load, "data_wait": raw.stats["data_wait"],
-               "compute": raw.stats["compute"]}
+    timings = {
+        "load": t_load - t0,
+        "score": t_score - t_load,
+        "data_wait": raw.stats["data_wait"],
+        "compute": raw.stats["compute"],
+    }
 
     def finish_timings():
         t = time.perf_counter()
@@ -380,8 +423,17 @@ def compute_vog(
         return timings
 
     results = VoGResults(  # what FiftyOne stores with the run, plus the arrays (not stored)
-        samples, VoGRunConfig(**config), vog_field, class_stats=stats, summary=_summary(raw), timings=timings,
-        ids=data.ids, raw=raws, scores=scores, used_labels=raw.used_labels, predicted=raw.predicted,
+        samples,
+        VoGRunConfig(**config),
+        vog_field,
+        class_stats=stats,
+        summary=_summary(raw),
+        timings=timings,
+        ids=data.ids,
+        raw=raws,
+        scores=scores,
+        used_labels=raw.used_labels,
+        predicted=raw.predicted,
         classes=data.classes,
     )
     if main:  # the run's results are saved by write_run, inside its all-or-nothing block
@@ -405,9 +457,11 @@ def data_wait_hint(timings: Mapping[str, float], num_workers: int, threshold: fl
     wait, compute = timings.get("data_wait", 0.0), timings.get("compute", 0.0)
     if wait + compute <= 0 or wait / (wait + compute) <= threshold:
         return None
-    return (f"scoring waited for images {wait / (wait + compute):.0%} of the time ({wait:.1f}s of "
-            f"{wait + compute:.1f}s) with num_workers={num_workers}: raise num_workers (--num-workers) "
-            "so that decoding keeps up")
+    return (
+        f"scoring waited for images {wait / (wait + compute):.0%} of the time ({wait:.1f}s of "
+        f"{wait + compute:.1f}s) with num_workers={num_workers}: raise num_workers (--num-workers) "
+        "so that decoding keeps up"
+    )
 
 
 def auto_num_threads(cores: int | None = None, load: float | None = None, current: int | None = None) -> int:
@@ -477,8 +531,11 @@ def index_score_fields(dataset, names) -> None:
         try:
             dataset.create_index(name)
         except Exception as e:
-            logging.getLogger(__name__).warning("fiftyone-vog: could not index %r (sorting by it in the App's "
-                                                "query performance mode needs it): %s", name, e)
+            logging.getLogger(__name__).warning(
+                "fiftyone-vog: could not index %r (sorting by it in the App's query performance mode needs it): %s",
+                name,
+                e,
+            )
 
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
@@ -516,5 +573,6 @@ def _summary(raw) -> dict:
     """``{window: {"mean", "std", "min", "max"}}`` of the raw scores."""
     return {
         w: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)), "max": float(np.max(v))}
-        for w, v in raw.raw.items() if ":" not in w  # VoG windows (not the companions' "window:name")
+        for w, v in raw.raw.items()
+        if ":" not in w  # VoG windows (not the companions' "window:name")
     }

@@ -57,7 +57,9 @@ def from_env(device: torch.device) -> DistContext | None:
     if world <= 1:
         return None
     if "RANK" not in os.environ:
-        raise VoGError("WORLD_SIZE is set but RANK is not; launch with torchrun (or set RANK, MASTER_ADDR, MASTER_PORT)")
+        raise VoGError(
+            "WORLD_SIZE is set but RANK is not; launch with torchrun (or set RANK, MASTER_ADDR, MASTER_PORT)"
+        )
     ctx = DistContext(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo"
@@ -77,10 +79,16 @@ def _object_group():
 
 def merge(parts: list[RawVoG], ids: list[str]) -> RawVoG:
     """Place the scores of disjoint parts by sample id; every id must be scored exactly once."""
-    if (len(parts) == 1 and len(parts[0].ids) == len(ids)
-            and all(a == b for a, b in zip(parts[0].ids, ids))):  # one part, in order: nothing to place
-        return RawVoG(ids=list(ids), raw=dict(parts[0].raw), used_labels=parts[0].used_labels,
-                      predicted=parts[0].predicted, stats=dict(parts[0].stats))
+    if (
+        len(parts) == 1 and len(parts[0].ids) == len(ids) and all(a == b for a, b in zip(parts[0].ids, ids))
+    ):  # one part, in order: nothing to place
+        return RawVoG(
+            ids=list(ids),
+            raw=dict(parts[0].raw),
+            used_labels=parts[0].used_labels,
+            predicted=parts[0].predicted,
+            stats=dict(parts[0].stats),
+        )
     pos = {sid: i for i, sid in enumerate(ids)}
     n = len(ids)
     windows = list(parts[0].raw)
@@ -104,8 +112,9 @@ def merge(parts: list[RawVoG], ids: list[str]) -> RawVoG:
     return RawVoG(ids=list(ids), raw=raw, used_labels=used, predicted=predicted)
 
 
-def score_samples(engine: VoGEngine, dataset, ids: list[str], make_loader, progress=None,
-                  partial=None, ctx: DistContext | None = None) -> RawVoG:
+def score_samples(
+    engine: VoGEngine, dataset, ids: list[str], make_loader, progress=None, partial=None, ctx: DistContext | None = None
+) -> RawVoG:
     """Score the samples of ``dataset`` (items ``(image, label, id)`` aligned with ``ids``).
 
     Args:
@@ -126,10 +135,14 @@ def score_samples(engine: VoGEngine, dataset, ids: list[str], make_loader, progr
         keep = set(my_ids)
         sel = np.array([i for i, s in enumerate(done_ids) if s in keep], dtype=np.int64)
         if len(sel):
-            parts.append(RawVoG(
-                ids=[done_ids[i] for i in sel], raw={w: v[sel] for w, v in done_raw.items()},
-                used_labels=done_used[sel], predicted=None if done_pred is None else done_pred[sel],
-            ))
+            parts.append(
+                RawVoG(
+                    ids=[done_ids[i] for i in sel],
+                    raw={w: v[sel] for w, v in done_raw.items()},
+                    used_labels=done_used[sel],
+                    predicted=None if done_pred is None else done_pred[sel],
+                )
+            )
     done = set(parts[0].ids) if parts else set()
     todo = [int(i) for i in mine if ids[i] not in done]
     timing = {"data_wait": 0.0, "compute": 0.0}
@@ -141,15 +154,23 @@ def score_samples(engine: VoGEngine, dataset, ids: list[str], make_loader, progr
             todo_ids = [ids[i] for i in todo]
             on_batch = partial.add if partial is not None else None
             loader = make_loader(torch.utils.data.Subset(dataset, todo))
-            parts.append(score_batches(engine, loader, todo_ids, on_batch=on_batch,
-                                       progress=lambda n: pb.set_iteration(len(done) + n)))
+            parts.append(
+                score_batches(
+                    engine, loader, todo_ids, on_batch=on_batch, progress=lambda n: pb.set_iteration(len(done) + n)
+                )
+            )
             timing = {k: parts[-1].stats[k] for k in timing}
     if partial is not None:
         partial.flush()
     if not parts:  # an empty shard (more ranks than samples)
-        parts.append(RawVoG(ids=[], raw={w: np.zeros(0) for w in getattr(engine, "outputs", engine.windows)},
-                            used_labels=np.zeros(0, np.int64),
-                            predicted=None if engine.options.label_mode == "true" else np.zeros(0, np.int64)))
+        parts.append(
+            RawVoG(
+                ids=[],
+                raw={w: np.zeros(0) for w in getattr(engine, "outputs", engine.windows)},
+                used_labels=np.zeros(0, np.int64),
+                predicted=None if engine.options.label_mode == "true" else np.zeros(0, np.int64),
+            )
+        )
     if ctx is None:
         raw = merge(parts, ids)
         raw.stats.update(resumed=len(done), **timing)

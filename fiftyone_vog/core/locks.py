@@ -20,6 +20,7 @@ says so and gives the command that rewrites them.
 
 from __future__ import annotations
 
+import contextvars as _cv
 import datetime as _dt
 import os
 import shlex
@@ -37,12 +38,14 @@ def _timeout() -> float:
     try:
         return float(os.environ.get("FIFTYONE_VOG_LOCK_TIMEOUT", "120"))
     except ValueError:
-        raise VoGError(f"FIFTYONE_VOG_LOCK_TIMEOUT={os.environ['FIFTYONE_VOG_LOCK_TIMEOUT']!r} is not a "
-                       "number of seconds; unset it or set e.g. 120") from None
+        raise VoGError(
+            f"FIFTYONE_VOG_LOCK_TIMEOUT={os.environ['FIFTYONE_VOG_LOCK_TIMEOUT']!r} is not a "
+            "number of seconds; unset it or set e.g. 120"
+        ) from None
 
 
 def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)  # MongoDB returns naive UTC
+    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None)  # MongoDB returns naive UTC
 
 
 def _proc_start(pid: int) -> str | None:
@@ -117,8 +120,15 @@ class RunLock:
         timeout = _timeout()
         for _ in range(3):
             now = _now()
-            doc = {"dataset_id": self.dataset_id, "key": self.key, "token": self.token, "what": what,
-                   "holder": _holder(), "since": now, "heartbeat": now}
+            doc = {
+                "dataset_id": self.dataset_id,
+                "key": self.key,
+                "token": self.token,
+                "what": what,
+                "holder": _holder(),
+                "since": now,
+                "heartbeat": now,
+            }
             try:
                 self._coll.insert_one(doc)
                 return
@@ -136,18 +146,23 @@ class RunLock:
                 )
             import logging
 
-            logging.getLogger(__name__).warning("taking over the stale lock of VoG run %r (%s; %s)",
-                                                self.key, _describe(other), why)
+            logging.getLogger(__name__).warning(
+                "taking over the stale lock of VoG run %r (%s; %s)", self.key, _describe(other), why
+            )
             self._coll.delete_one({"_id": other["_id"], "token": other.get("token")})  # only that stale one
-        raise VoGError(f"could not take the lock of VoG run {self.key!r} of dataset {self._name!r}: "
-                       "other processes keep taking it; try again")
+        raise VoGError(
+            f"could not take the lock of VoG run {self.key!r} of dataset {self._name!r}: "
+            "other processes keep taking it; try again"
+        )
 
     def _heartbeat(self) -> None:
         period = max(0.5, _timeout() / 10)
         while not self._stop.wait(period):
             try:
-                self._coll.update_one({"dataset_id": self.dataset_id, "key": self.key, "token": self.token},
-                                      {"$set": {"heartbeat": _now()}})
+                self._coll.update_one(
+                    {"dataset_id": self.dataset_id, "key": self.key, "token": self.token},
+                    {"$set": {"heartbeat": _now()}},
+                )
             except Exception:  # the database is away for a moment: the next beat tries again
                 pass
 
@@ -156,8 +171,10 @@ class RunLock:
         doc = self._coll.find_one({"dataset_id": self.dataset_id, "key": self.key})
         if doc is None or doc.get("token") != self.token:
             who = f" ({_describe(doc)})" if doc else ""
-            raise VoGError(f"lost the lock of VoG run {self.key!r} of dataset {self._name!r}{who}; nothing "
-                           f"was written; run again when the other run is done")
+            raise VoGError(
+                f"lost the lock of VoG run {self.key!r} of dataset {self._name!r}{who}; nothing "
+                f"was written; run again when the other run is done"
+            )
 
     def release(self) -> None:
         self._stop.set()
@@ -187,9 +204,17 @@ def mark_writing(samples, key: str, fields, config: dict | None) -> None:
     """Persist that a write of run ``key`` of the collection ``samples`` begins (see the module's doc)."""
     dataset = samples._dataset
     view = samples is not dataset
-    doc = {"dataset_id": str(dataset._doc.id), "key": key, "fields": list(fields), "since": _now(),
-           "holder": _holder(), "dataset": dataset.name, "view": samples.name if view else None,
-           "unsaved_view": view and not samples.name, "config": _repairable(config or {})}
+    doc = {
+        "dataset_id": str(dataset._doc.id),
+        "key": key,
+        "fields": list(fields),
+        "since": _now(),
+        "holder": _holder(),
+        "dataset": dataset.name,
+        "view": samples.name if view else None,
+        "unsaved_view": view and not samples.name,
+        "config": _repairable(config or {}),
+    }
     _collection(WRITING).replace_one({"dataset_id": doc["dataset_id"], "key": key}, doc, upsert=True)
 
 
@@ -214,8 +239,22 @@ def unfinished_writes(dataset, keys=None) -> list[dict]:
     return out
 
 
-_CONFIG_KEYS = ("checkpoints", "model", "num_classes", "label_field", "classes", "label_mode", "target",
-                "statistic", "channel_reduction", "normalization", "windows", "transform", "precision", "engine")
+_CONFIG_KEYS = (
+    "checkpoints",
+    "model",
+    "num_classes",
+    "label_field",
+    "classes",
+    "label_mode",
+    "target",
+    "statistic",
+    "channel_reduction",
+    "normalization",
+    "windows",
+    "transform",
+    "precision",
+    "engine",
+)
 
 
 def _repairable(config: dict) -> dict:
@@ -228,8 +267,10 @@ def repair_commands(doc: dict) -> tuple[str | None, str]:
     c, key, name = doc.get("config", {}), doc["key"], doc.get("dataset", "?")
     engine = c.get("engine") or {}
     autocast = engine.get("autocast") if isinstance(engine, dict) else None
-    py = [f"fo.load_dataset({name!r})" + (f".load_saved_view({doc['view']!r})" if doc.get("view") else ""),
-          repr(c.get("checkpoints"))]
+    py = [
+        f"fo.load_dataset({name!r})" + (f".load_saved_view({doc['view']!r})" if doc.get("view") else ""),
+        repr(c.get("checkpoints")),
+    ]
     cli = ["fiftyone-vog", "compute", name]
     if doc.get("view"):
         cli += ["--view", doc["view"]]
@@ -248,9 +289,15 @@ def repair_commands(doc: dict) -> tuple[str | None, str]:
     if c.get("num_classes") is not None:
         cli += ["--num-classes", str(c["num_classes"])]
         py.append(f"num_classes={c['num_classes']!r}")
-    options = [("label_field", "ground_truth"), ("label_mode", "true"), ("target", "logit"),
-               ("statistic", "variance"), ("channel_reduction", "sum"), ("normalization", "zscore"),
-               ("precision", "float32")]
+    options = [
+        ("label_field", "ground_truth"),
+        ("label_mode", "true"),
+        ("target", "logit"),
+        ("statistic", "variance"),
+        ("channel_reduction", "sum"),
+        ("normalization", "zscore"),
+        ("precision", "float32"),
+    ]
     for opt, default in options:
         if c.get(opt, default) != default:
             cli += [f"--{opt.replace('_', '-')}", str(c[opt])]
@@ -281,14 +328,14 @@ def mixed_message(doc: dict) -> str:
     since = doc["since"].strftime("%Y-%m-%d %H:%M:%S UTC") if doc.get("since") else "?"
     h = doc.get("holder", {})
     how = f"run `{cli}`, or in Python {py}" if cli else f"in Python run {py}"
-    return (f"the write of VoG run {doc['key']!r} on dataset {doc.get('dataset')!r} (pid {h.get('pid')} on "
-            f"{h.get('host')}, {since}) did not finish: fields {sorted(doc.get('fields') or [])} may be mixed (new values on "
-            f"some samples, old on others) and the run may describe other checkpoints; to repair, {how}")
+    return (
+        f"the write of VoG run {doc['key']!r} on dataset {doc.get('dataset')!r} (pid {h.get('pid')} on "
+        f"{h.get('host')}, {since}) did not finish: fields {sorted(doc.get('fields') or [])} may be mixed (new values on "
+        f"some samples, old on others) and the run may describe other checkpoints; to repair, {how}"
+    )
 
 
 # -- the lock of the run this thread computes ---------------------------------
-import contextvars as _cv
-
 _current: _cv.ContextVar = _cv.ContextVar("fiftyone_vog_run_lock", default=None)
 
 

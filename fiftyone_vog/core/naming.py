@@ -9,7 +9,6 @@ refused too. FiftyOne is imported only when a name is checked.
 from __future__ import annotations
 
 import functools
-import json
 import keyword
 
 from ..errors import VoGError
@@ -19,10 +18,24 @@ from ..errors import VoGError
 MAX_FIELD_NAME = 100
 
 #: Names FiftyOne uses for built-in fields or reserves for some media types.
-FIFTYONE_RESERVED = frozenset({
-    "id", "filepath", "filename", "tags", "metadata", "created_at", "last_modified_at", "media_type",
-    "media_reference", "dataset_id", "frames", "groups", "group", "pk",
-})
+FIFTYONE_RESERVED = frozenset(
+    {
+        "id",
+        "filepath",
+        "filename",
+        "tags",
+        "metadata",
+        "created_at",
+        "last_modified_at",
+        "media_type",
+        "media_reference",
+        "dataset_id",
+        "frames",
+        "groups",
+        "group",
+        "pk",
+    }
+)
 
 
 @functools.lru_cache(maxsize=1)

@@ -50,9 +50,13 @@ def sample_signatures(ids: Sequence[str], labels: Sequence[int], filepaths: Sequ
     besides the configuration, which the chunks' key covers)."""
     h = hashlib.blake2b
     return np.fromiter(
-        (int.from_bytes(h(f"{i}\0{l}\0{p}".encode(), digest_size=8).digest(), "little")
-         for i, l, p in zip(ids, np.asarray(labels).tolist(), filepaths)),
-        dtype=np.uint64, count=len(ids))
+        (
+            int.from_bytes(h(f"{i}\0{l}\0{p}".encode(), digest_size=8).digest(), "little")
+            for i, l, p in zip(ids, np.asarray(labels).tolist(), filepaths)
+        ),
+        dtype=np.uint64,
+        count=len(ids),
+    )
 
 
 def _flush_seconds() -> float:
@@ -64,8 +68,10 @@ def _flush_seconds() -> float:
     if not value >= 0:  # NaN too
         from ..errors import VoGError
 
-        raise VoGError(f"FIFTYONE_VOG_FLUSH_SECONDS={text!r} is not a number of seconds ≥ 0; "
-                       "set it to e.g. 10 (0: after every batch), or unset it")
+        raise VoGError(
+            f"FIFTYONE_VOG_FLUSH_SECONDS={text!r} is not a number of seconds ≥ 0; "
+            "set it to e.g. 10 (0: after every batch), or unset it"
+        )
     return value
 
 
@@ -114,8 +120,11 @@ class PartialScores:
             if doc.get("predicted") is not None:
                 pred.append(np.frombuffer(doc["predicted"], dtype=np.int64))
             # chunks written before signatures existed match nothing: their samples are scored again
-            sigs.append(np.frombuffer(doc["sig"], dtype=np.uint64) if doc.get("sig") is not None
-                        else np.full(len(doc["ids"]), None, dtype=object))
+            sigs.append(
+                np.frombuffer(doc["sig"], dtype=np.uint64)
+                if doc.get("sig") is not None
+                else np.full(len(doc["ids"]), None, dtype=object)
+            )
         cat = lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt)  # noqa: E731
         raw = {w: cat(v, np.float64) for w, v in raw.items()}
         used, pred = cat(used, np.int64), (cat(pred, np.int64) if pred else None)
@@ -133,8 +142,11 @@ class PartialScores:
                     changed.add(sid)
             self.changed = len(changed)
             if self.changed:
-                logger.warning("%d sample(s) had their label or image path changed since the interrupted run "
-                               "flushed their scores; they are scored again", self.changed)
+                logger.warning(
+                    "%d sample(s) had their label or image path changed since the interrupted run "
+                    "flushed their scores; they are scored again",
+                    self.changed,
+                )
             sel = np.fromiter(sorted(last.values()), dtype=np.int64, count=len(last))
             ids = [ids[i] for i in sel]
             raw = {w: v[sel] for w, v in raw.items()}
@@ -144,13 +156,15 @@ class PartialScores:
     # -- writing ---------------------------------------------------------------
     def add(self, ids: Sequence[str], batch) -> None:
         """Queue one scored batch (:class:`~fiftyone_vog.engine.BatchScores`); flush when due."""
-        self._pending.append((
-            list(ids),
-            {w: batch.raw[w].detach().cpu().numpy().astype(np.float64) for w in self.windows},
-            batch.used_labels.detach().cpu().numpy().astype(np.int64),
-            None if batch.predicted is None else batch.predicted.detach().cpu().numpy().astype(np.int64),
-            np.fromiter((self._sig.get(i, 0) for i in ids), dtype=np.uint64, count=len(ids)) if self._sig else None,
-        ))
+        self._pending.append(
+            (
+                list(ids),
+                {w: batch.raw[w].detach().cpu().numpy().astype(np.float64) for w in self.windows},
+                batch.used_labels.detach().cpu().numpy().astype(np.int64),
+                None if batch.predicted is None else batch.predicted.detach().cpu().numpy().astype(np.int64),
+                np.fromiter((self._sig.get(i, 0) for i in ids), dtype=np.uint64, count=len(ids)) if self._sig else None,
+            )
+        )
         self._npending += len(ids)
         if self._npending >= MAX_PENDING or time.monotonic() - self._last >= _flush_seconds():
             self.flush()
@@ -160,15 +174,17 @@ class PartialScores:
         if self._pending:
             ids, raw, used, pred, sig = zip(*self._pending)
             has_pred = pred[0] is not None
-            self._coll.insert_one({
-                **self.run,
-                "key": self.key,
-                "ids": [i for chunk in ids for i in chunk],
-                "raw": {w: np.concatenate([r[w] for r in raw]).tobytes() for w in self.windows},
-                "used": np.concatenate(used).tobytes(),
-                "predicted": np.concatenate(pred).tobytes() if has_pred else None,
-                "sig": np.concatenate(sig).tobytes() if sig[0] is not None else None,
-            })
+            self._coll.insert_one(
+                {
+                    **self.run,
+                    "key": self.key,
+                    "ids": [i for chunk in ids for i in chunk],
+                    "raw": {w: np.concatenate([r[w] for r in raw]).tobytes() for w in self.windows},
+                    "used": np.concatenate(used).tobytes(),
+                    "predicted": np.concatenate(pred).tobytes() if has_pred else None,
+                    "sig": np.concatenate(sig).tobytes() if sig[0] is not None else None,
+                }
+            )
         self._pending, self._npending, self._last = [], 0, time.monotonic()
 
     def clear(self) -> None:
@@ -222,8 +238,15 @@ def drop_partials(dataset, vog_field: str) -> int:
     return coll.delete_many(run).deleted_count
 
 
-def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dict,
-                 signatures: tuple[Sequence[str], np.ndarray] | None = None) -> PartialScores:
+def open_partial(
+    samples,
+    vog_field: str,
+    engine,
+    resume: bool,
+    ctx,
+    config: dict,
+    signatures: tuple[Sequence[str], np.ndarray] | None = None,
+) -> PartialScores:
     """The run's :class:`PartialScores`; without ``resume`` any earlier chunks of this run key are dropped.
     The chunks of deleted datasets are dropped too (:func:`drop_orphans`).
 
@@ -234,7 +257,9 @@ def open_partial(samples, vog_field: str, engine, resume: bool, ctx, config: dic
             whose signature differs is scored again.
     """
     _flush_seconds()  # a bad setting fails here, before any sample is scored
-    partial = PartialScores(samples._dataset, vog_field, fingerprint(config), list(getattr(engine, "outputs", engine.windows)))
+    partial = PartialScores(
+        samples._dataset, vog_field, fingerprint(config), list(getattr(engine, "outputs", engine.windows))
+    )
     if signatures is not None:
         partial.set_signatures(*signatures)
     if ctx is None or ctx.is_main:

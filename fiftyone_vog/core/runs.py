@@ -138,7 +138,8 @@ def cleanup_run(dataset, key: str, fields) -> None:
     for name in fields:
         if name in owners:
             logging.getLogger(__name__).warning(
-                "kept field %r: the VoG run %r of dataset %r claims it too", name, owners[name], dataset.name)
+                "kept field %r: the VoG run %r of dataset %r claims it too", name, owners[name], dataset.name
+            )
         elif name in schema:
             dataset.delete_sample_field(name)
     clear_writing(dataset, key)  # its fields are gone: nothing is left mixed

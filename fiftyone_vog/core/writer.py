@@ -251,8 +251,9 @@ def _undo_write(samples, ids, vog_field, old, written, created, old_run, groups,
         try:
             _restore_values(samples, ids, old, written)
         except Exception as e:
-            problems.append((f"fields {sorted(old)} may hold the new values on some samples and the old ones on "
-                             f"others", e))
+            problems.append(
+                (f"fields {sorted(old)} may hold the new values on some samples and the old ones on others", e)
+            )
     if old_run is not _NOT_TAKEN:
         try:
             _reattach_run(samples, vog_field, old_run)
@@ -284,8 +285,9 @@ def _undo_write(samples, ids, vog_field, old, written, created, old_run, groups,
         ) from problems[0][1]
 
 
-def bulk_set(samples, ids, scores: dict[str, np.ndarray], chunk: int = 10_000, threads: int = 4,
-              written: list | None = None) -> None:
+def bulk_set(
+    samples, ids, scores: dict[str, np.ndarray], chunk: int = 10_000, threads: int = 4, written: list | None = None
+) -> None:
     """Write every score field of every sample in one bulk pass, keyed by sample id.
 
     ``set_values`` makes one pass over the samples per field, in batches sized for latency;
@@ -298,8 +300,14 @@ def bulk_set(samples, ids, scores: dict[str, np.ndarray], chunk: int = 10_000, t
     ds = samples._dataset
     import fiftyone.core.sample as fos
 
-    _update_by_id(_collection(ds), ids, {n: v.tolist() for n, v in scores.items()}, _spans(len(ids), chunk), threads,
-                  started=written)
+    _update_by_id(
+        _collection(ds),
+        ids,
+        {n: v.tolist() for n, v in scores.items()},
+        _spans(len(ids), chunk),
+        threads,
+        started=written,
+    )
     fos.Sample._reload_docs(ds._sample_collection_name, sample_ids=ids)  # in-memory samples see the values
 
 

@@ -78,9 +78,7 @@ def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathL
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise VoGError(_not_a_file(missing[0]) + more)
     if len(paths) < 2:
-        raise VoGError(
-            f"VoG needs at least 2 checkpoints from training, got {len(paths)}; save one every few epochs"
-        )
+        raise VoGError(f"VoG needs at least 2 checkpoints from training, got {len(paths)}; save one every few epochs")
     return [Path(p) for p in paths]
 
 
@@ -89,8 +87,10 @@ def _not_a_file(path: str) -> str:
     if not path.strip():
         return "a checkpoint path is empty; list checkpoint files (at least 2, in training order)"
     if os.path.isdir(path):
-        return (f"checkpoint {path} is a directory, not a file; pass the directory alone as checkpoints= "
-                f"(its {', '.join(CHECKPOINT_SUFFIXES)} files, naturally sorted) or list its files")
+        return (
+            f"checkpoint {path} is a directory, not a file; pass the directory alone as checkpoints= "
+            f"(its {', '.join(CHECKPOINT_SUFFIXES)} files, naturally sorted) or list its files"
+        )
     if os.path.islink(path):
         return f"checkpoint {path} is a broken symlink (its target does not exist); fix or remove the link"
     return f"checkpoint file not found: {path}"
@@ -144,8 +144,10 @@ def is_torchscript(path: str | os.PathLike) -> bool:
 
 
 #: What :func:`load_checkpoint` reads, for error messages.
-FORMATS = ("torch.save state_dicts or training checkpoints (.pt/.pth/.ckpt/.bin), .safetensors, "
-           "TorchScript archives (with allow_torchscript=True) and whole pickled modules (with allow_pickle=True)")
+FORMATS = (
+    "torch.save state_dicts or training checkpoints (.pt/.pth/.ckpt/.bin), .safetensors, "
+    "TorchScript archives (with allow_torchscript=True) and whole pickled modules (with allow_pickle=True)"
+)
 
 
 def _not_a_checkpoint(path: str) -> VoGError:
@@ -166,22 +168,31 @@ def _is_pickle(path: str) -> bool:
 
 def _refuse_code(path: str, kind: str, allow_import: bool) -> VoGError:
     """Loading ``path`` would run code from it: the one-line refusal, for the API/CLI or the App."""
-    why = {"torchscript": "is a TorchScript archive: a program whose code runs when it is loaded and called",
-           "pickle": "holds pickled Python objects (a whole model, or classes other than tensors): "
-                     "unpickling can run arbitrary code"}[kind]
+    why = {
+        "torchscript": "is a TorchScript archive: a program whose code runs when it is loaded and called",
+        "pickle": "holds pickled Python objects (a whole model, or classes other than tensors): "
+        "unpickling can run arbitrary code",
+    }[kind]
     if not allow_import:  # from the App: only the server's owner can allow it
-        return VoGError(f"checkpoint {path} {why}, which is disabled from the App; save model.state_dict() and "
-                        "name the architecture, or the server's owner can allow it by setting "
-                        "FIFTYONE_VOG_ALLOW_IMPORTS=1")
-    flag = {"torchscript": "allow_torchscript=True (CLI: --allow-torchscript)",
-            "pickle": "allow_pickle=True (CLI: --allow-pickle)"}[kind]
-    return VoGError(f"checkpoint {path} {why} on this machine, so it is not loaded by default; save "
-                    f"model.state_dict() instead and pass model=, or pass {flag} only if you trust the file "
-                    "and whoever wrote it")
+        return VoGError(
+            f"checkpoint {path} {why}, which is disabled from the App; save model.state_dict() and "
+            "name the architecture, or the server's owner can allow it by setting "
+            "FIFTYONE_VOG_ALLOW_IMPORTS=1"
+        )
+    flag = {
+        "torchscript": "allow_torchscript=True (CLI: --allow-torchscript)",
+        "pickle": "allow_pickle=True (CLI: --allow-pickle)",
+    }[kind]
+    return VoGError(
+        f"checkpoint {path} {why} on this machine, so it is not loaded by default; save "
+        f"model.state_dict() instead and pass model=, or pass {flag} only if you trust the file "
+        "and whoever wrote it"
+    )
 
 
-def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False, allow_torchscript: bool = False,
-                    allow_import: bool = True) -> dict[str, torch.Tensor] | nn.Module:
+def load_checkpoint(
+    path: str | os.PathLike, allow_pickle: bool = False, allow_torchscript: bool = False, allow_import: bool = True
+) -> dict[str, torch.Tensor] | nn.Module:
     """Read one checkpoint file: a ``state_dict`` (unwrapped) or, for TorchScript or
     whole pickled modules, an ``nn.Module``. ``allow_import=False`` (the App without the
     server's switch) only changes the wording of a refusal."""
@@ -197,7 +208,9 @@ def load_checkpoint(path: str | os.PathLike, allow_pickle: bool = False, allow_t
             try:
                 return load_file(path, device="cpu")
             except Exception:  # the reader's message may quote the header's bytes
-                raise VoGError(f"cannot read checkpoint {path}: not a valid .safetensors file (truncated or corrupt)") from None
+                raise VoGError(
+                    f"cannot read checkpoint {path}: not a valid .safetensors file (truncated or corrupt)"
+                ) from None
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -245,7 +258,7 @@ def match_keys(state: dict[str, torch.Tensor], expected: Sequence[str]) -> dict[
         if expected <= state.keys():
             break
         for prefix in _KEY_PREFIXES:
-            stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if len(stripped.keys() & expected) > len(state.keys() & expected):
                 state = stripped
                 break
@@ -302,7 +315,9 @@ def _call_factory(factory: Callable, num_classes: int | None) -> nn.Module:
     return module
 
 
-def model_factory(model: ModelSpec, num_classes: int | None = None, allow_import: bool = True) -> Callable[[], nn.Module] | None:
+def model_factory(
+    model: ModelSpec, num_classes: int | None = None, allow_import: bool = True
+) -> Callable[[], nn.Module] | None:
     """Return a function that builds one fresh instance of the architecture.
 
     ``model`` is a torchvision name (``"resnet18"``, built with ``weights=None`` and
@@ -336,7 +351,9 @@ def model_factory(model: ModelSpec, num_classes: int | None = None, allow_import
         return lambda: torchvision.models.get_model(model, **kwargs)
     if callable(model):
         return lambda: _call_factory(model, num_classes)
-    raise VoGError(f"model must be a torchvision name, 'package.module:callable', an nn.Module or a factory; got {type(model).__name__}")
+    raise VoGError(
+        f"model must be a torchvision name, 'package.module:callable', an nn.Module or a factory; got {type(model).__name__}"
+    )
 
 
 def load_models(
@@ -357,8 +374,9 @@ def load_models(
     factory = model_factory(model, num_classes, allow_import=allow_import)
     models = []
     for path in paths:
-        obj = load_checkpoint(path, allow_pickle=allow_pickle, allow_torchscript=allow_torchscript,
-                              allow_import=allow_import)
+        obj = load_checkpoint(
+            path, allow_pickle=allow_pickle, allow_torchscript=allow_torchscript, allow_import=allow_import
+        )
         if isinstance(obj, nn.Module):
             models.append(obj)
             continue
@@ -375,8 +393,10 @@ def load_models(
             msg = str(e).split("\n\t", 1)[-1].replace("\n\t", " ")
             hint = ""
             if num_classes is not None and "size mismatch" in msg:
-                hint = (f" (the architecture was built with num_classes={num_classes}; if the checkpoint has "
-                        "another output size, check classes= or pass num_classes=)")
+                hint = (
+                    f" (the architecture was built with num_classes={num_classes}; if the checkpoint has "
+                    "another output size, check classes= or pass num_classes=)"
+                )
             raise VoGError(f"{path} does not fit the architecture: {msg[:600]}{hint}") from None
         models.append(module)
     return models

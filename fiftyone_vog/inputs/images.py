@@ -23,8 +23,9 @@ from ..engine import MISSING_LABEL, VoGError
 
 # torchvision 0.29 deprecates its image decoders in favour of TorchCodec (not a dependency here) and
 # warns on every call; they still work, decode straight to tensors, and PIL remains the fallback.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
+warnings.filterwarnings(
+    "ignore", message="The image decoding and encoding capabilities of TorchVision", category=DeprecationWarning
+)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -47,7 +48,7 @@ class LoaderError(VoGError):
             tag = f"{__name__}.LoaderError: "
             lines = [line for line in message.splitlines() if line.startswith(tag)]
             if lines:
-                message = lines[-1][len(tag):]
+                message = lines[-1][len(tag) :]
         super().__init__(message)
 
 
@@ -114,8 +115,11 @@ def pil_rgb(img: Image.Image) -> Image.Image:
         a = np.asarray(img).astype(np.float64) / 257.0
         return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode in ("I", "F"):
-        warnings.warn(f"an image of PIL mode {mode!r} (no known value range) was converted to RGB by clipping "
-                      "values at 255; convert such images yourself or use a preset transform", stacklevel=2)
+        warnings.warn(
+            f"an image of PIL mode {mode!r} (no known value range) was converted to RGB by clipping "
+            "values at 255; convert such images yourself or use a preset transform",
+            stacklevel=2,
+        )
     return img.convert("RGB")
 
 
@@ -150,8 +154,14 @@ def build_transform(transform: str | Callable | None) -> tuple[str | None, Calla
 class ImageDataset(torch.utils.data.Dataset):
     """Images by file path with integer labels; yields ``(tensor, label, sample_id)``."""
 
-    def __init__(self, ids: Sequence[str], filepaths: Sequence[str], labels: Sequence[int], transform=None,
-                 max_image_pixels: int | None = None):
+    def __init__(
+        self,
+        ids: Sequence[str],
+        filepaths: Sequence[str],
+        labels: Sequence[int],
+        transform=None,
+        max_image_pixels: int | None = None,
+    ):
         self.ids, self.filepaths = list(ids), list(filepaths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.mode, self.transform = build_transform(transform)
@@ -206,13 +216,17 @@ class ImageDataset(torch.utils.data.Dataset):
         except VoGError:
             raise
         except Exception as e:  # the decoders' messages can quote the file's bytes: only the error's type
-            raise LoaderError(f"cannot read image {where}: not a readable image file, or truncated or corrupt "
-                              f"({type(e).__name__}); fix or remove the file, or leave the sample out of the view") from None
+            raise LoaderError(
+                f"cannot read image {where}: not a readable image file, or truncated or corrupt "
+                f"({type(e).__name__}); fix or remove the file, or leave the sample out of the view"
+            ) from None
         try:
             x = self.transform(img)
         except Exception as e:
-            raise LoaderError(f"the transform failed on image {where}: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300] if str(e) else ''}") from e  # the user's code: keep its traceback
+            raise LoaderError(
+                f"the transform failed on image {where}: {type(e).__name__}: "
+                f"{str(e).splitlines()[0][:300] if str(e) else ''}"
+            ) from e  # the user's code: keep its traceback
         if not isinstance(x, torch.Tensor) or x.ndim != 3:
             raise LoaderError(f"the transform must return a C×H×W tensor, got {type(x).__name__} for {path}")
         return x.as_subclass(torch.Tensor), int(self.labels[i]), self.ids[i]
@@ -229,8 +243,14 @@ def collate(items):
     return torch.stack(xs), torch.as_tensor(labels, dtype=torch.long), list(ids)
 
 
-def make_loader(dataset: ImageDataset, batch_size: int = 64, num_workers: int = 0, shuffle: bool = False,
-                pin_memory: bool = False, seed: int | None = None):
+def make_loader(
+    dataset: ImageDataset,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    shuffle: bool = False,
+    pin_memory: bool = False,
+    seed: int | None = None,
+):
     """A DataLoader over ``dataset`` whose batches are ``(images, labels, ids)``."""
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     return torch.utils.data.DataLoader(
@@ -257,12 +277,16 @@ class ViewData:
     duplicates: int = 0  # repeated occurrences of a sample in the view, left out (each id is read once)
 
 
-def resolve_classes(samples, label_field: str, classes: Sequence[str] | None, labels: Sequence[str | None]) -> list[str]:
+def resolve_classes(
+    samples, label_field: str, classes: Sequence[str] | None, labels: Sequence[str | None]
+) -> list[str]:
     """``classes=`` if given, else the dataset's classes for the field, else its default
     classes, else the sorted distinct labels."""
     if isinstance(classes, (str, bytes)):
-        raise VoGError(f"classes= must be a list of class names in the model's output order, e.g. "
-                       f"['cat', 'dog'], not the string {classes[:50]!r}")
+        raise VoGError(
+            f"classes= must be a list of class names in the model's output order, e.g. "
+            f"['cat', 'dog'], not the string {classes[:50]!r}"
+        )
     if classes is not None:
         classes = list(classes)
     else:
@@ -286,7 +310,11 @@ def check_label_field(samples, label_field: str) -> None:
     schema = samples.get_field_schema()
     if label_field not in schema:
         fields = [k for k, f in schema.items() if getattr(f, "document_type", None) is fo.Classification]
-        hint = f" Classification fields here: {', '.join(fields)}" if fields else " The dataset has no Classification field."
+        hint = (
+            f" Classification fields here: {', '.join(fields)}"
+            if fields
+            else " The dataset has no Classification field."
+        )
         raise VoGError(f"label field {label_field!r} does not exist.{hint}")
     doc_type = getattr(schema[label_field], "document_type", None)
     if doc_type is not fo.Classification:
@@ -296,8 +324,13 @@ def check_label_field(samples, label_field: str) -> None:
         )
 
 
-def read_view(samples, label_field: str = "ground_truth", classes: Sequence[str] | None = None,
-              require_labels: bool = True, check_files: bool = True) -> ViewData:
+def read_view(
+    samples,
+    label_field: str = "ground_truth",
+    classes: Sequence[str] | None = None,
+    require_labels: bool = True,
+    check_files: bool = True,
+) -> ViewData:
     """Read ids, file paths and label indices from a FiftyOne dataset or view.
 
     Raises :class:`VoGError` for an empty view, a missing / non-Classification label
@@ -308,9 +341,11 @@ def read_view(samples, label_field: str = "ground_truth", classes: Sequence[str]
         raise VoGError("the view is empty: there are no samples to score")
     if samples.media_type == "group":
         slices = [k for k, v in samples.group_media_types.items() if v == "image"]
-        raise VoGError(f"VoG scores images, one per sample; this is a grouped collection: score one image slice, "
-                       f"e.g. samples.select_group_slices({(slices or ['<slice>'])[0]!r}) (image slices: "
-                       f"{', '.join(slices) or 'none'})")
+        raise VoGError(
+            f"VoG scores images, one per sample; this is a grouped collection: score one image slice, "
+            f"e.g. samples.select_group_slices({(slices or ['<slice>'])[0]!r}) (image slices: "
+            f"{', '.join(slices) or 'none'})"
+        )
     if samples.media_type != "image":
         raise VoGError(f"VoG scores images; this collection's media type is {samples.media_type!r}")
     if not require_labels and classes is not None and label_field not in samples.get_field_schema():

@@ -6,11 +6,12 @@ import math
 import fiftyone as fo
 import numpy as np
 import pytest
-from conftest import CLASSES
 from scipy import stats
 
 import fiftyone_vog as fov
 from fiftyone_vog import analysis as A
+
+from conftest import CLASSES
 
 # Ten samples used throughout; the three 3.0's tie across a quintile boundary.
 S = np.array([5, 1, 3, 3, 2, 9, 7, 3, 0, 4], dtype=float)

@@ -6,13 +6,14 @@ import re
 import fiftyone as fo
 import numpy as np
 import pytest
-from conftest import CLASSES, small_model
 from PIL import Image
 
 import fiftyone_vog as fov
 from fiftyone_vog import analysis as A
 from fiftyone_vog.cli import main
 from fiftyone_vog.report.html import PNG_NAMES
+
+from conftest import CLASSES, small_model
 
 SECTIONS = ["distribution", "error", "windows", "memorization", "ood", "per_class", "detectors", "grids"]
 

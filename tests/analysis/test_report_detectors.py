@@ -2,10 +2,11 @@
 
 import fiftyone as fo
 import numpy as np
-from conftest import CLASSES, small_model
 
 import fiftyone_vog as fov
 from fiftyone_vog.analysis import detector_table_from_view
+
+from conftest import CLASSES, small_model
 
 
 def test_report_detectors_section(dataset, checkpoint_dir, tmp_path):

@@ -8,10 +8,8 @@ import json
 import os
 import shutil
 
-import pytest
-
-import fiftyone as fo
 import fiftyone.operators as foo
+import pytest
 from fiftyone.operators.executor import ExecutionError, _parse_ctx, execute_or_delegate_operator
 from fiftyone.operators.server import create_response_generator
 
@@ -55,8 +53,9 @@ def _broken_checkpoints(checkpoint_dir, tmp_path):
 
 
 # -- 1. a run that fails tells the user, and the form comes back -----------------------------
-def test_failed_compute_notifies_with_the_api_message_and_reopens_the_form(dataset, checkpoint_dir, tmp_path,
-                                                                          allow_imports):
+def test_failed_compute_notifies_with_the_api_message_and_reopens_the_form(
+    dataset, checkpoint_dir, tmp_path, allow_imports
+):
     spec = _broken_checkpoints(checkpoint_dir, tmp_path)
     with pytest.raises(fov.VoGError) as api:
         fov.compute_vog(dataset, spec, model=MODEL, progress=False)
@@ -87,7 +86,8 @@ def test_failed_plain_operator_notifies_and_reopens_the_form(dataset):
     requests, result = _from_the_app(uri, dataset, {"fraction": 0.25, "seed": 7})
     assert result.error is None and result.result is None  # no result: the App closes the failed run's view
     assert [r["params"] for r in requests if r["operator_uri"] == "notify"] == [
-        {"message": str(api.value), "variant": "error"}]
+        {"message": str(api.value), "variant": "error"}
+    ]
     prompts = [r["params"] for r in requests if r["operator_uri"] == "prompt_user_for_operation"]
     assert prompts[0]["operator_uri"] == uri and prompts[0]["params"] == {"fraction": 0.25, "seed": 7}
 
@@ -98,8 +98,11 @@ def _form(uri, ds, params, **request):
     from fiftyone.operators.executor import ExecutionContext, ValidationContext
 
     op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": dict(params), **request},
-                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": dict(params), **request},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     inputs = op.resolve_input(ctx)
     return inputs.type.properties, ValidationContext(ctx, inputs, op)
 
@@ -133,9 +136,14 @@ def test_unlabeled_samples_with_label_mode_true(dataset, checkpoint_dir, allow_i
     sample.save()
     params = {"checkpoints": checkpoint_dir, "model": MODEL}
     msg = _api_error(fov.compute_vog, dataset, checkpoint_dir, model=MODEL, progress=False)
-    assert _inline(dataset, params, "label_mode") == msg == (
-        "1 samples have no 'ground_truth' label; label_mode='true' needs labels — use label_mode='auto' "
-        "(true label where present, the model's prediction elsewhere)")
+    assert (
+        _inline(dataset, params, "label_mode")
+        == msg
+        == (
+            "1 samples have no 'ground_truth' label; label_mode='true' needs labels — use label_mode='auto' "
+            "(true label where present, the model's prediction elsewhere)"
+        )
+    )
     props, _ = _form(COMPUTE, dataset, {**params, "label_mode": "auto"})
     assert not props["label_mode"].invalid
     # the target view counts: the labeled rest is fine
@@ -173,8 +181,15 @@ def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir,
         torch.jit.save(torch.jit.script(model.eval()), str(tmp_path / f"epoch_{i}.pt"))
     classes = ["circle", "square", "stripes", "dots", "extra"]
     params = {"checkpoints": str(tmp_path), "classes": ",".join(classes)}
-    msg = _api_error(fov.compute_vog, dataset, str(tmp_path), classes=classes, label_mode="predicted",
-                     allow_torchscript=True, progress=False)
+    msg = _api_error(
+        fov.compute_vog,
+        dataset,
+        str(tmp_path),
+        classes=classes,
+        label_mode="predicted",
+        allow_torchscript=True,
+        progress=False,
+    )
     assert _inline(dataset, {**params, "label_mode": "predicted"}, "classes") == msg
     assert msg.startswith("the model outputs (4,) scores per sample but 5 classes were given")
 
@@ -201,11 +216,15 @@ def test_checkpoints_that_do_not_fit_the_architecture_are_loaded_once(dataset, c
 
 
 def test_an_output_field_of_another_type(dataset, checkpoint_dir, allow_imports):
-    msg = _api_error(fov.compute_vog, dataset, checkpoint_dir, model=MODEL, vog_field="ground_truth",
-                     overwrite=True, progress=False)
+    msg = _api_error(
+        fov.compute_vog, dataset, checkpoint_dir, model=MODEL, vog_field="ground_truth", overwrite=True, progress=False
+    )
     for overwrite in (False, True):
-        got = _inline(dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "vog_field": "ground_truth",
-                                "overwrite": overwrite}, "vog_field")
+        got = _inline(
+            dataset,
+            {"checkpoints": checkpoint_dir, "model": MODEL, "vog_field": "ground_truth", "overwrite": overwrite},
+            "vog_field",
+        )
         assert got.startswith(msg) and "Overwrite" not in msg
         assert "field 'ground_truth' exists with type EmbeddedDocumentField; choose another" in got
 
@@ -244,8 +263,13 @@ def test_package_architectures_need_no_switch(dataset, small_cnn_checkpoints, mo
     assert not val.invalid, [(e.path, e.reason) for e in val.errors]
     choices = [c.value for c in props["model"].view.choices]
     assert {"SmallCNN", "fiftyone_vog.models:SmallCNN", "MLP", "resnet18"} <= set(choices)
-    foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {
-        "checkpoints": small_cnn_checkpoints, "model": name, "vog_field": "by_name"}})
+    foo.execute_operator(
+        COMPUTE,
+        ctx={
+            "dataset": dataset,
+            "params": {"checkpoints": small_cnn_checkpoints, "model": name, "vog_field": "by_name"},
+        },
+    )
     assert dataset.count("by_name") == 40
     assert fov.get_vog_run(dataset, "by_name").config.model == name
 
@@ -256,8 +280,9 @@ def test_other_code_still_needs_the_switch(dataset, checkpoint_dir, monkeypatch)
         msg = _inline(dataset, {"checkpoints": checkpoint_dir, "model": spec}, "model")
         assert "FIFTYONE_VOG_ALLOW_IMPORTS=1" in msg
         with pytest.raises(ExecutionError, match="FIFTYONE_VOG_ALLOW_IMPORTS"):
-            foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir,
-                                                                               "model": spec}})
+            foo.execute_operator(
+                COMPUTE, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir, "model": spec}}
+            )
 
 
 def test_a_label_field_of_another_type_keeps_the_form_usable(dataset, checkpoint_dir, allow_imports):

@@ -6,9 +6,8 @@ executor, on real files."""
 import os
 import shutil
 
-import pytest
-
 import fiftyone.operators as foo
+import pytest
 from fiftyone.operators.executor import ExecutionContext, ExecutionError
 
 import fiftyone_vog as fov
@@ -50,8 +49,11 @@ def server(image_dir, checkpoint_dir, tmp_path, monkeypatch):
 
 def _form(uri, ds, params):
     op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": dict(params)},
-                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": dict(params)},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     return op.resolve_input(ctx).type.properties
 
 
@@ -74,10 +76,18 @@ def test_checkpoints_outside_the_roots_get_one_message_whether_they_exist_or_not
     # inside the default roots (the folder above the media): found as before
     props = _form(COMPUTE, ds, {"checkpoints": str(proj / "ckpts" / "epoch_*.pt")})
     assert not props["checkpoints"].invalid and props["checkpoints_found"].view.label.startswith("5 checkpoints")
-    cases = [outside / "ckpts" / "epoch_*.pt", outside / "nothing_*.pt",  # a glob matching 5 files / none
-             outside / "ckpts", outside / "no-such-dir",  # a directory of checkpoints / missing
-             outside / "hostname", outside / "missing-file",  # a file / none
-             "/etc/*", "/etc/hostname", "/etc/no-such-file", proj / ".." / "outside" / "hostname"]
+    cases = [
+        outside / "ckpts" / "epoch_*.pt",
+        outside / "nothing_*.pt",  # a glob matching 5 files / none
+        outside / "ckpts",
+        outside / "no-such-dir",  # a directory of checkpoints / missing
+        outside / "hostname",
+        outside / "missing-file",  # a file / none
+        "/etc/*",
+        "/etc/hostname",
+        "/etc/no-such-file",
+        proj / ".." / "outside" / "hostname",
+    ]
     text = _same_text({p: _checkpoint_error(ds, str(p)) for p in cases})
     assert "outside the folders the App may use" in text and "FIFTYONE_VOG_APP_ROOTS" in text
     assert str(srv) in text and str(proj) in text  # it names the roots, nothing about the file
@@ -105,8 +115,13 @@ def test_execute_refuses_too_and_never_quotes_file_bytes(server):
     (proj / "notes.pt").write_bytes(SECRET)
     (proj / "notes2.pt").write_bytes(SECRET)
     with pytest.raises(ExecutionError) as exc:
-        foo.execute_operator(COMPUTE, ctx={"dataset": ds, "params": {
-            "checkpoints": f"{proj / 'notes.pt'},{proj / 'notes2.pt'}", "model": "resnet18"}})
+        foo.execute_operator(
+            COMPUTE,
+            ctx={
+                "dataset": ds,
+                "params": {"checkpoints": f"{proj / 'notes.pt'},{proj / 'notes2.pt'}", "model": "resnet18"},
+            },
+        )
     msg = str(exc.value)
     assert "is not a PyTorch checkpoint" in msg
     assert "operand" not in msg and str(SECRET[0]) not in msg and "'Z'" not in msg and "secret" not in msg
@@ -132,8 +147,9 @@ def test_exports_from_the_app_stay_inside_the_roots(server, tmp_path):
     # inside: fine, from the form and the executor
     props = _form(EXPORT, ds, {"export_dir": str(proj / "export")})
     assert not props["export_dir"].invalid
-    res = foo.execute_operator(EXPORT, ctx={"dataset": ds, "params": {"export_dir": str(proj / "export"),
-                                                                      "dataset_type": "csv"}})
+    res = foo.execute_operator(
+        EXPORT, ctx={"dataset": ds, "params": {"export_dir": str(proj / "export"), "dataset_type": "csv"}}
+    )
     assert res.result["num_samples"] == 40
     # outside: one message, existing or not, in the form and at execute
     (outside / "existing").mkdir()

@@ -4,11 +4,10 @@ each marker view by the field that scores it, and reports a table."""
 
 import os
 
-import numpy as np
-import pytest
-
 import fiftyone as fo
 import fiftyone.operators as foo
+import numpy as np
+import pytest
 from fiftyone.operators.executor import ExecutionContext
 
 import fiftyone_vog as fov
@@ -31,9 +30,17 @@ def _requests(result, name):
 def test_score_fields_are_indexed_and_the_index_goes_with_the_run(dataset, checkpoint_dir, monkeypatch):
     monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")
     before = set(dataset.list_indexes())
-    foo.execute_operator(f"{PLUGIN}/compute_vog", ctx={"dataset": dataset, "params": {
-        "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": "conftest:small_model",
-        "windows": "early=0:2,late=-2:"}})
+    foo.execute_operator(
+        f"{PLUGIN}/compute_vog",
+        ctx={
+            "dataset": dataset,
+            "params": {
+                "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"),
+                "model": "conftest:small_model",
+                "windows": "early=0:2,late=-2:",
+            },
+        },
+    )
     fields = ["vog", "vog_raw", "vog_early", "vog_early_raw", "vog_late", "vog_late_raw"]
     assert set(fields) <= set(dataset.list_indexes())
     # the index serves the sort the grid asks for
@@ -57,15 +64,22 @@ def two_splits(dataset, checkpoint_dir):
     ood_ids = dataset.values("id")[-6:]
     dataset.select(ood_ids).tag_samples("ood")
     fov.compute_vog(dataset.match_tags("ood", bool=False), ckpts, model=small_model, progress=False)
-    fov.compute_vog(dataset.match_tags("ood"), ckpts, model=small_model, vog_field="vog_test",
-                    label_mode="predicted", progress=False)
+    fov.compute_vog(
+        dataset.match_tags("ood"),
+        ckpts,
+        model=small_model,
+        vog_field="vog_test",
+        label_mode="predicted",
+        progress=False,
+    )
     return dataset
 
 
 def test_ood_view_is_sorted_by_the_field_that_scores_it(two_splits):
     ds = two_splits
-    result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": ds, "params": {
-        "vog_field": "vog", "load_view": "vog-ood"}})
+    result = foo.execute_operator(
+        f"{PLUGIN}/save_vog_views", ctx={"dataset": ds, "params": {"vog_field": "vog", "load_view": "vog-ood"}}
+    )
     rows = {r["view"]: r for r in result.result["views"]}
     # by the raw score of the run that scores the OOD samples (class z-scores hide them)
     assert rows["vog-ood"] == {"view": "vog-ood", "samples": 6, "sorted_by": "vog_test_raw"}
@@ -93,8 +107,10 @@ def test_open_afterwards_reloads_then_sets_the_view_by_its_stages(two_splits):
     operator saved them: the dataset is reloaded (the selector then lists the new views) and the
     view is sent as stages, which need no lookup."""
     ds = two_splits
-    result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": ds, "params": {
-        "vog_field": "vog", "name_prefix": "vog-ui", "load_view": "vog-ui-high"}})
+    result = foo.execute_operator(
+        f"{PLUGIN}/save_vog_views",
+        ctx={"dataset": ds, "params": {"vog_field": "vog", "name_prefix": "vog-ui", "load_view": "vog-ui-high"}},
+    )
     uris = [r.operator_uri for r in result.executor._requests]
     assert uris.index("reload_dataset") < uris.index("set_view")
     (req,) = _requests(result, "set_view")
@@ -108,8 +124,9 @@ def test_save_views_result_is_a_table(two_splits):
     ds = two_splits
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": ds, "params": {"vog_field": "vog"}})
     op = foo.get_operator(f"{PLUGIN}/save_vog_views")
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": {}, "results": result.result},
-                           operator_uri=op.uri)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": {}, "results": result.result}, operator_uri=op.uri
+    )
     props = op.resolve_output(ctx).type.properties
     table = props["views"].view.to_json()
     assert table["name"] == "TableView"
@@ -137,8 +154,9 @@ def test_thread_count_is_recorded_and_restored(dataset, checkpoint_dir, monkeypa
     before = torch.get_num_threads()
     seen = []
     real = compute.distributed.score_samples
-    monkeypatch.setattr(compute.distributed, "score_samples",
-                        lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    monkeypatch.setattr(
+        compute.distributed, "score_samples", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k)
+    )
     ckpts = os.path.join(checkpoint_dir, "epoch_*.pt")
     res = fov.compute_vog(dataset, ckpts, model=small_model, device="cpu", num_threads=1, progress=False)
     assert seen == [1] and res.config["num_threads"] == 1
@@ -183,20 +201,37 @@ def test_scheduled_run_is_listed_and_run_by_fiftyone_delegated_launch(named_data
     ds = named_dataset
     monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")
     uri = f"{PLUGIN}/compute_vog"
-    result = foo.execute_operator(uri, ctx={"dataset": ds, "request_delegation": True, "params": {
-        "checkpoints": checkpoint_dir, "model": "conftest:small_model", "vog_field": "scheduled"}})
+    result = foo.execute_operator(
+        uri,
+        ctx={
+            "dataset": ds,
+            "request_delegation": True,
+            "params": {"checkpoints": checkpoint_dir, "model": "conftest:small_model", "vog_field": "scheduled"},
+        },
+    )
     assert result.delegated
-    env = dict(os.environ, FIFTYONE_VOG_ALLOW_IMPORTS="1",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(__file__), os.path.dirname(os.path.dirname(__file__)),
-                                           os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        FIFTYONE_VOG_ALLOW_IMPORTS="1",
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(__file__), os.path.dirname(os.path.dirname(__file__)), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
     cli = os.path.join(os.path.dirname(sys.executable), "fiftyone")
-    listed = subprocess.run([cli, "delegated", "list", "--dataset", ds.name], env=env, capture_output=True,
-                            text=True, timeout=300)
+    listed = subprocess.run(
+        [cli, "delegated", "list", "--dataset", ds.name], env=env, capture_output=True, text=True, timeout=300
+    )
     assert uri in listed.stdout and "queued" in listed.stdout.lower(), listed.stdout + listed.stderr
     svc = DelegatedOperationService()
     (op,) = svc.list_operations(dataset_name=ds.name)
-    proc = subprocess.Popen([cli, "delegated", "launch"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [cli, "delegated", "launch"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and svc.get(op.id).run_state not in ("completed", "failed"):

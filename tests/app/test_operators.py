@@ -5,11 +5,10 @@ import csv
 import glob
 import os
 
-import numpy as np
-import pytest
-
 import fiftyone as fo
 import fiftyone.operators as foo
+import numpy as np
+import pytest
 from fiftyone.operators.delegated import DelegatedOperationService
 from fiftyone.operators.executor import ExecutionContext, ExecutionError, ValidationContext
 
@@ -40,8 +39,13 @@ def operator_scored(image_dir, checkpoint_dir):
     os.environ["FIFTYONE_VOG_ALLOW_IMPORTS"] = "1"
     try:
         ds = build_dataset(*image_dir)
-        foo.execute_operator(COMPUTE, ctx={"dataset": ds, "params": {
-            "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "batch_size": 16}})
+        foo.execute_operator(
+            COMPUTE,
+            ctx={
+                "dataset": ds,
+                "params": {"checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "batch_size": 16},
+            },
+        )
     finally:
         del os.environ["FIFTYONE_VOG_ALLOW_IMPORTS"]
     yield ds
@@ -51,8 +55,11 @@ def operator_scored(image_dir, checkpoint_dir):
 def _form(uri, ds, params, **request):
     """Resolve the operator's form on the server, as the App does on every keystroke."""
     op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": dict(params), **request},
-                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": dict(params), **request},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     inputs = op.resolve_input(ctx)
     return inputs.type.properties, ValidationContext(ctx, inputs, op)
 
@@ -67,13 +74,36 @@ def test_compute_vog_operator_equals_the_api(operator_scored, checkpoint_dir, al
     from conftest import small_model
 
     windows = {"early": "0:2", "late": "-2:"}
-    foo.execute_operator(COMPUTE, ctx={"dataset": operator_scored, "params": {
-        "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "vog_field": "op",
-        "statistic": "std", "normalization": "abs", "channel_reduction": "mean", "target": "logit",
-        "windows": "early=0:2,late=-2:", "batch_size": 7}})
-    fov.compute_vog(operator_scored, os.path.join(checkpoint_dir, "epoch_*.pt"), model=small_model, vog_field="ref",
-                    statistic="std", normalization="abs", channel_reduction="mean", target="logit",  # not the default
-                    windows=windows, batch_size=7, progress=False)
+    foo.execute_operator(
+        COMPUTE,
+        ctx={
+            "dataset": operator_scored,
+            "params": {
+                "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"),
+                "model": MODEL,
+                "vog_field": "op",
+                "statistic": "std",
+                "normalization": "abs",
+                "channel_reduction": "mean",
+                "target": "logit",
+                "windows": "early=0:2,late=-2:",
+                "batch_size": 7,
+            },
+        },
+    )
+    fov.compute_vog(
+        operator_scored,
+        os.path.join(checkpoint_dir, "epoch_*.pt"),
+        model=small_model,
+        vog_field="ref",
+        statistic="std",
+        normalization="abs",
+        channel_reduction="mean",
+        target="logit",  # not the default
+        windows=windows,
+        batch_size=7,
+        progress=False,
+    )
     for suffix in ("", "_raw", "_early", "_early_raw", "_late", "_late_raw", "_loss", "_late_margin", "_energy"):
         got = np.array(operator_scored.values("op" + suffix))
         want = np.array(operator_scored.values("ref" + suffix))
@@ -86,8 +116,13 @@ def test_compute_vog_operator_equals_the_api(operator_scored, checkpoint_dir, al
 
 
 def test_compute_vog_reports_progress_and_reloads(dataset, checkpoint_dir, allow_imports):
-    result = foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {
-        "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "batch_size": 8}})
+    result = foo.execute_operator(
+        COMPUTE,
+        ctx={
+            "dataset": dataset,
+            "params": {"checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "batch_size": 8},
+        },
+    )
     progress = _requests(result, "set_progress")
     assert progress, "no progress was sent to the App"
     assert progress[-1].params == {"progress": 1.0, "label": "Scored 40 of 40"}
@@ -98,18 +133,37 @@ def test_compute_vog_reports_progress_and_reloads(dataset, checkpoint_dir, allow
     assert dataset.count("vog") == 40 and dataset.count("vog_raw") == 40
     # new fields: the App shows the VoG sidebar group only after a page reload, so the message says so
     # (a data-loading hint, which depends on timing, may follow as ". Note: ...")
-    assert notes[0].params["message"].split(". Note: ")[0].endswith(
-        "(reload the page to see them in the sidebar's VoG group)")
-    result = foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {
-        "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "overwrite": True}})
+    assert (
+        notes[0]
+        .params["message"]
+        .split(". Note: ")[0]
+        .endswith("(reload the page to see them in the sidebar's VoG group)")
+    )
+    result = foo.execute_operator(
+        COMPUTE,
+        ctx={
+            "dataset": dataset,
+            "params": {"checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "overwrite": True},
+        },
+    )
     assert "reload the page" not in _requests(result, "notify")[0].params["message"]  # same fields: already placed
 
 
 def test_compute_vog_on_selected_samples_only(dataset, checkpoint_dir, allow_imports):
     ids = dataset.values("id")[:6]
-    foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "selected": ids, "params": {
-        "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL,
-        "view_target": "SELECTED_SAMPLES", "label_mode": "predicted"}})
+    foo.execute_operator(
+        COMPUTE,
+        ctx={
+            "dataset": dataset,
+            "selected": ids,
+            "params": {
+                "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"),
+                "model": MODEL,
+                "view_target": "SELECTED_SAMPLES",
+                "label_mode": "predicted",
+            },
+        },
+    )
     assert sorted(dataset.exists("vog_raw").values("id")) == sorted(ids)
     assert fov.get_vog_run(dataset, "vog").config.num_samples == 6
 
@@ -126,8 +180,14 @@ def test_compute_vog_on_the_current_view_from_python(dataset, checkpoint_dir, al
 
 def test_delegated_compute_is_queued_then_executed(dataset, checkpoint_dir, allow_imports):
     svc = DelegatedOperationService()
-    result = foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "request_delegation": True, "params": {
-        "checkpoints": checkpoint_dir, "model": MODEL, "vog_field": "later"}})
+    result = foo.execute_operator(
+        COMPUTE,
+        ctx={
+            "dataset": dataset,
+            "request_delegation": True,
+            "params": {"checkpoints": checkpoint_dir, "model": MODEL, "vog_field": "later"},
+        },
+    )
     assert result.delegated
     assert "later" not in dataset.get_field_schema()  # queued, not run
     queued = svc.get_queued_operations(operator=COMPUTE, dataset_name=dataset.name)
@@ -162,9 +222,16 @@ def test_found_checkpoints_are_reported(dataset, checkpoint_dir):
     assert val.invalid and "does not fit the architecture" in props["model"].error_message  # SmallCNN weights
 
 
-@pytest.mark.parametrize("name, why", [("1vog", "not a valid field name"), ("my vog", "not a valid field name"),
-                                       ("_vog", "not a valid field name"), ("class", "is a Python keyword"),
-                                       ("filepath", "reserved by FiftyOne")])
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("1vog", "not a valid field name"),
+        ("my vog", "not a valid field name"),
+        ("_vog", "not a valid field name"),
+        ("class", "is a Python keyword"),
+        ("filepath", "reserved by FiftyOne"),
+    ],
+)
 def test_bad_output_field_is_an_inline_error(dataset, checkpoint_dir, name, why):
     props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "vog_field": name})
     assert props["vog_field"].invalid and why in props["vog_field"].error_message
@@ -177,7 +244,9 @@ def test_used_output_field_needs_overwrite(operator_scored, checkpoint_dir):
     props, _ = _form(COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "vog", "overwrite": True})
     assert not props["vog_field"].invalid
     # a window's field that is taken counts too
-    props, _ = _form(COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "op", "windows": "late=-2:"})
+    props, _ = _form(
+        COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "op", "windows": "late=-2:"}
+    )
     assert props["vog_field"].invalid
 
 
@@ -193,15 +262,16 @@ def test_app_cannot_import_code_unless_the_owner_allows_it(dataset, checkpoint_d
     assert props["model"].invalid and "FIFTYONE_VOG_ALLOW_IMPORTS=1" in props["model"].error_message
     assert props["allow_pickle"].invalid and "FIFTYONE_VOG_ALLOW_IMPORTS=1" in props["allow_pickle"].error_message
     with pytest.raises(ExecutionError, match="FIFTYONE_VOG_ALLOW_IMPORTS"):
-        foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir, "model": MODEL}})
+        foo.execute_operator(
+            COMPUTE, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir, "model": MODEL}}
+        )
     monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")
     props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "allow_pickle": True})
     assert not props["model"].invalid and not props["allow_pickle"].invalid
 
 
 def test_unknown_architecture_and_bad_windows_are_inline_errors(dataset, checkpoint_dir):
-    props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": "resnet181",
-                                        "windows": "early=0:1"})
+    props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": "resnet181", "windows": "early=0:1"})
     assert "did you mean resnet18" in props["model"].error_message
     assert props["windows"].invalid and "fewer than 2 checkpoints" in props["windows"].error_message
     props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "windows": "early"})
@@ -228,13 +298,20 @@ def test_target_choice_appears_with_a_view_or_selection(dataset, checkpoint_dir)
 
 # -- save_vog_views, shuffle_labels, export_vog_subset --------------------------------
 def test_save_vog_views_operator(operator_scored):
-    result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": {
-        "vog_field": "vog", "percentile": 10, "load_view": "vog-high"}})
-    assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-high": 4, "vog-low": 4, "vog-label-errors": 4}
+    result = foo.execute_operator(
+        f"{PLUGIN}/save_vog_views",
+        ctx={"dataset": operator_scored, "params": {"vog_field": "vog", "percentile": 10, "load_view": "vog-high"}},
+    )
+    assert {r["view"]: r["samples"] for r in result.result["views"]} == {
+        "vog-high": 4,
+        "vog-low": 4,
+        "vog-label-errors": 4,
+    }
     assert {r["view"] for r in result.result["skipped"]} == {"vog-shuffled-labels", "vog-ood"}
     loss = np.array(operator_scored.values("vog_loss"))
     assert operator_scored.load_saved_view("vog-label-errors").values("id") == [
-        operator_scored.values("id")[i] for i in np.argsort(-loss)[:4]]
+        operator_scored.values("id")[i] for i in np.argsort(-loss)[:4]
+    ]
     ids, vog = operator_scored.values("id"), np.array(operator_scored.values("vog"))
     order = np.argsort(-vog)
     assert operator_scored.load_saved_view("vog-high").values("id") == [ids[i] for i in order[:4]]
@@ -248,9 +325,18 @@ def test_save_vog_views_operator_name_prefix(operator_scored):
     props, val = _form(f"{PLUGIN}/save_vog_views", operator_scored, params)
     assert not val.invalid
     assert [c.value for c in props["load_view"].view.choices] == [
-        "vog-b-high", "vog-b-low", "vog-b-shuffled-labels", "vog-b-ood", "vog-b-label-errors"]
+        "vog-b-high",
+        "vog-b-low",
+        "vog-b-shuffled-labels",
+        "vog-b-ood",
+        "vog-b-label-errors",
+    ]
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": params})
-    assert {r["view"]: r["samples"] for r in result.result["views"]} == {"vog-b-high": 4, "vog-b-low": 4, "vog-b-label-errors": 4}
+    assert {r["view"]: r["samples"] for r in result.result["views"]} == {
+        "vog-b-high": 4,
+        "vog-b-low": 4,
+        "vog-b-label-errors": 4,
+    }
     assert {r["view"] for r in result.result["skipped"]} == {"vog-b-shuffled-labels", "vog-b-ood"}
     ids, vog = operator_scored.values("id"), np.array(operator_scored.values("vog"))
     assert operator_scored.load_saved_view("vog-b-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
@@ -293,8 +379,13 @@ def test_export_vog_subset_operator(operator_scored, tmp_path):
     uri = f"{PLUGIN}/export_vog_subset"
     foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": {"vog_field": "vog"}})
     out = tmp_path / "hard"
-    result = foo.execute_operator(uri, ctx={"dataset": operator_scored, "params": {
-        "saved_view": "vog-high", "export_dir": str(out), "dataset_type": "csv"}})
+    result = foo.execute_operator(
+        uri,
+        ctx={
+            "dataset": operator_scored,
+            "params": {"saved_view": "vog-high", "export_dir": str(out), "dataset_type": "csv"},
+        },
+    )
     with open(result.result["export_dir"]) as f:
         rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == operator_scored.load_saved_view("vog-high").values("id")
@@ -306,13 +397,26 @@ def test_export_vog_subset_operator(operator_scored, tmp_path):
     tree = tmp_path / "tree"
     view = operator_scored.match(fo.ViewField("ground_truth.label") == "circle")
     foo.execute_operator(uri, ctx={"view": view, "params": {"export_dir": str(tree)}})
-    assert sorted(os.listdir(tree)) == [".fiftyone-vog-export.json", "circle"] and len(os.listdir(tree / "circle")) == len(view)
+    assert sorted(os.listdir(tree)) == [".fiftyone-vog-export.json", "circle"] and len(
+        os.listdir(tree / "circle")
+    ) == len(view)
 
 
 def test_compute_vog_operator_mixed_precision_and_resume(operator_scored, checkpoint_dir, allow_imports):
-    foo.execute_operator(COMPUTE, ctx={"dataset": operator_scored, "params": {
-        "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "vog_field": "amp",
-        "autocast": "bf16", "resume": True, "batch_size": 16}})
+    foo.execute_operator(
+        COMPUTE,
+        ctx={
+            "dataset": operator_scored,
+            "params": {
+                "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"),
+                "model": MODEL,
+                "vog_field": "amp",
+                "autocast": "bf16",
+                "resume": True,
+                "batch_size": 16,
+            },
+        },
+    )
     cfg = fov.get_vog_run(operator_scored, "amp").config
     assert cfg.engine["autocast"] == "bf16" and cfg.resumed_samples == 0
     exact = np.array(operator_scored.values("vog_raw"))

@@ -1,10 +1,9 @@
 """The VoG panel: its pure computations against hand counts, and its events through the executor."""
 
-import numpy as np
-import pytest
-
 import fiftyone as fo
 import fiftyone.operators as foo
+import numpy as np
+import pytest
 
 from fiftyone_vog.app import panel as panels
 from fiftyone_vog.app.install import install_plugin
@@ -32,7 +31,9 @@ def test_decile_table_error_rate_by_hand():
     rows = panels.decile_table(scores, errors)
     assert [r["lo"] for r in rows] == list(range(1, 11))
     by_score = dict(zip(scores, errors))
-    assert [r["error_rate"] for r in rows] == [None if by_score[s] is None else float(by_score[s]) for s in range(1, 11)]
+    assert [r["error_rate"] for r in rows] == [
+        None if by_score[s] is None else float(by_score[s]) for s in range(1, 11)
+    ]
     rows = panels.decile_table(list(range(20)), [i % 2 == 0 for i in range(20)])
     assert all(r["count"] == 2 and r["error_rate"] == 0.5 for r in rows)
     assert panels.decile_table([1.0, 2.0])[0]["error_rate"] is None
@@ -59,8 +60,9 @@ def panel_dataset(dataset):
     dataset.set_values("vog_raw", rng.uniform(size=len(dataset)).tolist())
     labels = dataset.values("ground_truth.label")
     dataset.set_values("predictions", [fo.Classification(label=l if i % 4 else "circle") for i, l in enumerate(labels)])
-    cfg = dataset.init_run(method="fiftyone_vog.compute_vog", vog_field="vog", label_field="ground_truth",
-                           fields=["vog", "vog_raw"])
+    cfg = dataset.init_run(
+        method="fiftyone_vog.compute_vog", vog_field="vog", label_field="ground_truth", fields=["vog", "vog_raw"]
+    )
     dataset.register_run("vog", cfg)
     return dataset
 
@@ -78,8 +80,10 @@ def test_view_stats_uses_raw_scores_for_class_means(panel_dataset):
 
 
 def _run(ds, method, state=None, **params):
-    return foo.execute_operator(PANEL, ctx={"dataset": ds, "params": {
-        "__method__": method, "panel_id": "p1", "panel_state": state or {}, **params}})
+    return foo.execute_operator(
+        PANEL,
+        ctx={"dataset": ds, "params": {"__method__": method, "panel_id": "p1", "panel_state": state or {}, **params}},
+    )
 
 
 def test_panel_load_and_click_through_the_executor(panel_dataset):
@@ -104,8 +108,9 @@ def test_late_view_event_for_the_same_view_keeps_the_picked_field(panel_dataset)
     an older panel state: it must not undo the VoG field the user has just picked."""
     install_plugin()
     panel_dataset.set_values("other", np.array(panel_dataset.values("vog")) * 2)
-    cfg = panel_dataset.init_run(method="fiftyone_vog.compute_vog", vog_field="other", label_field="ground_truth",
-                          fields=["other"])
+    cfg = panel_dataset.init_run(
+        method="fiftyone_vog.compute_vog", vog_field="other", label_field="ground_truth", fields=["other"]
+    )
     panel_dataset.register_run("other", cfg)
 
     def state_after(result):
@@ -122,6 +127,12 @@ def test_late_view_event_for_the_same_view_keeps_the_picked_field(panel_dataset)
     assert not [r for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
     # a real view change is recomputed
     view = panel_dataset.limit(10)
-    result = foo.execute_operator(PANEL, ctx={"dataset": panel_dataset, "view": view, "params": {
-        "__method__": "on_change_view", "panel_id": "p1", "panel_state": new}})
+    result = foo.execute_operator(
+        PANEL,
+        ctx={
+            "dataset": panel_dataset,
+            "view": view,
+            "params": {"__method__": "on_change_view", "panel_id": "p1", "panel_state": new},
+        },
+    )
     assert state_after(result)["stats"]["count"] == 10

@@ -1,8 +1,7 @@
 """The panel's side-by-side detector tables: one per flag the view has, equal to the analysis."""
 
-import numpy as np
-
 import fiftyone as fo
+import numpy as np
 
 from fiftyone_vog.analysis import detector_table_from_view
 from fiftyone_vog.app import panel as panels

@@ -1,11 +1,10 @@
 """The VoG panel picks the field that scores the view, re-reads the runs, draws class names as
 categories, keeps titles clear of plotly's toolbar and says what its error rates are over."""
 
-import numpy as np
-import pytest
-
 import fiftyone as fo
 import fiftyone.operators as foo
+import numpy as np
+import pytest
 
 from fiftyone_vog.app import panel as panels
 from fiftyone_vog.app.install import install_plugin
@@ -25,8 +24,9 @@ def _register(ds, field, ids):
     ds.add_sample_field(f"{field}_raw", fo.FloatField)
     ds.select(ids).set_values(field, rng.normal(size=len(ids)).tolist())
     ds.select(ids).set_values(f"{field}_raw", rng.uniform(size=len(ids)).tolist())
-    cfg = ds.init_run(method="fiftyone_vog.compute_vog", vog_field=field, label_field="ground_truth",
-                      fields=[field, f"{field}_raw"])
+    cfg = ds.init_run(
+        method="fiftyone_vog.compute_vog", vog_field=field, label_field="ground_truth", fields=[field, f"{field}_raw"]
+    )
     ds.register_run(field, cfg)
 
 
@@ -84,9 +84,14 @@ def test_runs_computed_later_appear_in_the_field_list(split):
 
 
 def test_digit_class_names_are_categories_highest_first():
-    stats = {"class_field": "vog_raw", "classes": [
-        {"label": "7", "mean": 3.0, "count": 2}, {"label": "1", "mean": 2.0, "count": 2},
-        {"label": "4", "mean": 1.0, "count": 1}]}
+    stats = {
+        "class_field": "vog_raw",
+        "classes": [
+            {"label": "7", "mean": 3.0, "count": 2},
+            {"label": "1", "mean": 2.0, "count": 2},
+            {"label": "4", "mean": 1.0, "count": 1},
+        ],
+    }
     layout = panels._class_layout(stats)
     assert layout["xaxis"]["type"] == "category"
     assert layout["xaxis"]["categoryarray"] == ["7", "1", "4"]

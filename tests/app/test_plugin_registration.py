@@ -2,17 +2,16 @@
 
 import os
 
-import pytest
-import yaml
-
 import fiftyone as fo
 import fiftyone.operators as foo
 import fiftyone.plugins.context as fopc
+import pytest
+import yaml
 
 import fiftyone_vog
 from fiftyone_vog import cli
-from fiftyone_vog.engine import VoGError
 from fiftyone_vog.app.install import PACKAGE_DIR, install_plugin, plugin_errors, uninstall_plugin
+from fiftyone_vog.engine import VoGError
 
 MANIFEST = yaml.safe_load(open(os.path.join(os.path.dirname(fiftyone_vog.__file__), "fiftyone.yml")))
 PLUGIN = "@fiftyone-vog/vog"

@@ -3,9 +3,9 @@
 import csv
 import os
 
+import fiftyone as fo
 import pytest
 
-import fiftyone as fo
 import fiftyone_vog as fov
 
 from conftest import small_model
@@ -24,8 +24,12 @@ def views_ready(dataset):
 
 
 def _files(d):  # the export's files, without its marker
-    return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs
-                  if f != ".fiftyone-vog-export.json")
+    return sorted(
+        os.path.relpath(os.path.join(r, f), d)
+        for r, _, fs in os.walk(d)
+        for f in fs
+        if f != ".fiftyone-vog-export.json"
+    )
 
 
 def _read_csv(path):
@@ -37,7 +41,9 @@ def test_image_classification_tree_by_saved_view_name(views_ready, tmp_path):
     out = fov.export_vog_subset("vog-high", tmp_path / "hard", dataset=views_ready)
     assert out == str(tmp_path / "hard")
     view = views_ready.load_saved_view("vog-high")
-    expected = sorted(os.path.join(l, os.path.basename(p)) for p, l in zip(*view.values(["filepath", "ground_truth.label"])))
+    expected = sorted(
+        os.path.join(l, os.path.basename(p)) for p, l in zip(*view.values(["filepath", "ground_truth.label"]))
+    )
     assert _files(out) == expected and len(expected) == 4
     # the dataset's name works too, and the tree reads back with the labels
     out2 = fov.export_vog_subset("vog-shuffled-labels", str(tmp_path / "sh"), dataset=views_ready.name)
@@ -85,8 +91,18 @@ def test_csv_uses_the_run_fields(dataset, checkpoint_dir, tmp_path, image_dir):
     out = fov.export_vog_subset(dataset, tmp_path / "all", dataset_type="csv")
     rows = _read_csv(out)
     companions = [f"vog{w}_{c}" for w in ("", "_early", "_late") for c in ("loss", "margin", "maxprob", "energy")]
-    assert rows[0] == ["id", "filepath", "label", "vog", "vog_raw", "vog_early", "vog_early_raw", "vog_late", "vog_late_raw",
-                       *companions]  # every field of the run, the companions included
+    assert rows[0] == [
+        "id",
+        "filepath",
+        "label",
+        "vog",
+        "vog_raw",
+        "vog_early",
+        "vog_early_raw",
+        "vog_late",
+        "vog_late_raw",
+        *companions,
+    ]  # every field of the run, the companions included
     assert len(rows) == 42 and rows[-1][2:] == [""] * 19  # missing values are empty cells
     assert [float(r[4]) for r in rows[1:-1]] == dataset.values("vog_raw")[:-1]
 

@@ -9,18 +9,17 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 import fiftyone as fo
 import fiftyone.operators as foo
+import pytest
 from fiftyone.operators.executor import ExecutionContext
 
 import fiftyone_vog as fov
-MARKER = ".fiftyone-vog-export.json"  # the documented name of the export marker
 from fiftyone_vog.app.install import install_plugin
 
 from conftest import build_dataset
 
+MARKER = ".fiftyone-vog-export.json"  # the documented name of the export marker
 DATASET_NAME = "export-safety-test"  # the conftest fixture named_dataset
 EXPORT = "@fiftyone-vog/vog/export_vog_subset"
 
@@ -39,6 +38,7 @@ def no_deletes_outside(tmp_path, monkeypatch):
             if not (real == base or real.startswith(base + os.sep) or ".partial-" in os.path.basename(real)):
                 raise PermissionError(f"test guard: {name}({path!r}) is outside the test's folder")
             return fn(path, *a, **k)
+
         return wrapped
 
     monkeypatch.setattr(shutil, "rmtree", guard("rmtree", shutil.rmtree))
@@ -99,9 +99,14 @@ def test_roots_home_and_the_working_directory_are_never_replaced(dataset, tmp_pa
     monkeypatch.chdir(work)
     dataset.set_values("vog", [1.0] * len(dataset))  # a valid export in every other respect
     before = _all_files(tmp_path)
-    cases = {"/": "is a filesystem root", "~": "is the home directory", ".": "is the working directory",
-             "..": "holds the working directory", str(home / "project"): "holds the working directory",
-             str(tmp_path): "holds the home directory"}
+    cases = {
+        "/": "is a filesystem root",
+        "~": "is the home directory",
+        ".": "is the working directory",
+        "..": "holds the working directory",
+        str(home / "project"): "holds the working directory",
+        str(tmp_path): "holds the home directory",
+    }
     for target, why in cases.items():
         with pytest.raises(fov.VoGError, match=f"{why}.*choose an empty or new directory"):
             fov.export_vog_subset(dataset.limit(2), target, dataset_type="csv", overwrite=True)
@@ -180,12 +185,28 @@ def test_sample_count_is_reported_by_the_api_the_operator_and_the_cli(named_data
     named_dataset.set_values("vog", [float(i) for i in range(len(named_dataset))])
     out = fov.export_vog_subset(named_dataset.limit(6), tmp_path / "api", dataset_type="csv")
     assert out.num_samples == 6 and out == str(tmp_path / "api" / "manifest.csv")
-    res = foo.execute_operator(EXPORT, ctx={"view": named_dataset.limit(7), "params": {
-        "export_dir": str(tmp_path / "op"), "dataset_type": "csv"}})
+    res = foo.execute_operator(
+        EXPORT,
+        ctx={"view": named_dataset.limit(7), "params": {"export_dir": str(tmp_path / "op"), "dataset_type": "csv"}},
+    )
     assert res.result["num_samples"] == 7
-    r = subprocess.run([sys.executable, "-m", "fiftyone_vog.cli", "export", DATASET_NAME, "--export-dir",
-                        str(tmp_path / "cli"), "--dataset-type", "csv", "--quiet"], capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fiftyone_vog.cli",
+            "export",
+            DATASET_NAME,
+            "--export-dir",
+            str(tmp_path / "cli"),
+            "--dataset-type",
+            "csv",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0 and f"exported {len(named_dataset)} samples" in r.stdout, r.stderr
 
 
@@ -200,9 +221,25 @@ def test_a_write_that_fails_is_one_line_exit_2_and_leaves_nothing(named_dataset,
     parent = tmp_path / "exports"
     parent.mkdir()
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    r = subprocess.run([sys.executable, "-m", "fiftyone_vog.cli", "export", DATASET_NAME, "--export-dir",
-                        str(parent / "m"), "--dataset-type", "csv", "--quiet"], capture_output=True, text=True,
-                       timeout=300, env=env, preexec_fn=_limit_file_size)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fiftyone_vog.cli",
+            "export",
+            DATASET_NAME,
+            "--export-dir",
+            str(parent / "m"),
+            "--dataset-type",
+            "csv",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        preexec_fn=_limit_file_size,
+    )
     assert r.returncode == 2, (r.stdout, r.stderr)
     err = r.stderr.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
@@ -210,16 +247,33 @@ def test_a_write_that_fails_is_one_line_exit_2_and_leaves_nothing(named_dataset,
     assert os.listdir(parent) == []  # no partial export
     link = tmp_path / "link"
     link.symlink_to(parent)
-    r = subprocess.run([sys.executable, "-m", "fiftyone_vog.cli", "export", DATASET_NAME, "--export-dir",
-                        str(link), "--overwrite", "--quiet"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fiftyone_vog.cli",
+            "export",
+            DATASET_NAME,
+            "--export-dir",
+            str(link),
+            "--overwrite",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "is a symbolic link" in r.stderr and os.listdir(parent) == []
 
 
 def _form(ds, params):
     op = foo.get_operator(EXPORT)
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": dict(params)},
-                           operator_uri=EXPORT, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": dict(params)},
+        operator_uri=EXPORT,
+        required_secrets=op._plugin_secrets,
+    )
     return op.resolve_input(ctx).type.properties
 
 

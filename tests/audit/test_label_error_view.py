@@ -38,6 +38,7 @@ def test_label_errors_view_from_another_field_and_skipped_without_loss(dataset):
     assert "kept the saved view" in views.skipped["vog-label-errors"]
     assert dataset.has_saved_view("vog-label-errors")
 
+
 def test_label_errors_view_after_compute(dataset, checkpoint_dir):
     from conftest import small_model
 

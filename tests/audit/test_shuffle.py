@@ -2,11 +2,11 @@
 
 from collections import Counter
 
-import pytest
-
 import fiftyone as fo
-import fiftyone_vog as fov
+import pytest
 from fiftyone import ViewField as F
+
+import fiftyone_vog as fov
 
 from conftest import CLASSES
 

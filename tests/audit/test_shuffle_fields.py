@@ -2,10 +2,9 @@
 restore of one never touches the other's, the operator shuffles only its target view and says
 what it did, and Save VoG views with parameters left out keeps the API's defaults."""
 
-import pytest
-
 import fiftyone as fo
 import fiftyone.operators as foo
+import pytest
 from fiftyone.operators.executor import ExecutionContext, ExecutionError, ValidationContext
 
 import fiftyone_vog as fov
@@ -34,8 +33,11 @@ def two_fields(dataset):
 
 def _form(uri, ds, params):
     op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": dict(params)},
-                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": dict(params)},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     inputs = op.resolve_input(ctx)
     return inputs.type.properties, ValidationContext(ctx, inputs, op)
 
@@ -77,7 +79,9 @@ def test_restore_refuses_another_fields_flag(two_fields):
     fov.shuffle_labels(ds, fraction=0.25, seed=1)
     fov.shuffle_labels(ds, fraction=0.5, label_field="predictions", seed=2)
     before = _audit(ds, "ground_truth", "label_shuffled")
-    with pytest.raises(fov.VoGError, match="'label_shuffled' flags the shuffle of 'ground_truth', not of 'predictions'"):
+    with pytest.raises(
+        fov.VoGError, match="'label_shuffled' flags the shuffle of 'ground_truth', not of 'predictions'"
+    ):
         fov.restore_labels(ds, label_field="predictions", flag_field="label_shuffled")
     with pytest.raises(fov.VoGError, match="belongs to the shuffle of 'ground_truth'"):
         fov.shuffle_labels(ds, label_field="predictions", flag_field="label_shuffled", overwrite=True)
@@ -90,7 +94,9 @@ def test_operator_restore_with_defaults_keeps_the_other_audit(two_fields):
     foo.execute_operator(SHUFFLE, ctx={"dataset": ds, "params": {"fraction": 0.25}})
     before = _audit(ds, "ground_truth", "label_shuffled")
     foo.execute_operator(SHUFFLE, ctx={"dataset": ds, "params": {"label_field": "predictions", "fraction": 0.5}})
-    r = foo.execute_operator(SHUFFLE, ctx={"dataset": ds, "params": {"action": "restore", "label_field": "predictions"}})
+    r = foo.execute_operator(
+        SHUFFLE, ctx={"dataset": ds, "params": {"action": "restore", "label_field": "predictions"}}
+    )
     assert "Restored 20 labels of 'predictions' in the whole dataset (40 samples)" in r.result["summary"]
     assert _audit(ds, "ground_truth", "label_shuffled") == before
     assert not {"predictions_shuffled", "predictions_original"} & set(ds.get_field_schema())
@@ -98,8 +104,13 @@ def test_operator_restore_with_defaults_keeps_the_other_audit(two_fields):
     props, val = _form(SHUFFLE, ds, {"action": "restore", "label_field": "predictions", "flag_field": "label_shuffled"})
     assert props["flag_field"].invalid and "'Flag field'" in props["flag_field"].error_message and val.invalid
     with pytest.raises(ExecutionError, match="flags the shuffle of 'ground_truth'"):
-        foo.execute_operator(SHUFFLE, ctx={"dataset": ds, "params": {
-            "action": "restore", "label_field": "predictions", "flag_field": "label_shuffled"}})
+        foo.execute_operator(
+            SHUFFLE,
+            ctx={
+                "dataset": ds,
+                "params": {"action": "restore", "label_field": "predictions", "flag_field": "label_shuffled"},
+            },
+        )
     assert _audit(ds, "ground_truth", "label_shuffled") == before
 
 
@@ -146,10 +157,14 @@ def test_panel_does_not_offer_the_backup_as_a_prediction_field(two_fields):
     fov.shuffle_labels(ds, fraction=0.25, seed=1)
     ds.add_sample_field("vog", fo.FloatField)
     ds.set_values("vog", [float(i) for i in range(len(ds))])
-    ds.register_run("vog", ds.init_run(method="fiftyone_vog.compute_vog", vog_field="vog",
-                                       label_field="ground_truth", fields=["vog"]))
-    result = foo.execute_operator(f"{PLUGIN}/vog_panel", ctx={"dataset": ds, "params": {
-        "__method__": "on_load", "panel_id": "p1", "panel_state": {}}})
+    ds.register_run(
+        "vog",
+        ds.init_run(method="fiftyone_vog.compute_vog", vog_field="vog", label_field="ground_truth", fields=["vog"]),
+    )
+    result = foo.execute_operator(
+        f"{PLUGIN}/vog_panel",
+        ctx={"dataset": ds, "params": {"__method__": "on_load", "panel_id": "p1", "panel_state": {}}},
+    )
     patches = [r.params["state"] for r in result.executor._requests if r.operator_uri == "patch_panel_state"]
     state = {k: v for p in patches for k, v in p.items()}
     assert state["preds"] == ["predictions"]

@@ -5,12 +5,12 @@ import logging
 import math
 import os
 
+import fiftyone as fo
 import numpy as np
 import pytest
-
-import fiftyone as fo
-import fiftyone_vog as fov
 from fiftyone import ViewField as F
+
+import fiftyone_vog as fov
 from fiftyone_vog.audit.views import percentile_thresholds
 
 from conftest import small_model
@@ -86,7 +86,7 @@ def test_views_are_expressions_not_id_lists(dataset):
     # moving a score across the threshold changes membership of the stored view
     ids, values = _by_score(dataset)
     lowest = ids[int(np.argmin(values))]
-    dataset[lowest].vog  # exists
+    assert dataset[lowest].has_field("vog")
     dataset.set_values("vog", {lowest: 1000.0}, key_field="id")
     high = dataset.load_saved_view("vog-high")
     assert high.first().id == lowest and len(high) == 5
@@ -183,8 +183,13 @@ def test_views_after_compute_vog(dataset, checkpoint_dir):
 
 # -- name_prefix / names -------------------------------------------------------------------
 def test_view_names_for_a_prefix():
-    assert fov.vog_view_names("vog-test") == ["vog-test-high", "vog-test-low", "vog-test-shuffled-labels",
-                                              "vog-test-ood", "vog-test-label-errors"]
+    assert fov.vog_view_names("vog-test") == [
+        "vog-test-high",
+        "vog-test-low",
+        "vog-test-shuffled-labels",
+        "vog-test-ood",
+        "vog-test-label-errors",
+    ]
     assert fov.vog_view_names(None) == fov.vog_view_names() == list(fov.VOG_VIEW_NAMES)
     for bad in ("", "  ", " vog", 3):
         with pytest.raises(fov.VoGError, match="name_prefix"):
@@ -198,8 +203,13 @@ def test_name_prefix_saves_its_own_set_beside_the_default(dataset):
     default = fov.save_vog_views(dataset, percentile=10)
     other = fov.save_vog_views(dataset, vog_field="vog_b", percentile=10, name_prefix="vog-b")
     assert set(other) == {"vog-b-high", "vog-b-low", "vog-b-ood"}
-    assert other.names == {"high": "vog-b-high", "low": "vog-b-low", "shuffled-labels": "vog-b-shuffled-labels",
-                           "ood": "vog-b-ood", "label-errors": "vog-b-label-errors"}
+    assert other.names == {
+        "high": "vog-b-high",
+        "low": "vog-b-low",
+        "shuffled-labels": "vog-b-shuffled-labels",
+        "ood": "vog-b-ood",
+        "label-errors": "vog-b-label-errors",
+    }
     assert "vog-b-shuffled-labels" in other.skipped  # no label_shuffled field
     assert sorted(dataset.list_saved_views()) == sorted([*default, *other])
     # vog_b = -vog: its high slice is vog's low slice, in the reverse order of vog-low's ascending sort
@@ -211,13 +221,18 @@ def test_name_prefix_saves_its_own_set_beside_the_default(dataset):
 def test_names_rename_or_leave_out_single_views(dataset):
     dataset.set_values("vog", SCORES)
     dataset.set_values("label_shuffled", [i % 5 == 0 for i in range(40)])
-    views = fov.save_vog_views(dataset, name_prefix="run2", names={"ood": "vog-ood", "shuffled-labels": None,
-                                                                   "label-errors": None})
+    views = fov.save_vog_views(
+        dataset, name_prefix="run2", names={"ood": "vog-ood", "shuffled-labels": None, "label-errors": None}
+    )
     assert views.names == {"high": "run2-high", "low": "run2-low", "ood": "vog-ood"}
     assert set(views) == {"run2-high", "run2-low"} and set(views.skipped) == {"vog-ood"}  # no sample is tagged
     assert sorted(dataset.list_saved_views()) == ["run2-high", "run2-low"]
-    for bad, match in [({"hig": "x"}, "unknown view kind 'hig'"), ({"low": ""}, "non-empty view name"),
-                       ({"low": "run2-high"}, "would both be named 'run2-high'"), (["high"], "must be a mapping")]:
+    for bad, match in [
+        ({"hig": "x"}, "unknown view kind 'hig'"),
+        ({"low": ""}, "non-empty view name"),
+        ({"low": "run2-high"}, "would both be named 'run2-high'"),
+        (["high"], "must be a mapping"),
+    ]:
         with pytest.raises(fov.VoGError, match=match):
             fov.save_vog_views(dataset, name_prefix="run2", names=bad)
     with pytest.raises(fov.VoGError, match="'run2-high' already exists"):

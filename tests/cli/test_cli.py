@@ -25,8 +25,18 @@ def test_cli_compute_matches_api(named_dataset, checkpoint_dir, tmp_path):
     env_path = os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")])
     os.environ["PYTHONPATH"] = env_path  # so "conftest:small_model" imports in the subprocess
     try:
-        r = _run("compute", DATASET_NAME, "--checkpoints", os.path.join(checkpoint_dir, "epoch_*.pt"),
-                 "--model", "conftest:small_model", "--windows", "early=0:2,late=-2:", "--batch-size", "8")
+        r = _run(
+            "compute",
+            DATASET_NAME,
+            "--checkpoints",
+            os.path.join(checkpoint_dir, "epoch_*.pt"),
+            "--model",
+            "conftest:small_model",
+            "--windows",
+            "early=0:2,late=-2:",
+            "--batch-size",
+            "8",
+        )
     finally:
         os.environ["PYTHONPATH"] = env_path.split(os.pathsep, 1)[1]
     assert r.returncode == 0, r.stderr
@@ -35,7 +45,9 @@ def test_cli_compute_matches_api(named_dataset, checkpoint_dir, tmp_path):
     named_dataset.reload()
     cli_values = named_dataset.values("vog_raw")
     cli_late = named_dataset.values("vog_late")
-    fov.compute_vog(named_dataset, checkpoint_dir, model=small_model, vog_field="api", windows={"early": "0:2", "late": "-2:"})
+    fov.compute_vog(
+        named_dataset, checkpoint_dir, model=small_model, vog_field="api", windows={"early": "0:2", "late": "-2:"}
+    )
     np.testing.assert_allclose(cli_values, named_dataset.values("api_raw"), rtol=1e-6)
     np.testing.assert_allclose(cli_late, named_dataset.values("api_late"), rtol=1e-6, atol=1e-9)
 

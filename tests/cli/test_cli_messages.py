@@ -10,9 +10,8 @@ import socket
 import subprocess
 import sys
 
-import pytest
-
 import fiftyone.operators as foo
+import pytest
 from fiftyone.operators.executor import ExecutionContext, ExecutionError
 
 from fiftyone_vog.app.install import install_plugin
@@ -53,8 +52,20 @@ def a_file(tmp_path_factory):
 
 
 def _compute(ckpts, *extra):
-    return ["compute", NAME, "--checkpoints", ckpts, "--vog-field", "fresh", "--model", MODEL, "--device", "cpu",
-            "--quiet", *extra]
+    return [
+        "compute",
+        NAME,
+        "--checkpoints",
+        ckpts,
+        "--vog-field",
+        "fresh",
+        "--model",
+        MODEL,
+        "--device",
+        "cpu",
+        "--quiet",
+        *extra,
+    ]
 
 
 # (id, argv builder, extra env, phrase the one line must contain)
@@ -73,8 +84,12 @@ CASES = [
     ("seed-negative", lambda c, f: ["shuffle-labels", NAME, "--seed", "-1"], {}, "seed must be an integer ≥ 0"),
     ("seed-float", lambda c, f: ["shuffle-labels", NAME, "--seed", "1.5"], {}, "--seed"),
     ("report-out-dir-file", lambda c, f: ["report", NAME, "--out-dir", f], {}, "is a file"),
-    ("report-early-field", lambda c, f: ["report", NAME, "--out-dir", f + ".d", "--early-field", "filepath"], {},
-     "early_field='filepath' holds"),
+    (
+        "report-early-field",
+        lambda c, f: ["report", NAME, "--out-dir", f + ".d", "--early-field", "filepath"],
+        {},
+        "early_field='filepath' holds",
+    ),
     ("report-bins-0", lambda c, f: ["report", NAME, "--out-dir", f + ".d", "--bins", "0"], {}, "bins must be"),
     ("plugins-dir-file", lambda c, f: ["install-plugin", "--plugins-dir", f], {}, "is a file"),
 ]
@@ -100,15 +115,18 @@ def _closed_port():
 
 # The CLI's main in a real process, timed from after the imports (which alone take several
 # seconds on a loaded machine): before the fix it waited 63 s, then printed a traceback.
-TIMED_MAIN = ("import sys, time; import fiftyone, fiftyone_vog, fiftyone_vog.cli as cli; t = time.monotonic(); "
-              "rc = cli.main(sys.argv[1:]); print(f'ELAPSED {time.monotonic() - t:.2f}'); sys.exit(rc)")
+TIMED_MAIN = (
+    "import sys, time; import fiftyone, fiftyone_vog, fiftyone_vog.cli as cli; t = time.monotonic(); "
+    "rc = cli.main(sys.argv[1:]); print(f'ELAPSED {time.monotonic() - t:.2f}'); sys.exit(rc)"
+)
 
 
 @pytest.mark.parametrize("command", [["views", NAME], ["shuffle-labels", NAME, "--seed", "3"]])
 def test_database_down_is_one_line_within_seconds(command):
     env = _env(FIFTYONE_DATABASE_URI=f"mongodb://user:secret@127.0.0.1:{_closed_port()}")
-    r = subprocess.run([sys.executable, "-c", TIMED_MAIN, *command], capture_output=True, text=True,
-                       timeout=300, env=env)
+    r = subprocess.run(
+        [sys.executable, "-c", TIMED_MAIN, *command], capture_output=True, text=True, timeout=300, env=env
+    )
     assert "ELAPSED" in r.stdout, (r.stdout, r.stderr[-3000:])
     elapsed = float(r.stdout.split("ELAPSED")[1])
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
@@ -129,8 +147,11 @@ def plugin():
 
 def _form(uri, ds, params):
     op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": dict(params)},
-                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": dict(params)},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     return op.resolve_input(ctx).type.properties
 
 
@@ -160,6 +181,7 @@ def test_shuffle_seed_must_be_a_whole_number(plugin, dataset, seed):
 def test_form_percentile_follows_the_api_rule(plugin, dataset, checkpoint_dir):
     """One rule, the API's: 0 < percentile <= 100 (the form capped it at 50)."""
     import fiftyone_vog as fov
+
     from conftest import small_model
 
     uri = f"{PLUGIN}/save_vog_views"
@@ -175,9 +197,11 @@ def test_form_batch_size_says_at_least_1(plugin, dataset, checkpoint_dir, value,
     """FiftyOne's own min check says "must be greater than 1" while 1 is accepted."""
     uri = f"{PLUGIN}/compute_vog"
     op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params={"dataset_name": dataset.name,
-                                           "params": {"checkpoints": checkpoint_dir, "batch_size": value}},
-                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": dataset.name, "params": {"checkpoints": checkpoint_dir, "batch_size": value}},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     from fiftyone.operators.executor import ValidationContext
 
     inputs = op.resolve_input(ctx)
@@ -199,8 +223,9 @@ def test_grouped_dataset_error_names_select_group_slices(image_dir):
     ds.add_group_field("group", default="left")
     paths, labels = image_dir
     group = fo.Group()
-    ds.add_samples([fo.Sample(filepath=paths[0], group=group.element("left"),
-                              ground_truth=fo.Classification(label=labels[0]))])
+    ds.add_samples(
+        [fo.Sample(filepath=paths[0], group=group.element("left"), ground_truth=fo.Classification(label=labels[0]))]
+    )
     try:
         with pytest.raises(Exception, match=r"select_group_slices\('left'\)"):
             read_view(ds, "ground_truth", None)
@@ -210,8 +235,10 @@ def test_grouped_dataset_error_names_select_group_slices(image_dir):
 
 def test_options_table_imports_neither_torch_nor_fiftyone():
     """The options table and the errors load on their own: a fresh interpreter imports no torch, no FiftyOne."""
-    code = ("import sys, fiftyone_vog.options, fiftyone_vog.errors; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'fiftyone')))")
+    code = (
+        "import sys, fiftyone_vog.options, fiftyone_vog.errors; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'fiftyone')))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)
 

@@ -65,16 +65,21 @@ def test_views_shuffle_export_in_process(named, capsys, tmp_path):
     assert named.load_saved_view("vog-10-high").values("vog") == [39.0, 38.0, 37.0, 36.0]
 
     d = tmp_path / "csv"
-    rc, out, err = _main(capsys, "export", named.name, "--view", "vog-shuffled-labels", "--export-dir", str(d),
-                         "--dataset-type", "csv")
+    rc, out, err = _main(
+        capsys, "export", named.name, "--view", "vog-shuffled-labels", "--export-dir", str(d), "--dataset-type", "csv"
+    )
     assert rc == 0, err
     with open(d / "manifest.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert [r[0] for r in rows[1:]] == named.load_saved_view("vog-shuffled-labels").values("id")
     rc, out, err = _main(capsys, "export", named.name, "--view", "vog-high", "--export-dir", str(d))
     assert rc == 2 and "already holds files" in err and "--overwrite" in err
-    rc, out, err = _main(capsys, "export", named.name, "--view", "vog-high", "--export-dir", str(d), "--overwrite", "--quiet")
-    assert rc == 0 and sorted(set(os.listdir(d)) - {".fiftyone-vog-export.json"}) == sorted(set(named.load_saved_view("vog-high").values("ground_truth.label")))
+    rc, out, err = _main(
+        capsys, "export", named.name, "--view", "vog-high", "--export-dir", str(d), "--overwrite", "--quiet"
+    )
+    assert rc == 0 and sorted(set(os.listdir(d)) - {".fiftyone-vog-export.json"}) == sorted(
+        set(named.load_saved_view("vog-high").values("ground_truth.label"))
+    )
 
     rc, out, err = _main(capsys, "shuffle-labels", named.name, "--restore")
     assert rc == 0 and "restored 10 labels" in out

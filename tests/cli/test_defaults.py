@@ -31,8 +31,13 @@ def test_default_target_is_probability_in_the_api_signature():
 
 def test_default_target_in_cli_help():
     env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, "-m", "fiftyone_vog.cli", "compute", "--help"], capture_output=True,
-                         text=True, env=env, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "fiftyone_vog.cli", "compute", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     flat = " ".join(out.split())
     assert "default: probability" in flat and "logit" in flat and "--no-companions" in flat
 
@@ -40,14 +45,20 @@ def test_default_target_in_cli_help():
 def test_default_target_and_companions_in_the_app_form(dataset, checkpoint_dir):
     uri = "@fiftyone-vog/vog/compute_vog"
     op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {}}, operator_uri=uri,
-                           required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": dataset.name, "params": {}},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     props = op.resolve_input(ctx).type.properties
     assert props["target"].default == "probability"
     assert props["companions"].default is True
     from fiftyone_vog.app.forms import compute_vog_kwargs
 
-    ctx = ExecutionContext(request_params={"dataset_name": dataset.name, "params": {"checkpoints": checkpoint_dir}},
-                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": dataset.name, "params": {"checkpoints": checkpoint_dir}},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     kw = compute_vog_kwargs(ctx)
     assert kw["target"] == "probability" and kw["companions"] is True

@@ -2,15 +2,15 @@
 
 import os
 
+import fiftyone as fo
 import numpy as np
 import pytest
 import torch
 
-import fiftyone as fo
 import fiftyone_vog as fov
+from fiftyone_vog.engine import VoGEngine, VoGOptions, score_batches
 from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
 from fiftyone_vog.inputs.images import ImageDataset, make_loader, read_view
-from fiftyone_vog.engine import VoGEngine, VoGOptions, score_batches
 
 from conftest import CLASSES, small_model
 
@@ -22,7 +22,9 @@ def _factory():
 
 
 def test_compute_vog_writes_fields_and_run(dataset, checkpoint_dir):
-    res = fov.compute_vog(dataset, os.path.join(checkpoint_dir, "epoch_*.pt"), model=_factory, windows={"early": "0:2", "late": "-2:"})
+    res = fov.compute_vog(
+        dataset, os.path.join(checkpoint_dir, "epoch_*.pt"), model=_factory, windows={"early": "0:2", "late": "-2:"}
+    )
     schema = dataset.get_field_schema()
     for f in ["vog", "vog_raw", "vog_early", "vog_early_raw", "vog_late", "vog_late_raw"]:
         assert isinstance(schema[f], fo.FloatField), f
@@ -39,7 +41,9 @@ def test_compute_vog_writes_fields_and_run(dataset, checkpoint_dir):
     # run registered with its configuration
     assert fov.list_vog_runs(dataset) == ["vog"]
     cfg = fov.get_vog_run(dataset).config
-    assert cfg.checkpoints == [os.path.abspath(p) for p in resolve_checkpoints(os.path.join(checkpoint_dir, "epoch_*.pt"))]
+    assert cfg.checkpoints == [
+        os.path.abspath(p) for p in resolve_checkpoints(os.path.join(checkpoint_dir, "epoch_*.pt"))
+    ]
     assert len(cfg.checkpoint_sha256) == 5 and all(len(h) == 64 for h in cfg.checkpoint_sha256)
     assert cfg.windows == {"early": [0, 1], "late": [3, 4]}
     stored = fov.load_vog_results(dataset)
@@ -62,9 +66,16 @@ def test_matches_engine_on_tensors_and_loader_order(dataset, checkpoint_dir):
     ref = score_batches(eng, make_loader(ds, batch_size=40), data.ids).raw["all"]
     np.testing.assert_allclose(res.raw["vog_raw"], ref, rtol=1e-10)
     # shuffled, multi-worker loader: same per-sample scores, placed by id
-    eng2 = VoGEngine(load_models(resolve_checkpoints(checkpoint_dir), _factory), {"all": list(range(5))},
-                     opts, device="cpu", dtype=torch.float64)
-    shuffled = score_batches(eng2, make_loader(ds, batch_size=6, shuffle=True, num_workers=2, seed=5), data.ids).raw["all"]
+    eng2 = VoGEngine(
+        load_models(resolve_checkpoints(checkpoint_dir), _factory),
+        {"all": list(range(5))},
+        opts,
+        device="cpu",
+        dtype=torch.float64,
+    )
+    shuffled = score_batches(eng2, make_loader(ds, batch_size=6, shuffle=True, num_workers=2, seed=5), data.ids).raw[
+        "all"
+    ]
     np.testing.assert_allclose(shuffled, ref, rtol=1e-10)
 
 
@@ -134,15 +145,18 @@ def test_timings_split_scoring_into_compute_and_waiting_for_images(dataset, chec
         time.sleep(0.03)
         return pil_to_tensor(img).float() / 255
 
-    res = fov.compute_vog(dataset, checkpoint_dir, model=small_model, transform=slow, num_workers=0,
-                          batch_size=8, progress=False)
+    res = fov.compute_vog(
+        dataset, checkpoint_dir, model=small_model, transform=slow, num_workers=0, batch_size=8, progress=False
+    )
     t = res.timings
     assert t["data_wait"] >= 40 * 0.03 and t["compute"] > 0
     assert t["data_wait"] + t["compute"] <= t["score"] + 1e-6
     assert res.config["num_workers"] == 0
     # threshold 0: the message's form, whatever share the machine's load left to waiting
     hint = data_wait_hint(t, res.config["num_workers"], threshold=0.0)
-    assert hint.startswith(f"scoring waited for images {t['data_wait'] / (t['data_wait'] + t['compute']):.0%} of the time")
+    assert hint.startswith(
+        f"scoring waited for images {t['data_wait'] / (t['data_wait'] + t['compute']):.0%} of the time"
+    )
     assert hint.endswith("with num_workers=0: raise num_workers (--num-workers) so that decoding keeps up")
     assert fov.load_vog_results(dataset).timings["data_wait"] == pytest.approx(t["data_wait"])
 
@@ -154,4 +168,5 @@ def test_data_wait_hint_threshold():
     assert data_wait_hint({"data_wait": 0.0, "compute": 0.0}, 0) is None  # nothing scored (all resumed)
     assert data_wait_hint({"data_wait": 3.0, "compute": 1.0}, 2) == (
         "scoring waited for images 75% of the time (3.0s of 4.0s) with num_workers=2: raise num_workers "
-        "(--num-workers) so that decoding keeps up")
+        "(--num-workers) so that decoding keeps up"
+    )

@@ -3,10 +3,10 @@
 import os
 import shutil
 
+import fiftyone as fo
 import pytest
 import torch
 
-import fiftyone as fo
 import fiftyone_vog as fov
 
 from conftest import CLASSES, small_model
@@ -38,21 +38,39 @@ def _corrupt_checkpoint(tmp_path, checkpoint_dir):
 CASES = {
     "no checkpoint matches": (lambda tp, cd: dict(checkpoints=str(tp / "none_*.pt")), "no checkpoint file matches"),
     "fewer than 2 checkpoints": (lambda tp, cd: dict(checkpoints=_one_checkpoint(tp, cd)), "at least 2 checkpoints"),
-    "corrupt checkpoint": (lambda tp, cd: dict(checkpoints=_corrupt_checkpoint(tp, cd)), "cannot read checkpoint .*epoch_3.pt"),
-    "checkpoint does not fit": (lambda tp, cd: dict(model=lambda: small_model(num_classes=7)), "does not fit the architecture"),
+    "corrupt checkpoint": (
+        lambda tp, cd: dict(checkpoints=_corrupt_checkpoint(tp, cd)),
+        "cannot read checkpoint .*epoch_3.pt",
+    ),
+    "checkpoint does not fit": (
+        lambda tp, cd: dict(model=lambda: small_model(num_classes=7)),
+        "does not fit the architecture",
+    ),
     "head built for other classes": (lambda tp, cd: dict(classes=CLASSES + ["extra"]), "num_classes=5"),
     "unknown torchvision name": (lambda tp, cd: dict(model="resnet1800"), "unknown torchvision architecture"),
     "label field missing": (lambda tp, cd: dict(label_field="labels"), "label field 'labels' does not exist"),
     "label field not Classification": (lambda tp, cd: dict(label_field="filepath"), "not a fo.Classification"),
     "label not in classes": (lambda tp, cd: dict(classes=CLASSES[:3]), r"labels \['dots'\] .* are not among"),
-    "classes count != outputs": (lambda tp, cd: dict(classes=CLASSES + ["extra"], model=lambda: small_model()), "outputs \\(4,\\) scores .* 5 classes"),
-    "transform does not fit the model": (lambda tp, cd: dict(transform="gray"), "cannot take the images as transformed \\(1×12×10"),
+    "classes count != outputs": (
+        lambda tp, cd: dict(classes=CLASSES + ["extra"], model=lambda: small_model()),
+        "outputs \\(4,\\) scores .* 5 classes",
+    ),
+    "transform does not fit the model": (
+        lambda tp, cd: dict(transform="gray"),
+        "cannot take the images as transformed \\(1×12×10",
+    ),
     "NaN gradients": (lambda tp, cd: dict(checkpoints=_nan_checkpoints(tp, cd)), "NaN/inf"),
     "window out of range": (lambda tp, cd: dict(windows={"late": [3, 9]}), "only 5 checkpoints"),
-    "window unknown file": (lambda tp, cd: dict(windows={"late": ["epoch_99.pt", "epoch_1.pt"]}), "not among the checkpoints"),
+    "window unknown file": (
+        lambda tp, cd: dict(windows={"late": ["epoch_99.pt", "epoch_1.pt"]}),
+        "not among the checkpoints",
+    ),
     "bad option": (lambda tp, cd: dict(target="loss"), "target='loss' is not supported"),
     "bad field name": (lambda tp, cd: dict(vog_field="my vog"), "not a valid field name"),
-    "output field of another type": (lambda tp, cd: dict(vog_field="ground_truth"), "field 'ground_truth' exists with type EmbeddedDocumentField"),
+    "output field of another type": (
+        lambda tp, cd: dict(vog_field="ground_truth"),
+        "field 'ground_truth' exists with type EmbeddedDocumentField",
+    ),
     "reserved field name": (lambda tp, cd: dict(vog_field="filepath"), "'filepath' is reserved by FiftyOne"),
 }
 
@@ -100,8 +118,15 @@ def test_interrupted_run_leaves_everything(scored_run, checkpoint_dir):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, batch_size=4,
-                        statistic="std", progress=interrupt)
+        fov.compute_vog(
+            dataset,
+            checkpoint_dir,
+            model=small_model,
+            overwrite=True,
+            batch_size=4,
+            statistic="std",
+            progress=interrupt,
+        )
     assert snapshot() == before
 
 

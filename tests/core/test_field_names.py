@@ -4,9 +4,8 @@ the API, the CLI and the App's form (through FiftyOne's executor)."""
 
 import os
 
-import pytest
-
 import fiftyone.operators as foo
+import pytest
 from fiftyone.operators.executor import ExecutionContext, ExecutionError, ValidationContext
 
 import fiftyone_vog as fov
@@ -18,8 +17,24 @@ from fiftyone_vog.core.naming import MAX_FIELD_NAME, check_field_name
 from conftest import small_model
 
 COMPUTE = "@fiftyone-vog/vog/compute_vog"
-SHADOWING = ["get_field", "to_dict", "reload", "save", "copy", "dataset", "media_type", "frames", "id",
-             "filepath", "tags", "metadata", "created_at", "last_modified_at", "delete", "pk"]
+SHADOWING = [
+    "get_field",
+    "to_dict",
+    "reload",
+    "save",
+    "copy",
+    "dataset",
+    "media_type",
+    "frames",
+    "id",
+    "filepath",
+    "tags",
+    "metadata",
+    "created_at",
+    "last_modified_at",
+    "delete",
+    "pk",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,8 +44,11 @@ def plugin():
 
 def _form(uri, ds, params):
     op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params={"dataset_name": ds.name, "params": dict(params)},
-                           operator_uri=uri, required_secrets=op._plugin_secrets)
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": dict(params)},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
     inputs = op.resolve_input(ctx)
     return inputs.type.properties, ValidationContext(ctx, inputs, op)
 
@@ -59,12 +77,15 @@ def test_derived_field_names_are_checked(dataset, checkpoint_dir):
     before = set(dataset.get_field_schema())
     # 'to' + window 'dict' would write to_dict, which shadows Sample.to_dict
     with pytest.raises(fov.VoGError, match="window 'dict' gives the field 'to_dict'.*reserved by FiftyOne"):
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, vog_field="to", windows={"dict": [0, 1]},
-                        progress=False)
+        fov.compute_vog(
+            dataset, checkpoint_dir, model=small_model, vog_field="to", windows={"dict": [0, 1]}, progress=False
+        )
     # the longest name passes, its _raw field does not
     name = "v" * MAX_FIELD_NAME
     assert check_field_name(name) == name
-    with pytest.raises(fov.VoGError, match=f"gives the field 'vvv.*_raw', which is 104 characters long.*at most {MAX_FIELD_NAME}"):
+    with pytest.raises(
+        fov.VoGError, match=f"gives the field 'vvv.*_raw', which is 104 characters long.*at most {MAX_FIELD_NAME}"
+    ):
         fov.compute_vog(dataset, checkpoint_dir, model=small_model, vog_field=name, progress=False)
     with pytest.raises(fov.VoGError, match="window name='if' is a Python keyword"):
         fov.compute_vog(dataset, checkpoint_dir, model=small_model, windows={"if": [0, 1]}, progress=False)
@@ -80,18 +101,32 @@ def test_window_named_twice_is_refused():
 @pytest.mark.parametrize("windows", ["a=0:2,a=-2:", '{"a": "0:2", "a": "-2:"}'])
 def test_cli_window_named_twice_exits_2(dataset, checkpoint_dir, capsys, windows):
     dataset.name = "field-names-cli"
-    rc = cli.main(["compute", dataset.name, "--checkpoints", checkpoint_dir, "--model", "conftest:small_model",
-                   "--windows", windows, "--quiet"])
+    rc = cli.main(
+        [
+            "compute",
+            dataset.name,
+            "--checkpoints",
+            checkpoint_dir,
+            "--model",
+            "conftest:small_model",
+            "--windows",
+            windows,
+            "--quiet",
+        ]
+    )
     assert rc == 2 and "'a' is given twice" in capsys.readouterr().err
     assert not fov.list_vog_runs(dataset)
 
 
-@pytest.mark.parametrize("params, prop, why", [
-    ({"vog_field": "get_field"}, "vog_field", "reserved by FiftyOne"),
-    ({"vog_field": "x" * 5000}, "vog_field", "characters long"),
-    ({"vog_field": "to", "windows": "dict=0:2"}, "vog_field", "'to_dict'"),
-    ({"windows": "a=0:2,a=-2:"}, "windows", "given twice"),
-])
+@pytest.mark.parametrize(
+    "params, prop, why",
+    [
+        ({"vog_field": "get_field"}, "vog_field", "reserved by FiftyOne"),
+        ({"vog_field": "x" * 5000}, "vog_field", "characters long"),
+        ({"vog_field": "to", "windows": "dict=0:2"}, "vog_field", "'to_dict'"),
+        ({"windows": "a=0:2,a=-2:"}, "windows", "given twice"),
+    ],
+)
 def test_form_shows_name_errors_inline(dataset, checkpoint_dir, params, prop, why):
     props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, **params})
     assert props[prop].invalid and why in props[prop].error_message
@@ -102,7 +137,15 @@ def test_executor_refuses_a_shadowing_name(dataset, checkpoint_dir, monkeypatch)
     before = set(dataset.get_field_schema())
     monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")  # a model the checkpoints fit: the form loads one
     with pytest.raises(ExecutionError, match="reserved by FiftyOne"):
-        foo.execute_operator(COMPUTE, ctx={"dataset": dataset, "params": {
-            "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": "conftest:small_model",
-            "vog_field": "save"}})
+        foo.execute_operator(
+            COMPUTE,
+            ctx={
+                "dataset": dataset,
+                "params": {
+                    "checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"),
+                    "model": "conftest:small_model",
+                    "vog_field": "save",
+                },
+            },
+        )
     _unchanged(dataset, before)

@@ -2,13 +2,13 @@
 
 import logging
 
+import fiftyone.core.odm as foo
 import pymongo.collection
 import pytest
 
-import fiftyone.core.odm as foo
 import fiftyone_vog as fov
-from fiftyone_vog.engine import VoGEngine
 from fiftyone_vog.core.resume import COLLECTION, drop_partials
+from fiftyone_vog.engine import VoGEngine
 
 from conftest import build_dataset, small_model
 

@@ -64,8 +64,9 @@ def test_resume_with_unchanged_labels_still_resumes_everything_flushed(dataset, 
     assert res.config["resumed_samples"] == 12 and res.config["resume_changed_samples"] == 0
 
 
-def test_label_changed_back_after_two_interruptions_resumes_from_the_matching_chunk(dataset, checkpoint_dir,
-                                                                                     monkeypatch):
+def test_label_changed_back_after_two_interruptions_resumes_from_the_matching_chunk(
+    dataset, checkpoint_dir, monkeypatch
+):
     """A → flushed, B → flushed again on resume, back to A: the score under A is reused, once."""
     _interrupt_after(dataset, checkpoint_dir, monkeypatch, batches=1)  # samples 0..3 under label A
     s = dataset.first()

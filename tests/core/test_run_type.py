@@ -3,11 +3,10 @@ FiftyOne internals the all-or-nothing writer relies on still exist."""
 
 import warnings
 
-import pytest
-
 import fiftyone as fo
 import fiftyone.core.runs as fors
 import fiftyone.core.sample as fos
+import pytest
 
 import fiftyone_vog as fov
 from fiftyone_vog.core.runs import RUN_METHOD, VoGResults, VoGRun, VoGRunConfig

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import fiftyone_vog as fov
-from fiftyone_vog.engine import VoGEngine
 from fiftyone_vog.core.resume import COLLECTION
+from fiftyone_vog.engine import VoGEngine
 
 from conftest import TESTS_DIR, small_model
 
@@ -38,22 +38,53 @@ def _chunks(ds):
 
 
 def _compute_args(ckpts, *extra):
-    return ["compute", DATASET_NAME, "--checkpoints", os.path.join(ckpts, "epoch_*.pt"),
-            "--model", "conftest:small_model", "--device", "cpu", "--windows", "early=0:2,late=-2:", "--quiet", *extra]
+    return [
+        "compute",
+        DATASET_NAME,
+        "--checkpoints",
+        os.path.join(ckpts, "epoch_*.pt"),
+        "--model",
+        "conftest:small_model",
+        "--device",
+        "cpu",
+        "--windows",
+        "early=0:2,late=-2:",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_torchrun_two_processes_equal_one(named_dataset, checkpoint_dir):
-    r = subprocess.run([*TORCHRUN, "--nproc-per-node", "2", "-m", "fiftyone_vog.cli",
-                        *_compute_args(checkpoint_dir, "--batch-size", "7")],
-                       capture_output=True, text=True, timeout=600, env=_env())
+    r = subprocess.run(
+        [
+            *TORCHRUN,
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "fiftyone_vog.cli",
+            *_compute_args(checkpoint_dir, "--batch-size", "7"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("VoG: scored 40 samples") == 1  # rank 0 alone reports (and writes)
     named_dataset.reload()
     info = fov.get_vog_run(named_dataset, "vog")
     assert info.config.world_size == 2
     dist_values = {f: named_dataset.values(f) for f in info.config.fields}
-    ref = fov.compute_vog(named_dataset, checkpoint_dir, model=small_model, vog_field="single", device="cpu",
-                          windows={"early": "0:2", "late": "-2:"}, batch_size=7, progress=False)
+    ref = fov.compute_vog(
+        named_dataset,
+        checkpoint_dir,
+        model=small_model,
+        vog_field="single",
+        device="cpu",
+        windows={"early": "0:2", "late": "-2:"},
+        batch_size=7,
+        progress=False,
+    )
     for f, v in dist_values.items():
         single = named_dataset.values(f.replace("vog", "single", 1))
         np.testing.assert_allclose(v, single, rtol=1e-6, atol=1e-9, err_msg=f)
@@ -84,7 +115,9 @@ def test_resume_after_an_exception_and_config_keying(dataset, checkpoint_dir, mo
     assert sum(len(c["ids"]) for c in _chunks(dataset)) == 24
 
     # a different configuration never resumes from those scores
-    other = fov.compute_vog(dataset, checkpoint_dir, vog_field="part", target="logit", resume=True, **kw)  # not the default
+    other = fov.compute_vog(
+        dataset, checkpoint_dir, vog_field="part", target="logit", resume=True, **kw
+    )  # not the default
     assert other.config["resumed_samples"] == 0
     fov.delete_vog_run(dataset, "part")
     assert not _chunks(dataset)  # a finished run drops every chunk of its key
@@ -103,8 +136,13 @@ def test_resume_after_an_exception_and_config_keying(dataset, checkpoint_dir, mo
 
 def test_cli_killed_with_sigkill_resumes(named_dataset, checkpoint_dir):
     env = _env(FIFTYONE_VOG_FLUSH_SECONDS="0")
-    proc = subprocess.Popen([*CLI, *_compute_args(checkpoint_dir, "--batch-size", "1")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, *_compute_args(checkpoint_dir, "--batch-size", "1")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while sum(len(c["ids"]) for c in _chunks(named_dataset)) < 3:
@@ -120,14 +158,27 @@ def test_cli_killed_with_sigkill_resumes(named_dataset, checkpoint_dir):
     flushed = sum(len(c["ids"]) for c in _chunks(named_dataset))
     assert 3 <= flushed < 40
 
-    r = subprocess.run([*CLI, *_compute_args(checkpoint_dir, "--batch-size", "1", "--resume")],
-                       capture_output=True, text=True, timeout=600, env=env)
+    r = subprocess.run(
+        [*CLI, *_compute_args(checkpoint_dir, "--batch-size", "1", "--resume")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     named_dataset.reload()
     info = fov.get_vog_run(named_dataset, "vog")
     assert info.config.resumed_samples >= flushed
-    fov.compute_vog(named_dataset, checkpoint_dir, model=small_model, vog_field="whole", device="cpu",
-                    windows={"early": "0:2", "late": "-2:"}, batch_size=1, progress=False)
+    fov.compute_vog(
+        named_dataset,
+        checkpoint_dir,
+        model=small_model,
+        vog_field="whole",
+        device="cpu",
+        windows={"early": "0:2", "late": "-2:"},
+        batch_size=1,
+        progress=False,
+    )
     for f in info.config.fields:
         np.testing.assert_array_equal(named_dataset.values(f), named_dataset.values(f.replace("vog", "whole", 1)))
     assert not _chunks(named_dataset)

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import time
 
+import fiftyone.core.odm as foo
 import numpy as np
 import pytest
 
-import fiftyone.core.odm as foo
 import fiftyone_vog as fov
 
 from conftest import TESTS_DIR, small_model
@@ -26,7 +26,7 @@ from conftest import TESTS_DIR, small_model
 DATASET_NAME = "write-concurrency"  # the conftest fixture named_dataset
 CLI = [sys.executable, "-m", "fiftyone_vog.cli"]
 
-DRIVER = r'''
+DRIVER = r"""
 import os, sys, time
 import pymongo.collection
 import fiftyone_vog.core.writer as writer
@@ -49,7 +49,7 @@ def bulk_write(self, requests, *args, **kwargs):
 pymongo.collection.Collection.bulk_write = bulk_write
 from fiftyone_vog.cli import main
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
 
 @pytest.fixture
@@ -61,18 +61,35 @@ def env():
 
 
 def _compute_args(checkpoint_dir, *extra):
-    return ["compute", DATASET_NAME, "--checkpoints", checkpoint_dir, "--model", "conftest:small_model",
-            "--batch-size", "8", "--quiet", *extra]
+    return [
+        "compute",
+        DATASET_NAME,
+        "--checkpoints",
+        checkpoint_dir,
+        "--model",
+        "conftest:small_model",
+        "--batch-size",
+        "8",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _start_driver(tmp_path, env, dataset, args, ready_at=1, go=False, delay=0.0):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     ready = tmp_path / f"ready-{time.monotonic_ns()}"
-    e = {**env, "T_COLL": dataset._sample_collection_name, "T_READY": str(ready), "T_READY_AT": str(ready_at),
-         "T_DELAY": str(delay), "T_GO": str(tmp_path / "go") if go else ""}
-    proc = subprocess.Popen([sys.executable, str(driver), *args], env=e, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    e = {
+        **env,
+        "T_COLL": dataset._sample_collection_name,
+        "T_READY": str(ready),
+        "T_READY_AT": str(ready_at),
+        "T_DELAY": str(delay),
+        "T_GO": str(tmp_path / "go") if go else "",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), *args], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 300
     while not ready.exists():
         if proc.poll() is not None:
@@ -83,7 +100,7 @@ def _start_driver(tmp_path, env, dataset, args, ready_at=1, go=False, delay=0.0)
 
 
 #: The fields a default run writes: vog/vog_raw and the companions, as messages list them (sorted).
-ALL_FIELDS = ['vog', 'vog_energy', 'vog_loss', 'vog_margin', 'vog_maxprob', 'vog_raw']
+ALL_FIELDS = ["vog", "vog_energy", "vog_loss", "vog_margin", "vog_maxprob", "vog_raw"]
 
 
 def _raw(dataset, fields=("vog", "vog_raw")):
@@ -104,14 +121,20 @@ def _no_lock_left(ds):
 
 
 @pytest.mark.parametrize("overwrite", [False, True], ids=["new", "overwrite"])
-def test_two_cli_runs_racing_on_one_key_one_wins_the_other_exits_2(named_dataset, dataset, checkpoint_dir,
-                                                                    tmp_path, env, overwrite):
+def test_two_cli_runs_racing_on_one_key_one_wins_the_other_exits_2(
+    named_dataset, dataset, checkpoint_dir, tmp_path, env, overwrite
+):
     flag = ["--overwrite"] if overwrite else []
     # A holds the key: it is in its write, and waits there until the test lets it go
     a = _start_driver(tmp_path, env, named_dataset, _compute_args(checkpoint_dir, *flag), go=True)
     try:
-        b = subprocess.run([*CLI, *_compute_args(checkpoint_dir, "--statistic", "std", *flag)], env=env,
-                           capture_output=True, text=True, timeout=300)
+        b = subprocess.run(
+            [*CLI, *_compute_args(checkpoint_dir, "--statistic", "std", *flag)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         (tmp_path / "go").touch()
         _, err = a.communicate(timeout=300)
@@ -119,8 +142,10 @@ def test_two_cli_runs_racing_on_one_key_one_wins_the_other_exits_2(named_dataset
     assert b.returncode == 2, b.stderr
     line = b.stderr.strip()
     assert "\n" not in line and "Traceback" not in line
-    assert line.startswith(f"fiftyone-vog compute: error: the VoG run 'vog' of dataset {DATASET_NAME!r} is "
-                           f"locked: compute by pid {a.pid} on {socket.gethostname()} since ")
+    assert line.startswith(
+        f"fiftyone-vog compute: error: the VoG run 'vog' of dataset {DATASET_NAME!r} is "
+        f"locked: compute by pid {a.pid} on {socket.gethostname()} since "
+    )
     assert "wait for it to finish, or choose another vog_field" in line
     # the field is entirely A's run, and the registered run is A's
     named_dataset.reload()
@@ -134,13 +159,23 @@ def test_lock_of_a_live_holder_is_refused_and_a_stale_one_taken_over(dataset, ch
     import datetime
 
     locks = foo.get_db_conn()["fiftyone_vog.locks"]
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    doc = {"dataset_id": str(dataset._doc.id), "key": "vog", "token": "t", "what": "compute",
-           "holder": {"host": "elsewhere", "pid": 1, "proc_start": None}, "since": now, "heartbeat": now}
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    doc = {
+        "dataset_id": str(dataset._doc.id),
+        "key": "vog",
+        "token": "t",
+        "what": "compute",
+        "holder": {"host": "elsewhere", "pid": 1, "proc_start": None},
+        "since": now,
+        "heartbeat": now,
+    }
     locks.insert_one(dict(doc))
     try:
-        with pytest.raises(fov.VoGError, match=r"^the VoG run 'vog' of dataset .* is locked: compute by pid 1 on "
-                                               r"elsewhere since .*; wait for it to finish"):
+        with pytest.raises(
+            fov.VoGError,
+            match=r"^the VoG run 'vog' of dataset .* is locked: compute by pid 1 on "
+            r"elsewhere since .*; wait for it to finish",
+        ):
             fov.compute_vog(dataset, checkpoint_dir, model=small_model)
         with pytest.raises(fov.VoGError, match="is locked"):  # a delete waits for the compute too
             fov.delete_vog_run(dataset, "vog")
@@ -158,8 +193,14 @@ def test_sigint_twice_during_the_write_puts_every_sample_back(named_dataset, che
     fov.compute_vog(named_dataset, checkpoint_dir, model=small_model, batch_size=8)
     before = _raw(named_dataset)
     # 2 of 10 chunks written, the 3rd beginning; every write and restore of a chunk takes 0.2 s
-    a = _start_driver(tmp_path, env, named_dataset, _compute_args(checkpoint_dir, "--statistic", "std",
-                                                                   "--overwrite"), ready_at=3, delay=0.2)
+    a = _start_driver(
+        tmp_path,
+        env,
+        named_dataset,
+        _compute_args(checkpoint_dir, "--statistic", "std", "--overwrite"),
+        ready_at=3,
+        delay=0.2,
+    )
     a.send_signal(signal.SIGINT)
     time.sleep(0.1)  # while the running chunk is waited for
     a.send_signal(signal.SIGINT)
@@ -168,8 +209,10 @@ def test_sigint_twice_during_the_write_puts_every_sample_back(named_dataset, che
     _, err = a.communicate(timeout=300)
     assert a.returncode == 130, err
     assert "Traceback" not in err
-    assert err.strip() == ("fiftyone-vog compute: interrupted during the write; every sample was put back as it "
-                           "was and an earlier run kept")
+    assert err.strip() == (
+        "fiftyone-vog compute: interrupted during the write; every sample was put back as it "
+        "was and an earlier run kept"
+    )
     named_dataset.reload()
     assert _raw(named_dataset) == before
     assert named_dataset.get_run_info("vog").config.statistic == "variance"
@@ -177,12 +220,19 @@ def test_sigint_twice_during_the_write_puts_every_sample_back(named_dataset, che
     assert _no_lock_left(named_dataset)
 
 
-def test_sigkill_during_the_write_is_reported_with_the_repair_that_works(named_dataset, dataset, checkpoint_dir,
-                                                                          tmp_path, env):
+def test_sigkill_during_the_write_is_reported_with_the_repair_that_works(
+    named_dataset, dataset, checkpoint_dir, tmp_path, env
+):
     fov.compute_vog(named_dataset, checkpoint_dir, model=small_model, batch_size=8)
     before = _raw(named_dataset)
-    a = _start_driver(tmp_path, env, named_dataset, _compute_args(checkpoint_dir, "--statistic", "std",
-                                                                   "--overwrite"), ready_at=3, go=True)
+    a = _start_driver(
+        tmp_path,
+        env,
+        named_dataset,
+        _compute_args(checkpoint_dir, "--statistic", "std", "--overwrite"),
+        ready_at=3,
+        go=True,
+    )
     time.sleep(0.2)
     a.kill()
     a.wait(timeout=60)
@@ -192,10 +242,27 @@ def test_sigkill_during_the_write_is_reported_with_the_repair_that_works(named_d
     assert named_dataset.get_run_info("vog").config.statistic == "variance"
 
     files = ",".join(os.path.join(checkpoint_dir, f"epoch_{i}.pt") for i in range(1, 6))
-    repair = shlex.join(["fiftyone-vog", "compute", DATASET_NAME, "--checkpoints", files, "--model",
-                         "conftest:small_model", "--target", "probability", "--statistic", "std",
-                         "--classes", "circle,square,stripes,dots", "--vog-field", "vog", "--resume",
-                         "--overwrite"])
+    repair = shlex.join(
+        [
+            "fiftyone-vog",
+            "compute",
+            DATASET_NAME,
+            "--checkpoints",
+            files,
+            "--model",
+            "conftest:small_model",
+            "--target",
+            "probability",
+            "--statistic",
+            "std",
+            "--classes",
+            "circle,square,stripes,dots",
+            "--vog-field",
+            "vog",
+            "--resume",
+            "--overwrite",
+        ]
+    )
     for call in (fov.list_vog_runs, fov.load_vog_results, fov.get_vog_run):
         with pytest.warns(fov.MixedFieldsWarning) as caught:
             call(named_dataset)
@@ -204,12 +271,13 @@ def test_sigkill_during_the_write_is_reported_with_the_repair_that_works(named_d
         # the companions are written beside vog/vog_raw by default: they may be mixed too
         assert f"fields {ALL_FIELDS} may be mixed" in message
         assert f"to repair, run `{repair}`, or in Python fov.compute_vog(fo.load_dataset({DATASET_NAME!r}), " in message
-        assert message.endswith("statistic='std', classes=['circle', 'square', 'stripes', 'dots'], "
-                                "vog_field='vog', resume=True, overwrite=True)")
+        assert message.endswith(
+            "statistic='std', classes=['circle', 'square', 'stripes', 'dots'], "
+            "vog_field='vog', resume=True, overwrite=True)"
+        )
 
     # a compute without overwrite says so too (and takes over the dead holder's lock to find out)
-    plain = subprocess.run([*CLI, *_compute_args(checkpoint_dir)], env=env, capture_output=True, text=True,
-                           timeout=300)
+    plain = subprocess.run([*CLI, *_compute_args(checkpoint_dir)], env=env, capture_output=True, text=True, timeout=300)
     assert plain.returncode == 2 and "may be mixed" in plain.stderr and repair in plain.stderr, plain.stderr
 
     fixed = subprocess.run([*CLI, *shlex.split(repair)[1:]], env=env, capture_output=True, text=True, timeout=300)
@@ -229,16 +297,19 @@ def test_a_run_never_writes_or_deletes_another_runs_field(dataset, checkpoint_di
     fov.compute_vog(dataset, checkpoint_dir, model=small_model, vog_field="vog_early")
     theirs = dataset.values("vog_early")
     for overwrite in (False, True):
-        with pytest.raises(fov.VoGError, match=r"^field 'vog_early' belongs to the VoG run 'vog_early' of dataset .*"
-                                               r"choose another vog_field or window name"):
-            fov.compute_vog(dataset, checkpoint_dir, model=small_model, windows={"early": "0:2"},
-                            overwrite=overwrite)
+        with pytest.raises(
+            fov.VoGError,
+            match=r"^field 'vog_early' belongs to the VoG run 'vog_early' of dataset .*"
+            r"choose another vog_field or window name",
+        ):
+            fov.compute_vog(dataset, checkpoint_dir, model=small_model, windows={"early": "0:2"}, overwrite=overwrite)
     assert "vog" not in dataset.get_field_schema() and dataset.values("vog_early") == theirs
 
     # a dataset written before this check existed: run 'vog' also lists the field of run 'vog_early'
     fov.compute_vog(dataset, checkpoint_dir, model=small_model)
-    foo.get_db_conn().runs.update_one({"_dataset_id": dataset._doc.id, "key": "vog"},
-                                      {"$push": {"config.fields": "vog_early"}})
+    foo.get_db_conn().runs.update_one(
+        {"_dataset_id": dataset._doc.id, "key": "vog"}, {"$push": {"config.fields": "vog_early"}}
+    )
     dataset.reload()
     assert "vog_early" in fov.get_vog_run(dataset, "vog").config.fields
     fov.delete_vog_run(dataset, "vog")
@@ -272,9 +343,12 @@ def test_a_failed_undo_leaves_the_mark_and_an_unsaved_views_repair_is_python(dat
     with pytest.raises(fov.VoGError, match=re.escape(f"fields {ALL_FIELDS} may hold the new values on some samples")):
         fov.compute_vog(view, checkpoint_dir, model=small_model, overwrite=True, statistic="std")
     monkeypatch.undo()
-    with pytest.warns(fov.MixedFieldsWarning, match=re.escape(f"fields {ALL_FIELDS} may be mixed") + " .* to repair, in "
-                                                    r"Python run fov.compute_vog\(<the same view>, \[.*statistic='std'"
-                                                    r".*resume=True, overwrite=True\)$"):
+    with pytest.warns(
+        fov.MixedFieldsWarning,
+        match=re.escape(f"fields {ALL_FIELDS} may be mixed") + " .* to repair, in "
+        r"Python run fov.compute_vog\(<the same view>, \[.*statistic='std'"
+        r".*resume=True, overwrite=True\)$",
+    ):
         assert fov.list_vog_runs(dataset) == ["vog"]
     fov.compute_vog(view, checkpoint_dir, model=small_model, overwrite=True, statistic="std", resume=True)
     import warnings

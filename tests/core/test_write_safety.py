@@ -6,11 +6,11 @@ writes part of a chunk and then raises; FiftyOne's ``register_run`` registers an
 
 import threading
 
+import fiftyone as fo
+import fiftyone.core.odm as foo
 import pymongo.collection
 import pytest
 
-import fiftyone as fo
-import fiftyone.core.odm as foo
 import fiftyone_vog as fov
 import fiftyone_vog.core.writer as writer
 
@@ -84,8 +84,9 @@ def test_overwrite_failing_mid_write_restores_every_old_value(first_run, checkpo
     calls, landed = _failing_bulk_write(monkeypatch, dataset, error=error)
 
     with pytest.raises(type(error)) as raised:
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, statistic="std",
-                        windows={"late": "3:5"})
+        fov.compute_vog(
+            dataset, checkpoint_dir, model=small_model, overwrite=True, statistic="std", windows={"late": "3:5"}
+        )
     assert raised.value is error  # the original error, not one from putting things back
 
     # the failure really struck mid-write: a whole chunk and half of the next had the new values
@@ -112,7 +113,9 @@ def test_failure_while_registering_the_run_restores_values_and_run(first_run, ch
 
     monkeypatch.setattr(type(dataset), "register_run", register_then_fail)
     with pytest.raises(KeyboardInterrupt):
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="logit")  # not the default: new values
+        fov.compute_vog(
+            dataset, checkpoint_dir, model=small_model, overwrite=True, target="logit"
+        )  # not the default: new values
     assert _raw_docs(dataset) == docs
     assert snapshot() == before
     assert _run_state(dataset) == run
@@ -130,7 +133,9 @@ def test_failure_while_saving_the_run_results_restores_values_and_run(first_run,
 
     monkeypatch.setattr(type(dataset), "save_run_results", fail)
     with pytest.raises(RuntimeError, match="results store unreachable"):
-        fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, target="logit")  # not the default: new values
+        fov.compute_vog(
+            dataset, checkpoint_dir, model=small_model, overwrite=True, target="logit"
+        )  # not the default: new values
     assert _raw_docs(dataset) == docs
     assert snapshot() == before
     assert _run_state(dataset) == run
@@ -144,9 +149,11 @@ def test_restore_failing_too_names_the_mixed_fields_and_the_fix(scored_run, chec
     with pytest.raises(fov.VoGError) as raised:
         fov.compute_vog(dataset, checkpoint_dir, model=small_model, overwrite=True, statistic="std")
     message = str(raised.value)
-    assert message.startswith("writing the VoG scores failed (RuntimeError: connection reset) and putting the "
-                              f"dataset {dataset.name!r} back as it was failed too: fields {sorted(WRITTEN)} may "
-                              "hold the new values on some samples and the old ones on others.")
+    assert message.startswith(
+        "writing the VoG scores failed (RuntimeError: connection reset) and putting the "
+        f"dataset {dataset.name!r} back as it was failed too: fields {sorted(WRITTEN)} may "
+        "hold the new values on some samples and the old ones on others."
+    )
     assert "compute_vog(..., vog_field='vog', overwrite=True) again" in message
     assert isinstance(raised.value.__cause__, RuntimeError)
     assert dataset.get_run_info("vog").config.statistic == "variance"  # the run was never replaced

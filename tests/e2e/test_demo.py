@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import ROOT  # noqa: E402
+
 EXAMPLES = os.path.join(ROOT, "examples")
 NAME = "vog-digits-test"
 
@@ -92,8 +93,15 @@ def test_views_are_saved_and_sorted(demo_run):
 
     res, _ = demo_run
     ds = fo.load_dataset(NAME)
-    names = {"vog-high", "vog-low", "vog-shuffled-labels", "vog-label-errors", "vog-test-high", "vog-test-low",
-             "vog-ood"}
+    names = {
+        "vog-high",
+        "vog-low",
+        "vog-shuffled-labels",
+        "vog-label-errors",
+        "vog-test-high",
+        "vog-test-low",
+        "vog-ood",
+    }
     assert set(ds.list_saved_views()) == names  # no vog-test-shuffled-labels / vog-test-ood: left out
     assert set(res["views"]) == names
     assert res["views"]["vog-shuffled-labels"] == res["shuffled"]
@@ -110,7 +118,8 @@ def test_views_are_saved_and_sorted(demo_run):
     assert test_low == sorted(test_low) and len(test_low) >= 13  # 10% of 128, rounded up
     test_high = ds.load_saved_view("vog-test-high")
     assert min(test_high.values("vog_test")) >= max(
-        v for v in ds.match_tags(["test", "ood"]).values("vog_test") if v not in test_high.values("vog_test"))
+        v for v in ds.match_tags(["test", "ood"]).values("vog_test") if v not in test_high.values("vog_test")
+    )
 
 
 def test_reports_and_export_exist(demo_run):

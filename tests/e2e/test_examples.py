@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import ROOT  # noqa: E402
+
 EXAMPLES = os.path.join(ROOT, "examples")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -123,8 +124,14 @@ def test_toy_gaussians_quick(tmp_path, capsys):
 
 def test_toy_gaussians_runs_as_a_script(tmp_path):
     env = dict(os.environ)
-    r = subprocess.run([sys.executable, os.path.join(EXAMPLES, "toy_gaussians.py"), "--quick", "--out", str(tmp_path)],
-                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    r = subprocess.run(
+        [sys.executable, os.path.join(EXAMPLES, "toy_gaussians.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "spearman_test" in r.stdout and os.path.isfile(tmp_path / "toy_gaussians.png")
 
@@ -135,7 +142,7 @@ def test_digits_memorization_quick(tmp_path, capsys):
     out = capsys.readouterr().out
     assert res["n_shuffled"] == 60  # 20% of 300 training samples
     assert len(res["summary"]) == 2 * 2 * 6 + 2 * 2  # lengths × targets × windows + lengths × (loss, margin)
-    for (epochs, target, window), s in res["summary"].items():
+    for (epochs, target, _window), s in res["summary"].items():
         assert epochs in (6, 12) and target in ("logit", "probability", "companion")
         assert 0 <= s["auroc"] <= 1 and 0 <= s["p"] <= 1
     assert set(res["fit_shuffled"]) == {6, 12} and all(0 <= v <= 1 for v in res["fit_shuffled"].values())
@@ -152,7 +159,9 @@ def test_digits_ood_quick(tmp_path, capsys):
         assert 0 <= s["auroc"] <= 1, key
     assert res["summary"]["msp"]["auroc"] > 0.6  # the trained model does tell 8/9 from 0-7
     # the companions of the same pass: maxprob is the 1 − max-softmax baseline, computed by the engine
-    assert res["summary"]["companion", "auto", "maxprob"]["auroc"] == pytest.approx(res["summary"]["msp"]["auroc"], abs=1e-3)
+    assert res["summary"]["companion", "auto", "maxprob"]["auroc"] == pytest.approx(
+        res["summary"]["msp"]["auroc"], abs=1e-3
+    )
     assert res["test_accuracy"] > 0.8
     assert is_png(res["plot"])
 
@@ -189,8 +198,10 @@ def test_recipe_split_layouts(tmp_path):
     assert recipe.splits(str(tmp_path / "flat")) == {"train": str(tmp_path / "flat")}
     for d in ("train/cat", "val/cat"):
         (tmp_path / "tv" / d).mkdir(parents=True)
-    assert recipe.splits(str(tmp_path / "tv")) == {"train": str(tmp_path / "tv" / "train"),
-                                                    "test": str(tmp_path / "tv" / "val")}
+    assert recipe.splits(str(tmp_path / "tv")) == {
+        "train": str(tmp_path / "tv" / "train"),
+        "test": str(tmp_path / "tv" / "val"),
+    }
 
 
 def test_recipe_quick_on_a_generated_folder(tmp_path, capsys):

@@ -4,11 +4,10 @@ label_mode="auto", open the vog-ood view and see where the OOD images fall."""
 
 import os
 
+import fiftyone.operators as foo
 import numpy as np
 import pytest
 from PIL import Image
-
-import fiftyone.operators as foo
 
 import fiftyone_vog as fov
 from fiftyone_vog.analysis import share_by_percentile_from_view

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from naive import ALL_OPTIONS, NCLS, C, H, K, N, W, make_models, naive_vog, option_id  # noqa: F401
 
 from fiftyone_vog.engine import (
     VoGEngine,
@@ -14,6 +13,8 @@ from fiftyone_vog.engine import (
     normalize_windows,
     score_batches,
 )
+
+from naive import ALL_OPTIONS, NCLS, C, H, K, N, W, make_models, naive_vog, option_id  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,12 @@ naive float64 reference; the options' errors; CUDA paths where a GPU exists."""
 import numpy as np
 import pytest
 import torch
-from conftest import make_images, small_model, to_tensor
-from naive import ALL_OPTIONS, K, make_models, naive_vog, option_id
 
 from fiftyone_vog.engine import VoGEngine, VoGError, VoGOptions, score_batches
 from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
+
+from conftest import make_images, small_model, to_tensor
+from naive import ALL_OPTIONS, K, make_models, naive_vog, option_id
 
 WINDOWS = {"all": list(range(K)), "odd": [1, 3], "late": [2, 3]}  # "odd" is not contiguous
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -1,11 +1,11 @@
 """Every supported checkpoint format and architecture spec loads to the same weights."""
 
-
 import pytest
 import torch
 import torchvision
 from torch import nn
 
+from fiftyone_vog.engine import VoGError
 from fiftyone_vog.inputs.checkpoints import (
     load_checkpoint,
     load_models,
@@ -13,7 +13,6 @@ from fiftyone_vog.inputs.checkpoints import (
     natural_key,
     resolve_checkpoints,
 )
-from fiftyone_vog.engine import VoGError
 from fiftyone_vog.models import SmallCNN
 
 
@@ -44,8 +43,16 @@ def _save_all_formats(tmp_path, m):
     paths["wrapped_model"] = tmp_path / "wrapped_model.pt"
     torch.save({"model": sd, "step": 10}, paths["wrapped_model"])
     paths["lightning"] = tmp_path / "lightning.ckpt"
-    torch.save({"epoch": 1, "global_step": 5, "pytorch-lightning_version": "2.4.0",
-                "state_dict": {f"model.{k}": v for k, v in sd.items()}, "loops": {}}, paths["lightning"])
+    torch.save(
+        {
+            "epoch": 1,
+            "global_step": 5,
+            "pytorch-lightning_version": "2.4.0",
+            "state_dict": {f"model.{k}": v for k, v in sd.items()},
+            "loops": {},
+        },
+        paths["lightning"],
+    )
     paths["ddp"] = tmp_path / "ddp.pt"
     torch.save({f"module.{k}": v for k, v in sd.items()}, paths["ddp"])
     from safetensors.torch import save_file
@@ -56,7 +63,7 @@ def _save_all_formats(tmp_path, m):
 
 
 def test_weight_formats_load_identically(tmp_path, ref):
-    for name, path in _save_all_formats(tmp_path, ref).items():
+    for _name, path in _save_all_formats(tmp_path, ref).items():
         (m,) = load_models([path], model=lambda: _model(seed=1))
         _same(m, ref)
 

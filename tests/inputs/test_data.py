@@ -1,11 +1,11 @@
 """Reading a FiftyOne view: image modes and sizes, transforms, class order."""
 
+import fiftyone as fo
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import fiftyone as fo
 import fiftyone_vog as fov
 from fiftyone_vog.inputs.images import ImageDataset, build_transform, collate, read_view
 

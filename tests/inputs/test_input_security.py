@@ -11,21 +11,19 @@ import subprocess
 import sys
 import zipfile
 import zlib
-from typing import Tuple
 
+import fiftyone.operators as foo
 import numpy as np
 import pytest
 import torch
+from fiftyone.operators.executor import ExecutionError
 from PIL import Image
 from torch import nn
 
-import fiftyone.operators as foo
-from fiftyone.operators.executor import ExecutionError
-
 import fiftyone_vog as fov
+from fiftyone_vog.app.install import install_plugin
 from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
 from fiftyone_vog.inputs.images import ImageDataset
-from fiftyone_vog.app.install import install_plugin
 
 from conftest import CLASSES, IMG_H, IMG_W, build_dataset, small_model
 
@@ -48,11 +46,11 @@ class Evil(nn.Module):
         return x.flatten(1) @ self.w.t()
 
     @torch.jit.export
-    def __getstate__(self) -> Tuple[str, bool, torch.Tensor]:
+    def __getstate__(self) -> tuple[str, bool, torch.Tensor]:
         return (self.marker, self.training, self.w)
 
     @torch.jit.export
-    def __setstate__(self, state: Tuple[str, bool, torch.Tensor]) -> None:
+    def __setstate__(self, state: tuple[str, bool, torch.Tensor]) -> None:
         self.marker = state[0]
         self.training = state[1]
         # used, so that TorchScript keeps the call: creates (and maps) the file named by the archive
@@ -144,8 +142,13 @@ def fov_sample(path):
 def test_torchscript_is_refused_by_the_cli_without_opt_in(named_dataset, tmp_path):
     marker = tmp_path / "written-by-the-cli"
     _evil_archives(tmp_path, marker)
-    r = subprocess.run([*CLI, "compute", DATASET_NAME, "--checkpoints", str(tmp_path / "epoch_*.pt"), "--quiet"],
-                       capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    r = subprocess.run(
+        [*CLI, "compute", DATASET_NAME, "--checkpoints", str(tmp_path / "epoch_*.pt"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ.copy(),
+    )
     assert r.returncode == 2, r.stderr
     assert "--allow-torchscript" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not marker.exists()
@@ -216,8 +219,9 @@ def test_the_pixel_limit_can_be_lowered_and_raised(image_dir, tmp_path, monkeypa
     assert args.max_image_pixels == 5
 
 
-def test_the_app_cannot_ask_for_more_workers_or_a_larger_batch_than_the_server_has(plugin, dataset, checkpoint_dir,
-                                                                                  monkeypatch):
+def test_the_app_cannot_ask_for_more_workers_or_a_larger_batch_than_the_server_has(
+    plugin, dataset, checkpoint_dir, monkeypatch
+):
     from fiftyone_vog.app.forms import compute_vog_kwargs
 
     cores = len(os.sched_getaffinity(0))
@@ -240,7 +244,10 @@ def test_the_app_cannot_ask_for_more_workers_or_a_larger_batch_than_the_server_h
 
     with pytest.raises(fov.VoGError, match=f"num_workers={cores + 1} is more than this server allows"):
         compute_vog_kwargs(Ctx(num_workers=cores + 1))
-    with pytest.raises(fov.VoGError, match="batch_size=513 is more than this server allows from the App .*FIFTYONE_VOG_APP_MAX_BATCH_SIZE"):
+    with pytest.raises(
+        fov.VoGError,
+        match="batch_size=513 is more than this server allows from the App .*FIFTYONE_VOG_APP_MAX_BATCH_SIZE",
+    ):
         compute_vog_kwargs(Ctx(batch_size=513))
     monkeypatch.setenv("FIFTYONE_VOG_APP_MAX_BATCH_SIZE", "8")
     with pytest.raises(fov.VoGError, match="batch_size=16 is more than"):
@@ -295,7 +302,9 @@ def test_empty_and_directory_checkpoint_paths_say_what_they_are(checkpoint_dir, 
         resolve_checkpoints([a, ""])
     with pytest.raises(fov.VoGError, match="a checkpoint path is empty"):
         resolve_checkpoints("")
-    with pytest.raises(fov.VoGError, match=f"checkpoint {tmp_path} is a directory, not a file; pass the directory alone"):
+    with pytest.raises(
+        fov.VoGError, match=f"checkpoint {tmp_path} is a directory, not a file; pass the directory alone"
+    ):
         resolve_checkpoints([a, str(tmp_path)])
 
 
@@ -312,13 +321,16 @@ def test_files_that_are_not_checkpoints_say_so_and_quote_no_bytes(checkpoint_dir
     text.write_bytes(b"hostname-secret\n")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(open(_two_checkpoints(checkpoint_dir)[0], "rb").read()[:300])
-    formats = ("read are torch.save state_dicts or training checkpoints (.pt/.pth/.ckpt/.bin), .safetensors, "
-               "TorchScript archives (with allow_torchscript=True) and whole pickled modules (with allow_pickle=True)")
+    formats = (
+        "read are torch.save state_dicts or training checkpoints (.pt/.pth/.ckpt/.bin), .safetensors, "
+        "TorchScript archives (with allow_torchscript=True) and whole pickled modules (with allow_pickle=True)"
+    )
     assert _message(empty) == f"cannot read checkpoint {empty}: the file is empty (0 bytes); {formats}"
     for path in (text, truncated):
         for allow_pickle in (False, True):
             assert _message(path, allow_pickle=allow_pickle) == (
-                f"cannot read checkpoint {path}: it is not a PyTorch checkpoint, or is truncated or corrupt; {formats}")
+                f"cannot read checkpoint {path}: it is not a PyTorch checkpoint, or is truncated or corrupt; {formats}"
+            )
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
