@@ -336,7 +336,7 @@ def _check_model_inline(p, props, check, samples, label_field, paths, allowed):
     if not ok:
         return
     module, ok = check("model", preflight.load_one, paths[0], p.get("model") or None, len(classes),
-                       bool(p.get("allow_pickle")) and allowed, allowed)
+                       bool(p.get("allow_pickle")) and allowed, allowed, allowed)  # TorchScript: as the run
     if not ok:
         if p.get("classes") and "size mismatch" in props["model"].error_message:
             _invalid(props["classes"], props["model"].error_message)

@@ -72,7 +72,8 @@ _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 8
 
 
-def load_one(path, model, num_classes, allow_pickle=False, allow_import=True) -> torch.nn.Module:
+def load_one(path, model, num_classes, allow_pickle=False, allow_import=True,
+             allow_torchscript=False) -> torch.nn.Module:
     """Build the architecture and load one checkpoint into it, as the run does
     (:func:`fiftyone_vog.inputs.checkpoints.load_models`): keys or shapes that do not fit raise.
 
@@ -83,14 +84,14 @@ def load_one(path, model, num_classes, allow_pickle=False, allow_import=True) ->
 
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, model if isinstance(model, str) or model is None else id(model),
-           num_classes, bool(allow_pickle), bool(allow_import))
+           num_classes, bool(allow_pickle), bool(allow_import), bool(allow_torchscript))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         hit = _CACHE[key]
     else:
         try:
             hit = load_models([path], model, num_classes=num_classes, allow_pickle=allow_pickle,
-                              allow_import=allow_import)[0]
+                              allow_import=allow_import, allow_torchscript=allow_torchscript)[0]
         except VoGError as e:
             hit = e
         _CACHE[key] = hit
