@@ -1,5 +1,10 @@
-"""End to end in the real App: headless Chromium opens the operator browser, runs Compute VoG,
-sees the field appear, opens the VoG panel. Screenshots go to a temporary folder, or to
+"""End to end in the real App, the path a user walks (README, "In the FiftyOne App"; issue 11):
+headless Chromium opens the operator browser, runs Compute VoG with a checkpoint that is corrupt
+(the error notification, the form reopened with the values), fixes the form and runs it, sorts the
+grid by the new field from the grid's own "Sort by", saves the VoG views from the operator browser
+and opens one from the saved-view selector without a reload, clicks a bar of the VoG panel, and
+exports a saved view from the App (the files on disk, nothing else deleted). The tests run in
+order on one App server and one dataset. Screenshots go to a temporary folder, or to
 $FOV_SCREENSHOTS when set — `FOV_SCREENSHOTS=docs/images make test` refreshes the README's pictures."""
 
 import os
@@ -16,6 +21,7 @@ IMAGES = os.environ.get("FOV_SCREENSHOTS") or os.path.join(os.environ["FIFTYONE_
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-dev-shm-usage"]
 TIMEOUT = 120_000  # ms: the first form resolve imports torch in the App server
+REOPENED = {}  # what the form held when the App reopened it after the failed run (None: not reopened)
 
 
 def _free_port():
@@ -89,6 +95,44 @@ def _shot(page, name):
     page.screenshot(path=os.path.join(IMAGES, name))
 
 
+def _debug(page, name):
+    """On a failure: what the page showed, for the developer (not a README picture)."""
+    try:
+        _shot(page, f"debug-{name}.png")
+        with open(os.path.join(IMAGES, f"debug-{name}.html"), "w") as f:
+            f.write(page.content())
+    except Exception:  # the page is gone: nothing to keep
+        pass
+
+
+@pytest.fixture(autouse=True)
+def debug(page, request):
+    """Keep a screenshot and the HTML of the page when the test fails (its call report is counted
+    before its fixtures are torn down)."""
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        _debug(page, request.node.name)
+
+
+def _operator(page, search_text, name):
+    """Open an operator's form from the operator browser (the backtick key), as a user does."""
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.keyboard.press("`")
+    search = page.get_by_placeholder("Search operations by name...")
+    search.wait_for()
+    search.fill(search_text)
+    page.get_by_text(name, exact=True).click()
+    return page.locator("[data-cy=operators-prompt-modal]")
+
+
+def _select(page, modal, label, value):
+    """Choose ``value`` in the form's dropdown labelled ``label`` (a MUI select)."""
+    field = modal.get_by_text(label, exact=True).locator("xpath=ancestor::*[.//*[@role='combobox']][1]")
+    field.get_by_role("combobox").first.click()
+    page.get_by_role("option", name=value, exact=True).click()
+
+
 def _dismiss_popups(page):
     dismiss = page.get_by_text("Dismiss", exact=True)
     try:
@@ -129,29 +173,71 @@ def _sidebar_group_of(page, paths):
     }""", paths)
 
 
-def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoints):
+
+
+@pytest.fixture(scope="module")
+def broken_checkpoints(torchscript_checkpoints, tmp_root):
+    """The same checkpoints with the last one corrupt: the form checks the first file only (it
+    loads one checkpoint as you type), so the run fails when it reads the last one."""
+    import shutil
+
+    out = os.path.join(tmp_root, "ts-ckpts-broken")
+    shutil.copytree(torchscript_checkpoints, out, dirs_exist_ok=True)
+    with open(os.path.join(out, "epoch_5.pt"), "wb") as f:
+        f.write(b"not a checkpoint: the training job died while writing it")
+    return out
+
+
+def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoints, broken_checkpoints):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     ds, url, session = app
     page.goto(url, timeout=TIMEOUT)
     page.get_by_text("40 samples").wait_for()
     _dismiss_popups(page)
 
-    page.keyboard.press("`")  # the operator browser
-    search = page.get_by_placeholder("Search operations by name...")
-    search.wait_for()
-    search.fill("Compute VoG")
-    page.get_by_text("compute_vog", exact=True).click()
+    modal = _operator(page, "Compute VoG", "compute_vog")
     page.get_by_text("Checkpoints", exact=True).wait_for()
+    checkpoints = modal.locator("input").first
 
+    # 1. a run that fails at run time: the error notification, and the form again with the values
+    broken = os.path.join(broken_checkpoints, "epoch_*.pt")
+    checkpoints.fill(broken)
+    page.get_by_text("5 checkpoints: epoch_1.pt … epoch_5.pt").wait_for()  # resolved on the server
+    execute = page.get_by_role("button", name="Execute")
+    page.wait_for_function("b => !b.disabled", arg=execute.element_handle())
+    execute.click()
+    error = page.get_by_text("cannot read checkpoint").first
+    error.wait_for()
+    assert "epoch_5.pt" in error.inner_text()
+    ds.reload()
+    assert "vog" not in ds.get_field_schema()  # nothing written
+    # app/reporting.py reopens the form with the values (prompt_user_for_operation in the stream).
+    # FiftyOne 1.22's App may close it again: when the failed streaming run ends without an error
+    # and without output, the first prompt's effect sets the one "promptingOperator" state to null,
+    # and that state may already hold the reopened form. Seen both ways on the same machine.
     try:
-        page.locator("[data-cy=operators-prompt-modal] input").first.fill(os.path.join(torchscript_checkpoints, "epoch_*.pt"))
-        page.get_by_text("5 checkpoints: epoch_1.pt … epoch_5.pt").wait_for(timeout=20000)  # resolved on the server
-    except Exception:
-        _shot(page, "debug-fail.png")
-        with open(os.path.join(IMAGES, "debug-fail.html"), "w") as f:
-            f.write(page.content())
-        raise
+        page.get_by_text("5 checkpoints: epoch_1.pt … epoch_5.pt").wait_for(timeout=15000)
+        REOPENED["form"] = page.locator("[data-cy=operators-prompt-modal] input").first.input_value()
+        assert REOPENED["form"] == broken  # the values the user typed
+    except PlaywrightTimeout:  # not reopened: the user opens the form again
+        REOPENED["form"] = None
+    _shot(page, "app-error.png")
+    alert = page.locator("[role=alert]").filter(has_text="cannot read checkpoint")
+    alert.locator("button").first.click()  # the notification's close button: it covers Execute
+    alert.wait_for(state="detached")
+
+    # 2. fix the form and run it
+    if REOPENED["form"] is None:
+        modal = _operator(page, "Compute VoG", "compute_vog")
+        page.get_by_text("Checkpoints", exact=True).wait_for()
+    checkpoints = page.locator("[data-cy=operators-prompt-modal] input").first
+    checkpoints.fill(os.path.join(torchscript_checkpoints, "epoch_*.pt"))
+    page.get_by_text("5 checkpoints: epoch_1.pt … epoch_5.pt").wait_for()
     _shot(page, "app-form.png")
-    page.get_by_role("button", name="Execute").click()
+    execute = page.get_by_role("button", name="Execute")
+    page.wait_for_function("b => !b.disabled", arg=execute.element_handle())
+    execute.click()
 
     # the App reloads the dataset when the operator finishes: the VoG fields appear in the sidebar
     page.get_by_text("vog_raw", exact=True).wait_for()
@@ -160,6 +246,11 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
     assert ds.get_run_info("vog").config.model is None  # TorchScript: nothing imported
     assert [(g.name, g.paths) for g in ds.app_config.sidebar_groups if g.name == "VoG"] == [("VoG", ["vog", "vog_raw"])]
     _close_dialogs(page)
+    # The grid's "Sort by" lists indexed fields only where the App's query performance mode is on
+    # (issue 11, part 7: compute_vog is to index the fields it writes). Until it does, the index
+    # is created here, as a user following FiftyOne's "Add additional fields" link would.
+    if "vog" not in ds.list_indexes():
+        ds.create_index("vog")
     # The App applies the dataset's sidebar groups when it loads the dataset (its reload_dataset keeps the
     # groups on screen and lists new fields under PRIMITIVES); the operator's message asks for a page reload.
     page.reload()
@@ -169,20 +260,133 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
     assert header.is_visible()
     groups = _sidebar_group_of(page, ["vog", "vog_raw", "ground_truth", "filepath"])
     assert groups == {"vog": "VOG", "vog_raw": "VOG", "ground_truth": "LABELS", "filepath": "PRIMITIVES"}, groups
-    page.get_by_text("vog", exact=True).click()  # the score's range filter in the sidebar
+
+
+@pytest.mark.xfail(strict=False, reason="FiftyOne 1.22 may close the reopened form when the failed streaming run "
+                                        "ends, a race (see test_compute_vog_from_the_operator_browser)")
+def test_failed_run_reopened_the_form_with_its_values(broken_checkpoints):
+    assert REOPENED.get("form") == os.path.join(broken_checkpoints, "epoch_*.pt")
+
+
+def test_sort_the_grid_by_vog(app, page):
+    """The grid's own "Sort by" control, highest VoG first; the first tile is the hardest sample."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    ds, url, session = app
+    sort = page.get_by_placeholder("Sort by")
+    sort.click()
+    sort.fill("vog")
+    page.locator("[data-cy=selector-results-container], .MuiPaper-root").get_by_text("vog", exact=True).first.click()
+    page.get_by_title("Ascending").click()  # the arrow next to the field: descending
+    page.get_by_title("Descending").wait_for()
+    page.get_by_text("vog", exact=True).first.click()  # the score's range filter in the sidebar
     page.mouse.move(700, 500)
-    session.view = ds.sort_by("vog", reverse=True)  # hardest first
-    page.wait_for_timeout(3000)
+    hardest = ds.sort_by("vog", reverse=True).first()
+    # the first tile opens in the sample modal, whose sidebar shows its filepath
+    page.locator("[data-cy=fo-grid] canvas, [data-cy=looker]").first.click()
+    shown = page.locator(f'[data-cy="sidebar-entry-filepath"][title="{hardest.filepath}"]')
+    shown.wait_for()
+    page.keyboard.press("Escape")
+    try:
+        shown.wait_for(state="detached", timeout=10000)
+    except PlaywrightTimeout:  # the key went to the sample viewer: click beside the modal, as a user does
+        page.mouse.click(12, 450)
+        shown.wait_for(state="detached")
     _shot(page, "app-grid.png")
 
 
+def _input(modal, label):
+    """The text box of the form's field labelled ``label``."""
+    field = modal.get_by_text(label, exact=True).locator("xpath=ancestor::*[.//input[not(@aria-hidden)]][1]")
+    return field.locator("input:not([aria-hidden])").first
+
+
+def _execute(page):
+    execute = page.get_by_role("button", name="Execute")
+    page.wait_for_function("b => !b.disabled", arg=execute.element_handle())
+    execute.click()
+
+
+def test_saved_view_from_the_selector(app, page):
+    """Save VoG views from the operator browser, then open one from the saved-view selector,
+    in the same page (no reload)."""
+    ds, url, session = app
+    modal = _operator(page, "Save VoG views", "save_vog_views")
+    modal.get_by_text("Percentile", exact=True).wait_for()
+    _shot(page, "app-save-views.png")
+    _execute(page)
+    page.get_by_text("VoG views saved").wait_for()
+    assert {"vog-high", "vog-low"} <= set(ds.list_saved_views())
+    _close_dialogs(page)
+    selector = page.locator("[data-cy=saved-views-selection], [data-cy=saved-views] [role=combobox]").first
+    selector.click()
+    page.get_by_text("vog-low", exact=True).click()
+    page.get_by_text("4 samples").wait_for()  # the bottom 10% of 40
+    page.wait_for_url("**view=vog-low*")
+    _shot(page, "app-saved-view.png")
+
+
 def test_vog_panel(app, page):
+    """The VoG panel on the saved view's dataset; a click on the tallest error-rate bar loads
+    that decile's samples."""
     ds, url, session = app
     assert "vog" in ds.get_field_schema(), "needs the compute test's run"
     page.get_by_title("New panel").or_(page.locator("[data-cy=new-panel-btn]")).first.click()
     page.get_by_text("VoG", exact=True).click()
     page.get_by_text("samples scored in this view").wait_for()
-    page.locator(".js-plotly-plot").first.wait_for()
-    page.wait_for_timeout(1000)
-    _shot(page, "app-panel.png")
+    page.locator(".js-plotly-plot").nth(1).locator(".barlayer path").first.wait_for(state="attached")
     assert page.get_by_text("error rate by vog decile").count() >= 1
+    _shot(page, "app-panel.png")
+    # the tallest bar of the error-rate chart (the second plot), clicked where a user clicks
+    boxes = page.locator(".js-plotly-plot").nth(1).locator(".barlayer path").evaluate_all(
+        "ps => ps.map(p => { const r = p.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })")
+    x, y, w, h = max(boxes, key=lambda b: b[3])
+    assert h > 0, boxes
+    page.mouse.click(x + w / 2, y + h / 2)
+    page.get_by_role("button", name="Back to the full view").wait_for()
+    shown = page.get_by_text("Showing ").first
+    shown.wait_for()
+    assert "4 samples" in shown.inner_text()  # one decile of 40 (or of the view the panel sliced)
+    _shot(page, "app-panel-slice.png")
+    page.get_by_role("button", name="Back to the full view").click()
+    page.get_by_role("button", name="Back to the full view").wait_for(state="detached")
+
+
+def _files(root, skip=("mongo", "db", "screenshots", "plugins")):
+    out = set()
+    for d, dirs, files in os.walk(root):
+        if d == root:
+            dirs[:] = [x for x in dirs if x not in skip]
+        out.update(os.path.join(d, f) for f in files)
+    return out
+
+
+def test_export_from_the_app(app, page, tmp_root):
+    """Export VoG subset of a saved view into a new folder inside the App roots: the files are on
+    disk, and no file was deleted (the dataset's media, a file beside the export)."""
+    ds, url, session = app
+    parent = os.path.join(tmp_root, "app-exports")
+    os.makedirs(parent, exist_ok=True)
+    with open(os.path.join(parent, "notes.txt"), "w") as f:
+        f.write("not ours")
+    export_dir = os.path.join(parent, "hard")
+    before = _files(tmp_root)
+    modal = _operator(page, "Export VoG subset", "export_vog_subset")
+    modal.get_by_text("Export directory", exact=True).wait_for()
+    _select(page, modal, "Saved view", "vog-high")
+    _input(modal, "Export directory").fill(export_dir)
+    _shot(page, "app-export.png")
+    _execute(page)
+    page.get_by_text("Export complete").wait_for()
+    _shot(page, "app-export-done.png")
+    _close_dialogs(page)
+    after = _files(tmp_root)
+    assert not before - after, sorted(before - after)  # nothing deleted
+    added = after - before
+    assert added and all(p.startswith(export_dir + os.sep) for p in added), sorted(added)
+    images = sorted(p for p in added if p.endswith(".png"))
+    high = ds.load_saved_view("vog-high")
+    assert len(images) == len(high) == 4
+    labels = dict(zip(high.values("filepath"), high.values("ground_truth.label")))
+    assert sorted(os.path.basename(os.path.dirname(p)) for p in images) == sorted(labels.values())
+    assert os.path.exists(os.path.join(export_dir, ".fiftyone-vog-export.json"))
