@@ -21,7 +21,10 @@ IMAGES = os.environ.get("FOV_SCREENSHOTS") or os.path.join(os.environ["FIFTYONE_
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-dev-shm-usage"]
 TIMEOUT = 120_000  # ms: the first form resolve imports torch in the App server
-REOPENED = {}  # what the form held when the App reopened it after the failed run (None: not reopened)
+#: what the walk saw where FiftyOne 1.22 may not do its part: "form", what the form held when the App
+#: reopened it after the failed run (None: not reopened); "selector", whether a new saved view was
+#: listed without a page reload
+REOPENED = {}
 
 
 def _free_port():
@@ -301,6 +304,14 @@ def _input(modal, label):
     return field.locator("input:not([aria-hidden])").first
 
 
+def _close_toasts(page):
+    for button in page.locator("[role=alert] button").all():
+        try:
+            button.click(timeout=5000)
+        except Exception:  # gone by itself
+            pass
+
+
 def _execute(page):
     execute = page.get_by_role("button", name="Execute")
     page.wait_for_function("b => !b.disabled", arg=execute.element_handle())
@@ -316,14 +327,40 @@ def test_saved_view_from_the_selector(app, page):
     _shot(page, "app-save-views.png")
     _execute(page)
     page.get_by_text("VoG views saved").wait_for()
+    ds.reload()
     assert {"vog-high", "vog-low"} <= set(ds.list_saved_views())
     _close_dialogs(page)
-    selector = page.locator("[data-cy=saved-views-selection], [data-cy=saved-views] [role=combobox]").first
+    # "Open afterwards" (vog-high) shows a red toast in FiftyOne 1.22: 'Saved view with name or slug
+    # "vog-high" does not exist' (issue 11, part 8): the App looks the name up in the saved views it
+    # loaded with the dataset. Close the toasts; the selector is what this step walks.
+    _close_toasts(page)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    selector = page.locator("[data-cy=saved-views-selection]")
+    option = page.locator("[data-cy=saved-views-selection-view]").get_by_text("vog-low", exact=True)
     selector.click()
-    page.get_by_text("vog-low", exact=True).click()
+    try:
+        option.wait_for(timeout=15000)
+        REOPENED["selector"] = True
+    except PlaywrightTimeout:
+        # FiftyOne 1.22 lists the saved views it loaded with the dataset: the selector shows only
+        # "Unsaved view" until the page is reloaded (issue 11, part 8). The user's way today:
+        # reload the page, then pick the view from the selector.
+        REOPENED["selector"] = False
+        page.keyboard.press("Escape")
+        page.reload()
+        page.get_by_text("40 samples").wait_for()
+        selector.click()
+    option.click()
     page.get_by_text("4 samples").wait_for()  # the bottom 10% of 40
     page.wait_for_url("**view=vog-low*")
     _shot(page, "app-saved-view.png")
+
+
+@pytest.mark.xfail(strict=False, reason="FiftyOne 1.22 lists only the saved views loaded with the dataset "
+                                        "(issue 11, part 8); see test_saved_view_from_the_selector")
+def test_new_saved_view_was_listed_without_a_reload():
+    assert REOPENED.get("selector") is True
 
 
 def test_vog_panel(app, page):
