@@ -368,6 +368,10 @@ def test_vog_panel(app, page):
     that decile's samples."""
     ds, url, session = app
     assert "vog" in ds.get_field_schema(), "needs the compute test's run"
+    # back to the whole dataset from the selector's "Unsaved view"
+    page.locator("[data-cy=saved-views-selection]").click()
+    page.locator("[data-cy=saved-views-unsaved-view-selection-option]").click()
+    page.get_by_text("40 samples").wait_for()
     page.get_by_title("New panel").or_(page.locator("[data-cy=new-panel-btn]")).first.click()
     page.get_by_text("VoG", exact=True).click()
     page.get_by_text("samples scored in this view").wait_for()
