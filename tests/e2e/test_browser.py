@@ -8,6 +8,7 @@ order on one App server and one dataset. Screenshots go to a temporary folder, o
 $FOV_SCREENSHOTS when set — `FOV_SCREENSHOTS=docs/images make test` refreshes the README's pictures."""
 
 import os
+import re
 import socket
 
 import pytest
@@ -96,6 +97,12 @@ def page(app):
 def _shot(page, name):
     os.makedirs(IMAGES, exist_ok=True)
     page.screenshot(path=os.path.join(IMAGES, name))
+
+
+def _settle(page):
+    """Before a README picture: the grid draws its tiles after the step's own event (the App keeps
+    a stream open, so there is no network-idle moment to wait for); a second for the pixels only."""
+    page.wait_for_timeout(1000)
 
 
 def _debug(page, name):
@@ -295,6 +302,7 @@ def test_sort_the_grid_by_vog(app, page):
     except PlaywrightTimeout:  # the key went to the sample viewer: click beside the modal, as a user does
         page.mouse.click(12, 450)
         shown.wait_for(state="detached")
+    _settle(page)
     _shot(page, "app-grid.png")
 
 
@@ -312,9 +320,12 @@ def _close_toasts(page):
             pass
 
 
-def _execute(page):
+def _execute(page, shot=None):
+    """Click Execute once the server has checked the form (a screenshot of it first)."""
     execute = page.get_by_role("button", name="Execute")
     page.wait_for_function("b => !b.disabled", arg=execute.element_handle())
+    if shot:
+        _shot(page, shot)
     execute.click()
 
 
@@ -324,8 +335,7 @@ def test_saved_view_from_the_selector(app, page):
     ds, url, session = app
     modal = _operator(page, "Save VoG views", "save_vog_views")
     modal.get_by_text("Percentile", exact=True).wait_for()
-    _shot(page, "app-save-views.png")
-    _execute(page)
+    _execute(page, shot="app-save-views.png")
     page.get_by_text("VoG views saved").wait_for()
     ds.reload()
     assert {"vog-high", "vog-low"} <= set(ds.list_saved_views())
@@ -354,6 +364,7 @@ def test_saved_view_from_the_selector(app, page):
     option.click()
     page.get_by_text("4 samples").wait_for()  # the bottom 10% of 40
     page.wait_for_url("**view=vog-low*")
+    _settle(page)
     _shot(page, "app-saved-view.png")
 
 
@@ -387,7 +398,9 @@ def test_vog_panel(app, page):
     page.get_by_role("button", name="Back to the full view").wait_for()
     shown = page.get_by_text("Showing ").first
     shown.wait_for()
-    assert "4 samples" in shown.inner_text()  # one decile of 40 (or of the view the panel sliced)
+    assert re.search(r"Showing 4 samples with", shown.inner_text()), shown.inner_text()  # a decile of 40
+    page.mouse.move(5, 880)  # no tooltip over the chart
+    _settle(page)
     _shot(page, "app-panel-slice.png")
     page.get_by_role("button", name="Back to the full view").click()
     page.get_by_role("button", name="Back to the full view").wait_for(state="detached")
@@ -416,10 +429,8 @@ def test_export_from_the_app(app, page, tmp_root):
     modal.get_by_text("Export directory", exact=True).wait_for()
     _select(page, modal, "Saved view", "vog-high")
     _input(modal, "Export directory").fill(export_dir)
-    _shot(page, "app-export.png")
-    _execute(page)
+    _execute(page, shot="app-export.png")
     page.get_by_text("Export complete").wait_for()
-    _shot(page, "app-export-done.png")
     _close_dialogs(page)
     after = _files(tmp_root)
     assert not before - after, sorted(before - after)  # nothing deleted
