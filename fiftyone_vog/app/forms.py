@@ -86,8 +86,7 @@ def _choice(inputs, name, values, default, label, description, ctx):
     radio = types.RadioGroup(orientation="horizontal")
     for v in values:
         radio.add_choice(v, label=v)
-    inputs.enum(name, radio.values(), default=default, label=label,
-                description=description, view=radio)
+    inputs.enum(name, radio.values(), default=default, label=label, description=description, view=radio)
     return ctx.params.get(name, default)
 
 
@@ -156,8 +155,13 @@ def _whole_number(ctx, prop, name, default, least, label):
     """An integer input checked here, not by FiftyOne's ``min=`` (whose message says "greater
     than {min}" while {min} itself is accepted)."""
     value = ctx.params.get(name, default)
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            and value == int(value) and value >= least):
+    if not (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value == int(value)
+        and value >= least
+    ):
         return _invalid(prop, f"{label} must be a whole number, at least {least}; got {value!r}")
     return int(value)
 
@@ -177,9 +181,13 @@ def compute_vog_form(ctx, inputs):
     allowed = imports_allowed(ctx)
     params = ctx.params
 
-    prop = inputs.str("checkpoints", required=True, label="Checkpoints",
-                      description="On the server: a glob such as /runs/exp1/epoch_*.pt, a directory, "
-                      "or comma-separated files in training order (at least 2), inside the App roots (FIFTYONE_VOG_APP_ROOTS)")
+    prop = inputs.str(
+        "checkpoints",
+        required=True,
+        label="Checkpoints",
+        description="On the server: a glob such as /runs/exp1/epoch_*.pt, a directory, "
+        "or comma-separated files in training order (at least 2), inside the App roots (FIFTYONE_VOG_APP_ROOTS)",
+    )
     paths = None
     spec = params.get("checkpoints")
     if spec:
@@ -189,17 +197,22 @@ def compute_vog_form(ctx, inputs):
             where = _where(spec.split(",")[0].strip()) if isinstance(spec, str) else ""
             _invalid(prop, f"{e}{where}")
         else:
-            inputs.view("checkpoints_found", types.Notice(
-                label=f"{len(paths)} checkpoints: {paths[0].name} … {paths[-1].name}"))
+            inputs.view(
+                "checkpoints_found", types.Notice(label=f"{len(paths)} checkpoints: {paths[0].name} … {paths[-1].name}")
+            )
 
     architectures = types.AutocompleteView(allow_user_input=True)
     for name in known_architectures():
         architectures.add_choice(name, label=name)
-    prop = inputs.str("model", label="Model", view=architectures,
-                      description="An architecture of this package (SmallCNN, MLP) or torchvision (resnet18, ...); "
-                      f"any other 'package.module:callable' if the server sets {ALLOW_IMPORTS}=1; "
-                      "empty for TorchScript checkpoints (code: only if the server sets "
-                      f"{ALLOW_IMPORTS}=1)")
+    prop = inputs.str(
+        "model",
+        label="Model",
+        view=architectures,
+        description="An architecture of this package (SmallCNN, MLP) or torchvision (resnet18, ...); "
+        f"any other 'package.module:callable' if the server sets {ALLOW_IMPORTS}=1; "
+        "empty for TorchScript checkpoints (code: only if the server sets "
+        f"{ALLOW_IMPORTS}=1)",
+    )
     model = params.get("model") or None
     if model:
         try:
@@ -209,24 +222,73 @@ def compute_vog_form(ctx, inputs):
 
     label_fields = _label_fields(ctx.dataset)
     default_label = "ground_truth" if "ground_truth" in label_fields else (label_fields[0] if label_fields else None)
-    _dropdown(inputs, "label_field", label_fields, default_label, "Label field",
-              "fo.Classification field with the labels the model was trained on")
-    inputs.str("classes", label="Classes",
-               description="Comma-separated class names in the model's output order (default: the dataset's classes)")
+    _dropdown(
+        inputs,
+        "label_field",
+        label_fields,
+        default_label,
+        "Label field",
+        "fo.Classification field with the labels the model was trained on",
+    )
+    inputs.str(
+        "classes",
+        label="Classes",
+        description="Comma-separated class names in the model's output order (default: the dataset's classes)",
+    )
 
-    _choice(inputs, "label_mode", CHOICES["label_mode"], "true", "Label mode",
-            "Gradient of the true label, of the trained model's prediction, or 'auto': the label where "
-            "present, else the prediction (unlabeled / out-of-distribution samples)", ctx)
-    _choice(inputs, "target", CHOICES["target"], DEFAULT_TARGET, "Target",
-            f"Softmax probability or pre-softmax logit (the paper's); default {DEFAULT_TARGET}, measured best", ctx)
-    _choice(inputs, "statistic", CHOICES["statistic"], "variance", "Statistic", "Per-pixel variance or std across checkpoints", ctx)
-    _choice(inputs, "channel_reduction", CHOICES["channel_reduction"], "sum", "Channel reduction", "Over colour channels", ctx)
-    _choice(inputs, "normalization", CHOICES["normalization"], "zscore", "Normalization",
-            "Class-normalized z-score (paper), its absolute value, or none", ctx)
+    _choice(
+        inputs,
+        "label_mode",
+        CHOICES["label_mode"],
+        "true",
+        "Label mode",
+        "Gradient of the true label, of the trained model's prediction, or 'auto': the label where "
+        "present, else the prediction (unlabeled / out-of-distribution samples)",
+        ctx,
+    )
+    _choice(
+        inputs,
+        "target",
+        CHOICES["target"],
+        DEFAULT_TARGET,
+        "Target",
+        f"Softmax probability or pre-softmax logit (the paper's); default {DEFAULT_TARGET}, measured best",
+        ctx,
+    )
+    _choice(
+        inputs,
+        "statistic",
+        CHOICES["statistic"],
+        "variance",
+        "Statistic",
+        "Per-pixel variance or std across checkpoints",
+        ctx,
+    )
+    _choice(
+        inputs,
+        "channel_reduction",
+        CHOICES["channel_reduction"],
+        "sum",
+        "Channel reduction",
+        "Over colour channels",
+        ctx,
+    )
+    _choice(
+        inputs,
+        "normalization",
+        CHOICES["normalization"],
+        "zscore",
+        "Normalization",
+        "Class-normalized z-score (paper), its absolute value, or none",
+        ctx,
+    )
     _choice(inputs, "transform", CHOICES["transform"], "rgb", "Transform", "Image preprocessing preset", ctx)
 
-    prop = inputs.str("windows", label="Windows",
-                      description="Optional checkpoint subsets scored in the same run: 'thirds' or 'early=0:3,late=-3:'")
+    prop = inputs.str(
+        "windows",
+        label="Windows",
+        description="Optional checkpoint subsets scored in the same run: 'thirds' or 'early=0:3,late=-3:'",
+    )
     windows = None
     try:
         windows = parse_windows(params.get("windows"))
@@ -238,9 +300,16 @@ def compute_vog_form(ctx, inputs):
     overwrite = bool(params.get("overwrite", False))
     ds = ctx.dataset
     existing = set(ds.get_field_schema()) | set(ds.list_runs())
-    vog_field = _new_field(ctx, inputs, "vog_field", "vog", "Output field",
-                           "Field for the class-normalized score (also the run key); "
-                           "<field>_raw gets the raw score", existing, overwrite)
+    vog_field = _new_field(
+        ctx,
+        inputs,
+        "vog_field",
+        "vog",
+        "Output field",
+        "Field for the class-normalized score (also the run key); <field>_raw gets the raw score",
+        existing,
+        overwrite,
+    )
     if vog_field:
         try:  # a window error is shown on the windows input
             wins = resolve_windows(windows, paths) if windows is not None and paths is not None else {}
@@ -252,16 +321,27 @@ def compute_vog_form(ctx, inputs):
             taken = []
             _invalid(inputs.properties["vog_field"], str(e))
         if taken and not overwrite:
-            _invalid(inputs.properties["vog_field"], f"{taken[0]!r} is already used; tick 'Overwrite' or choose another name")
-    inputs.bool("overwrite", default=False, label="Overwrite",
-                description="Replace an existing VoG run and fields of the same name")
-    inputs.bool("companions", default=True, label="Companion scores",
-                description="Also write <field>_loss, _margin (label errors), _maxprob, _energy (OOD) from the "
-                            "same forward passes, at no extra backward pass")
+            _invalid(
+                inputs.properties["vog_field"], f"{taken[0]!r} is already used; tick 'Overwrite' or choose another name"
+            )
+    inputs.bool(
+        "overwrite",
+        default=False,
+        label="Overwrite",
+        description="Replace an existing VoG run and fields of the same name",
+    )
+    inputs.bool(
+        "companions",
+        default=True,
+        label="Companion scores",
+        description="Also write <field>_loss, _margin (label errors), _maxprob, _energy (OOD) from the "
+        "same forward passes, at no extra backward pass",
+    )
 
     max_batch, max_workers = app_limits()
-    _whole_number(ctx, inputs.int("batch_size", default=64, max=max_batch, label="Batch size"), "batch_size", 64, 1,
-                  "Batch size")
+    _whole_number(
+        ctx, inputs.int("batch_size", default=64, max=max_batch, label="Batch size"), "batch_size", 64, 1, "Batch size"
+    )
     prop = inputs.str("device", label="Device", description="cpu, cuda or cuda:N (default: cuda when available)")
     if params.get("device"):
         from ..engine import resolve_device
@@ -272,21 +352,44 @@ def compute_vog_form(ctx, inputs):
             _invalid(prop, str(e))
     # empty = the API's automatic choice (0 on CPU: decoding in the scoring process is fastest
     # there; up to 8 on a GPU), as for Python and CLI callers
-    prop = inputs.int("num_workers", default=None, max=max_workers, label="Data loader workers",
-                      description="Processes decoding images; empty: automatic (0 on CPU, up to 8 with a GPU)")
+    prop = inputs.int(
+        "num_workers",
+        default=None,
+        max=max_workers,
+        label="Data loader workers",
+        description="Processes decoding images; empty: automatic (0 on CPU, up to 8 with a GPU)",
+    )
     if ctx.params.get("num_workers") is not None:
         _whole_number(ctx, prop, "num_workers", 0, 0, "Data loader workers")
     _choice(inputs, "precision", CHOICES["precision"], "float32", "Precision", "Models and gradients", ctx)
-    _choice(inputs, "autocast", CHOICES["autocast"], "none", "Mixed precision",
-            "bf16/fp16 autocast: faster, approximate scores, ranks kept (-all: every layer in half "
-            "precision, faster, ranks less exact; see docs/performance.md)", ctx)
-    inputs.bool("resume", default=False, label="Resume",
-                description="Continue an interrupted run with the same settings from its last saved chunk")
-    prop = inputs.bool("allow_pickle", default=False, label="Allow pickled checkpoints",
-                       description="Unpickle whole-module checkpoints (runs code from the files)")
+    _choice(
+        inputs,
+        "autocast",
+        CHOICES["autocast"],
+        "none",
+        "Mixed precision",
+        "bf16/fp16 autocast: faster, approximate scores, ranks kept (-all: every layer in half "
+        "precision, faster, ranks less exact; see docs/performance.md)",
+        ctx,
+    )
+    inputs.bool(
+        "resume",
+        default=False,
+        label="Resume",
+        description="Continue an interrupted run with the same settings from its last saved chunk",
+    )
+    prop = inputs.bool(
+        "allow_pickle",
+        default=False,
+        label="Allow pickled checkpoints",
+        description="Unpickle whole-module checkpoints (runs code from the files)",
+    )
     if params.get("allow_pickle") and not allowed:
-        _invalid(prop, f"unpickling checkpoints from the App is disabled; the server's owner can allow it "
-                       f"by setting {ALLOW_IMPORTS}=1")
+        _invalid(
+            prop,
+            f"unpickling checkpoints from the App is disabled; the server's owner can allow it "
+            f"by setting {ALLOW_IMPORTS}=1",
+        )
     _check_run_inline(ctx, inputs, paths, windows, allowed)
 
 
@@ -326,8 +429,13 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
             _invalid(props["vog_field"], f"{e} (it holds other data; Overwrite does not replace it)")
 
     field = samples.get_field_schema().get(label_field)
-    if (paths is None or props["model"].invalid or props["allow_pickle"].invalid or not len(samples)
-            or getattr(field, "document_type", None) is not fo.Classification):
+    if (
+        paths is None
+        or props["model"].invalid
+        or props["allow_pickle"].invalid
+        or not len(samples)
+        or getattr(field, "document_type", None) is not fo.Classification
+    ):
         return
     try:
         _check_model_inline(p, props, check, samples, label_field, paths, allowed)
@@ -340,12 +448,24 @@ def _check_model_inline(p, props, check, samples, label_field, paths, allowed):
     from ..core import preflight
     from ..inputs.images import ImageDataset, resolve_classes
 
-    classes, ok = check("classes", lambda: resolve_classes(
-        samples, label_field, _split(p.get("classes")), samples.distinct(f"{label_field}.label")))
+    classes, ok = check(
+        "classes",
+        lambda: resolve_classes(
+            samples, label_field, _split(p.get("classes")), samples.distinct(f"{label_field}.label")
+        ),
+    )
     if not ok:
         return
-    module, ok = check("model", preflight.load_one, paths[0], p.get("model") or None, len(classes),
-                       bool(p.get("allow_pickle")) and allowed, allowed, allowed)  # TorchScript: the switch, as the run
+    module, ok = check(
+        "model",
+        preflight.load_one,
+        paths[0],
+        p.get("model") or None,
+        len(classes),
+        bool(p.get("allow_pickle")) and allowed,
+        allowed,
+        allowed,
+    )  # TorchScript: the switch, as the run
     if not ok:
         if p.get("classes") and "size mismatch" in props["model"].error_message:
             _invalid(props["classes"], props["model"].error_message)
@@ -380,8 +500,9 @@ def _capped(p, name, default, cap, env_hint):
     except (TypeError, ValueError):
         raise VoGError(f"{name}={p.get(name)!r} is not a whole number") from None
     if value > cap:
-        raise VoGError(f"{name}={value} is more than this server allows from the App ({cap}; {env_hint}); "
-                       f"choose at most {cap}")
+        raise VoGError(
+            f"{name}={value} is more than this server allows from the App ({cap}; {env_hint}); choose at most {cap}"
+        )
     return value
 
 
@@ -395,8 +516,9 @@ def compute_vog_kwargs(ctx) -> dict:
         raise VoGError(f"unpickling checkpoints from the App is disabled (set {ALLOW_IMPORTS}=1 on the server)")
     max_batch, max_workers = app_limits()
     batch_size = _capped(p, "batch_size", 64, max_batch, f"the server's owner can raise it with {MAX_BATCH_ENV}")
-    num_workers = None if p.get("num_workers") is None else _capped(p, "num_workers", 0, max_workers,
-                                                                      "the server's CPU cores")
+    num_workers = (
+        None if p.get("num_workers") is None else _capped(p, "num_workers", 0, max_workers, "the server's CPU cores")
+    )
     return dict(
         checkpoints=check_app_checkpoints(ctx, parse_checkpoints(p["checkpoints"])),  # re-checked: App roots
         model=p.get("model") or None,
@@ -433,8 +555,7 @@ def _vog_runs(ctx, inputs):
         prop = inputs.view("no_runs", types.Warning(label="This dataset has no VoG run yet; run Compute VoG first"))
         prop.invalid = True
         return None
-    _dropdown(inputs, "vog_field", runs, "vog" if "vog" in runs else runs[0], "VoG field",
-              "The VoG run (field) to use")
+    _dropdown(inputs, "vog_field", runs, "vog" if "vog" in runs else runs[0], "VoG field", "The VoG run (field) to use")
     return ctx.params.get("vog_field", runs[0])
 
 
@@ -448,10 +569,14 @@ def save_vog_views_form(ctx, inputs):
     """The Save VoG views form; a warning instead when the dataset has no VoG run."""
     if _vog_runs(ctx, inputs) is not None:
         # the API's rule (options.check_percentile), not FiftyOne's min/max with their own wording
-        prop = inputs.float("percentile", default=10, label="Percentile",
-                            description="vog-high / vog-low hold the top / bottom percentile of scores, vog-label-errors "
-                                        "the top percentile by mean loss (<field>_loss); "
-                                        f"({options.PERCENTILE_MIN}, {options.PERCENTILE_MAX}]")
+        prop = inputs.float(
+            "percentile",
+            default=10,
+            label="Percentile",
+            description="vog-high / vog-low hold the top / bottom percentile of scores, vog-label-errors "
+            "the top percentile by mean loss (<field>_loss); "
+            f"({options.PERCENTILE_MIN}, {options.PERCENTILE_MAX}]",
+        )
         try:
             options.check_percentile(ctx.params.get("percentile", 10))
         except options.OptionError as e:
@@ -460,16 +585,33 @@ def save_vog_views_form(ctx, inputs):
         from ..audit.views import save_vog_views
 
         shuffled = api_default(save_vog_views, "shuffled_field")
-        _dropdown(inputs, "shuffled_field", bools, shuffled if shuffled in bools else None,
-                  "Shuffled-label flag", "Boolean field marking shuffled labels (written by Shuffle labels)")
-        _dropdown(inputs, "ood_field", bools, None, "OOD flag field",
-                  "Optional boolean field marking out-of-distribution samples")
-        inputs.str("ood_tag", default="ood", label="OOD tag", description="Sample tag marking out-of-distribution samples")
+        _dropdown(
+            inputs,
+            "shuffled_field",
+            bools,
+            shuffled if shuffled in bools else None,
+            "Shuffled-label flag",
+            "Boolean field marking shuffled labels (written by Shuffle labels)",
+        )
+        _dropdown(
+            inputs,
+            "ood_field",
+            bools,
+            None,
+            "OOD flag field",
+            "Optional boolean field marking out-of-distribution samples",
+        )
+        inputs.str(
+            "ood_tag", default="ood", label="OOD tag", description="Sample tag marking out-of-distribution samples"
+        )
         prefix_prop = inputs.str(
-            "name_prefix", required=False, label="Name prefix",
+            "name_prefix",
+            required=False,
+            label="Name prefix",
             description="Name the views PREFIX-high, PREFIX-low, PREFIX-shuffled-labels, PREFIX-ood, "
-                        "PREFIX-label-errors (default: vog), e.g. vog-test to keep another score field's views "
-                        "beside these")
+            "PREFIX-label-errors (default: vog), e.g. vog-test to keep another score field's views "
+            "beside these",
+        )
         prefix = _name_prefix(ctx.params)
         try:
             names = vog_view_names(prefix)
@@ -488,8 +630,15 @@ def shuffle_labels_form(ctx, inputs) -> bool:
     names (taken, another label field's audit, nothing to restore) is an inline error."""
     from ..audit.shuffle import default_flag_field, restore_problem, shuffle_labels, shuffle_problem
 
-    action = _choice(inputs, "action", ("shuffle", "restore"), "shuffle", "Action",
-                     "Shuffle labels, or restore the originals of an earlier shuffle", ctx)
+    action = _choice(
+        inputs,
+        "action",
+        ("shuffle", "restore"),
+        "shuffle",
+        "Action",
+        "Shuffle labels, or restore the originals of an earlier shuffle",
+        ctx,
+    )
     label_fields = _label_fields(ctx.dataset)
     if not label_fields:
         prop = inputs.view("no_labels", types.Warning(label="This dataset has no fo.Classification field"))
@@ -498,36 +647,70 @@ def shuffle_labels_form(ctx, inputs) -> bool:
     inputs.view_target(ctx, action_description="Shuffle" if action == "shuffle" else "Restore")
     default = api_default(shuffle_labels, "label_field")
     default = default if default in label_fields else label_fields[0]
-    props = {"label_field": _dropdown(inputs, "label_field", label_fields, default, "Label field",
-                                      "fo.Classification field to shuffle")}
+    props = {
+        "label_field": _dropdown(
+            inputs, "label_field", label_fields, default, "Label field", "fo.Classification field to shuffle"
+        )
+    }
     label_field = ctx.params.get("label_field") or default
     props["flag_field"] = inputs.str(
-        "flag_field", label="Flag field",
-        description=f"Boolean field marking the samples whose label changed (default: {default_flag_field(label_field)})")
+        "flag_field",
+        label="Flag field",
+        description=f"Boolean field marking the samples whose label changed (default: {default_flag_field(label_field)})",
+    )
     props["original_field"] = inputs.str(
-        "original_field", label="Original-label field",
-        description=f"Where the original labels are kept (default: {label_field}_original)")
+        "original_field",
+        label="Original-label field",
+        description=f"Where the original labels are kept (default: {label_field}_original)",
+    )
     p = ctx.params
     flag, original = p.get("flag_field") or None, p.get("original_field") or None
     if action == "shuffle":
         default_fraction = api_default(shuffle_labels, "fraction")
-        prop = inputs.float("fraction", default=default_fraction, label="Fraction",
-                            description="Share of samples whose labels are shuffled, 0 to 1 (paper: 0.2)")
-        fraction = ctx.params.get("fraction", default_fraction)  # checked here: FiftyOne's min= would say "greater than 0.0"
+        prop = inputs.float(
+            "fraction",
+            default=default_fraction,
+            label="Fraction",
+            description="Share of samples whose labels are shuffled, 0 to 1 (paper: 0.2)",
+        )
+        fraction = ctx.params.get(
+            "fraction", default_fraction
+        )  # checked here: FiftyOne's min= would say "greater than 0.0"
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
             _invalid(prop, f"fraction must be a number from 0 to 1, got {fraction!r}; e.g. 0.2 for the paper's 20%")
-        prop = inputs.int("seed", default=api_default(shuffle_labels, "seed"), label="Seed",
-                          description="A whole number ≥ 0; the same seed gives the same shuffle")
+        prop = inputs.int(
+            "seed",
+            default=api_default(shuffle_labels, "seed"),
+            label="Seed",
+            description="A whole number ≥ 0; the same seed gives the same shuffle",
+        )
         try:
             shuffle_seed(ctx.params)
         except VoGError as e:
             _invalid(prop, str(e))
-        _choice(inputs, "mode", ("random-class", "permute"), api_default(shuffle_labels, "mode"), "Mode",
-                "Give each drawn sample another class at random, or permute the drawn labels among themselves", ctx)
-        inputs.bool("overwrite", default=False, label="Overwrite",
-                    description="Allow shuffling again a field that was already shuffled")
-        problem = shuffle_problem(ctx.dataset, label_field, flag or default_flag_field(label_field),
-                                  original or f"{label_field}_original", bool(p.get("overwrite", False)), hints="app")
+        _choice(
+            inputs,
+            "mode",
+            ("random-class", "permute"),
+            api_default(shuffle_labels, "mode"),
+            "Mode",
+            "Give each drawn sample another class at random, or permute the drawn labels among themselves",
+            ctx,
+        )
+        inputs.bool(
+            "overwrite",
+            default=False,
+            label="Overwrite",
+            description="Allow shuffling again a field that was already shuffled",
+        )
+        problem = shuffle_problem(
+            ctx.dataset,
+            label_field,
+            flag or default_flag_field(label_field),
+            original or f"{label_field}_original",
+            bool(p.get("overwrite", False)),
+            hints="app",
+        )
     else:
         _, problem = restore_problem(ctx.dataset, label_field, flag, original, hints="app")
     if problem is not None:
@@ -550,37 +733,66 @@ def shuffle_seed(params) -> int:
 def export_vog_subset_form(ctx, inputs):
     """The Export VoG subset form; checks the export directory on the server."""
     saved = ctx.dataset.list_saved_views()
-    _dropdown(inputs, "saved_view", saved, None, "Saved view",
-              "Export this saved view (e.g. vog-high); empty: the target view below")
+    _dropdown(
+        inputs,
+        "saved_view",
+        saved,
+        None,
+        "Saved view",
+        "Export this saved view (e.g. vog-high); empty: the target view below",
+    )
     if not ctx.params.get("saved_view"):
         inputs.view_target(ctx, action_description="Export")
-    prop = inputs.str("export_dir", required=True, label="Export directory",
-                      description="A new or empty directory on the server, inside the App roots (FIFTYONE_VOG_APP_ROOTS)")
+    prop = inputs.str(
+        "export_dir",
+        required=True,
+        label="Export directory",
+        description="A new or empty directory on the server, inside the App roots (FIFTYONE_VOG_APP_ROOTS)",
+    )
     if ctx.params.get("export_dir"):
         try:
             export_dir_kwargs(ctx)
         except VoGError as e:
             _invalid(prop, str(e).replace("overwrite=True (CLI: --overwrite)", "tick 'Overwrite'"))
-    dataset_type = _choice(inputs, "dataset_type", EXPORT_TYPES, EXPORT_TYPES[0], "Format",
-                           "Directory tree per class, a FiftyOne dataset (every field), or a CSV manifest "
-                           "(id, filepath, label, scores)", ctx)
+    dataset_type = _choice(
+        inputs,
+        "dataset_type",
+        EXPORT_TYPES,
+        EXPORT_TYPES[0],
+        "Format",
+        "Directory tree per class, a FiftyOne dataset (every field), or a CSV manifest (id, filepath, label, scores)",
+        ctx,
+    )
     label_fields = _label_fields(ctx.dataset)
-    _dropdown(inputs, "label_field", label_fields, "ground_truth" if "ground_truth" in label_fields else None,
-              "Label field", "Labels to export")
+    _dropdown(
+        inputs,
+        "label_field",
+        label_fields,
+        "ground_truth" if "ground_truth" in label_fields else None,
+        "Label field",
+        "Labels to export",
+    )
     if dataset_type == "csv":  # the other formats ignore it: the FiftyOne dataset holds every field, the tree none
         from ..core.compute import list_vog_runs
 
         runs = list_vog_runs(ctx.dataset) or _fields_of(ctx.dataset, ftype=fo.FloatField)
-        _dropdown(inputs, "vog_field", runs, "vog" if "vog" in runs else (runs[0] if runs else None),
-                  "VoG field", "The VoG run whose scores are the manifest's columns")
-    inputs.bool("overwrite", default=False, label="Overwrite",
-                description=OVERWRITE_HELP)
+        _dropdown(
+            inputs,
+            "vog_field",
+            runs,
+            "vog" if "vog" in runs else (runs[0] if runs else None),
+            "VoG field",
+            "The VoG run whose scores are the manifest's columns",
+        )
+    inputs.bool("overwrite", default=False, label="Overwrite", description=OVERWRITE_HELP)
 
 
 #: What the form says Overwrite does (the same rule as ``fov.export_vog_subset(overwrite=True)``).
-OVERWRITE_HELP = ("Replace an earlier export of this plugin in that directory: only the files it wrote "
-                  "(listed in its .fiftyone-vog-export.json) are removed. A directory holding anything "
-                  "else, or the dataset's media, is never overwritten")
+OVERWRITE_HELP = (
+    "Replace an earlier export of this plugin in that directory: only the files it wrote "
+    "(listed in its .fiftyone-vog-export.json) are removed. A directory holding anything "
+    "else, or the dataset's media, is never overwritten"
+)
 
 
 def export_dir_kwargs(ctx) -> str:

@@ -28,13 +28,16 @@ def check_device(device) -> torch.device:
             raise VoGError(f"device={device!r} is not a device; use 'cpu', 'cuda' or 'cuda:N'") from None
     dev = resolve_device(device)
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise VoGError(f"device={str(dev)!r} does not exist: this machine has {torch.cuda.device_count()} "
-                       f"CUDA device(s) (cuda:0 … cuda:{torch.cuda.device_count() - 1})")
+        raise VoGError(
+            f"device={str(dev)!r} does not exist: this machine has {torch.cuda.device_count()} "
+            f"CUDA device(s) (cuda:0 … cuda:{torch.cuda.device_count() - 1})"
+        )
     return dev
 
 
-def check_checkpoint_files(paths: Sequence[os.PathLike], allow_torchscript: bool = False,
-                           allow_import: bool = True) -> None:
+def check_checkpoint_files(
+    paths: Sequence[os.PathLike], allow_torchscript: bool = False, allow_import: bool = True
+) -> None:
     """Refuse image files among the checkpoints (a glob such as ``data/*`` that matched media).
 
     An image that is also a TorchScript archive (one appended to a valid PNG) is refused as
@@ -47,9 +50,11 @@ def check_checkpoint_files(paths: Sequence[os.PathLike], allow_torchscript: bool
             if is_torchscript(path):
                 raise _refuse_code(path, "torchscript", allow_import)
     if images:
-        raise VoGError(f"the checkpoints include image files ({os.path.basename(images[0])}"
-                       + (f" and {len(images) - 1} more" if len(images) > 1 else "")
-                       + "), not training checkpoints; point the glob at the saved weights, e.g. runs/exp1/epoch_*.pt")
+        raise VoGError(
+            f"the checkpoints include image files ({os.path.basename(images[0])}"
+            + (f" and {len(images) - 1} more" if len(images) > 1 else "")
+            + "), not training checkpoints; point the glob at the saved weights, e.g. runs/exp1/epoch_*.pt"
+        )
 
 
 def check_labels(samples, label_field: str, label_mode: str) -> None:
@@ -82,8 +87,9 @@ _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 8
 
 
-def load_one(path, model, num_classes, allow_pickle=False, allow_import=True,
-             allow_torchscript=False) -> torch.nn.Module:
+def load_one(
+    path, model, num_classes, allow_pickle=False, allow_import=True, allow_torchscript=False
+) -> torch.nn.Module:
     """Build the architecture and load one checkpoint into it, as the run does
     (:func:`fiftyone_vog.inputs.checkpoints.load_models`): keys or shapes that do not fit raise.
 
@@ -93,15 +99,29 @@ def load_one(path, model, num_classes, allow_pickle=False, allow_import=True,
     from ..inputs.checkpoints import load_models
 
     st = os.stat(path)
-    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, model if isinstance(model, str) or model is None else id(model),
-           num_classes, bool(allow_pickle), bool(allow_import), bool(allow_torchscript))
+    key = (
+        os.path.abspath(path),
+        st.st_mtime_ns,
+        st.st_size,
+        model if isinstance(model, str) or model is None else id(model),
+        num_classes,
+        bool(allow_pickle),
+        bool(allow_import),
+        bool(allow_torchscript),
+    )
     if key in _CACHE:
         _CACHE.move_to_end(key)
         hit = _CACHE[key]
     else:
         try:
-            hit = load_models([path], model, num_classes=num_classes, allow_pickle=allow_pickle,
-                              allow_torchscript=allow_torchscript, allow_import=allow_import)[0]
+            hit = load_models(
+                [path],
+                model,
+                num_classes=num_classes,
+                allow_pickle=allow_pickle,
+                allow_torchscript=allow_torchscript,
+                allow_import=allow_import,
+            )[0]
         except VoGError as e:
             hit = e
         _CACHE[key] = hit
