@@ -299,7 +299,7 @@ Finished in {seconds:.0f}s. What to look at:
   * {shuffled_in_high} of the {view_counts["vog-high"]} samples in 'vog-high' (top 10% VoG of the training split) have a
     shuffled label, against {info["shuffled"] / info["labeled"]:.0%} of the training split overall; open 'vog-shuffled-labels' to see them all.
   * {ood_in_test_high} of the {view_counts["vog-test-high"]} samples in 'vog-test-high' (top 10% of test + OOD) are held-out digits
-    8/9, against {counts["ood"] / (counts["ood"] + counts["test"]):.0%} of test + OOD overall; 'vog-ood' lists them by VoG.
+    8/9, against {counts["ood"] / (counts["ood"] + counts["test"]):.0%} of test + OOD overall; 'vog-ood' lists them by raw VoG (vog_test_raw).
   * 'vog-low' holds the most prototypical, easy training digits.
   * Reports: {rep_train["html"]}
              {rep_test["html"]}

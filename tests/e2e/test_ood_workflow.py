@@ -49,8 +49,8 @@ def test_ood_audit_through_the_operators(image_dir, checkpoint_dir, ood_dir, mon
 
     ood = ds.load_saved_view("vog-ood")
     assert sorted(ood.values("filepath")) == sorted(ds.match_tags("ood").values("filepath"))
-    scores = ood.values("vog")
-    assert scores == sorted(scores, reverse=True)  # hardest first
+    scores = ood.values("vog_raw")
+    assert scores == sorted(scores, reverse=True)  # by raw VoG, highest first (z-scores hide OOD samples)
     # where do the OOD images fall in the ranking? every sample is in exactly one bin
     share = share_by_percentile_from_view(ds, "vog", tag="ood", bins=4)
     assert sum(share.counts) == 52 and sum(share.flagged) == 12
