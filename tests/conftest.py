@@ -239,3 +239,25 @@ def scored_run(dataset, checkpoint_dir):
         )
 
     return dataset, snapshot
+
+
+def interrupt_after(ds, checkpoint_dir, monkeypatch, batches, **kw):
+    """Run ``fov.compute_vog(ds, checkpoint_dir, **kw)`` and stop it with Ctrl-C after ``batches``
+    batches, each flushed as a chunk of partial scores (for the resume tests)."""
+    import fiftyone_vog as fov
+    from fiftyone_vog.engine import VoGEngine
+
+    real = VoGEngine.score_batch
+    calls = []
+
+    def failing(self, x, labels):
+        calls.append(1)
+        if len(calls) > batches:
+            raise KeyboardInterrupt
+        return real(self, x, labels)
+
+    monkeypatch.setenv("FIFTYONE_VOG_FLUSH_SECONDS", "0")
+    monkeypatch.setattr(VoGEngine, "score_batch", failing)
+    with pytest.raises(KeyboardInterrupt):
+        fov.compute_vog(ds, checkpoint_dir, **kw)
+    monkeypatch.setattr(VoGEngine, "score_batch", real)

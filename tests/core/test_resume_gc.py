@@ -8,9 +8,8 @@ import pytest
 
 import fiftyone_vog as fov
 from fiftyone_vog.core.resume import COLLECTION, drop_partials
-from fiftyone_vog.engine import VoGEngine
 
-from conftest import build_dataset, small_model
+from conftest import build_dataset, interrupt_after, small_model
 
 KW = dict(model=small_model, device="cpu", batch_size=4, progress=False)
 
@@ -20,21 +19,8 @@ def _chunks(ds_id):
 
 
 def _interrupted_run(ds, checkpoint_dir, monkeypatch, batches=3):
-    """A run stopped by Ctrl-C after ``batches`` batches, each flushed as a chunk."""
-    real = VoGEngine.score_batch
-    calls = []
-
-    def failing(self, x, labels):
-        calls.append(1)
-        if len(calls) > batches:
-            raise KeyboardInterrupt
-        return real(self, x, labels)
-
-    monkeypatch.setenv("FIFTYONE_VOG_FLUSH_SECONDS", "0")
-    monkeypatch.setattr(VoGEngine, "score_batch", failing)
-    with pytest.raises(KeyboardInterrupt):
-        fov.compute_vog(ds, checkpoint_dir, **KW)
-    monkeypatch.setattr(VoGEngine, "score_batch", real)
+    """A run stopped by Ctrl-C after ``batches`` batches; the dataset's id."""
+    interrupt_after(ds, checkpoint_dir, monkeypatch, batches, **KW)
     return str(ds._doc.id)
 
 

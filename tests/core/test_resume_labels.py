@@ -5,33 +5,17 @@ import logging
 import shutil
 
 import numpy as np
-import pytest
 
 import fiftyone_vog as fov
-from fiftyone_vog.engine import VoGEngine
 
-from conftest import small_model
+from conftest import interrupt_after, small_model
 
 KW = dict(model=small_model, device="cpu", batch_size=4, progress=False)
 # resumed and fresh runs batch the samples differently: float32 rounding differs by ~1e-8
 
 
 def _interrupt_after(ds, checkpoint_dir, monkeypatch, batches, **kw):
-    """A run stopped by Ctrl-C after ``batches`` batches, each flushed as a chunk."""
-    real = VoGEngine.score_batch
-    calls = []
-
-    def failing(self, x, labels):
-        calls.append(1)
-        if len(calls) > batches:
-            raise KeyboardInterrupt
-        return real(self, x, labels)
-
-    monkeypatch.setenv("FIFTYONE_VOG_FLUSH_SECONDS", "0")
-    monkeypatch.setattr(VoGEngine, "score_batch", failing)
-    with pytest.raises(KeyboardInterrupt):
-        fov.compute_vog(ds, checkpoint_dir, **KW, **kw)
-    monkeypatch.setattr(VoGEngine, "score_batch", real)
+    interrupt_after(ds, checkpoint_dir, monkeypatch, batches, **KW, **kw)
 
 
 def test_resume_rescores_samples_whose_label_or_path_changed(dataset, checkpoint_dir, monkeypatch, tmp_path, caplog):
