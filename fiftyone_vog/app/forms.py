@@ -420,13 +420,15 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
         check("label_mode", preflight.check_labels, samples, label_field, p.get("label_mode", "true"))
 
     vog_field = p.get("vog_field", "vog")
-    try:  # another type: no overwrite helps, so this replaces "tick 'Overwrite'"
+    try:  # another type, or a field no VoG run wrote: no overwrite helps, so this replaces "tick 'Overwrite'"
         _check_field_name(vog_field)
         names = field_names(vog_field, resolve_windows(windows, paths) if windows is not None and paths else {})
-        preflight.check_output_fields(samples, [f for pair in names.values() for f in pair])
+        preflight.check_output_fields(samples, [f for pair in names.values() for f in pair], key=vog_field)
     except VoGError as e:
         if "exists with type" in str(e):
             _invalid(props["vog_field"], f"{e} (it holds other data; Overwrite does not replace it)")
+        elif "no VoG run wrote it" in str(e):
+            _invalid(props["vog_field"], f"{e} (Overwrite does not replace it)")
 
     field = samples.get_field_schema().get(label_field)
     if (

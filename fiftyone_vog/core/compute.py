@@ -36,6 +36,7 @@ from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept
     delete_vog_run,
     field_owners,
     get_vog_run,
+    is_vog_run,
     list_vog_runs,
     load_vog_results,
 )
@@ -539,22 +540,29 @@ def index_score_fields(dataset, names) -> None:
 
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
-    """Up front (under the run lock): the output fields must be free (or overwritten), float fields
-    if they exist, and owned by no other VoG run; without overwrite, no earlier write of this key
-    may have been killed half way."""
+    """Up front (under the run lock): the output fields must be free, or this run's own (then
+    overwritten only with ``overwrite``) — never another VoG run's, nor a field or run that no VoG
+    run wrote; without overwrite, no earlier write of this key may have been killed half way."""
     from .locks import mixed_message, unfinished_writes
 
     ds = samples._dataset
     schema = ds.get_field_schema()
-    preflight.check_output_fields(samples, [f for pair in fields.values() for f in pair])
+    names = [f for pair in fields.values() for f in pair]
+    preflight.check_output_fields(samples, names)
     owners = field_owners(ds, exclude=vog_field)
-    for name in (f for pair in fields.values() for f in pair):
+    for name in names:
         if name in owners:
             raise VoGError(
                 f"field {name!r} belongs to the VoG run {owners[name]!r} of dataset {ds.name!r}; a run never "
                 f"writes another run's fields: choose another vog_field or window name, or delete that run "
                 f"first (fov.delete_vog_run(dataset, {owners[name]!r}))"
             )
+    if ds.has_run(vog_field) and not is_vog_run(ds, vog_field):
+        raise VoGError(
+            f"dataset {ds.name!r} has a run {vog_field!r} that is not a VoG run; fiftyone-vog never replaces "
+            f"it: choose another vog_field"
+        )
+    preflight.check_output_fields(samples, names, key=vog_field)  # and no field a VoG run did not write
     if overwrite:
         return  # rewriting every field is also the repair of a killed write
     for doc in unfinished_writes(ds, [vog_field]):

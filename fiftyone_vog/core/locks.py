@@ -364,9 +364,14 @@ def locked(fn):
     return wrapper
 
 
+def holds_lock(dataset, key: str) -> bool:
+    """Whether this thread's run (:func:`locked`) holds the lock of ``(dataset, key)``."""
+    lock = _current.get()
+    return lock is not None and lock.dataset_id == str(dataset._doc.id) and lock.key == key
+
+
 def check_current(dataset, key: str) -> None:
     """Before writing: raise unless this thread's run still holds the lock of ``key`` (no-op when
     no lock is held, e.g. ``write_run`` called directly)."""
-    lock = _current.get()
-    if lock is not None and lock.dataset_id == str(dataset._doc.id) and lock.key == key:
-        lock.check()
+    if holds_lock(dataset, key):
+        _current.get().check()

@@ -72,15 +72,39 @@ def check_labels(samples, label_field: str, label_mode: str) -> None:
         )
 
 
-def check_output_fields(samples, fields: Sequence[str], what: str = "vog_field") -> None:
-    """The output fields may exist only as float fields (a VoG run's); any other type is another
-    field's data, which no overwrite replaces."""
+def check_output_fields(samples, fields: Sequence[str], what: str = "vog_field", key: str | None = None) -> None:
+    """The output fields may exist only as float fields that this project wrote: fields of the VoG
+    run ``key`` (or of its write that was killed half way, which rewriting repairs). Any other
+    type is another field's data, and a float field no VoG run wrote is the user's: no overwrite
+    replaces either."""
     import fiftyone as fo
 
     schema = samples._dataset.get_field_schema()
     for name in fields:
         if name in schema and not isinstance(schema[name], fo.FloatField):
             raise VoGError(f"field {name!r} exists with type {type(schema[name]).__name__}; choose another {what}")
+    if key is None:
+        return
+    ours = fields_of_key(samples._dataset, key)
+    for name in fields:
+        if name in schema and name not in ours:
+            raise VoGError(
+                f"field {name!r} exists and no VoG run wrote it; fiftyone-vog never overwrites a field it "
+                f"did not write: choose another {what} (or window name), or delete or rename that field yourself"
+            )
+
+
+def fields_of_key(dataset, key: str) -> set[str]:
+    """The fields a VoG run ``key`` wrote (its config's list) or that a killed write of ``key`` listed."""
+    from .locks import unfinished_writes
+    from .runs import is_vog_run
+
+    out = set()
+    if is_vog_run(dataset, key):
+        out.update(getattr(dataset.get_run_info(key).config, "fields", None) or [])
+    for doc in unfinished_writes(dataset, [key]):
+        out.update(doc.get("fields") or [])
+    return out
 
 
 _CACHE: OrderedDict = OrderedDict()

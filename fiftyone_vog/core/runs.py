@@ -52,8 +52,17 @@ class VoGRun(fors.Run):
 
     def cleanup(self, samples, key):
         """What ``dataset.delete_run(key)`` calls: the run's fields (those no other run claims),
-        their indexes, its partial scores and its "writing" mark go."""
-        cleanup_run(samples._root_dataset, key, self.get_fields(samples, key))
+        their indexes, its partial scores and its "writing" mark go — under the run lock: while
+        another process computes that key the fields stay (FiftyOne logs why and drops the run
+        record regardless; that process's write registers its run when it ends)."""
+        from .locks import holds_lock, run_lock
+
+        dataset = samples._root_dataset
+        if holds_lock(dataset, key):  # called from within this thread's own locked run
+            cleanup_run(dataset, key, self.get_fields(samples, key))
+            return
+        with run_lock(dataset, key, what="delete"):
+            cleanup_run(dataset, key, self.get_fields(samples, key))
 
     def rename(self, samples, key, new_key):
         """Nothing to move: the fields keep their names (as FiftyOne's brain runs' do) and stay
@@ -188,7 +197,7 @@ def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> Non
     """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
     default) the fields it wrote — but never a field another VoG run also claims (kept, with a
     warning), with their indexes; ``delete_fields=False`` keeps both. Refused while another process
-    computes that key. ``dataset.delete_run(key)`` does the same (without the lock)."""
+    computes that key. ``dataset.delete_run(key)`` does the same."""
     from .locks import run_lock
     from .resume import drop_partials
 

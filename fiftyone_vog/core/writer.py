@@ -126,12 +126,22 @@ def _in_chunks(fn, spans, threads: int = 4, started: list | None = None) -> list
     undoes what landed), and the error propagates. ``started`` collects the spans that
     began, i.e. that may have changed something.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
+    from concurrent.futures import CancelledError, ThreadPoolExecutor
+
+    failed = threading.Event()  # set by the failing worker itself: the others start nothing more,
+    # however long the waiting thread takes to wake up
 
     def run(span):
+        if failed.is_set():
+            raise CancelledError
         if started is not None:
             started.append(span)
-        return fn(*span)
+        try:
+            return fn(*span)
+        except BaseException:
+            failed.set()
+            raise
 
     from .signals import deferred_signals
 
@@ -140,6 +150,7 @@ def _in_chunks(fn, spans, threads: int = 4, started: list | None = None) -> list
         futures = [pool.submit(run, span) for span in spans]
         out = [f.result() for f in futures]
     except BaseException:
+        failed.set()
         with deferred_signals(drop_sigint=True):  # a second Ctrl-C must not skip waiting for running chunks
             pool.shutdown(wait=True, cancel_futures=True)
         raise

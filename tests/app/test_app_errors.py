@@ -229,6 +229,23 @@ def test_an_output_field_of_another_type(dataset, checkpoint_dir, allow_imports)
         assert "field 'ground_truth' exists with type EmbeddedDocumentField; choose another" in got
 
 
+def test_a_float_field_no_vog_run_wrote(dataset, checkpoint_dir, allow_imports):
+    import fiftyone as fo
+
+    dataset.add_sample_field("mine", fo.FloatField)
+    msg = _api_error(
+        fov.compute_vog, dataset, checkpoint_dir, model=MODEL, vog_field="mine", overwrite=True, progress=False
+    )
+    assert msg.startswith("field 'mine' exists and no VoG run wrote it")
+    for overwrite in (False, True):  # not "tick 'Overwrite'": it would be refused
+        got = _inline(
+            dataset,
+            {"checkpoints": checkpoint_dir, "model": MODEL, "vog_field": "mine", "overwrite": overwrite},
+            "vog_field",
+        )
+        assert got.startswith(msg) and "tick" not in got
+
+
 def test_a_glob_that_matches_images(dataset, image_dir):
     folder = os.path.dirname(image_dir[0][0])
     spec = os.path.join(folder, "*")

@@ -41,6 +41,19 @@ def test_fiftyones_delete_run_removes_the_fields_and_their_indexes(computed):
     assert "vog" not in dataset.list_indexes() and "vog" not in dataset.list_runs()
 
 
+def test_fiftyones_delete_run_keeps_the_fields_while_the_key_is_locked(computed, caplog):
+    """FiftyOne logs a failed cleanup and drops the run record anyway: the fields a computing
+    process is writing stay (its write registers the run again when it ends)."""
+    from fiftyone_vog.core.locks import run_lock
+
+    dataset, res = computed
+    before = dataset.values("vog")
+    with run_lock(dataset, "vog"):  # what a computing process holds
+        dataset.delete_run("vog")
+    assert dataset.values("vog") == before and set(res.config.fields) <= set(dataset.get_field_schema())
+    assert "the VoG run 'vog' of dataset" in caplog.text and "is locked" in caplog.text
+
+
 def test_fiftyones_delete_run_keeps_a_field_another_run_claims(computed, checkpoint_dir):
     dataset, _ = computed
     # an old-style run (a plain RunConfig with our method) that lists vog_raw as its own

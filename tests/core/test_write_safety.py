@@ -92,10 +92,9 @@ def test_overwrite_failing_mid_write_restores_every_old_value(first_run, checkpo
     # the failure really struck mid-write: a whole chunk and half of the next had the new values
     changed = [i for i, d in landed["docs"].items() if d.get("vog_raw") != docs[i].get("vog_raw")]
     assert len(changed) == 4 + 2
-    # the chunks not yet started were cancelled (the one thread may have begun a 3rd before the
-    # cancel); then one restore per chunk that began
-    writes = calls.count("write")
-    assert writes in (2, 3) and calls == ["write"] * writes + ["restore"] * writes
+    # the chunks not yet started were cancelled by the failing worker itself (however late the
+    # waiting thread wakes up); then one restore per chunk that began
+    assert calls == ["write"] * 2 + ["restore"] * 2
     assert _raw_docs(dataset) == docs  # None still None, the absent key still absent
     assert snapshot() == before  # schema (no vog_late*), values, run config, run list
     assert _run_state(dataset) == run  # same run document: timestamp and stored results too
