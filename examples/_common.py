@@ -180,9 +180,10 @@ def vog_on_tensors(
 
 
 def thirds(k: int) -> dict[str, list[int]]:
-    """early / middle / late thirds of ``k`` checkpoints, plus ``all``."""
-    a, b = k // 3, k - k // 3
-    return {"early": list(range(a)), "middle": list(range(a, b)), "late": list(range(b, k)), "all": list(range(k))}
+    """early / middle / late thirds of ``k`` checkpoints (the API's ``windows="thirds"``), plus ``all``."""
+    from fiftyone_vog.engine.windows import thirds as api_thirds
+
+    return {**api_thirds(k), "all": list(range(k))}
 
 
 # -- statistics ------------------------------------------------------------------------

@@ -72,8 +72,9 @@ def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[st
             raise VoGError(f"windows={windows!r}: use 'thirds' or a mapping name → checkpoints")
         if K < 6:
             raise VoGError(f"windows='thirds' needs at least 6 checkpoints (2 per window), got {K}")
-        a, b = K // 3, K - K // 3
-        return {"early": list(range(a)), "middle": list(range(a, b)), "late": list(range(b, K))}
+        from ..engine.windows import thirds
+
+        return thirds(K)
     if not isinstance(windows, Mapping):
         raise VoGError("windows must be None, 'thirds' or a mapping name → checkpoint indices")
     names = {str(p): i for i, p in enumerate(checkpoint_paths)}

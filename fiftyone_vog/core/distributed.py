@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from ..engine import MISSING_LABEL, RawVoG, VoGEngine, VoGError, score_batches
+from ..engine.streaming import Placement
 
 _OBJECT_GROUP = None
 
@@ -79,37 +80,28 @@ def _object_group():
 
 def merge(parts: list[RawVoG], ids: list[str]) -> RawVoG:
     """Place the scores of disjoint parts by sample id; every id must be scored exactly once."""
-    if (
-        len(parts) == 1 and len(parts[0].ids) == len(ids) and all(a == b for a, b in zip(parts[0].ids, ids))
-    ):  # one part, in order: nothing to place
-        return RawVoG(
-            ids=list(ids),
-            raw=dict(parts[0].raw),
-            used_labels=parts[0].used_labels,
-            predicted=parts[0].predicted,
-            stats=dict(parts[0].stats),
-        )
-    pos = {sid: i for i, sid in enumerate(ids)}
     n = len(ids)
+    place = Placement(
+        ids,
+        twice="a sample was scored twice while merging partial results",
+        unknown="a partial result holds sample id {!r}, which is not in the view",
+    )
     windows = list(parts[0].raw)
     raw = {w: np.full(n, np.nan) for w in windows}
     used = np.full(n, MISSING_LABEL, dtype=np.int64)
     has_pred = any(p.predicted is not None for p in parts)
     predicted = np.full(n, MISSING_LABEL, dtype=np.int64) if has_pred else None
-    seen = np.zeros(n, dtype=bool)
     for p in parts:
-        idx = np.fromiter((pos[s] for s in p.ids), dtype=np.int64, count=len(p.ids))
-        if seen[idx].any():
-            raise VoGError("a sample was scored twice while merging partial results")
-        seen[idx] = True
+        idx = place(p.ids)
         for w in windows:
             raw[w][idx] = p.raw[w]
         used[idx] = p.used_labels
         if has_pred:
             predicted[idx] = p.predicted
-    if not seen.all():
-        raise VoGError(f"{int((~seen).sum())} of {n} samples were not scored")
-    return RawVoG(ids=list(ids), raw=raw, used_labels=used, predicted=predicted)
+    if place.missing():
+        raise VoGError(f"{place.missing()} of {n} samples were not scored")
+    stats = dict(parts[0].stats) if len(parts) == 1 else {}
+    return RawVoG(ids=list(ids), raw=raw, used_labels=used, predicted=predicted, stats=stats)
 
 
 def score_samples(

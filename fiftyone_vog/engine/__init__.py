@@ -45,7 +45,7 @@ from .gradients import (
 )
 from .normalize import class_normalize, class_statistics
 from .streaming import RawVoG, score_batches
-from .windows import normalize_windows
+from .windows import normalize_windows, thirds
 
 __all__ = [
     "CHANNEL_REDUCTIONS",
@@ -69,6 +69,7 @@ __all__ = [
     "class_statistics",
     "default_settings",
     "normalize_windows",
+    "thirds",
     "prepare_models",
     "resolve_device",
     "score_batches",

@@ -24,6 +24,44 @@ class RawVoG:
     stats: dict = field(default_factory=dict)
 
 
+class Placement:
+    """Where each sample id goes in ``ids``: ``place(batch_ids)`` → their positions. Every id may
+    come once. Batches in the order of ``ids`` (a plain DataLoader, with or without workers) are
+    placed by position; an id → position table (≈70 bytes per sample) is built only for batches
+    in another order. ``twice`` and ``unknown`` are the messages of the two errors (``unknown``
+    formatted with the id)."""
+
+    def __init__(self, ids: Sequence[str], twice: str, unknown: str):
+        self.ids, self.n = ids, len(ids)
+        self._twice, self._unknown = twice, unknown
+        self._pos: dict | None = None
+        self._cursor = 0
+        self._seen = np.zeros(self.n, dtype=bool)
+
+    def __call__(self, batch_ids: Sequence[str]) -> np.ndarray:
+        b, c = len(batch_ids), self._cursor
+        if self._pos is None and c + b <= self.n and all(a == e for a, e in zip(batch_ids, self.ids[c : c + b])):
+            idx = np.arange(c, c + b)
+            self._cursor += b
+        else:
+            if self._pos is None:
+                self._pos = {sid: i for i, sid in enumerate(self.ids)}
+                if len(self._pos) != self.n:
+                    raise VoGError("sample ids are not unique")
+            try:
+                idx = np.fromiter((self._pos[s] for s in batch_ids), dtype=np.int64, count=b)
+            except KeyError as e:
+                raise VoGError(self._unknown.format(e.args[0])) from None
+        if self._seen[idx].any():
+            raise VoGError(self._twice)
+        self._seen[idx] = True
+        return idx
+
+    def missing(self) -> int:
+        """How many ids were not placed."""
+        return int((~self._seen).sum())
+
+
 def score_batches(
     engine: VoGEngine,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor, Sequence[str]]],
@@ -43,16 +81,15 @@ def score_batches(
     when ``data_wait`` is a large share, the device idles for want of images.
     """
     n = len(ids)
-    # Batches in the order of ``ids`` (a plain DataLoader, with or without workers) are placed
-    # by position; an id → position table (≈70 bytes per sample) is built only for a loader
-    # that yields another order.
-    pos = None
-    cursor = 0
+    place = Placement(
+        ids,
+        twice="the loader produced a sample twice",
+        unknown="the loader produced sample id {!r} that is not in the view",
+    )
     raw = {w: np.full(n, np.nan) for w in getattr(engine, "outputs", engine.windows)}
     used = np.full(n, MISSING_LABEL, dtype=np.int64)
     needs_pred = engine.options.label_mode != "true"
     predicted = np.full(n, MISSING_LABEL, dtype=np.int64) if needs_pred else None
-    seen = np.zeros(n, dtype=bool)
     done = 0
     wait = compute = 0.0  # seconds blocked on the loader / in the engine (results on the host)
     iterator = iter(batches)
@@ -64,22 +101,7 @@ def score_batches(
         if item is None:
             break
         x, labels, batch_ids = item
-        b = len(batch_ids)
-        if pos is None and cursor + b <= n and all(a == e for a, e in zip(batch_ids, ids[cursor : cursor + b])):
-            idx = np.arange(cursor, cursor + b)
-            cursor += b
-        else:
-            if pos is None:
-                pos = {sid: i for i, sid in enumerate(ids)}
-                if len(pos) != n:
-                    raise VoGError("sample ids are not unique")
-            try:
-                idx = np.fromiter((pos[s] for s in batch_ids), dtype=np.int64, count=b)
-            except KeyError as e:
-                raise VoGError(f"the loader produced sample id {e.args[0]!r} that is not in the view") from None
-        if seen[idx].any():
-            raise VoGError("the loader produced a sample twice")
-        seen[idx] = True
+        idx = place(batch_ids)
         out = engine.score_batch(x, labels)
         for w, v in out.raw.items():
             raw[w][idx] = v.cpu().numpy()
@@ -92,8 +114,8 @@ def score_batches(
             on_batch(list(batch_ids), out)
         if progress is not None:
             progress(done)
-    if not seen.all():
-        raise VoGError(f"the loader skipped {int((~seen).sum())} of {n} samples")
+    if place.missing():
+        raise VoGError(f"the loader skipped {place.missing()} of {n} samples")
     return RawVoG(
         ids=list(ids), raw=raw, used_labels=used, predicted=predicted, stats={"data_wait": wait, "compute": compute}
     )

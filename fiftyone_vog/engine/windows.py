@@ -9,6 +9,14 @@ import numpy as np
 from ..errors import VoGError
 
 
+def thirds(num_checkpoints: int) -> dict[str, list[int]]:
+    """``early`` / ``middle`` / ``late``: the first, middle and last third of the checkpoints
+    (the middle one takes the remainder), as in the paper's Fig. 1 stages."""
+    k = num_checkpoints
+    a, b = k // 3, k - k // 3
+    return {"early": list(range(a)), "middle": list(range(a, b)), "late": list(range(b, k))}
+
+
 def normalize_windows(windows: Mapping[str, Sequence[int]] | None, num_checkpoints: int) -> dict[str, list[int]]:
     """Validate windows: names → sorted, unique, in-range checkpoint indices (negatives allowed)."""
     out: dict[str, list[int]] = {}

@@ -182,3 +182,23 @@ def test_cli_killed_with_sigkill_resumes(named_dataset, checkpoint_dir):
     for f in info.config.fields:
         np.testing.assert_array_equal(named_dataset.values(f), named_dataset.values(f.replace("vog", "whole", 1)))
     assert not _chunks(named_dataset)
+
+
+def test_merge_places_parts_by_id_and_refuses_overlaps_and_gaps():
+    import numpy as np
+
+    from fiftyone_vog.core.distributed import merge
+    from fiftyone_vog.engine import RawVoG
+
+    def part(ids, vals):
+        return RawVoG(ids=ids, raw={"all": np.array(vals, float)}, used_labels=np.zeros(len(ids), int), predicted=None)
+
+    ids = ["a", "b", "c", "d"]
+    got = merge([part(["d", "b"], [4, 2]), part(["a", "c"], [1, 3])], ids)
+    assert got.raw["all"].tolist() == [1, 2, 3, 4] and got.ids == ids
+    with pytest.raises(fov.VoGError, match="scored twice"):
+        merge([part(["a", "b"], [1, 2]), part(["b", "c", "d"], [2, 3, 4])], ids)
+    with pytest.raises(fov.VoGError, match="1 of 4 samples were not scored"):
+        merge([part(["a", "b", "c"], [1, 2, 3])], ids)
+    with pytest.raises(fov.VoGError, match="sample id 'z', which is not in the view"):
+        merge([part(["a", "b", "c", "z"], [1, 2, 3, 4])], ids)
