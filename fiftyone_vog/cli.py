@@ -12,6 +12,7 @@ import re
 import sys
 
 from . import options
+from .options import DEFAULTS as D
 
 os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
@@ -101,26 +102,28 @@ def add_compute(sub):
     p.add_argument(
         "--num-classes", type=int, help="output size to build the architecture with (default: number of classes)"
     )
-    p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
+    p.add_argument("--label-field", default=D["label_field"], help="fo.Classification field (default: %(default)s)")
     p.add_argument("--classes", help="comma-separated class names in the model's output order")
-    p.add_argument("--label-mode", default="true", choices=options.LABEL_MODES)
+    p.add_argument("--label-mode", default=D["label_mode"], choices=options.LABEL_MODES)
     p.add_argument(
         "--target",
-        default=options.DEFAULT_TARGET,
+        default=D["target"],
         choices=options.TARGETS,
         help=f"class score: softmax probability or the paper's logit (default: {options.DEFAULT_TARGET}, "
         "measured best; see the README's Results)",
     )
-    p.add_argument("--statistic", default="variance", choices=options.STATISTICS)
-    p.add_argument("--channel-reduction", default="sum", choices=options.CHANNEL_REDUCTIONS)
-    p.add_argument("--normalization", default="zscore", choices=options.NORMALIZATIONS)
-    p.add_argument("--vog-field", default="vog", help="output field and run key (default: vog)")
+    p.add_argument("--statistic", default=D["statistic"], choices=options.STATISTICS)
+    p.add_argument("--channel-reduction", default=D["channel_reduction"], choices=options.CHANNEL_REDUCTIONS)
+    p.add_argument("--normalization", default=D["normalization"], choices=options.NORMALIZATIONS)
+    p.add_argument("--vog-field", default=D["vog_field"], help="output field and run key (default: %(default)s)")
     p.add_argument("--windows", help="'thirds', or NAME=SPEC pairs such as 'early=0:3,late=-3:' (indices or slices)")
-    p.add_argument("--transform", default="rgb", help="rgb | gray | cifar | imagenet (default: rgb)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--transform", default=D["transform"], help=f"{' | '.join(options.TRANSFORMS)} (default: %(default)s)"
+    )
+    p.add_argument("--batch-size", type=int, default=D["batch_size"])
     p.add_argument("--num-workers", type=int, help="image-decoding processes (default: 0 on CPU, up to 8 on GPU)")
     p.add_argument("--device", help="cuda | cpu | cuda:N (default: cuda when available)")
-    p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("--precision", default=D["precision"], choices=options.PRECISIONS)
     p.add_argument(
         "--resume",
         action="store_true",

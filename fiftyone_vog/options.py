@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from types import MappingProxyType
 
 from .errors import VoGError
 
@@ -19,12 +20,31 @@ TARGETS = ("logit", "probability")
 STATISTICS = ("variance", "std")
 CHANNEL_REDUCTIONS = ("sum", "mean")
 NORMALIZATIONS = ("zscore", "abs", "none")
+TRANSFORMS = ("rgb", "gray", "cifar", "imagenet")  # the presets; Python callers may pass a callable
+PRECISIONS = ("float32", "float64")
+AUTOCASTS = ("none", "bf16", "fp16", "bf16-all", "fp16-all")
 
 #: The default class score whose input gradient VoG measures, chosen by measurement (README
 #: "Results", docs/results.md): ``"probability"`` (softmax) flags memorized labels and OOD samples
 #: on our data where the paper's main-text ``"logit"`` ranks memorized samples *below* clean ones;
 #: ``"logit"`` stays available, exactly. The API, the CLI and the App form all read it here.
 DEFAULT_TARGET = "probability"
+#: ``compute_vog``'s defaults, which its signature, the CLI's ``compute`` and the App's Compute VoG
+#: form all read here (``transform``: the API's ``None`` means this preset).
+DEFAULTS = MappingProxyType(
+    {
+        "label_field": "ground_truth",
+        "label_mode": "true",
+        "target": DEFAULT_TARGET,
+        "statistic": "variance",
+        "channel_reduction": "sum",
+        "normalization": "zscore",
+        "vog_field": "vog",
+        "transform": "rgb",
+        "batch_size": 64,
+        "precision": "float32",
+    }
+)
 #: ``shuffle_labels``' default seed (the paper's audit is reproducible by default).
 DEFAULT_SEED = 51
 #: ``save_vog_views``' slice size in percent: ``PERCENTILE_MIN < percentile <= PERCENTILE_MAX``.

@@ -19,6 +19,7 @@ from .. import options
 from ..audit.views import vog_view_names
 from ..errors import VoGError
 from ..options import DEFAULT_TARGET
+from ..options import DEFAULTS as D
 from .roots import check_app_checkpoints, check_app_path
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
@@ -32,9 +33,9 @@ CHOICES = {
     "statistic": options.STATISTICS,
     "channel_reduction": options.CHANNEL_REDUCTIONS,
     "normalization": options.NORMALIZATIONS,
-    "transform": ("rgb", "gray", "cifar", "imagenet"),
-    "precision": ("float32", "float64"),
-    "autocast": ("none", "bf16", "fp16", "bf16-all", "fp16-all"),
+    "transform": options.TRANSFORMS,
+    "precision": options.PRECISIONS,
+    "autocast": options.AUTOCASTS,
 }
 VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-label-errors")
 EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
@@ -240,7 +241,7 @@ def compute_vog_form(ctx, inputs):
         inputs,
         "label_mode",
         CHOICES["label_mode"],
-        "true",
+        D["label_mode"],
         "Label mode",
         "Gradient of the true label, of the trained model's prediction, or 'auto': the label where "
         "present, else the prediction (unlabeled / out-of-distribution samples)",
@@ -250,7 +251,7 @@ def compute_vog_form(ctx, inputs):
         inputs,
         "target",
         CHOICES["target"],
-        DEFAULT_TARGET,
+        D["target"],
         "Target",
         f"Softmax probability or pre-softmax logit (the paper's); default {DEFAULT_TARGET}, measured best",
         ctx,
@@ -259,7 +260,7 @@ def compute_vog_form(ctx, inputs):
         inputs,
         "statistic",
         CHOICES["statistic"],
-        "variance",
+        D["statistic"],
         "Statistic",
         "Per-pixel variance or std across checkpoints",
         ctx,
@@ -268,7 +269,7 @@ def compute_vog_form(ctx, inputs):
         inputs,
         "channel_reduction",
         CHOICES["channel_reduction"],
-        "sum",
+        D["channel_reduction"],
         "Channel reduction",
         "Over colour channels",
         ctx,
@@ -277,12 +278,12 @@ def compute_vog_form(ctx, inputs):
         inputs,
         "normalization",
         CHOICES["normalization"],
-        "zscore",
+        D["normalization"],
         "Normalization",
         "Class-normalized z-score (paper), its absolute value, or none",
         ctx,
     )
-    _choice(inputs, "transform", CHOICES["transform"], "rgb", "Transform", "Image preprocessing preset", ctx)
+    _choice(inputs, "transform", CHOICES["transform"], D["transform"], "Transform", "Image preprocessing preset", ctx)
 
     prop = inputs.str(
         "windows",
@@ -340,7 +341,12 @@ def compute_vog_form(ctx, inputs):
 
     max_batch, max_workers = app_limits()
     _whole_number(
-        ctx, inputs.int("batch_size", default=64, max=max_batch, label="Batch size"), "batch_size", 64, 1, "Batch size"
+        ctx,
+        inputs.int("batch_size", default=D["batch_size"], max=max_batch, label="Batch size"),
+        "batch_size",
+        D["batch_size"],
+        1,
+        "Batch size",
     )
     prop = inputs.str("device", label="Device", description="cpu, cuda or cuda:N (default: cuda when available)")
     if params.get("device"):
@@ -361,7 +367,7 @@ def compute_vog_form(ctx, inputs):
     )
     if ctx.params.get("num_workers") is not None:
         _whole_number(ctx, prop, "num_workers", 0, 0, "Data loader workers")
-    _choice(inputs, "precision", CHOICES["precision"], "float32", "Precision", "Models and gradients", ctx)
+    _choice(inputs, "precision", CHOICES["precision"], D["precision"], "Precision", "Models and gradients", ctx)
     _choice(
         inputs,
         "autocast",
@@ -417,7 +423,7 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
     samples = ctx.target_view()
     label_field = p.get("label_field") or props["label_field"].default
     if label_field:
-        check("label_mode", preflight.check_labels, samples, label_field, p.get("label_mode", "true"))
+        check("label_mode", preflight.check_labels, samples, label_field, p.get("label_mode", D["label_mode"]))
 
     vog_field = p.get("vog_field", "vog")
     try:  # another type, or a field no VoG run wrote: no overwrite helps, so this replaces "tick 'Overwrite'"
@@ -473,7 +479,7 @@ def _check_model_inline(p, props, check, samples, label_field, paths, allowed):
             _invalid(props["classes"], props["model"].error_message)
         return
     first = samples.select_fields().first()
-    x = ImageDataset([first.id], [first.filepath], [0], p.get("transform", "rgb"))[0][0][None]
+    x = ImageDataset([first.id], [first.filepath], [0], p.get("transform", D["transform"]))[0][0][None]
     try:
         preflight.check_outputs(module, x, len(classes))
     except VoGError as e:
@@ -517,29 +523,31 @@ def compute_vog_kwargs(ctx) -> dict:
     if p.get("allow_pickle") and not allowed:  # re-checked: never trust the form alone
         raise VoGError(f"unpickling checkpoints from the App is disabled (set {ALLOW_IMPORTS}=1 on the server)")
     max_batch, max_workers = app_limits()
-    batch_size = _capped(p, "batch_size", 64, max_batch, f"the server's owner can raise it with {MAX_BATCH_ENV}")
+    batch_size = _capped(
+        p, "batch_size", D["batch_size"], max_batch, f"the server's owner can raise it with {MAX_BATCH_ENV}"
+    )
     num_workers = (
         None if p.get("num_workers") is None else _capped(p, "num_workers", 0, max_workers, "the server's CPU cores")
     )
     return dict(
         checkpoints=check_app_checkpoints(ctx, parse_checkpoints(p["checkpoints"])),  # re-checked: App roots
         model=p.get("model") or None,
-        label_field=p.get("label_field") or "ground_truth",
+        label_field=p.get("label_field") or D["label_field"],
         classes=_split(p.get("classes")),
-        label_mode=p.get("label_mode", "true"),
-        target=p.get("target", DEFAULT_TARGET),
+        label_mode=p.get("label_mode", D["label_mode"]),
+        target=p.get("target", D["target"]),
         companions=bool(p.get("companions", True)),
-        statistic=p.get("statistic", "variance"),
-        channel_reduction=p.get("channel_reduction", "sum"),
-        normalization=p.get("normalization", "zscore"),
+        statistic=p.get("statistic", D["statistic"]),
+        channel_reduction=p.get("channel_reduction", D["channel_reduction"]),
+        normalization=p.get("normalization", D["normalization"]),
         vog_field=p.get("vog_field", "vog"),
         windows=parse_windows(p.get("windows")),
-        transform=p.get("transform", "rgb"),
+        transform=p.get("transform", D["transform"]),
         batch_size=batch_size,
         device=p.get("device") or None,
         num_workers=num_workers,
         overwrite=bool(p.get("overwrite", False)),
-        precision=p.get("precision", "float32"),
+        precision=p.get("precision", D["precision"]),
         autocast=None if p.get("autocast", "none") in (None, "none") else p["autocast"],
         resume=bool(p.get("resume", False)),
         allow_pickle=bool(p.get("allow_pickle", False)),

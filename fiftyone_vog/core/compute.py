@@ -23,7 +23,7 @@ from ..engine import (
 )
 from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
 from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
-from ..options import DEFAULT_TARGET, NORMALIZATIONS
+from ..options import DEFAULTS, NORMALIZATIONS
 from . import distributed, preflight
 from .locks import locked
 from .naming import check_derived_name, check_field_name
@@ -167,24 +167,24 @@ def compute_vog(
     samples,
     checkpoints: str | os.PathLike | Sequence[str | os.PathLike],
     model: ModelSpec = None,
-    label_field: str = "ground_truth",
+    label_field: str = DEFAULTS["label_field"],
     classes: Sequence[str] | None = None,
-    label_mode: str = "true",
-    target: str = DEFAULT_TARGET,
-    statistic: str = "variance",
-    channel_reduction: str = "sum",
-    normalization: str = "zscore",
-    vog_field: str = "vog",
+    label_mode: str = DEFAULTS["label_mode"],
+    target: str = DEFAULTS["target"],
+    statistic: str = DEFAULTS["statistic"],
+    channel_reduction: str = DEFAULTS["channel_reduction"],
+    normalization: str = DEFAULTS["normalization"],
+    vog_field: str = DEFAULTS["vog_field"],
     windows=None,
     transform=None,
-    batch_size: int = 64,
+    batch_size: int = DEFAULTS["batch_size"],
     device: str | None = None,
     num_workers: int | None = None,
     progress: bool | Callable | None = None,
     overwrite: bool = False,
     num_classes: int | None = None,
     allow_pickle: bool = False,
-    precision: str = "float32",
+    precision: str = DEFAULTS["precision"],
     resume: bool = False,
     strategy: str = "auto",
     autocast: str | None = None,

@@ -62,3 +62,33 @@ def test_default_target_and_companions_in_the_app_form(dataset, checkpoint_dir):
     )
     kw = compute_vog_kwargs(ctx)
     assert kw["target"] == "probability" and kw["companions"] is True
+
+
+def test_every_compute_default_is_the_options_tables_in_the_api_cli_and_form(dataset, checkpoint_dir):
+    """One table (``options.DEFAULTS``): the signature, ``compute``'s parser, the form's controls and
+    the kwargs an empty form produces all agree with it."""
+    from fiftyone_vog import cli
+    from fiftyone_vog.app.forms import compute_vog_kwargs
+    from fiftyone_vog.options import DEFAULTS
+
+    params = inspect.signature(fov.compute_vog).parameters
+    args = cli.build_parser().parse_args(["compute", "ds", "--checkpoints", "x"])
+    uri = "@fiftyone-vog/vog/compute_vog"
+    op = foo.get_operator(uri)
+
+    def ctx(p):
+        return ExecutionContext(
+            request_params={"dataset_name": dataset.name, "params": p},
+            operator_uri=uri,
+            required_secrets=op._plugin_secrets,
+        )
+
+    props = op.resolve_input(ctx({})).type.properties
+    kw = compute_vog_kwargs(ctx({"checkpoints": checkpoint_dir}))
+    for name, value in DEFAULTS.items():
+        if name != "transform":  # the API's None means the "rgb" preset
+            assert params[name].default == value, name
+        assert getattr(args, name) == value, name
+        assert kw[name] == value, name
+        if name in props and name != "label_field":  # the form offers the dataset's label fields
+            assert props[name].default == value, name
