@@ -148,8 +148,18 @@ def app_message(message: str, operator: str) -> str:
     return re.sub(rf"(?<![\w'\"])({underscored})(?![\w'\"=])", lambda m: f"'{labels[m.group(1)]}'", text)
 
 
-def app_messages(inputs, operator: str):
-    """Every inline error of the resolved form ``inputs`` in the form's words (:func:`app_message`)."""
+def from_the_app(ctx) -> bool:
+    """Whether the App sent this request: its resolve and execute requests name the operator
+    (``operator_uri``); Python's ``foo.execute_operator`` does not, and its callers pass the API's
+    argument names, so they keep the API's messages."""
+    return bool(ctx.request_params.get("operator_uri"))
+
+
+def app_messages(ctx, inputs, operator: str):
+    """Every inline error of the resolved form ``inputs`` in the form's words (:func:`app_message`),
+    when the App asked (:func:`from_the_app`)."""
+    if not from_the_app(ctx):
+        return inputs
     for prop in inputs.properties.values():
         if prop.invalid and prop.error_message:
             prop.error_message = app_message(prop.error_message, operator)

@@ -39,6 +39,7 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
     compute_vog_kwargs,
     export_dir_kwargs,
     export_vog_subset_form,
+    from_the_app,
     imports_allowed,
     parse_checkpoints,
     parse_windows,
@@ -152,7 +153,7 @@ class ComputeVoG(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         compute_vog_form(ctx, inputs)
-        app_messages(inputs, "compute_vog")
+        app_messages(ctx, inputs, "compute_vog")
         return types.Property(inputs, view=types.View(label="Compute VoG"))
 
     @reported
@@ -202,7 +203,7 @@ class SaveVoGViews(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         save_vog_views_form(ctx, inputs)
-        app_messages(inputs, "save_vog_views")
+        app_messages(ctx, inputs, "save_vog_views")
         return types.Property(inputs, view=types.View(label="Save VoG views"))
 
     @reported
@@ -233,7 +234,8 @@ class SaveVoGViews(foo.Operator):
         return {
             "views": views.table(),
             "skipped": [
-                {"view": name, "reason": app_message(why, "save_vog_views")} for name, why in views.skipped.items()
+                {"view": name, "reason": app_message(why, "save_vog_views") if from_the_app(ctx) else why}
+                for name, why in views.skipped.items()
             ],
         }
 
@@ -271,7 +273,7 @@ class ShuffleLabels(foo.Operator):
         inputs = types.Object()
         if not shuffle_labels_form(ctx, inputs):
             return types.Property(inputs)
-        app_messages(inputs, "shuffle_labels")
+        app_messages(ctx, inputs, "shuffle_labels")
         return types.Property(inputs, view=types.View(label="Shuffle labels"))
 
     @reported
@@ -336,7 +338,7 @@ class ExportVoGSubset(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         export_vog_subset_form(ctx, inputs)
-        app_messages(inputs, "export_vog_subset")
+        app_messages(ctx, inputs, "export_vog_subset")
         return types.Property(inputs, view=types.View(label="Export VoG subset"))
 
     @reported

@@ -99,7 +99,12 @@ def _form(uri, ds, params, **request):
 
     op = foo.get_operator(uri)
     ctx = ExecutionContext(
-        request_params={"dataset_name": ds.name, "params": dict(params), **request},
+        request_params={
+            "dataset_name": ds.name,
+            "params": dict(params),
+            "operator_uri": uri,
+            **request,
+        },  # as the App sends it
         operator_uri=uri,
         required_secrets=op._plugin_secrets,
     )
