@@ -232,6 +232,7 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
     page.get_by_text("Checkpoints", exact=True).wait_for()
     page.wait_for_timeout(1500)  # the form's first validation (the App's debounce: 750 ms)
     assert page.get_by_text("Required property").count() == 0  # nothing typed yet: no error shown
+    assert page.get_by_text("enter the Checkpoints").count() == 0  # (the disabled Execute's tooltip says it)
     expect(page.get_by_role("button", name="Execute")).to_be_disabled()  # ... but nothing to run either
     checkpoints = modal.locator("input").first
 
