@@ -41,6 +41,132 @@ VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-labe
 EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
 
 
+# -- messages in the App: the form's controls, not the API's arguments ------------------
+#: Each operator's API argument → the label of the form control that sets it. The App's messages
+#: (inline errors, error notifications, skipped-view reasons) name these instead of
+#: ``overwrite=True (CLI: --overwrite)``; a test checks them against the forms' own labels.
+FORM_LABELS = {
+    "compute_vog": {
+        "checkpoints": "Checkpoints",
+        "model": "Model",
+        "label_field": "Label field",
+        "classes": "Classes",
+        "label_mode": "Label mode",
+        "target": "Target",
+        "statistic": "Statistic",
+        "channel_reduction": "Channel reduction",
+        "normalization": "Normalization",
+        "transform": "Transform",
+        "windows": "Windows",
+        "vog_field": "Output field",
+        "overwrite": "Overwrite",
+        "companions": "Companion scores",
+        "batch_size": "Batch size",
+        "device": "Device",
+        "num_workers": "Data loader workers",
+        "precision": "Precision",
+        "autocast": "Mixed precision",
+        "resume": "Resume",
+        "allow_pickle": "Allow pickled checkpoints",
+    },
+    "save_vog_views": {
+        "vog_field": "VoG field",
+        "percentile": "Percentile",
+        "shuffled_field": "Shuffled-label flag",
+        "ood_field": "OOD flag field",
+        "ood_tag": "OOD tag",
+        "name_prefix": "Name prefix",
+        "overwrite": "Overwrite",
+        "load_view": "Open afterwards",
+    },
+    "shuffle_labels": {
+        "action": "Action",
+        "label_field": "Label field",
+        "flag_field": "Flag field",
+        "original_field": "Original-label field",
+        "fraction": "Fraction",
+        "seed": "Seed",
+        "mode": "Mode",
+        "overwrite": "Overwrite",
+    },
+    "export_vog_subset": {
+        "saved_view": "Saved view",
+        "export_dir": "Export directory",
+        "dataset_type": "Format",
+        "label_field": "Label field",
+        "vog_field": "VoG field",
+        "overwrite": "Overwrite",
+    },
+}
+#: API functions a message may tell the user to call → (operator, its label, extra setting).
+_OPERATOR_OF = {
+    "compute_vog": ("compute_vog", "Compute VoG", None),
+    "save_vog_views": ("save_vog_views", "Save VoG views", None),
+    "shuffle_labels": ("shuffle_labels", "Shuffle labels", None),
+    "restore_labels": ("shuffle_labels", "Shuffle labels", "'Action' set to restore"),
+    "export_vog_subset": ("export_vog_subset", "Export VoG subset", None),
+}
+_VALUE = r"'[^']*'|\"[^\"]*\"|True|False|None|-?\d+(?:\.\d+)?"
+
+
+def _setting(label, value, imperative=False) -> str:
+    """``'Overwrite'`` and ``True`` → "tick 'Overwrite'" (or "'Overwrite' ticked" in a sentence)."""
+    if value in ("True", "False"):
+        verb = "tick" if value == "True" else "untick"
+        return f"{verb} '{label}'" if imperative else f"'{label}' {verb}ed"
+    shown = "empty" if value == "None" else value.strip("'\"")
+    return f"set '{label}' to {shown}" if imperative else f"'{label}' set to {shown}"
+
+
+def app_message(message: str, operator: str) -> str:
+    """An API message as the App's form ``operator`` shows it: argument names become the form's
+    control labels (:data:`FORM_LABELS`), ``(CLI: ...)`` hints go, calls name the operator."""
+    import re
+
+    text = re.sub(r"run `fiftyone-vog [^`]*`, or in Python ", "run ", message)
+    text = re.sub(r"\bin Python run ", "run ", text)
+    text = re.sub(r"\s*\((?:CLI: [^)]*|--[\w-]+)\)", "", text)
+    text = re.sub(r"\ballow_torchscript=True\b", f"{ALLOW_IMPORTS}=1 on the server", text)  # no control: a switch
+
+    def call(m):
+        op, label, extra = _OPERATOR_OF[m.group(1)]
+        labels = FORM_LABELS[op]
+        parts = [extra] if extra else []
+        for arg, value in re.findall(rf"\b(\w+)=({_VALUE})", m.group(2)):
+            if arg in labels:
+                parts.append(_setting(labels[arg], value))
+        return f"'{label}'" + (f" ({', '.join(parts)})" if parts else "")
+
+    text = re.sub(rf"\b(?:fov\.)?({'|'.join(_OPERATOR_OF)})\(([^()]*)\)", call, text)
+    labels = {k: v for op in FORM_LABELS.values() for k, v in op.items()} | FORM_LABELS[operator]
+    args = "|".join(sorted(map(re.escape, labels), key=len, reverse=True))
+    text = re.sub(
+        rf"\b(?:pass|use|set) ({args})=({_VALUE})", lambda m: _setting(labels[m.group(1)], m.group(2), True), text
+    )
+    text = re.sub(rf"\bpass ({args})=(?=[\s,;.)]|$)", lambda m: f"fill in '{labels[m.group(1)]}'", text)
+    text = re.sub(rf"\b({args})=({_VALUE})", lambda m: _setting(labels[m.group(1)], m.group(2)), text)
+    underscored = "|".join(re.escape(a) for a in labels if "_" in a)
+    return re.sub(rf"(?<![\w'\"])({underscored})(?![\w'\"=])", lambda m: f"'{labels[m.group(1)]}'", text)
+
+
+def from_the_app(ctx) -> bool:
+    """Whether the App sent this request: its resolve and execute requests name the operator
+    (``operator_uri``); Python's ``foo.execute_operator`` does not, and its callers pass the API's
+    argument names, so they keep the API's messages."""
+    return bool(ctx.request_params.get("operator_uri"))
+
+
+def app_messages(ctx, inputs, operator: str):
+    """Every inline error of the resolved form ``inputs`` in the form's words (:func:`app_message`),
+    when the App asked (:func:`from_the_app`)."""
+    if not from_the_app(ctx):
+        return inputs
+    for prop in inputs.properties.values():
+        if prop.invalid and prop.error_message:
+            prop.error_message = app_message(prop.error_message, operator)
+    return inputs
+
+
 # -- shared form helpers -----------------------------------------------------------
 def imports_allowed(ctx=None) -> bool:
     """Whether the server's owner allows App users to make the server import code."""
@@ -81,7 +207,23 @@ def _invalid(prop, message: str):
     return None
 
 
-# Only inputs without a sensible default are ``required``: the App fills in defaults,
+def _needed(ctx, inputs, prop, name, label, what):
+    """The value of a text input the run cannot do without, or None after marking what is missing.
+
+    Checked here, not with FiftyOne's ``required=True``: FiftyOne 1.22's App shows "Required
+    property" under such an input as soon as the form opens, before the user typed anything. Not
+    entered yet (absent from the params): the error is on a hidden input, so the input shows no
+    message while Execute stays disabled (its tooltip, and Python's ``foo.execute_operator``, give
+    the message). Emptied after typing (present, blank): the error is on the input itself."""
+    value = ctx.params.get(name)
+    if value is not None and not (isinstance(value, str) and not value.strip()):
+        return value
+    message = f"enter the {label}: {what}"
+    _invalid(prop if name in ctx.params else inputs.view(f"{name}_missing", types.HiddenView()), message)
+    return None
+
+
+# Only inputs without a sensible default are needed (:func:`_needed`): the App fills in defaults,
 # Python callers (``foo.execute_operator``) may leave them out.
 def _choice(inputs, name, values, default, label, description, ctx):
     radio = types.RadioGroup(orientation="horizontal")
@@ -184,10 +326,12 @@ def compute_vog_form(ctx, inputs):
 
     prop = inputs.str(
         "checkpoints",
-        required=True,
         label="Checkpoints",
         description="On the server: a glob such as /runs/exp1/epoch_*.pt, a directory, "
         "or comma-separated files in training order (at least 2), inside the App roots (FIFTYONE_VOG_APP_ROOTS)",
+    )
+    _needed(
+        ctx, inputs, prop, "checkpoints", "Checkpoints", "a glob, a directory or comma-separated files on the server"
     )
     paths = None
     spec = params.get("checkpoints")
@@ -755,10 +899,10 @@ def export_vog_subset_form(ctx, inputs):
         inputs.view_target(ctx, action_description="Export")
     prop = inputs.str(
         "export_dir",
-        required=True,
         label="Export directory",
         description="A new or empty directory on the server, inside the App roots (FIFTYONE_VOG_APP_ROOTS)",
     )
+    _needed(ctx, inputs, prop, "export_dir", "Export directory", "a new or empty directory on the server")
     if ctx.params.get("export_dir"):
         try:
             export_dir_kwargs(ctx)

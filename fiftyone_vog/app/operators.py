@@ -33,10 +33,13 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
     VIEW_NAMES,
     _name_prefix,
     api_kwargs,
+    app_message,
+    app_messages,
     compute_vog_form,
     compute_vog_kwargs,
     export_dir_kwargs,
     export_vog_subset_form,
+    from_the_app,
     imports_allowed,
     parse_checkpoints,
     parse_windows,
@@ -59,10 +62,18 @@ def _execute(op, samples, params, delegate=False, delegation_target=None):
     )
 
 
+#: Seconds between two progress notifications of an immediate App run: a notification stays
+#: 3 s on screen (FiftyOne 1.22), so about one is shown at a time.
+PROGRESS_EVERY_S = 3.0
+
+
 def _run_in_thread(ctx, fn, total_label):
     """Run ``fn(progress)`` in a worker thread; yield App progress updates; return its result.
 
-    Immediate App runs stream these ``set_progress`` messages while the work goes on.
+    The updates are info notifications, at most one per :data:`PROGRESS_EVERY_S`, none for a run
+    shorter than that: FiftyOne 1.22's ``set_progress`` opens a dialog of its own with a **Done**
+    button, shown while the run goes on and left open after it. Meanwhile the operator's own
+    dialog says "Executing..." and has no button; it closes when the run has finished.
     """
     updates: queue.Queue = queue.Queue()
     box = {}
@@ -77,7 +88,7 @@ def _run_in_thread(ctx, fn, total_label):
 
     worker = threading.Thread(target=work, name="fiftyone-vog", daemon=True)
     worker.start()
-    last, done = 0.0, False
+    last, done = time.monotonic(), False
     while not done:
         item = updates.get()
         while item is not None and not updates.empty():  # only the newest update matters
@@ -89,9 +100,10 @@ def _run_in_thread(ctx, fn, total_label):
         if item is None:
             break
         i, n = item
-        if time.monotonic() - last >= 0.5 or i == n:
+        if time.monotonic() - last >= PROGRESS_EVERY_S and i < n:
             last = time.monotonic()
-            yield ctx.trigger("set_progress", {"progress": i / n if n else None, "label": f"{total_label} {i} of {n}"})
+            share = f" ({i / n:.0%})" if n else ""
+            yield ctx.ops.notify(f"{total_label} {i} of {n} samples{share}", variant="info")
     worker.join()
     if "error" in box:
         raise box["error"]
@@ -141,6 +153,7 @@ class ComputeVoG(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         compute_vog_form(ctx, inputs)
+        app_messages(ctx, inputs, "compute_vog")
         return types.Property(inputs, view=types.View(label="Compute VoG"))
 
     @reported
@@ -153,7 +166,9 @@ class ComputeVoG(foo.Operator):
         if ctx.delegated:
             results = compute_vog(samples, progress=_delegated_progress(ctx, "Scoring"), **kwargs)
         else:
-            results = yield from _run_in_thread(ctx, lambda p: compute_vog(samples, progress=p, **kwargs), "Scored")
+            results = yield from _run_in_thread(
+                ctx, lambda p: compute_vog(samples, progress=p, **kwargs), "Compute VoG: scored"
+            )
             yield ctx.trigger("reload_dataset")
         message = (
             f"VoG: scored {len(results.ids)} samples in {results.timings['total']:.1f}s; "
@@ -165,7 +180,7 @@ class ComputeVoG(foo.Operator):
             message += " (reload the page to see them in the sidebar's VoG group)"
         hint = data_wait_hint(results.timings, results.config["num_workers"])
         if hint:
-            message += f". Note: {hint}"
+            message += f". Note: {app_message(hint, 'compute_vog')}"  # the form's control, not --num-workers
         if not ctx.delegated:
             yield ctx.ops.notify(message, variant="success")
 
@@ -188,6 +203,7 @@ class SaveVoGViews(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         save_vog_views_form(ctx, inputs)
+        app_messages(ctx, inputs, "save_vog_views")
         return types.Property(inputs, view=types.View(label="Save VoG views"))
 
     @reported
@@ -217,7 +233,10 @@ class SaveVoGViews(foo.Operator):
                 ctx.ops.set_view(view=views[load])
         return {
             "views": views.table(),
-            "skipped": [{"view": name, "reason": why} for name, why in views.skipped.items()],
+            "skipped": [
+                {"view": name, "reason": app_message(why, "save_vog_views") if from_the_app(ctx) else why}
+                for name, why in views.skipped.items()
+            ],
         }
 
     def resolve_output(self, ctx):
@@ -254,6 +273,7 @@ class ShuffleLabels(foo.Operator):
         inputs = types.Object()
         if not shuffle_labels_form(ctx, inputs):
             return types.Property(inputs)
+        app_messages(ctx, inputs, "shuffle_labels")
         return types.Property(inputs, view=types.View(label="Shuffle labels"))
 
     @reported
@@ -318,6 +338,7 @@ class ExportVoGSubset(foo.Operator):
     def resolve_input(self, ctx):
         inputs = types.Object()
         export_vog_subset_form(ctx, inputs)
+        app_messages(ctx, inputs, "export_vog_subset")
         return types.Property(inputs, view=types.View(label="Export VoG subset"))
 
     @reported

@@ -10,7 +10,8 @@ What FiftyOne does with an exception raised by an operator's ``execute``:
   traceback folded away, and the form is gone.
 
 So on failure the operators first send an error notification with the API's one-line
-message. When the run came from the App (its execute request names the operator in its body,
+message, in the form's words (``forms.app_message``: "tick 'Overwrite'", not ``overwrite=True``).
+When the run came from the App (its execute request names the operator in its body,
 ``operator_uri``; Python's ``foo.execute_operator`` does not, and the App 1.22 leaves
 ``prompt_id`` empty), they then reopen the operator's form with the same parameters, so that
 the user can fix one value and run it again, and end without raising (an exception after the reopen replaces the form
@@ -49,7 +50,9 @@ def report_failure(ctx, operator_uri: str, error: BaseException) -> tuple[list, 
     """
     if ctx.delegated:
         return [], True
-    message = error_message(error)
+    from .forms import app_message
+
+    message = app_message(error_message(error), operator_uri.rsplit("/", 1)[-1])  # the form's words
     messages = [ctx.ops.notify(message, variant="error")]
     if not from_app_prompt(ctx):
         return messages, True

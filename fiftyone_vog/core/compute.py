@@ -453,11 +453,16 @@ def compute_vog(
     return results
 
 
-def data_wait_hint(timings: Mapping[str, float], num_workers: int, threshold: float = 0.25) -> str | None:
-    """A sentence for the user when scoring spent more than ``threshold`` of its time waiting for
-    images (the device idled), else None."""
+def data_wait_hint(
+    timings: Mapping[str, float], num_workers: int, threshold: float = 0.25, min_wait: float = 10.0
+) -> str | None:
+    """A sentence for the user when scoring spent more than ``threshold`` of its time and at least
+    ``min_wait`` seconds waiting for images (the device idled), else None.
+
+    ``min_wait``: more workers cannot save more than the time waited, and starting them costs
+    seconds of its own, so a short run gets no advice to change a setting."""
     wait, compute = timings.get("data_wait", 0.0), timings.get("compute", 0.0)
-    if wait + compute <= 0 or wait / (wait + compute) <= threshold:
+    if wait + compute <= 0 or wait < min_wait or wait / (wait + compute) <= threshold:
         return None
     return (
         f"scoring waited for images {wait / (wait + compute):.0%} of the time ({wait:.1f}s of "

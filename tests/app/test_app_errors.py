@@ -62,7 +62,7 @@ def test_failed_compute_notifies_with_the_api_message_and_reopens_the_form(
     params = {"checkpoints": spec, "model": MODEL, "batch_size": 8, "vog_field": "mine"}
     requests, result = _from_the_app(COMPUTE, dataset, params)
     notes = [r["params"] for r in requests if r["operator_uri"] == "notify"]
-    assert notes == [{"message": str(api.value), "variant": "error"}]
+    assert notes == [{"message": _app(str(api.value)), "variant": "error"}]  # the API's, in the form's words
     prompts = [r["params"] for r in requests if r["operator_uri"] == "prompt_user_for_operation"]
     assert len(prompts) == 1 and prompts[0]["operator_uri"] == COMPUTE
     assert {k: prompts[0]["params"][k] for k in params} == params  # the values the user typed
@@ -99,7 +99,12 @@ def _form(uri, ds, params, **request):
 
     op = foo.get_operator(uri)
     ctx = ExecutionContext(
-        request_params={"dataset_name": ds.name, "params": dict(params), **request},
+        request_params={
+            "dataset_name": ds.name,
+            "params": dict(params),
+            "operator_uri": uri,
+            **request,
+        },  # as the App sends it
         operator_uri=uri,
         required_secrets=op._plugin_secrets,
     )
@@ -123,6 +128,13 @@ def _api_error(fn, *args, **kwargs):
     return str(e.value)
 
 
+def _app(message, operator="compute_vog"):
+    """An API message in the form's words, as the App shows it (``forms.app_message``)."""
+    from fiftyone_vog.app.forms import app_message
+
+    return app_message(message, operator)
+
+
 def _inline(ds, params, prop):
     props, val = _form(COMPUTE, ds, params)
     assert props[prop].invalid, f"{prop} is not invalid"
@@ -136,11 +148,15 @@ def test_unlabeled_samples_with_label_mode_true(dataset, checkpoint_dir, allow_i
     sample.save()
     params = {"checkpoints": checkpoint_dir, "model": MODEL}
     msg = _api_error(fov.compute_vog, dataset, checkpoint_dir, model=MODEL, progress=False)
+    assert msg == (
+        "1 samples have no 'ground_truth' label; label_mode='true' needs labels — use label_mode='auto' "
+        "(true label where present, the model's prediction elsewhere)"
+    )
     assert (
         _inline(dataset, params, "label_mode")
-        == msg
+        == _app(msg)
         == (
-            "1 samples have no 'ground_truth' label; label_mode='true' needs labels — use label_mode='auto' "
+            "1 samples have no 'ground_truth' label; 'Label mode' set to true needs labels — set 'Label mode' to auto "
             "(true label where present, the model's prediction elsewhere)"
         )
     )
@@ -155,7 +171,7 @@ def test_unlabeled_samples_with_label_mode_true(dataset, checkpoint_dir, allow_i
 @pytest.mark.parametrize("device", ["cuda:99", "gpu"])
 def test_a_device_that_does_not_exist(dataset, checkpoint_dir, device):
     msg = _api_error(fov.compute_vog, dataset, checkpoint_dir, model="resnet18", device=device, progress=False)
-    assert _inline(dataset, {"checkpoints": checkpoint_dir, "device": device}, "device") == msg
+    assert _inline(dataset, {"checkpoints": checkpoint_dir, "device": device}, "device") == _app(msg)
     assert "cuda:99" not in msg or "does not exist" in msg or "CUDA is not available" in msg
     props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "device": "cpu"})
     assert not props["device"].invalid
@@ -190,7 +206,7 @@ def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir,
         allow_torchscript=True,
         progress=False,
     )
-    assert _inline(dataset, {**params, "label_mode": "predicted"}, "classes") == msg
+    assert _inline(dataset, {**params, "label_mode": "predicted"}, "classes") == _app(msg)
     assert msg.startswith("the model outputs (4,) scores per sample but 5 classes were given")
 
 
@@ -225,7 +241,7 @@ def test_an_output_field_of_another_type(dataset, checkpoint_dir, allow_imports)
             {"checkpoints": checkpoint_dir, "model": MODEL, "vog_field": "ground_truth", "overwrite": overwrite},
             "vog_field",
         )
-        assert got.startswith(msg) and "Overwrite" not in msg
+        assert got.startswith(_app(msg)) and "Overwrite" not in msg
         assert "field 'ground_truth' exists with type EmbeddedDocumentField; choose another" in got
 
 

@@ -4,6 +4,7 @@ from Python, and with the form's inline errors."""
 import csv
 import glob
 import os
+import re
 
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -115,7 +116,11 @@ def test_compute_vog_operator_equals_the_api(operator_scored, checkpoint_dir, al
     assert len(cfg.checkpoints) == 5
 
 
-def test_compute_vog_reports_progress_and_reloads(dataset, checkpoint_dir, allow_imports):
+def test_compute_vog_reports_progress_and_reloads(dataset, checkpoint_dir, allow_imports, monkeypatch):
+    import importlib
+
+    operators = importlib.import_module(type(foo.get_operator(COMPUTE)).__module__)  # the plugin's copy
+    monkeypatch.setattr(operators, "PROGRESS_EVERY_S", 0.0)  # every update (3 s apart in the App)
     result = foo.execute_operator(
         COMPUTE,
         ctx={
@@ -123,12 +128,15 @@ def test_compute_vog_reports_progress_and_reloads(dataset, checkpoint_dir, allow
             "params": {"checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "batch_size": 8},
         },
     )
-    progress = _requests(result, "set_progress")
+    # progress as info notifications: FiftyOne's set_progress dialog has a Done button while the run goes on
+    assert not _requests(result, "set_progress")
+    progress = [r.params["message"] for r in _requests(result, "notify") if r.params["variant"] == "info"]
     assert progress, "no progress was sent to the App"
-    assert progress[-1].params == {"progress": 1.0, "label": "Scored 40 of 40"}
-    assert [p.params["progress"] for p in progress] == sorted(p.params["progress"] for p in progress)
+    assert all(re.fullmatch(r"Compute VoG: scored \d+ of 40 samples \(\d+%\)", m) for m in progress), progress
+    done = [int(m.split()[3]) for m in progress]
+    assert done == sorted(done) and done[-1] < 40  # the last word is the success message's
     assert _requests(result, "reload_dataset")
-    notes = _requests(result, "notify")
+    notes = [r for r in _requests(result, "notify") if r.params["variant"] == "success"]
     assert notes and notes[0].params["message"].startswith("VoG: scored 40 samples")
     assert dataset.count("vog") == 40 and dataset.count("vog_raw") == 40
     # new fields: the App shows the VoG sidebar group only after a page reload, so the message says so
@@ -146,7 +154,7 @@ def test_compute_vog_reports_progress_and_reloads(dataset, checkpoint_dir, allow
             "params": {"checkpoints": os.path.join(checkpoint_dir, "epoch_*.pt"), "model": MODEL, "overwrite": True},
         },
     )
-    assert "reload the page" not in _requests(result, "notify")[0].params["message"]  # same fields: already placed
+    assert "reload the page" not in _requests(result, "notify")[-1].params["message"]  # same fields: already placed
 
 
 def test_compute_vog_on_selected_samples_only(dataset, checkpoint_dir, allow_imports):

@@ -154,7 +154,7 @@ def test_timings_split_scoring_into_compute_and_waiting_for_images(dataset, chec
     assert t["data_wait"] + t["compute"] <= t["score"] + 1e-6
     assert res.config["num_workers"] == 0
     # threshold 0: the message's form, whatever share the machine's load left to waiting
-    hint = data_wait_hint(t, res.config["num_workers"], threshold=0.0)
+    hint = data_wait_hint(t, res.config["num_workers"], threshold=0.0, min_wait=0.0)
     assert hint.startswith(
         f"scoring waited for images {t['data_wait'] / (t['data_wait'] + t['compute']):.0%} of the time"
     )
@@ -167,7 +167,10 @@ def test_data_wait_hint_threshold():
 
     assert data_wait_hint({"data_wait": 1.0, "compute": 3.0}, 4) is None  # 25 %: fine
     assert data_wait_hint({"data_wait": 0.0, "compute": 0.0}, 0) is None  # nothing scored (all resumed)
-    assert data_wait_hint({"data_wait": 3.0, "compute": 1.0}, 2) == (
-        "scoring waited for images 75% of the time (3.0s of 4.0s) with num_workers=2: raise num_workers "
+    assert data_wait_hint({"data_wait": 30.0, "compute": 10.0}, 2) == (
+        "scoring waited for images 75% of the time (30.0s of 40.0s) with num_workers=2: raise num_workers "
         "(--num-workers) so that decoding keeps up"
     )
+    # a short run gets no advice: 75% of 4 s is 3 s of waiting, less than starting workers costs
+    assert data_wait_hint({"data_wait": 3.0, "compute": 1.0}, 2) is None
+    assert data_wait_hint({"data_wait": 10.0, "compute": 1.0}, 0) is not None  # 10 s: the least that gets a hint

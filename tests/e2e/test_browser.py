@@ -230,6 +230,10 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
 
     modal = _operator(page, "Compute VoG", "compute_vog")
     page.get_by_text("Checkpoints", exact=True).wait_for()
+    page.wait_for_timeout(1500)  # the form's first validation (the App's debounce: 750 ms)
+    assert page.get_by_text("Required property").count() == 0  # nothing typed yet: no error shown
+    assert page.get_by_text("enter the Checkpoints").count() == 0  # (the disabled Execute's tooltip says it)
+    expect(page.get_by_role("button", name="Execute")).to_be_disabled()  # ... but nothing to run either
     checkpoints = modal.locator("input").first
 
     # 1. a run that fails at run time: the error notification, and the form again with the values
@@ -273,6 +277,8 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
 
     # the App reloads the dataset when the operator finishes: the VoG fields appear in the sidebar
     page.get_by_text("vog_raw", exact=True).wait_for()
+    # progress came as notifications: no progress dialog with a Done button, during or after the run
+    assert page.get_by_role("button", name="Done").count() == 0
     ds.reload()
     assert ds.count("vog") == 40 and ds.count("vog_raw") == 40
     assert ds.get_run_info("vog").config.model is None  # TorchScript: nothing imported
