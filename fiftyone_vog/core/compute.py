@@ -1,4 +1,11 @@
-"""``compute_vog``: ties the engine to a FiftyOne collection, writes fields, registers the run."""
+"""``compute_vog``: ties the engine to a FiftyOne collection, writes fields, registers the run.
+
+``compute_vog`` is a short sequence of named steps (validate → load → score → normalize → write),
+each a function here over small records (``Args`` → ``Plan`` → ``Loaded`` → ``RawScores`` →
+``Scores``). The steps live in this module, not one of their own: they call nearly every helper
+here (field names, windows, the overwrite check, threads), which would make a ``steps`` module and
+this one import each other.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,6 +23,7 @@ import torch
 from .. import __version__
 from ..engine import (
     COMPANIONS,
+    RawVoG,
     VoGEngine,
     VoGError,
     VoGOptions,
@@ -22,12 +32,12 @@ from ..engine import (
     class_statistics,
 )
 from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
-from ..inputs.images import ImageDataset, image_pixel_limit, make_loader, read_view
+from ..inputs.images import ImageDataset, ViewData, image_pixel_limit, make_loader, read_view
 from ..options import DEFAULTS, NORMALIZATIONS
 from . import distributed, preflight
 from .locks import locked
 from .naming import check_derived_name, check_field_name
-from .resume import open_partial, sample_signatures
+from .resume import PartialScores, open_partial, sample_signatures
 from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept)
     RUN_METHOD,
     MixedFieldsWarning,
@@ -162,6 +172,345 @@ def _model_spec(model) -> str | None:
     return f"factory:{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', repr(model))}"
 
 
+# -- compute_vog's steps: validate → load → score → normalize → write ------------------------------
+# Each takes the small records the steps before it returned, so that each runs (and is tested) on
+# its own; compute_vog is their sequence, under its run lock.
+
+
+@dataclass(frozen=True)
+class Args:
+    """:func:`compute_vog`'s arguments as given (their meaning: its docstring); :meth:`of` fills
+    in its defaults. The fields are its parameters, in order (tests/core/test_compute_steps.py)."""
+
+    samples: Any
+    checkpoints: Any
+    model: ModelSpec
+    label_field: str
+    classes: Sequence[str] | None
+    label_mode: str
+    target: str
+    statistic: str
+    channel_reduction: str
+    normalization: str
+    vog_field: str
+    windows: Any
+    transform: Any
+    batch_size: int
+    device: str | None
+    num_workers: int | None
+    progress: bool | Callable | None
+    overwrite: bool
+    num_classes: int | None
+    allow_pickle: bool
+    precision: str
+    resume: bool
+    strategy: str
+    autocast: str | None
+    channels_last: bool | None
+    allow_torchscript: bool
+    max_image_pixels: int | None
+    num_threads: int | None
+    companions: bool
+    _allow_import: bool
+
+    @classmethod
+    def of(cls, *args, **kwargs) -> Args:
+        """The arguments of the call ``compute_vog(*args, **kwargs)``, defaults filled in."""
+        import inspect
+
+        bound = inspect.signature(compute_vog).bind(*args, **kwargs)
+        bound.apply_defaults()
+        return cls(**bound.arguments)
+
+
+@dataclass
+class Plan:
+    """What the checks decided (:func:`_validate`); no checkpoint is loaded yet."""
+
+    args: Args
+    options: VoGOptions
+    device: torch.device
+    threads: int  # torch's CPU threads while scoring
+    ctx: distributed.DistContext | None  # under torchrun: this process's rank; else None
+    paths: list  # the checkpoints, in training order
+    hashes: list[str]  # their sha256
+    windows: dict[str, list[int]]  # {window: checkpoint indices}, without ALL
+    fields: dict[str, tuple[str, str]]  # {window: (normalized field, raw field)}, ALL included
+    companion_fields: dict[str, dict[str, str]]  # {window: {companion: field}}; {} without companions
+    data: ViewData  # ids, paths, labels and classes of the view
+    max_image_pixels: int
+    t0: float  # time.perf_counter() when the run began
+
+    @property
+    def num_workers(self) -> int:
+        return _workers(self.args.num_workers, self.device)
+
+    @property
+    def is_main(self) -> bool:
+        return self.ctx is None or self.ctx.is_main  # under torchrun only rank 0 writes
+
+    @property
+    def transform(self) -> str | None:
+        t = self.args.transform
+        return t if t is None or isinstance(t, str) else repr(t)
+
+
+@dataclass
+class Loaded:
+    """The models of the checkpoints, the images as a torch dataset, and the engine (:func:`_load`)."""
+
+    models: list
+    dataset: ImageDataset
+    engine: VoGEngine
+    t_load: float  # time.perf_counter() once the models were loaded
+
+
+@dataclass
+class RawScores:
+    """The raw scores of every sample (:func:`_score`), on every torchrun rank."""
+
+    raw: RawVoG  # {window or "window:companion": (n,)} aligned with plan.data.ids
+    partial: PartialScores  # the run's flushed chunks: cleared once the write succeeded
+    t_score: float  # time.perf_counter() once scored
+
+
+@dataclass
+class Scores:
+    """What the run writes (:func:`_normalize`)."""
+
+    values: dict[str, np.ndarray]  # {field: (n,)} of every field written
+    raw: dict[str, np.ndarray]  # the raw VoG fields among them
+    class_stats: dict[str, dict]  # {window: {class name: statistics of its raw scores}}
+
+
+def _validate(args: Args) -> Plan:
+    """Every check that needs no model, in compute_vog's order, before any checkpoint is loaded
+    (file hashes and the view's labels are read): a refused argument costs no model load."""
+    t0 = time.perf_counter()
+    a = args
+    options = VoGOptions(
+        label_mode=a.label_mode, target=a.target, statistic=a.statistic, channel_reduction=a.channel_reduction
+    )
+    check_choice("normalization", a.normalization, NORMALIZATIONS)
+    check_choice("precision", a.precision, tuple(PRECISIONS))
+    _check_field_name(a.vog_field)
+    if int(a.batch_size) < 1:
+        raise VoGError(f"batch_size must be ≥ 1, got {a.batch_size}")
+    if a.num_workers is not None and int(a.num_workers) < 0:
+        raise VoGError(f"num_workers must be ≥ 0 (0: decode images in this process), got {a.num_workers}")
+    if a.num_classes is not None and int(a.num_classes) < 1:
+        raise VoGError(f"num_classes must be ≥ 1 (the model's output size), got {a.num_classes}")
+    max_image_pixels = image_pixel_limit(a.max_image_pixels)
+    dev = preflight.check_device(a.device)
+    threads = _num_threads(a.num_threads, dev)
+    ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
+    if ctx is not None:
+        dev = ctx.device(dev)
+
+    paths = resolve_checkpoints(a.checkpoints)
+    hashes = check_distinct(paths)  # the same file twice would score 0 everywhere
+    preflight.check_checkpoint_files(paths, a.allow_torchscript, a._allow_import)
+    window_idx = resolve_windows(a.windows, paths)
+    fields = field_names(a.vog_field, window_idx)
+    preflight.check_labels(a.samples, a.label_field, a.label_mode)
+    data = read_view(a.samples, a.label_field, a.classes, require_labels=a.label_mode == "true")
+    if data.duplicates:
+        logger.warning(
+            "fiftyone-vog: the view holds %d repeated occurrence(s) of its samples; each sample is "
+            "scored once (config 'duplicate_samples')",
+            data.duplicates,
+        )
+    extra = companion_fields(a.vog_field, window_idx) if a.companions else {}
+    _check_overwrite(
+        a.samples,
+        a.vog_field,
+        {**fields, **{f"{w}:companions": tuple(c.values()) for w, c in extra.items()}},
+        a.overwrite,
+    )
+    return Plan(a, options, dev, threads, ctx, paths, hashes, window_idx, fields, extra, data, max_image_pixels, t0)
+
+
+def _load(plan: Plan) -> Loaded:
+    """Load every checkpoint into its model (strictly), wrap the images, build the engine, and
+    check the model's output size against the classes on the first image."""
+    a, data = plan.args, plan.data
+    models = load_models(
+        plan.paths,
+        a.model,
+        num_classes=a.num_classes if a.num_classes is not None else len(data.classes),
+        allow_pickle=a.allow_pickle,
+        allow_import=a._allow_import,
+        allow_torchscript=a.allow_torchscript,
+    )
+    dataset = ImageDataset(
+        data.ids,
+        data.filepaths,
+        data.labels,
+        a.transform,  # (imports torchvision's transforms)
+        max_image_pixels=plan.max_image_pixels,
+    )
+    t_load = time.perf_counter()
+    engine = VoGEngine(
+        models,
+        {ALL: list(range(len(plan.paths))), **plan.windows},
+        plan.options,
+        device=plan.device,
+        dtype=PRECISIONS[a.precision],
+        strategy=a.strategy,
+        autocast=a.autocast,
+        channels_last=a.channels_last,
+        companions=a.companions,
+    )
+    engine.check_output_size(dataset[0][0][None], len(data.classes))
+    return Loaded(models, dataset, engine, t_load)
+
+
+def _resume_config(plan: Plan) -> dict:
+    """Everything that changes a raw score: the key of the run's partial chunks (:mod:`.resume`)."""
+    a = plan.args
+    return {
+        "checkpoint_sha256": plan.hashes,
+        "model": _model_spec(a.model),
+        "num_classes": a.num_classes,
+        "label_field": a.label_field,
+        "classes": plan.data.classes,
+        "options": vars(plan.options),
+        "windows": plan.windows,
+        "transform": plan.transform,
+        "precision": a.precision,
+        "autocast": a.autocast,
+        "companions": bool(a.companions),
+    }
+
+
+def _score(plan: Plan, loaded: Loaded) -> RawScores:
+    """Raw scores of every sample: resumed from the run's flushed chunks (``resume``), else from
+    scratch; under torchrun this rank's shard, then gathered (:func:`.distributed.score_samples`)."""
+    a, data, dev = plan.args, plan.data, plan.device
+    partial = open_partial(
+        a.samples,
+        a.vog_field,
+        loaded.engine,
+        a.resume,
+        plan.ctx,
+        _resume_config(plan),
+        signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)),
+    )
+    with _torch_threads(plan.threads):
+        raw = distributed.score_samples(
+            loaded.engine,
+            loaded.dataset,
+            data.ids,
+            lambda d: make_loader(
+                d, batch_size=int(a.batch_size), num_workers=plan.num_workers, pin_memory=dev.type == "cuda"
+            ),
+            progress=a.progress,
+            partial=partial,
+            ctx=plan.ctx,
+        )
+    return RawScores(raw, partial, time.perf_counter())
+
+
+def _normalize(plan: Plan, raw: RawVoG) -> Scores:
+    """Each window's raw VoG normalized within the class of its used label (``normalization``),
+    its raw field and class statistics; the companions as they are (never class-normalized)."""
+    scores, raws, stats = {}, {}, {}
+    for w, (norm_name, raw_name) in plan.fields.items():
+        scores[norm_name] = class_normalize(raw.raw[w], raw.used_labels, plan.args.normalization)
+        scores[raw_name] = raw.raw[w]
+        raws[raw_name] = raw.raw[w]
+        stats[w] = {plan.data.classes[c]: s for c, s in class_statistics(raw.raw[w], raw.used_labels).items()}
+    for w, names in plan.companion_fields.items():  # companions: raw values, never class-normalized
+        for c, name in names.items():
+            scores[name] = raw.raw[f"{w}:{c}"]
+    return Scores(scores, raws, stats)
+
+
+def _run_config(plan: Plan, loaded: Loaded, scored: RawScores, scores: Scores) -> dict:
+    """The run's config, as FiftyOne stores it (:class:`VoGRunConfig`)."""
+    a, dev = plan.args, plan.device
+    return {
+        "method": RUN_METHOD,
+        "vog_field": a.vog_field,
+        "fields": list(scores.values),
+        "checkpoints": [os.path.abspath(p) for p in plan.paths],
+        "checkpoint_sha256": plan.hashes,
+        "model": _model_spec(a.model),
+        "num_classes": a.num_classes,
+        "label_field": a.label_field,
+        "classes": plan.data.classes,
+        "label_mode": a.label_mode,
+        "target": a.target,
+        "statistic": a.statistic,
+        "channel_reduction": a.channel_reduction,
+        "normalization": a.normalization,
+        "companions": list(COMPANIONS) if a.companions else [],
+        "windows": {w: idx for w, idx in plan.windows.items()},
+        "transform": plan.transform,
+        "batch_size": int(a.batch_size),
+        "num_workers": plan.num_workers,
+        "device": str(dev),
+        "num_threads": plan.threads,
+        "precision": a.precision,
+        "engine": loaded.engine.settings,
+        "world_size": 1 if plan.ctx is None else plan.ctx.world_size,
+        "resumed_samples": scored.raw.stats.get("resumed", 0),
+        "resume_changed_samples": scored.partial.changed,  # flushed, but label or path changed: scored again
+        "num_samples": len(plan.data.ids),
+        "duplicate_samples": plan.data.duplicates,  # repeated occurrences in the view, each scored once
+        "versions": _versions(),
+    }
+
+
+def _write(plan: Plan, loaded: Loaded, scored: RawScores, scores: Scores) -> VoGResults:
+    """Write the fields and register the run, all or nothing (:func:`.writer.write_run`; under
+    torchrun rank 0 alone, the others wait at the barrier); index the fields, drop the partial
+    chunks. Returns the run's :class:`VoGResults`."""
+    a, data, raw = plan.args, plan.data, scored.raw
+    config = _run_config(plan, loaded, scored, scores)
+    # data_wait / compute: seconds the scoring loop waited for images / computed (summed over
+    # torchrun ranks); a large data_wait means the device idled: raise num_workers
+    timings = {
+        "load": loaded.t_load - plan.t0,
+        "score": scored.t_score - loaded.t_load,
+        "data_wait": raw.stats["data_wait"],
+        "compute": raw.stats["compute"],
+    }
+
+    def finish_timings():
+        t = time.perf_counter()
+        timings.update(write=t - scored.t_score, total=t - plan.t0)
+        return timings
+
+    results = VoGResults(  # what FiftyOne stores with the run, plus the arrays (not stored)
+        a.samples,
+        VoGRunConfig(**config),
+        a.vog_field,
+        class_stats=scores.class_stats,
+        summary=_summary(raw),
+        timings=timings,
+        ids=data.ids,
+        raw=scores.raw,
+        scores=scores.values,
+        used_labels=raw.used_labels,
+        predicted=raw.predicted,
+        classes=data.classes,
+    )
+    if plan.is_main:  # the run's results are saved by write_run, inside its all-or-nothing block
+        write_run(a.samples, data.ids, scores.values, a.vog_field, config, lambda: (finish_timings(), results)[1])
+        try:
+            index_score_fields(a.samples._dataset, list(scores.values))
+            scored.partial.clear()
+        except KeyboardInterrupt as e:
+            e.fiftyone_vog_state = "written"
+            raise
+    else:
+        finish_timings()
+    if plan.ctx is not None:
+        plan.ctx.barrier()
+    return results
+
+
 @locked  # the run lock of (dataset, vog_field), held from the checks to the end of the write
 def compute_vog(
     samples,
@@ -269,188 +618,12 @@ def compute_vog(
     Nothing is written unless the whole computation succeeds. Another process computing the
     same ``vog_field`` of the dataset meanwhile is refused (see :mod:`fiftyone_vog.core.locks`).
     """
-    t0 = time.perf_counter()
-    options = VoGOptions(label_mode=label_mode, target=target, statistic=statistic, channel_reduction=channel_reduction)
-    check_choice("normalization", normalization, NORMALIZATIONS)
-    check_choice("precision", precision, tuple(PRECISIONS))
-    _check_field_name(vog_field)
-    if int(batch_size) < 1:
-        raise VoGError(f"batch_size must be ≥ 1, got {batch_size}")
-    if num_workers is not None and int(num_workers) < 0:
-        raise VoGError(f"num_workers must be ≥ 0 (0: decode images in this process), got {num_workers}")
-    if num_classes is not None and int(num_classes) < 1:
-        raise VoGError(f"num_classes must be ≥ 1 (the model's output size), got {num_classes}")
-    max_image_pixels = image_pixel_limit(max_image_pixels)
-    dev = preflight.check_device(device)
-    threads = _num_threads(num_threads, dev)
-    ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
-    if ctx is not None:
-        dev = ctx.device(dev)
-
-    paths = resolve_checkpoints(checkpoints)
-    hashes = check_distinct(paths)  # the same file twice would score 0 everywhere
-    preflight.check_checkpoint_files(paths, allow_torchscript, _allow_import)
-    window_idx = resolve_windows(windows, paths)
-    fields = field_names(vog_field, window_idx)
-    preflight.check_labels(samples, label_field, label_mode)
-    data = read_view(samples, label_field, classes, require_labels=label_mode == "true")
-    if data.duplicates:
-        logger.warning(
-            "fiftyone-vog: the view holds %d repeated occurrence(s) of its samples; each sample is "
-            "scored once (config 'duplicate_samples')",
-            data.duplicates,
-        )
-    extra = companion_fields(vog_field, window_idx) if companions else {}
-    _check_overwrite(
-        samples, vog_field, {**fields, **{f"{w}:companions": tuple(c.values()) for w, c in extra.items()}}, overwrite
-    )
-
-    models = load_models(
-        paths,
-        model,
-        num_classes=num_classes if num_classes is not None else len(data.classes),
-        allow_pickle=allow_pickle,
-        allow_import=_allow_import,
-        allow_torchscript=allow_torchscript,
-    )
-    dataset = ImageDataset(
-        data.ids,
-        data.filepaths,
-        data.labels,
-        transform,  # (imports torchvision's transforms)
-        max_image_pixels=max_image_pixels,
-    )
-    t_load = time.perf_counter()
-    engine = VoGEngine(
-        models,
-        {ALL: list(range(len(paths))), **window_idx},
-        options,
-        device=dev,
-        dtype=PRECISIONS[precision],
-        strategy=strategy,
-        autocast=autocast,
-        channels_last=channels_last,
-        companions=companions,
-    )
-    engine.check_output_size(dataset[0][0][None], len(data.classes))
-    partial = open_partial(
-        samples,
-        vog_field,
-        engine,
-        resume,
-        ctx,
-        {
-            "checkpoint_sha256": hashes,
-            "model": _model_spec(model),
-            "num_classes": num_classes,
-            "label_field": label_field,
-            "classes": data.classes,
-            "options": vars(options),
-            "windows": window_idx,
-            "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
-            "precision": precision,
-            "autocast": autocast,
-            "companions": bool(companions),
-        },
-        signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)),
-    )
-    with _torch_threads(threads):
-        raw = distributed.score_samples(
-            engine,
-            dataset,
-            data.ids,
-            lambda d: make_loader(
-                d, batch_size=int(batch_size), num_workers=_workers(num_workers, dev), pin_memory=dev.type == "cuda"
-            ),
-            progress=progress,
-            partial=partial,
-            ctx=ctx,
-        )
-    t_score = time.perf_counter()
-
-    scores, raws, stats = {}, {}, {}
-    for w, (norm_name, raw_name) in fields.items():
-        scores[norm_name] = class_normalize(raw.raw[w], raw.used_labels, normalization)
-        scores[raw_name] = raw.raw[w]
-        raws[raw_name] = raw.raw[w]
-        stats[w] = {data.classes[c]: s for c, s in class_statistics(raw.raw[w], raw.used_labels).items()}
-    for w, names in extra.items():  # companions: raw values, never class-normalized
-        for c, name in names.items():
-            scores[name] = raw.raw[f"{w}:{c}"]
-
-    config = {
-        "method": RUN_METHOD,
-        "vog_field": vog_field,
-        "fields": list(scores),
-        "checkpoints": [os.path.abspath(p) for p in paths],
-        "checkpoint_sha256": hashes,
-        "model": _model_spec(model),
-        "num_classes": num_classes,
-        "label_field": label_field,
-        "classes": data.classes,
-        "label_mode": label_mode,
-        "target": target,
-        "statistic": statistic,
-        "channel_reduction": channel_reduction,
-        "normalization": normalization,
-        "companions": list(COMPANIONS) if companions else [],
-        "windows": {w: idx for w, idx in window_idx.items()},
-        "transform": transform if transform is None or isinstance(transform, str) else repr(transform),
-        "batch_size": int(batch_size),
-        "num_workers": _workers(num_workers, dev),
-        "device": str(dev),
-        "num_threads": threads,
-        "precision": precision,
-        "engine": engine.settings,
-        "world_size": 1 if ctx is None else ctx.world_size,
-        "resumed_samples": raw.stats.get("resumed", 0),
-        "resume_changed_samples": partial.changed,  # flushed, but label or path changed: scored again
-        "num_samples": len(data.ids),
-        "duplicate_samples": data.duplicates,  # repeated occurrences in the view, each scored once
-        "versions": _versions(),
-    }
-    main = ctx is None or ctx.is_main  # under torchrun only rank 0 writes
-    # data_wait / compute: seconds the scoring loop waited for images / computed (summed over
-    # torchrun ranks); a large data_wait means the device idled: raise num_workers
-    timings = {
-        "load": t_load - t0,
-        "score": t_score - t_load,
-        "data_wait": raw.stats["data_wait"],
-        "compute": raw.stats["compute"],
-    }
-
-    def finish_timings():
-        t = time.perf_counter()
-        timings.update(write=t - t_score, total=t - t0)
-        return timings
-
-    results = VoGResults(  # what FiftyOne stores with the run, plus the arrays (not stored)
-        samples,
-        VoGRunConfig(**config),
-        vog_field,
-        class_stats=stats,
-        summary=_summary(raw),
-        timings=timings,
-        ids=data.ids,
-        raw=raws,
-        scores=scores,
-        used_labels=raw.used_labels,
-        predicted=raw.predicted,
-        classes=data.classes,
-    )
-    if main:  # the run's results are saved by write_run, inside its all-or-nothing block
-        write_run(samples, data.ids, scores, vog_field, config, lambda: (finish_timings(), results)[1])
-        try:
-            index_score_fields(samples._dataset, list(scores))
-            partial.clear()
-        except KeyboardInterrupt as e:
-            e.fiftyone_vog_state = "written"
-            raise
-    else:
-        finish_timings()
-    if ctx is not None:
-        ctx.barrier()
-    return results
+    args = Args(**locals())  # first: here the locals are exactly the arguments
+    plan = _validate(args)  # every check up front, in this order; nothing loaded yet
+    loaded = _load(plan)  # checkpoints → models, images, engine
+    scored = _score(plan, loaded)  # raw scores of every sample (resume, torchrun)
+    scores = _normalize(plan, scored.raw)  # within each class; companions as they are
+    return _write(plan, loaded, scored, scores)  # all or nothing, still under the lock
 
 
 def data_wait_hint(
