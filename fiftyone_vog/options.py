@@ -19,6 +19,11 @@ TARGETS = ("logit", "probability")
 STATISTICS = ("variance", "std")
 CHANNEL_REDUCTIONS = ("sum", "mean")
 NORMALIZATIONS = ("zscore", "abs", "none")
+#: The training-dynamics companions of VoG, in the order their fields are written
+#: (``{vog_field}_{name}``; computed in :mod:`fiftyone_vog.engine.companions`).
+COMPANIONS = ("loss", "margin", "maxprob", "energy")
+#: +1 when a high value of a companion flags a sample (like VoG), −1 when a low value does.
+COMPANION_SIGNS = {"loss": 1, "margin": -1, "maxprob": -1, "energy": 1}
 
 #: The default class score whose input gradient VoG measures, chosen by measurement (README
 #: "Results", docs/results.md): ``"probability"`` (softmax) flags memorized labels and OOD samples

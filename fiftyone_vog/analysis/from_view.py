@@ -172,9 +172,9 @@ def per_class_from_view(
 
     ``classes`` defaults to the dataset's classes for ``label_field``, else the sorted labels.
     """
-    field_name = vog_field
-    if raw and not vog_field.endswith("_raw") and f"{vog_field}_raw" in samples.get_field_schema():
-        field_name = f"{vog_field}_raw"
+    from ..core.naming import score_fields
+
+    field_name = score_fields(samples, vog_field).raw_or_score if raw else vog_field
     _, s, has = _read_scores(samples, field_name)
     _check_fields(samples, label_field, pred_field)
     labels = np.array(samples.values(f"{label_field}.label"), dtype=object)[has]

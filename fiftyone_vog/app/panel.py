@@ -128,7 +128,9 @@ def pick_vog_field(samples, fields, current=None):
 def view_stats(samples, vog_field: str, label_field: str | None = None, pred_field: str | None = None) -> dict:
     """Everything the panel draws, for one view: read the values once, then the pure functions."""
     # class means of a class-normalized score are 0 by construction: use the raw score for them
-    raw_field = f"{vog_field}_raw" if f"{vog_field}_raw" in samples.get_field_schema() else vog_field
+    from ..core.naming import score_fields
+
+    raw_field = score_fields(samples, vog_field).raw_or_score
     fields = [vog_field, raw_field]
     if label_field:
         fields.append(f"{label_field}.label")

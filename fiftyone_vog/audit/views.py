@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..core.naming import companion_field_name, score_fields
 from ..errors import VoGError
 from ..options import OptionError, check_percentile
 
@@ -286,8 +287,8 @@ def save_vog_views(
             skip(kind, f"none of the {len(marked)} samples with {what} has a VoG score; compute VoG on them")
             return
         how = "hardest first"
-        if raw and f"{by}_raw" in ds.get_field_schema():
-            by, how = f"{by}_raw", "highest raw VoG first"
+        if raw and score_fields(ds, by).raw:
+            by, how = score_fields(ds, by).raw, "highest raw VoG first"
         add(kind, marked.sort_by(by, **hardest_first), f"{what} ({meaning}), by {by}, {how}", field=by)
 
     def add_flagged(kind, field, meaning, hint, raw=False):
@@ -323,7 +324,7 @@ def save_vog_views(
     thresholds = {"high": t_high, "low": t_low}
     sort_fields = {}
     if "label-errors" in kind_names:
-        loss_field = label_error_field or f"{vog_field}_{LABEL_ERROR_COMPANION}"
+        loss_field = label_error_field or companion_field_name(vog_field, LABEL_ERROR_COMPANION)
         sort_fields[kind_names["label-errors"]] = loss_field
         loss_values = dataset.values(loss_field) if loss_field in ds.get_field_schema() else []
         if any(v is not None and v == v for v in loss_values):

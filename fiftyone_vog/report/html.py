@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import analysis as A
 from ..analysis.common import _check_bins
+from ..core.naming import score_fields
 from ..errors import VoGError
 
 PNG_NAMES = {
@@ -283,13 +284,9 @@ def vog_report(
         raise VoGError(
             f"out_dir={str(out_dir)!r} is a file, not a directory; choose a folder for report.html and the PNGs"
         )
-    if (
-        early_field is None
-        and late_field is None
-        and _exists(schema, f"{vog_field}_early")
-        and _exists(schema, f"{vog_field}_late")
-    ):
-        early_field, late_field = f"{vog_field}_early", f"{vog_field}_late"
+    beside = score_fields(samples, vog_field)
+    if early_field is None and late_field is None and beside.window("early") and beside.window("late"):
+        early_field, late_field = beside.window("early"), beside.window("late")
 
     ids, scores, fps = samples.values(["id", vog_field, "filepath"])
     has = np.array([s is not None for s in scores], dtype=bool)
@@ -494,10 +491,10 @@ def vog_report(
         # the raw score where there is one: z-scoring within the class a foreign image was assigned
         # to hides what makes it foreign (docs/results.md); the section says which score it uses
         ood_scores, ood_field_used = s, vog_field
-        if _exists(schema, f"{vog_field}_raw"):
-            raw_all = np.array(samples.values(f"{vog_field}_raw"), dtype=object)[has]
+        if beside.raw:
+            raw_all = np.array(samples.values(beside.raw), dtype=object)[has]
             if all(v is not None for v in raw_all):
-                ood_scores, ood_field_used = raw_all.astype(np.float64), f"{vog_field}_raw"
+                ood_scores, ood_field_used = raw_all.astype(np.float64), beside.raw
         sh = A.share_by_percentile(ood_scores[oknown], oflag[oknown], bins)
         det = A.detection_metrics(ood_scores[oknown], oflag[oknown])
         results["ood"] = {
@@ -551,7 +548,7 @@ def vog_report(
         except VoGError as e:
             section("per_class", title, "skipped", str(e))
     if pc is not None:
-        used = f"{vog_field}_raw" if _exists(schema, f"{vog_field}_raw") else vog_field
+        used = beside.raw_or_score
         results["per_class"] = {**pc.to_dict(), "field": used}
         pngs["per_class"] = _png_scatter(os.path.join(out_dir, PNG_NAMES["per_class"]), pc, used)
         fig = go.Figure(
