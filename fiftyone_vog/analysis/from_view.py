@@ -180,7 +180,9 @@ def per_class_from_view(
     labels = np.array(samples.values(f"{label_field}.label"), dtype=object)[has]
     preds = np.array(samples.values(f"{pred_field}.label"), dtype=object)[has]
     if classes is None:
-        classes = samples._dataset.classes.get(label_field) or samples._dataset.default_classes or None
+        from ..inputs.labels import declared_classes
+
+        classes = declared_classes(samples, label_field)
     return per_class_vog_vs_fnr(s, labels, preds, classes)
 
 

@@ -8,6 +8,7 @@ import os
 import uuid
 
 from ..errors import VoGError
+from ..inputs.labels import check_classification_field
 from .export_safety import check_export_dir, describe_os_error, remove_partial, replace_dir, write_marker
 
 #: ``dataset_type`` → what is written.
@@ -139,13 +140,8 @@ def export_vog_subset(
         raise VoGError(f"dataset_type={dataset_type!r} is not one of {', '.join(DATASET_TYPES)}")
     samples = resolve_view(view_or_saved_view_name, dataset)
     export_dir = _check_target(export_dir, overwrite, samples)
-    schema = samples.get_field_schema()
     if dataset_type != "fiftyone":
-        field = schema.get(label_field)
-        if field is None:
-            raise VoGError(f"no label field {label_field!r} on {samples._dataset.name!r}; pass label_field=")
-        if not (isinstance(field, fo.EmbeddedDocumentField) and issubclass(field.document_type, fo.Classification)):
-            raise VoGError(f"field {label_field!r} is not a fo.Classification field")
+        check_classification_field(samples, label_field, f"dataset_type={dataset_type!r}")
     fields = vog_fields(samples, vog_field) if dataset_type == "csv" else []
     if dataset_type == "csv" and not fields:
         raise VoGError(
