@@ -360,9 +360,7 @@ def add_export(sub):
     p.add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--view", help="saved view to export, e.g. vog-high (default: the whole dataset)")
     p.add_argument("--export-dir", required=True, help="output directory (new or empty unless --overwrite)")
-    p.add_argument(
-        "--dataset-type", default="image-classification-dir", choices=["image-classification-dir", "fiftyone", "csv"]
-    )
+    p.add_argument("--dataset-type", default=options.DEFAULT_EXPORT_TYPE, choices=options.EXPORT_TYPES)
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--vog-field", default="vog", help="VoG run whose fields go into the CSV (csv only; default: vog)")
     p.add_argument(
@@ -471,7 +469,7 @@ def run_install_plugin(args):
     from .app.install import install_plugin, plugin_errors
 
     path = install_plugin(args.plugins_dir, mode="copy" if args.copy else "link", overwrite=args.overwrite)
-    print(f"installed @fiftyone-vog/vog at {path}")
+    print(f"installed {options.PLUGIN_NAME} at {path}")
     import fiftyone as fo
 
     plugins_dir = os.path.dirname(path)

@@ -32,6 +32,18 @@ COMPANION_SIGNS = {"loss": 1, "margin": -1, "maxprob": -1, "energy": 1}
 DEFAULT_TARGET = "probability"
 #: ``shuffle_labels``' default seed (the paper's audit is reproducible by default).
 DEFAULT_SEED = 51
+#: The plugin's name, as ``fiftyone.yml`` declares it (a test checks they agree): its operators'
+#: URIs are ``{PLUGIN_NAME}/{operator}``.
+PLUGIN_NAME = "@fiftyone-vog/vog"
+#: The kinds of saved view ``save_vog_views`` creates, in the order it creates them; a view is
+#: named ``{name_prefix}-{kind}``, ``name_prefix`` defaulting to :data:`DEFAULT_VIEW_PREFIX`.
+VIEW_KINDS = ("high", "low", "shuffled-labels", "ood", "label-errors")
+DEFAULT_VIEW_PREFIX = "vog"
+#: The saved views' default names: ``vog-high``, ``vog-low``, …
+VIEW_NAMES = tuple(f"{DEFAULT_VIEW_PREFIX}-{kind}" for kind in VIEW_KINDS)
+#: ``export_vog_subset``'s ``dataset_type`` choices; the first is the default.
+EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
+DEFAULT_EXPORT_TYPE = EXPORT_TYPES[0]
 #: ``save_vog_views``' slice size in percent: ``PERCENTILE_MIN < percentile <= PERCENTILE_MAX``.
 PERCENTILE_MIN, PERCENTILE_MAX = 0, 100
 

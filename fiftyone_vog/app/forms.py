@@ -36,8 +36,8 @@ CHOICES = {
     "precision": ("float32", "float64"),
     "autocast": ("none", "bf16", "fp16", "bf16-all", "fp16-all"),
 }
-VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-label-errors")
-EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
+VIEW_NAMES = options.VIEW_NAMES
+EXPORT_TYPES = options.EXPORT_TYPES
 
 
 # -- shared form helpers -----------------------------------------------------------

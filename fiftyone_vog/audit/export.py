@@ -9,14 +9,21 @@ import uuid
 
 from ..errors import VoGError
 from ..inputs.labels import check_classification_field
+from ..options import DEFAULT_EXPORT_TYPE, EXPORT_TYPES
 from .export_safety import check_export_dir, describe_os_error, remove_partial, replace_dir, write_marker
 
 #: ``dataset_type`` → what is written.
-DATASET_TYPES = {
-    "image-classification-dir": "FiftyOne's ImageClassificationDirectoryTree: one folder per label with the images",
-    "fiftyone": "FiftyOneDataset: media and every field, re-importable with fo.Dataset.from_dir",
-    "csv": "manifest.csv: id, filepath, label and every VoG field of the run, in the view's order",
-}
+DATASET_TYPES = dict(
+    zip(
+        EXPORT_TYPES,
+        (
+            "FiftyOne's ImageClassificationDirectoryTree: one folder per label with the images",
+            "FiftyOneDataset: media and every field, re-importable with fo.Dataset.from_dir",
+            "manifest.csv: id, filepath, label and every VoG field of the run, in the view's order",
+        ),
+        strict=True,
+    )
+)
 MANIFEST_NAME = "manifest.csv"
 logger = logging.getLogger(__name__)
 
@@ -94,7 +101,7 @@ def export_vog_subset(
     view_or_saved_view_name,
     export_dir,
     dataset=None,
-    dataset_type: str = "image-classification-dir",
+    dataset_type: str = DEFAULT_EXPORT_TYPE,
     label_field: str = "ground_truth",
     vog_field: str = "vog",
     overwrite: bool = False,

@@ -21,24 +21,18 @@ import numpy as np
 
 from ..core.naming import companion_field_name, score_fields
 from ..errors import VoGError
-from ..options import OptionError, check_percentile
+from ..options import DEFAULT_VIEW_PREFIX, VIEW_KINDS, VIEW_NAMES, OptionError, check_percentile
 
 logger = logging.getLogger(__name__)
 
-VOG_HIGH = "vog-high"
-VOG_LOW = "vog-low"
-VOG_SHUFFLED = "vog-shuffled-labels"
-VOG_OOD = "vog-ood"
-VOG_LABEL_ERRORS = "vog-label-errors"
-
-#: The saved views :func:`save_vog_views` creates, in the order it creates them.
-VOG_VIEW_NAMES = (VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD, VOG_LABEL_ERRORS)
-#: The kinds of view, in the same order: a view is named ``{name_prefix}-{kind}``.
-VIEW_KINDS = ("high", "low", "shuffled-labels", "ood", "label-errors")
+#: The saved views :func:`save_vog_views` creates, in the order it creates them, and their kinds
+#: (a view is named ``{name_prefix}-{kind}``): the options table's.
+VOG_VIEW_NAMES, VIEW_KINDS = VIEW_NAMES, VIEW_KINDS
+VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD, VOG_LABEL_ERRORS = VOG_VIEW_NAMES
 #: The companion that ranks label errors: the mean loss of the used label over the checkpoints,
 #: the strongest label-error score we measured (docs/results.md).
 LABEL_ERROR_COMPANION = "loss"
-DEFAULT_PREFIX = "vog"
+DEFAULT_PREFIX = DEFAULT_VIEW_PREFIX
 
 
 def vog_view_names(name_prefix: str | None = None) -> list[str]:
