@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import functools
 import html
+import inspect
 import os
 import re
 from collections.abc import Callable
@@ -324,23 +325,24 @@ class ReportContext:
         return self.ood is not None and bool((self.ood[0] & self.ood[1]).any())
 
 
-def report_context(
-    samples,
-    out_dir,
-    vog_field="vog",
-    label_field="ground_truth",
-    pred_field=None,
-    shuffled_field="label_shuffled",
-    ood_tag="ood",
-    ood_field=None,
-    early_field=None,
-    late_field=None,
-    grid_size=5,
-    per_class=True,
-    bins=10,
-) -> ReportContext:
-    """Check :func:`vog_report`'s arguments (before anything is written), read the scored samples'
-    values once, create ``out_dir``: what each section builds from."""
+def report_context(samples, out_dir, **options) -> ReportContext:
+    """Check :func:`vog_report`'s arguments (``options``: its keyword arguments, with its
+    defaults; ``print_summary`` and ``sections`` are ignored) before anything is written, read
+    the scored samples' values once, create ``out_dir``: what each section builds from."""
+    bound = inspect.signature(vog_report).bind(samples, out_dir, **options)
+    bound.apply_defaults()
+    return _context(bound.arguments)
+
+
+def _context(args: dict) -> ReportContext:
+    """:func:`report_context` from ``vog_report``'s bound arguments (one place for their defaults)."""
+    samples, out_dir, vog_field, label_field, pred_field = (
+        args[k] for k in ("samples", "out_dir", "vog_field", "label_field", "pred_field")
+    )
+    shuffled_field, ood_tag, ood_field, early_field, late_field = (
+        args[k] for k in ("shuffled_field", "ood_tag", "ood_field", "early_field", "late_field")
+    )
+    grid_size, per_class, bins = args["grid_size"], args["per_class"], args["bins"]
     schema = samples.get_field_schema()
     if vog_field not in schema:
         raise VoGError(f"field {vog_field!r} not found; run compute_vog(..., vog_field={vog_field!r}) first")
@@ -749,22 +751,9 @@ def vog_report(
         VoGError: ``vog_field`` missing or unscored, an explicitly named field missing, or an
         unknown section.
     """
+    args = dict(locals())  # first: the arguments, nothing else
     chosen = _chosen(sections)
-    ctx = report_context(
-        samples,
-        out_dir,
-        vog_field=vog_field,
-        label_field=label_field,
-        pred_field=pred_field,
-        shuffled_field=shuffled_field,
-        ood_tag=ood_tag,
-        ood_field=ood_field,
-        early_field=early_field,
-        late_field=late_field,
-        grid_size=grid_size,
-        per_class=per_class,
-        bins=bins,
-    )
+    ctx = _context(args)
     statuses, results, blocks = {}, {}, []
     for sec in SECTIONS:
         built = sec.build(ctx) if sec.key in chosen else Skip(f"left out (sections={sorted(chosen)})")

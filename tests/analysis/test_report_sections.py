@@ -40,6 +40,17 @@ def test_each_section_builds_on_its_own(scored_run, tmp_path):
         "per_class": "needs labels and predictions (pred_field)",
         "detectors": "no flag to compare against: shuffled labels, an OOD marking, or predictions (pred_field)",
     }
+    # the context takes vog_report's arguments with vog_report's defaults (written once)
+    ctx = report_context(ds, str(tmp_path / "defaults"))
+    assert (ctx.vog_field, ctx.label_field, ctx.bins, ctx.grid_size, ctx.per_class) == (
+        "vog",
+        "ground_truth",
+        10,
+        5,
+        True,
+    )
+    with pytest.raises(TypeError):
+        report_context(ds, str(tmp_path), bin=5)
     # a section writes only its own PNGs
     assert sorted(os.listdir(tmp_path / "distribution")) == ["vog_histogram.png"]
     assert sorted(os.listdir(tmp_path / "error")) == []
