@@ -120,7 +120,7 @@ def add_compute(sub):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-workers", type=int, help="image-decoding processes (default: 0 on CPU, up to 8 on GPU)")
     p.add_argument("--device", help="cuda | cpu | cuda:N (default: cuda when available)")
-    p.add_argument("--precision", default="float32", choices=["float32", "float64"])
+    p.add_argument("--precision", default="float32", choices=options.PRECISIONS)
     p.add_argument(
         "--resume",
         action="store_true",
@@ -129,12 +129,12 @@ def add_compute(sub):
     p.add_argument(
         "--strategy",
         default="auto",
-        choices=["auto", "loop", "vmap"],
+        choices=options.STRATEGIES,
         help="checkpoints one after another (loop) or all in one batched pass (vmap)",
     )
     p.add_argument(
         "--autocast",
-        choices=["bf16", "fp16", "bf16-all", "fp16-all"],
+        choices=options.AUTOCASTS,
         help="mixed precision: faster, ranks kept, values not exact (the model's input layer stays "
         "float32; -all: every layer in half precision, faster still, ranks less exact)",
     )
@@ -304,8 +304,8 @@ def add_shuffle_labels(sub):
     p.add_argument("--original-field", help="field keeping the original labels (default: LABEL_FIELD_original)")
     p.add_argument(
         "--mode",
-        default="random-class",
-        choices=["random-class", "permute"],
+        default=options.SHUFFLE_MODES[0],
+        choices=options.SHUFFLE_MODES,
         help="random-class: each drawn sample gets another class (default); permute: permute drawn labels",
     )
     p.add_argument("--overwrite", action="store_true", help="restore an earlier shuffle first, then shuffle again")

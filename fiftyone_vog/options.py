@@ -19,6 +19,15 @@ TARGETS = ("logit", "probability")
 STATISTICS = ("variance", "std")
 CHANNEL_REDUCTIONS = ("sum", "mean")
 NORMALIZATIONS = ("zscore", "abs", "none")
+#: ``precision=``: the engine's floating point type.
+PRECISIONS = ("float32", "float64")
+#: ``strategy=``: checkpoints one after another (``loop``) or in one batched pass (``vmap``).
+STRATEGIES = ("auto", "loop", "vmap")
+#: ``autocast=``: a half-precision dtype, or one with ``-all`` (the input layer in half precision
+#: too: faster, less precise ranks). ``None`` (the App's "none") is full precision.
+AUTOCASTS = ("bf16", "fp16", "bf16-all", "fp16-all")
+#: ``shuffle_labels``' ``mode=``; the first is the default.
+SHUFFLE_MODES = ("random-class", "permute")
 #: The training-dynamics companions of VoG, in the order their fields are written
 #: (``{vog_field}_{name}``; computed in :mod:`fiftyone_vog.engine.companions`).
 COMPANIONS = ("loss", "margin", "maxprob", "energy")

@@ -33,8 +33,8 @@ CHOICES = {
     "channel_reduction": options.CHANNEL_REDUCTIONS,
     "normalization": options.NORMALIZATIONS,
     "transform": ("rgb", "gray", "cifar", "imagenet"),
-    "precision": ("float32", "float64"),
-    "autocast": ("none", "bf16", "fp16", "bf16-all", "fp16-all"),
+    "precision": options.PRECISIONS,
+    "autocast": ("none", *options.AUTOCASTS),
 }
 VIEW_NAMES = options.VIEW_NAMES
 EXPORT_TYPES = options.EXPORT_TYPES
@@ -691,7 +691,7 @@ def shuffle_labels_form(ctx, inputs) -> bool:
         _choice(
             inputs,
             "mode",
-            ("random-class", "permute"),
+            options.SHUFFLE_MODES,
             api_default(shuffle_labels, "mode"),
             "Mode",
             "Give each drawn sample another class at random, or permute the drawn labels among themselves",

@@ -12,9 +12,9 @@ import numpy as np
 
 from ..errors import VoGError
 from ..inputs.labels import check_classification_field, declared_classes
-from ..options import DEFAULT_SEED, OptionError, check_seed
+from ..options import DEFAULT_SEED, SHUFFLE_MODES, OptionError, check_seed
 
-MODES = ("random-class", "permute")
+MODES = SHUFFLE_MODES
 #: the label field whose flag keeps the historic name ``label_shuffled`` (saved views, DESIGN.md)
 DEFAULT_LABEL_FIELD = "ground_truth"
 #: key of the field ``info`` that records which label field's audit a flag / backup field belongs to
@@ -134,7 +134,7 @@ def shuffle_labels(
     flag_field: str | None = None,
     original_field: str | None = None,
     overwrite: bool = False,
-    mode: str = "random-class",
+    mode: str = SHUFFLE_MODES[0],
 ) -> dict:
     """Replace the labels of a seeded random fraction of the labeled samples with wrong ones.
 

@@ -36,3 +36,17 @@ def test_view_names_and_export_types_come_from_the_options_table():
     assert inspect.signature(fov.export_vog_subset).parameters["dataset_type"].default == options.DEFAULT_EXPORT_TYPE
     action = next(a for a in _subparser("export")._actions if a.dest == "dataset_type")
     assert tuple(action.choices) == options.EXPORT_TYPES and action.default == options.DEFAULT_EXPORT_TYPE
+
+
+def test_precision_strategy_autocast_and_shuffle_modes_come_from_the_options_table():
+    from fiftyone_vog.audit import shuffle
+    from fiftyone_vog.engine import gradients, precision
+
+    compute = {a.dest: a for a in _subparser("compute")._actions}
+    assert tuple(compute["precision"].choices) == options.PRECISIONS == forms.CHOICES["precision"]
+    assert tuple(compute["strategy"].choices) == options.STRATEGIES is gradients.STRATEGIES
+    assert tuple(compute["autocast"].choices) == options.AUTOCASTS is precision.AUTOCAST_CHOICES
+    assert forms.CHOICES["autocast"] == ("none", *options.AUTOCASTS)
+    mode = next(a for a in _subparser("shuffle-labels")._actions if a.dest == "mode")
+    assert tuple(mode.choices) == options.SHUFFLE_MODES is shuffle.MODES and mode.default == options.SHUFFLE_MODES[0]
+    assert inspect.signature(fov.shuffle_labels).parameters["mode"].default == options.SHUFFLE_MODES[0]
