@@ -132,12 +132,12 @@ def add_compute(sub):
     p.add_argument(
         "--strategy",
         default="auto",
-        choices=["auto", "loop", "vmap"],
+        choices=options.STRATEGIES,
         help="checkpoints one after another (loop) or all in one batched pass (vmap)",
     )
     p.add_argument(
         "--autocast",
-        choices=["bf16", "fp16", "bf16-all", "fp16-all"],
+        choices=options.AUTOCASTS,
         help="mixed precision: faster, ranks kept, values not exact (the model's input layer stays "
         "float32; -all: every layer in half precision, faster still, ranks less exact)",
     )
@@ -307,8 +307,8 @@ def add_shuffle_labels(sub):
     p.add_argument("--original-field", help="field keeping the original labels (default: LABEL_FIELD_original)")
     p.add_argument(
         "--mode",
-        default="random-class",
-        choices=["random-class", "permute"],
+        default=options.SHUFFLE_MODES[0],
+        choices=options.SHUFFLE_MODES,
         help="random-class: each drawn sample gets another class (default); permute: permute drawn labels",
     )
     p.add_argument("--overwrite", action="store_true", help="restore an earlier shuffle first, then shuffle again")
@@ -363,9 +363,7 @@ def add_export(sub):
     p.add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--view", help="saved view to export, e.g. vog-high (default: the whole dataset)")
     p.add_argument("--export-dir", required=True, help="output directory (new or empty unless --overwrite)")
-    p.add_argument(
-        "--dataset-type", default="image-classification-dir", choices=["image-classification-dir", "fiftyone", "csv"]
-    )
+    p.add_argument("--dataset-type", default=options.DEFAULT_EXPORT_TYPE, choices=options.EXPORT_TYPES)
     p.add_argument("--label-field", default="ground_truth", help="fo.Classification field (default: ground_truth)")
     p.add_argument("--vog-field", default="vog", help="VoG run whose fields go into the CSV (csv only; default: vog)")
     p.add_argument(
@@ -474,7 +472,7 @@ def run_install_plugin(args):
     from .app.install import install_plugin, plugin_errors
 
     path = install_plugin(args.plugins_dir, mode="copy" if args.copy else "link", overwrite=args.overwrite)
-    print(f"installed @fiftyone-vog/vog at {path}")
+    print(f"installed {options.PLUGIN_NAME} at {path}")
     import fiftyone as fo
 
     plugins_dir = os.path.dirname(path)

@@ -21,8 +21,20 @@ STATISTICS = ("variance", "std")
 CHANNEL_REDUCTIONS = ("sum", "mean")
 NORMALIZATIONS = ("zscore", "abs", "none")
 TRANSFORMS = ("rgb", "gray", "cifar", "imagenet")  # the presets; Python callers may pass a callable
+#: ``precision=``: the engine's floating point type.
 PRECISIONS = ("float32", "float64")
-AUTOCASTS = ("none", "bf16", "fp16", "bf16-all", "fp16-all")
+#: ``strategy=``: checkpoints one after another (``loop``) or in one batched pass (``vmap``).
+STRATEGIES = ("auto", "loop", "vmap")
+#: ``autocast=``: a half-precision dtype, or one with ``-all`` (the input layer in half precision
+#: too: faster, less precise ranks). ``None`` (the App's "none") is full precision.
+AUTOCASTS = ("bf16", "fp16", "bf16-all", "fp16-all")
+#: ``shuffle_labels``' ``mode=``; the first is the default.
+SHUFFLE_MODES = ("random-class", "permute")
+#: The training-dynamics companions of VoG, in the order their fields are written
+#: (``{vog_field}_{name}``; computed in :mod:`fiftyone_vog.engine.companions`).
+COMPANIONS = ("loss", "margin", "maxprob", "energy")
+#: +1 when a high value of a companion flags a sample (like VoG), −1 when a low value does.
+COMPANION_SIGNS = {"loss": 1, "margin": -1, "maxprob": -1, "energy": 1}
 
 #: The default class score whose input gradient VoG measures, chosen by measurement (README
 #: "Results", docs/results.md): ``"probability"`` (softmax) flags memorized labels and OOD samples
@@ -47,6 +59,18 @@ DEFAULTS = MappingProxyType(
 )
 #: ``shuffle_labels``' default seed (the paper's audit is reproducible by default).
 DEFAULT_SEED = 51
+#: The plugin's name, as ``fiftyone.yml`` declares it (a test checks they agree): its operators'
+#: URIs are ``{PLUGIN_NAME}/{operator}``.
+PLUGIN_NAME = "@fiftyone-vog/vog"
+#: The kinds of saved view ``save_vog_views`` creates, in the order it creates them; a view is
+#: named ``{name_prefix}-{kind}``, ``name_prefix`` defaulting to :data:`DEFAULT_VIEW_PREFIX`.
+VIEW_KINDS = ("high", "low", "shuffled-labels", "ood", "label-errors")
+DEFAULT_VIEW_PREFIX = "vog"
+#: The saved views' default names: ``vog-high``, ``vog-low``, …
+VIEW_NAMES = tuple(f"{DEFAULT_VIEW_PREFIX}-{kind}" for kind in VIEW_KINDS)
+#: ``export_vog_subset``'s ``dataset_type`` choices; the first is the default.
+EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
+DEFAULT_EXPORT_TYPE = EXPORT_TYPES[0]
 #: ``save_vog_views``' slice size in percent: ``PERCENTILE_MIN < percentile <= PERCENTILE_MAX``.
 PERCENTILE_MIN, PERCENTILE_MAX = 0, 100
 

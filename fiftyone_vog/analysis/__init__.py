@@ -7,7 +7,8 @@ FiftyOne dataset or view by field name (:mod:`.from_view`, which takes the view 
 given and never imports FiftyOne itself). :mod:`.binned` holds the binned analyses and
 the t-test, :mod:`.detectors` the side-by-side table of VoG and its companions as detectors of
 one flag, :mod:`.ranking` the rank-based ones (detection, rank stability, per-class
-correlation), :mod:`.common` the shared helpers (binning, top-k, JSON).
+correlation), :mod:`.summary` the numbers of the App's panel (histogram, deciles, class means),
+:mod:`.common` the shared helpers (binning, top-k, JSON).
 
 Conventions shared by all functions:
 

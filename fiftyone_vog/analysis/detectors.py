@@ -15,14 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import VoGError
+from ..options import COMPANION_SIGNS
 from .common import _as_bool, _as_scores, _Result
 from .ranking import detection_metrics
 
 __all__ = ["DetectorTable", "detector_table", "detector_table_from_view", "COMPANION_SIGNS", "score_direction"]
-
-#: +1 when a high value flags a sample, −1 when a low value does (the companions of
-#: ``fiftyone_vog.engine.companions``; repeated here so that analysis never imports torch).
-COMPANION_SIGNS = {"loss": 1, "margin": -1, "maxprob": -1, "energy": 1}
 
 
 def score_direction(name: str) -> int:
@@ -125,11 +122,11 @@ def detector_table_from_view(
         raise VoGError(
             "give exactly one flag: flag_field (a boolean field), tag, or misclassified (a prediction field)"
         )
-    schema = samples.get_field_schema()
     if fields is None:
-        fields = [vog_field] + [
-            f for f in (f"{vog_field}_raw", *(f"{vog_field}_{c}" for c in COMPANION_SIGNS)) if f in schema
-        ]
+        from ..core.naming import score_fields
+
+        beside = score_fields(samples, vog_field)
+        fields = [vog_field, *([beside.raw] if beside.raw else []), *beside.companions.values()]
     _check_fields(samples, *fields)
     values = {f: samples.values(f) for f in fields}
     if misclassified is not None:

@@ -172,15 +172,17 @@ def per_class_from_view(
 
     ``classes`` defaults to the dataset's classes for ``label_field``, else the sorted labels.
     """
-    field_name = vog_field
-    if raw and not vog_field.endswith("_raw") and f"{vog_field}_raw" in samples.get_field_schema():
-        field_name = f"{vog_field}_raw"
+    from ..core.naming import score_fields
+
+    field_name = score_fields(samples, vog_field).raw_or_score if raw else vog_field
     _, s, has = _read_scores(samples, field_name)
     _check_fields(samples, label_field, pred_field)
     labels = np.array(samples.values(f"{label_field}.label"), dtype=object)[has]
     preds = np.array(samples.values(f"{pred_field}.label"), dtype=object)[has]
     if classes is None:
-        classes = samples._dataset.classes.get(label_field) or samples._dataset.default_classes or None
+        from ..inputs.labels import declared_classes
+
+        classes = declared_classes(samples, label_field)
     return per_class_vog_vs_fnr(s, labels, preds, classes)
 
 

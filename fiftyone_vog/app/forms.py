@@ -35,10 +35,10 @@ CHOICES = {
     "normalization": options.NORMALIZATIONS,
     "transform": options.TRANSFORMS,
     "precision": options.PRECISIONS,
-    "autocast": options.AUTOCASTS,
+    "autocast": ("none", *options.AUTOCASTS),
 }
-VIEW_NAMES = ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-label-errors")
-EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
+VIEW_NAMES = options.VIEW_NAMES
+EXPORT_TYPES = options.EXPORT_TYPES
 
 
 # -- messages in the App: the form's controls, not the API's arguments ------------------
@@ -845,7 +845,7 @@ def shuffle_labels_form(ctx, inputs) -> bool:
         _choice(
             inputs,
             "mode",
-            ("random-class", "permute"),
+            options.SHUFFLE_MODES,
             api_default(shuffle_labels, "mode"),
             "Mode",
             "Give each drawn sample another class at random, or permute the drawn labels among themselves",

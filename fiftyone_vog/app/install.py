@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 
 from ..errors import VoGError
+from ..options import PLUGIN_NAME  # the name fiftyone.yml declares
 
-PLUGIN_NAME = "@fiftyone-vog/vog"
 #: The folder created under the plugins directory.
 INSTALL_NAME = "fiftyone-vog"
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # fiftyone_vog/, where fiftyone.yml lives

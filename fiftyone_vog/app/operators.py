@@ -25,6 +25,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..errors import VoGError
+from ..options import PLUGIN_NAME
 from .forms import (  # noqa: F401  (re-exported: callers and tests import these from here)
     ALLOW_IMPORTS,
     CHOICES,
@@ -49,7 +50,7 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
 )
 from .reporting import reported
 
-PLUGIN = "@fiftyone-vog/vog"
+PLUGIN = PLUGIN_NAME
 
 
 # -- running an operator -------------------------------------------------------------

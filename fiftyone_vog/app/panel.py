@@ -1,8 +1,8 @@
 """The VoG panel: where a view's samples fall in the VoG ranking.
 
-The numbers come from small pure functions (:func:`histogram`, :func:`decile_table`,
-:func:`class_means`, :func:`slice_bounds`) that need no App; the panel only reads
-the view's values, calls them, and draws the results with Plotly.
+The numbers come from :mod:`fiftyone_vog.analysis.summary` (histogram, decile table, class
+means) and :mod:`fiftyone_vog.analysis.detectors`; the panel only reads the view's values, calls
+them, and draws the results with Plotly (:func:`slice_bounds` maps a clicked bar to its range).
 """
 
 from __future__ import annotations
@@ -14,90 +14,21 @@ import fiftyone.operators.types as types
 import numpy as np
 from fiftyone import ViewField as F
 
-NUM_BINS = 20
-NUM_DECILES = 10
+# the numbers the panel draws are computed in fiftyone_vog.analysis (names kept here for callers)
+from ..analysis.summary import (  # noqa: F401
+    NUM_BINS,
+    NUM_DECILES,
+    class_means,
+    classification_errors,
+    decile_of,
+    decile_table,
+    describe,
+    finite,
+    histogram,
+)
 
 
-# -- pure computations ---------------------------------------------------------------
-def finite(values) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, mask)``: float64 scores with None/NaN removed, and which inputs were kept."""
-    arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    mask = np.isfinite(arr)
-    return arr[mask], mask
-
-
-def histogram(scores, bins: int = NUM_BINS) -> dict:
-    """Equal-width histogram: ``{"edges": (bins+1,), "counts": (bins,)}``.
-
-    The last bin is closed on the right (numpy's convention), so every score is counted once.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.size == 0:
-        return {"edges": [], "counts": []}
-    lo, hi = float(scores.min()), float(scores.max())
-    if lo == hi:
-        lo, hi = lo - 0.5, hi + 0.5
-    counts, edges = np.histogram(scores, bins=bins, range=(lo, hi))
-    return {"edges": edges.tolist(), "counts": counts.astype(int).tolist()}
-
-
-def decile_of(scores, num: int = NUM_DECILES) -> np.ndarray:
-    """Decile (0 = lowest VoG … num-1 = highest) of each score by rank: the analyses' own
-    quantile bins (:func:`fiftyone_vog.analysis.assign_bins`), so panel and report agree."""
-    from ..analysis import assign_bins
-
-    if np.asarray(scores).size == 0:  # a view with no scored sample: no bins (the analyses refuse it)
-        return np.zeros(0, dtype=np.int64)
-    return assign_bins(scores, num)
-
-
-def decile_table(scores, errors=None, num: int = NUM_DECILES) -> list[dict]:
-    """One row per non-empty decile: ``decile`` (1-based), ``count``, ``lo``/``hi`` (score range),
-    ``mean`` (mean score) and ``error_rate`` (share of ``errors`` that are True among the samples
-    whose error is known; None without ``errors``).
-
-    Args:
-        scores: (n,) VoG scores.
-        errors: optional (n,) of True (misclassified), False (correct) or None (unknown).
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    d = decile_of(scores, num)
-    rows = []
-    for k in range(num):
-        sel = d == k
-        if not sel.any():
-            continue
-        row = {
-            "decile": k + 1,
-            "count": int(sel.sum()),
-            "lo": float(scores[sel].min()),
-            "hi": float(scores[sel].max()),
-            "mean": float(scores[sel].mean()),
-            "error_rate": None,
-        }
-        if errors is not None:
-            known = [bool(e) for e, s in zip(errors, sel) if s and e is not None]
-            row["error_rate"] = float(np.mean(known)) if known else None
-        rows.append(row)
-    return rows
-
-
-def class_means(scores, labels) -> list[dict]:
-    """Mean VoG per class, highest first: ``[{"label", "mean", "count"}]``; None labels are skipped."""
-    scores = np.asarray(scores, dtype=np.float64)
-    groups: dict[str, list[float]] = {}
-    for s, lab in zip(scores, labels):
-        if lab is not None:
-            groups.setdefault(lab, []).append(s)
-    rows = [{"label": lab, "mean": float(np.mean(v)), "count": len(v)} for lab, v in groups.items()]
-    return sorted(rows, key=lambda r: (-r["mean"], r["label"]))
-
-
-def classification_errors(labels, predictions) -> list:
-    """``True`` where the prediction differs from the label, None where either is missing."""
-    return [None if (t is None or p is None) else t != p for t, p in zip(labels, predictions)]
-
-
+# -- what the panel shows --------------------------------------------------------------
 def slice_bounds(stats: dict, chart: str, index: int) -> tuple[float, float] | None:
     """The closed score range ``[lo, hi]`` behind bar ``index`` of ``chart`` ("histogram" or "deciles")."""
     if chart == "histogram":
@@ -128,7 +59,9 @@ def pick_vog_field(samples, fields, current=None):
 def view_stats(samples, vog_field: str, label_field: str | None = None, pred_field: str | None = None) -> dict:
     """Everything the panel draws, for one view: read the values once, then the pure functions."""
     # class means of a class-normalized score are 0 by construction: use the raw score for them
-    raw_field = f"{vog_field}_raw" if f"{vog_field}_raw" in samples.get_field_schema() else vog_field
+    from ..core.naming import score_fields
+
+    raw_field = score_fields(samples, vog_field).raw_or_score
     fields = [vog_field, raw_field]
     if label_field:
         fields.append(f"{label_field}.label")
@@ -148,7 +81,7 @@ def view_stats(samples, vog_field: str, label_field: str | None = None, pred_fie
         # error rates are over the scored samples that have both a label and a prediction
         "labeled": sum(e is not None for e in errors) if errors is not None else 0,
         "missing": int((~mask).sum()),
-        "mean": float(scores.mean()) if scores.size else None,
+        "mean": describe(scores)["mean"],
         "histogram": histogram(scores),
         "deciles": decile_table(scores, errors),
         "class_field": raw_field,

@@ -8,14 +8,22 @@ import os
 import uuid
 
 from ..errors import VoGError
+from ..inputs.labels import check_classification_field
+from ..options import DEFAULT_EXPORT_TYPE, EXPORT_TYPES
 from .export_safety import check_export_dir, describe_os_error, remove_partial, replace_dir, write_marker
 
 #: ``dataset_type`` → what is written.
-DATASET_TYPES = {
-    "image-classification-dir": "FiftyOne's ImageClassificationDirectoryTree: one folder per label with the images",
-    "fiftyone": "FiftyOneDataset: media and every field, re-importable with fo.Dataset.from_dir",
-    "csv": "manifest.csv: id, filepath, label and every VoG field of the run, in the view's order",
-}
+DATASET_TYPES = dict(
+    zip(
+        EXPORT_TYPES,
+        (
+            "FiftyOne's ImageClassificationDirectoryTree: one folder per label with the images",
+            "FiftyOneDataset: media and every field, re-importable with fo.Dataset.from_dir",
+            "manifest.csv: id, filepath, label and every VoG field of the run, in the view's order",
+        ),
+        strict=True,
+    )
+)
 MANIFEST_NAME = "manifest.csv"
 logger = logging.getLogger(__name__)
 
@@ -93,7 +101,7 @@ def export_vog_subset(
     view_or_saved_view_name,
     export_dir,
     dataset=None,
-    dataset_type: str = "image-classification-dir",
+    dataset_type: str = DEFAULT_EXPORT_TYPE,
     label_field: str = "ground_truth",
     vog_field: str = "vog",
     overwrite: bool = False,
@@ -139,13 +147,8 @@ def export_vog_subset(
         raise VoGError(f"dataset_type={dataset_type!r} is not one of {', '.join(DATASET_TYPES)}")
     samples = resolve_view(view_or_saved_view_name, dataset)
     export_dir = _check_target(export_dir, overwrite, samples)
-    schema = samples.get_field_schema()
     if dataset_type != "fiftyone":
-        field = schema.get(label_field)
-        if field is None:
-            raise VoGError(f"no label field {label_field!r} on {samples._dataset.name!r}; pass label_field=")
-        if not (isinstance(field, fo.EmbeddedDocumentField) and issubclass(field.document_type, fo.Classification)):
-            raise VoGError(f"field {label_field!r} is not a fo.Classification field")
+        check_classification_field(samples, label_field, f"dataset_type={dataset_type!r}")
     fields = vog_fields(samples, vog_field) if dataset_type == "csv" else []
     if dataset_type == "csv" and not fields:
         raise VoGError(

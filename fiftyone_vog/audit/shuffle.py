@@ -11,9 +11,10 @@ import math
 import numpy as np
 
 from ..errors import VoGError
-from ..options import DEFAULT_SEED, OptionError, check_seed
+from ..inputs.labels import check_classification_field, declared_classes
+from ..options import DEFAULT_SEED, SHUFFLE_MODES, OptionError, check_seed
 
-MODES = ("random-class", "permute")
+MODES = SHUFFLE_MODES
 #: the label field whose flag keeps the historic name ``label_shuffled`` (saved views, DESIGN.md)
 DEFAULT_LABEL_FIELD = "ground_truth"
 #: key of the field ``info`` that records which label field's audit a flag / backup field belongs to
@@ -114,20 +115,11 @@ def shuffle_problem(samples, label_field, flag_field, original_field, overwrite,
 
 
 def _check_label_field(samples, label_field):
-    import fiftyone as fo
-
-    field = samples.get_field(label_field)
-    if field is None:
-        raise VoGError(
-            f"{samples._dataset.name!r} has no field {label_field!r}; pass label_field= the fo.Classification field"
-        )
-    if not (isinstance(field, fo.EmbeddedDocumentField) and issubclass(field.document_type, fo.Classification)):
-        raise VoGError(f"field {label_field!r} is not a fo.Classification field; shuffle_labels needs one")
+    check_classification_field(samples, label_field, "shuffle_labels")
 
 
 def _class_list(samples, label_field, present):
-    ds = samples._dataset
-    classes = ds.classes.get(label_field) or ds.default_classes or sorted(set(present))
+    classes = declared_classes(samples, label_field) or sorted(set(present))
     missing = sorted(set(present) - set(classes))
     if missing:  # labels outside the declared classes still count as classes to shuffle among
         classes = list(classes) + missing
@@ -142,7 +134,7 @@ def shuffle_labels(
     flag_field: str | None = None,
     original_field: str | None = None,
     overwrite: bool = False,
-    mode: str = "random-class",
+    mode: str = SHUFFLE_MODES[0],
 ) -> dict:
     """Replace the labels of a seeded random fraction of the labeled samples with wrong ones.
 

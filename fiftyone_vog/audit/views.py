@@ -19,25 +19,20 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..core.naming import companion_field_name, score_fields
 from ..errors import VoGError
-from ..options import OptionError, check_percentile
+from ..options import DEFAULT_VIEW_PREFIX, VIEW_KINDS, VIEW_NAMES, OptionError, check_percentile
 
 logger = logging.getLogger(__name__)
 
-VOG_HIGH = "vog-high"
-VOG_LOW = "vog-low"
-VOG_SHUFFLED = "vog-shuffled-labels"
-VOG_OOD = "vog-ood"
-VOG_LABEL_ERRORS = "vog-label-errors"
-
-#: The saved views :func:`save_vog_views` creates, in the order it creates them.
-VOG_VIEW_NAMES = (VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD, VOG_LABEL_ERRORS)
-#: The kinds of view, in the same order: a view is named ``{name_prefix}-{kind}``.
-VIEW_KINDS = ("high", "low", "shuffled-labels", "ood", "label-errors")
+#: The saved views :func:`save_vog_views` creates, in the order it creates them, and their kinds
+#: (a view is named ``{name_prefix}-{kind}``): the options table's.
+VOG_VIEW_NAMES, VIEW_KINDS = VIEW_NAMES, VIEW_KINDS
+VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD, VOG_LABEL_ERRORS = VOG_VIEW_NAMES
 #: The companion that ranks label errors: the mean loss of the used label over the checkpoints,
 #: the strongest label-error score we measured (docs/results.md).
 LABEL_ERROR_COMPANION = "loss"
-DEFAULT_PREFIX = "vog"
+DEFAULT_PREFIX = DEFAULT_VIEW_PREFIX
 
 
 def vog_view_names(name_prefix: str | None = None) -> list[str]:
@@ -286,8 +281,8 @@ def save_vog_views(
             skip(kind, f"none of the {len(marked)} samples with {what} has a VoG score; compute VoG on them")
             return
         how = "hardest first"
-        if raw and f"{by}_raw" in ds.get_field_schema():
-            by, how = f"{by}_raw", "highest raw VoG first"
+        if raw and score_fields(ds, by).raw:
+            by, how = score_fields(ds, by).raw, "highest raw VoG first"
         add(kind, marked.sort_by(by, **hardest_first), f"{what} ({meaning}), by {by}, {how}", field=by)
 
     def add_flagged(kind, field, meaning, hint, raw=False):
@@ -323,7 +318,7 @@ def save_vog_views(
     thresholds = {"high": t_high, "low": t_low}
     sort_fields = {}
     if "label-errors" in kind_names:
-        loss_field = label_error_field or f"{vog_field}_{LABEL_ERROR_COMPANION}"
+        loss_field = label_error_field or companion_field_name(vog_field, LABEL_ERROR_COMPANION)
         sort_fields[kind_names["label-errors"]] = loss_field
         loss_values = dataset.values(loss_field) if loss_field in ds.get_field_schema() else []
         if any(v is not None and v == v for v in loss_values):

@@ -36,7 +36,7 @@ from ..inputs.images import ImageDataset, ViewData, image_pixel_limit, make_load
 from ..options import DEFAULTS, NORMALIZATIONS
 from . import distributed, preflight
 from .locks import locked
-from .naming import check_derived_name, check_field_name
+from .naming import check_derived_name, check_field_name, companion_field_names, score_field_names
 from .resume import PartialScores, open_partial, sample_signatures
 from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept)
     RUN_METHOD,
@@ -53,7 +53,7 @@ from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept
 from .writer import write_run
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
-ALL = "all"  # the engine's name for the window of every checkpoint
+from .naming import ALL, RAW  # noqa: E402  (the window of every checkpoint; the raw fields' suffix)
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[st
     for name, spec in windows.items():
         # a window name is part of field names: syntax checked here, the fields it makes in field_names
         _check_field_name(name, "window name", reserved=False)
-        if name in ("raw", ALL):
+        if name in (RAW, ALL):
             raise VoGError(f"window name {name!r} is reserved; choose another")
         clash = next((c for c in COMPANIONS if name == c or name.endswith(f"_{c}")), None)
         if clash:  # its fields would collide with a companion field ({vog_field}_{window}_{companion})
@@ -132,9 +132,7 @@ def resolve_windows(windows, checkpoint_paths: Sequence[os.PathLike]) -> dict[st
 
 def field_names(vog_field: str, windows: Sequence[str]) -> dict[str, tuple[str, str]]:
     """``{window: (normalized_field, raw_field)}``; the window of every checkpoint is ``all``."""
-    out = {ALL: (vog_field, f"{vog_field}_raw")}
-    for w in windows:
-        out[w] = (f"{vog_field}_{w}", f"{vog_field}_{w}_raw")
+    out = score_field_names(vog_field, windows)
     for w, pair in out.items():  # e.g. vog_field='to' + window 'dict' would write 'to_dict'
         source = f"vog_field={vog_field!r}" + ("" if w == ALL else f" with window {w!r}")
         for name in pair:
@@ -145,10 +143,7 @@ def field_names(vog_field: str, windows: Sequence[str]) -> dict[str, tuple[str, 
 def companion_fields(vog_field: str, windows: Sequence[str]) -> dict[str, dict[str, str]]:
     """``{window: {companion: field}}``: ``{vog_field}_loss`` … for the window of every checkpoint,
     ``{vog_field}_{window}_loss`` … for the others (never class-normalized)."""
-    out = {ALL: {c: f"{vog_field}_{c}" for c in COMPANIONS}}
-    for w in windows:
-        out[w] = {c: f"{vog_field}_{w}_{c}" for c in COMPANIONS}
-    return out
+    return companion_field_names(vog_field, windows)
 
 
 def _versions() -> dict:

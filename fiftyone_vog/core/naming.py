@@ -88,3 +88,108 @@ def check_derived_name(name: str, source: str) -> str:
     if why is not None:
         raise VoGError(f"{source} gives the field {_show(name)}, which is {why}; choose another name")
     return name
+
+
+# -- the names of the fields a run writes -----------------------------------------------
+# The one rule, asked by compute (to write), and by panel, report, analysis and audit (to read,
+# through :func:`score_fields`, which prefers the run's recorded field list).
+
+#: The engine's name for the window of every checkpoint (its fields carry no window part).
+ALL = "all"
+#: The last part of a raw score field's name: ``{score_field}_raw``.
+RAW = "raw"
+
+
+def window_field_name(vog_field: str, window: str = ALL) -> str:
+    """The class-normalized score field of ``window``: ``vog_field`` itself for :data:`ALL`,
+    else ``{vog_field}_{window}``."""
+    return vog_field if window == ALL else f"{vog_field}_{window}"
+
+
+def raw_field_name(score_field: str) -> str:
+    """The raw score beside a score field: ``{score_field}_raw`` (``vog_raw``, ``vog_late_raw``)."""
+    return f"{score_field}_{RAW}"
+
+
+def companion_field_name(score_field: str, companion: str) -> str:
+    """A companion beside a score field: ``{score_field}_{companion}`` (``vog_loss``,
+    ``vog_late_loss``)."""
+    return f"{score_field}_{companion}"
+
+
+def score_field_names(vog_field: str, windows) -> dict[str, tuple[str, str]]:
+    """``{window: (normalized_field, raw_field)}`` of a run, :data:`ALL` first (names unchecked)."""
+    return {
+        w: (window_field_name(vog_field, w), raw_field_name(window_field_name(vog_field, w))) for w in (ALL, *windows)
+    }
+
+
+def companion_field_names(vog_field: str, windows, companions=None) -> dict[str, dict[str, str]]:
+    """``{window: {companion: field}}`` of a run, :data:`ALL` first (default: every companion)."""
+    from ..options import COMPANIONS
+
+    names = COMPANIONS if companions is None else companions
+    return {w: {c: companion_field_name(window_field_name(vog_field, w), c) for c in names} for w in (ALL, *windows)}
+
+
+def recorded_fields(samples, score_field: str) -> list[str] | None:
+    """The field list recorded by the VoG run that wrote ``score_field`` (the run of that key
+    first, else the run listing it); None when no run records one (no run, or a run of a
+    version that did not record its fields)."""
+    from .runs import vog_run_keys
+
+    ds = samples._dataset
+    keys = vog_run_keys(ds)
+    for key in sorted(keys, key=lambda k: k != score_field):
+        fields = getattr(ds.get_run_info(key).config, "fields", None)
+        if fields and (key == score_field or score_field in fields):
+            return list(fields)
+    return None
+
+
+class ScoreFields:
+    """The fields beside one score field of ``samples`` (:func:`score_fields`): each name from
+    the naming rule, present when the view has it and, where a run recorded its fields, the run
+    wrote it (a user's own ``vog_loss`` beside a run without companions is not a companion)."""
+
+    def __init__(self, score: str, schema, recorded=None):
+        self.score = score
+        self.recorded = None if recorded is None else frozenset(recorded)
+        self._schema = frozenset(schema)
+
+    def has(self, name: str) -> bool:
+        return name in self._schema and (self.recorded is None or name in self.recorded)
+
+    def _get(self, name):
+        return name if self.has(name) else None
+
+    @property
+    def raw(self) -> str | None:
+        """The raw score field, None when there is none (e.g. the score is itself a raw one)."""
+        return self._get(raw_field_name(self.score))
+
+    @property
+    def raw_or_score(self) -> str:
+        """The raw score field where there is one, else the score field itself."""
+        return self.raw or self.score
+
+    @property
+    def companions(self) -> dict[str, str]:
+        """``{companion: field}`` of the companions present, in the order they are written."""
+        from ..options import COMPANIONS
+
+        return {c: n for c in COMPANIONS if self.has(n := companion_field_name(self.score, c))}
+
+    def window(self, window: str) -> str | None:
+        """The score field of ``window`` of this run (``vog_early``), None when absent."""
+        return self._get(window_field_name(self.score, window))
+
+    def __repr__(self):
+        return f"ScoreFields({self.score!r}, raw={self.raw!r}, companions={list(self.companions.values())})"
+
+
+def score_fields(samples, score_field: str) -> ScoreFields:
+    """What lies beside ``score_field`` on ``samples`` (a dataset or view): its raw score, its
+    companions, its windows — the run's recorded field list where it has one, the naming rule
+    for runs of earlier versions and for fields no run recorded."""
+    return ScoreFields(score_field, samples.get_field_schema(), recorded_fields(samples, score_field))

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-#: Companion names, in the order their fields are written (``{vog_field}_{name}``).
-COMPANIONS = ("loss", "margin", "maxprob", "energy")
+# the names, in the order their fields are written, and their signs: in the options table
+from ..options import COMPANION_SIGNS, COMPANIONS  # noqa: F401  (COMPANIONS re-exported)
 
 #: What a high value of each companion means (one line each, for docs and the App).
 MEANINGS = {
@@ -31,7 +31,7 @@ MEANINGS = {
 }
 
 #: +1 when a high value flags a sample (like VoG), −1 when a low value does.
-FLAG_SIGN = {"loss": 1, "margin": -1, "maxprob": -1, "energy": 1}
+FLAG_SIGN = COMPANION_SIGNS
 
 
 def companion_key(window: str, name: str) -> str:

@@ -16,12 +16,10 @@ import torch
 from torch import nn
 
 from ..errors import VoGError, check_choice
-from ..options import CHANNEL_REDUCTIONS, LABEL_MODES, STATISTICS, TARGETS  # noqa: F401  (one table)
+from ..options import CHANNEL_REDUCTIONS, LABEL_MODES, STATISTICS, STRATEGIES, TARGETS  # noqa: F401  (one table)
 from .companions import COMPANIONS, companion_key, window_companions
 from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 from .windows import normalize_windows
-
-STRATEGIES = ("auto", "loop", "vmap")
 
 #: Label value meaning "this sample has no label" (used by ``label_mode="auto"``).
 MISSING_LABEL = -1

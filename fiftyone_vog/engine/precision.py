@@ -29,10 +29,12 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..options import AUTOCASTS
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: ``autocast=`` values: a dtype, or a dtype with ``-all`` (the input layer in half precision too:
 #: faster, less precise ranks)
-AUTOCAST_CHOICES = ("bf16", "fp16", "bf16-all", "fp16-all")
+AUTOCAST_CHOICES = AUTOCASTS
 
 #: Layers whose backward can be the last operation of an input gradient.
 INPUT_LAYER_TYPES = (

@@ -290,8 +290,9 @@ def resolve_classes(
     if classes is not None:
         classes = list(classes)
     else:
-        ds = samples._dataset
-        classes = ds.classes.get(label_field) or ds.default_classes or sorted({l for l in labels if l is not None})
+        from .labels import declared_classes
+
+        classes = declared_classes(samples, label_field) or sorted({l for l in labels if l is not None})
     if not classes:
         raise VoGError(
             f"no classes: the dataset has no classes for {label_field!r} and no labels; pass classes= "
@@ -305,23 +306,9 @@ def resolve_classes(
 
 def check_label_field(samples, label_field: str) -> None:
     """Raise unless ``label_field`` is a ``fo.Classification`` field of ``samples``."""
-    import fiftyone as fo
+    from .labels import check_classification_field
 
-    schema = samples.get_field_schema()
-    if label_field not in schema:
-        fields = [k for k, f in schema.items() if getattr(f, "document_type", None) is fo.Classification]
-        hint = (
-            f" Classification fields here: {', '.join(fields)}"
-            if fields
-            else " The dataset has no Classification field."
-        )
-        raise VoGError(f"label field {label_field!r} does not exist.{hint}")
-    doc_type = getattr(schema[label_field], "document_type", None)
-    if doc_type is not fo.Classification:
-        raise VoGError(
-            f"label field {label_field!r} is {schema[label_field].__class__.__name__}"
-            f"({getattr(doc_type, '__name__', '')}), not a fo.Classification field"
-        )
+    check_classification_field(samples, label_field)
 
 
 def read_view(

@@ -9,15 +9,21 @@ grids are composed with PIL and embedded in the page as data URIs.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
+import functools
 import html
+import inspect
 import os
 import re
+from collections.abc import Callable
 
 import numpy as np
 
 from .. import analysis as A
 from ..analysis.common import _check_bins
+from ..analysis.summary import describe
+from ..core.naming import ScoreFields, score_fields, window_field_name
 from ..errors import VoGError
 
 PNG_NAMES = {
@@ -205,66 +211,138 @@ def _safe(name):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "class"
 
 
-# -- the report -------------------------------------------------------------------------
-def vog_report(
-    samples,
-    out_dir,
-    vog_field="vog",
-    label_field="ground_truth",
-    pred_field=None,
-    shuffled_field="label_shuffled",
-    ood_tag="ood",
-    ood_field=None,
-    early_field=None,
-    late_field=None,
-    grid_size=5,
-    per_class=True,
-    print_summary=True,
-    bins=10,
-) -> dict:
-    """Write ``out_dir/report.html`` and PNGs of every VoG analysis; store the results in the run.
+# -- the report: a context, then one function per section -------------------------------
+@dataclasses.dataclass(frozen=True)
+class Skip:
+    """A section that cannot be built: ``reason`` is shown in the page and the summary."""
 
-    Sections (each skipped, with a note in the page, when its inputs are missing):
+    reason: str
 
-    - ``distribution``: histogram of ``vog_field`` (``vog_histogram.png``).
-    - ``error``: error rate by VoG decile with the overall error (paper Fig. 4) and VoG as a
-      detector of misclassification; needs ``label_field`` and ``pred_field``
-      (``error_by_decile.png``).
-    - ``windows``: early- vs late-window decile error (Fig. 7); needs predictions and
-      ``early_field``/``late_field`` (default: ``{vog_field}_early``/``_late`` when both exist)
-      (``window_deciles.png``).
-    - ``memorization``: Welch t-test and detection metrics of ``shuffled_field`` True vs False
-      (Fig. 8) (``shuffled_ttest.png``).
-    - ``ood``: share of OOD samples (``ood_field`` True, else tag ``ood_tag``) per VoG
-      percentile and its over-index (Fig. 6 right), and detection metrics (``ood_share.png``).
-    - ``per_class``: class mean raw VoG (``{vog_field}_raw`` when present) vs false-negative
-      rate (Fig. 10); needs predictions (``per_class_vog_vs_fnr.png``).
-    - ``detectors``: for each flag present (shuffled labels, the OOD marking, misclassified when
-      ``pred_field`` is given), AUROC / AUPRC / precision@k of VoG (z-scored and raw) and of each
-      companion field of the run, best first (:func:`fiftyone_vog.analysis.detector_table`).
-    - ``grids``: ``grid_size``² lowest- and highest-VoG images overall and, with
-      ``per_class=True``, per ``label_field`` class (Figs. 2, 3, 5) (``grid_{lowest,highest}[_CLASS].png``).
 
-    Args:
-        samples: a FiftyOne dataset or view; only samples with a ``vog_field`` value are analysed.
-        out_dir: folder for ``report.html`` and the PNGs (created).
-        vog_field: the score field (and run key) to analyse.
-        label_field, pred_field: ``fo.Classification`` fields with labels and predictions.
-        shuffled_field: boolean field from :func:`shuffle_labels` (None values are left out).
-        ood_tag, ood_field: how out-of-distribution samples are marked (a field wins over the tag).
-        early_field, late_field: window score fields for the Fig. 7 comparison.
-        grid_size: images per grid side. per_class: per-class grids and the per-class section.
-        print_summary: print a short text summary. bins: number of quantile bins (10 = deciles).
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """A built section: its HTML ``body``, a ``note`` shown above it, and its ``result`` (JSON
+    numbers, stored under the section's key in the report's ``analysis``; None: nothing stored)."""
 
-    Returns:
-        ``{"html", "out_dir", "pngs": {name: path}, "sections": {name: {"status", "note"}},
-        "analysis": {section: JSON dict}, "summary": text}``. The same ``analysis`` is saved
-        on the run ``vog_field`` (``dataset.load_run_results(vog_field).analysis``) when the
-        run exists.
+    body: str
+    result: dict | None = None
+    note: str = ""
 
-    Raises:
-        VoGError: ``vog_field`` missing or unscored, or an explicitly named field missing.
-    """
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """One section of the page: its ``key`` (the HTML id and the key in ``sections`` and
+    ``analysis``), its ``title``, and ``build(ctx) -> Block | Skip``."""
+
+    key: str
+    title: str
+    build: Callable[[ReportContext], Block | Skip]
+
+
+@dataclasses.dataclass
+class ReportContext:
+    """What every section reads: the arguments of :func:`vog_report` (checked), the scored samples'
+    values (``scores``, ``filepaths``, ``labels``, ``preds``, aligned; ``has`` marks the scored
+    samples of ``samples``) and where the PNGs go (``pngs``: ``{name: path}`` written so far)."""
+
+    samples: object
+    out_dir: str
+    vog_field: str
+    label_field: str | None
+    pred_field: str | None
+    shuffled_field: str | None
+    ood_tag: str | None
+    ood_field: str | None
+    early_field: str | None
+    late_field: str | None
+    grid_size: int
+    per_class: bool
+    bins: int
+    schema: dict
+    beside: ScoreFields
+    has: np.ndarray
+    scores: np.ndarray
+    filepaths: np.ndarray
+    labels: np.ndarray | None
+    preds: np.ndarray | None
+    pngs: dict = dataclasses.field(default_factory=dict)
+    _plotly_inlined: bool = False
+
+    def plot(self, fig) -> str:
+        """A plotly figure as a div; the page's first one carries plotly.js."""
+        div = _plotly_div(fig, not self._plotly_inlined)
+        self._plotly_inlined = True
+        return div
+
+    def png(self, key) -> str:
+        """The path of the section PNG ``key`` (recorded in ``pngs``)."""
+        self.pngs[key] = os.path.join(self.out_dir, PNG_NAMES[key])
+        return self.pngs[key]
+
+    @staticmethod
+    def png_link(key) -> str:
+        return f'<p class="png">PNG: <a href="{PNG_NAMES[key]}">{PNG_NAMES[key]}</a></p>'
+
+    @functools.cached_property
+    def both(self) -> np.ndarray | None:
+        """Which scored samples have a label and a prediction; None when none has (or either field is missing)."""
+        if self.labels is None or self.preds is None:
+            return None
+        m = np.array([l is not None and p is not None for l, p in zip(self.labels, self.preds)], dtype=bool)
+        return m if m.any() else None
+
+    @functools.cached_property
+    def shuffled(self):
+        """``(flag, known)`` of ``shuffled_field`` over the scored samples, None without the field."""
+        if not _exists(self.schema, self.shuffled_field):
+            return None
+        flag, known = A.read_flag(self.samples, field=self.shuffled_field)
+        return flag[self.has], known[self.has]
+
+    @property
+    def shuffled_usable(self) -> bool:
+        """Both shuffled and clean samples among the scored ones."""
+        if self.shuffled is None:
+            return False
+        flag, known = self.shuffled
+        return bool((flag & known).any() and (~flag & known).any())
+
+    @functools.cached_property
+    def ood(self):
+        """``(flag, known, source)`` of the OOD marking (``ood_field`` wins over ``ood_tag``), None without one."""
+        if self.ood_field:
+            flag, known = A.read_flag(self.samples, field=self.ood_field)
+            source = f"field {self.ood_field!r}"
+        elif self.ood_tag:
+            flag, known = A.read_flag(self.samples, tag=self.ood_tag)
+            source = f"tag {self.ood_tag!r}"
+        else:
+            return None
+        return flag[self.has], known[self.has], source
+
+    @property
+    def ood_usable(self) -> bool:
+        return self.ood is not None and bool((self.ood[0] & self.ood[1]).any())
+
+
+def report_context(samples, out_dir, **options) -> ReportContext:
+    """Check :func:`vog_report`'s arguments (``options``: its keyword arguments, with its
+    defaults; ``print_summary`` and ``sections`` are ignored) before anything is written, read
+    the scored samples' values once, create ``out_dir``: what each section builds from."""
+    bound = inspect.signature(vog_report).bind(samples, out_dir, **options)
+    bound.apply_defaults()
+    return _context(bound.arguments)
+
+
+def _context(args: dict) -> ReportContext:
+    """:func:`report_context` from ``vog_report``'s bound arguments (one place for their defaults)."""
+    samples, out_dir, vog_field, label_field, pred_field = (
+        args[k] for k in ("samples", "out_dir", "vog_field", "label_field", "pred_field")
+    )
+    shuffled_field, ood_tag, ood_field, early_field, late_field = (
+        args[k] for k in ("shuffled_field", "ood_tag", "ood_field", "early_field", "late_field")
+    )
+    grid_size, per_class, bins = args["grid_size"], args["per_class"], args["bins"]
     schema = samples.get_field_schema()
     if vog_field not in schema:
         raise VoGError(f"field {vog_field!r} not found; run compute_vog(..., vog_field={vog_field!r}) first")
@@ -283,333 +361,277 @@ def vog_report(
         raise VoGError(
             f"out_dir={str(out_dir)!r} is a file, not a directory; choose a folder for report.html and the PNGs"
         )
-    if (
-        early_field is None
-        and late_field is None
-        and _exists(schema, f"{vog_field}_early")
-        and _exists(schema, f"{vog_field}_late")
-    ):
-        early_field, late_field = f"{vog_field}_early", f"{vog_field}_late"
+    beside = score_fields(samples, vog_field)
+    if early_field is None and late_field is None and beside.window("early") and beside.window("late"):
+        early_field, late_field = beside.window("early"), beside.window("late")
 
     ids, scores, fps = samples.values(["id", vog_field, "filepath"])
     has = np.array([s is not None for s in scores], dtype=bool)
     if not has.any():
         raise VoGError(f"no sample has a value in {vog_field!r}; run compute_vog first")
-    s = np.array([x for x in scores if x is not None], dtype=np.float64)
-    fps = np.array(fps, dtype=object)[has]
-    labels = _labels(samples, label_field)[has] if _exists(schema, label_field) else None
-    preds = _labels(samples, pred_field)[has] if pred_field else None
-
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         raise VoGError(
             f"cannot create out_dir={str(out_dir)!r} ({e.strerror}); choose a folder you can write"
         ) from None
-    sections, results, pngs, blocks = {}, {}, {}, []
-    first = [True]
+    return ReportContext(
+        samples=samples,
+        out_dir=out_dir,
+        vog_field=vog_field,
+        label_field=label_field,
+        pred_field=pred_field,
+        shuffled_field=shuffled_field,
+        ood_tag=ood_tag,
+        ood_field=ood_field,
+        early_field=early_field,
+        late_field=late_field,
+        grid_size=int(grid_size),
+        per_class=per_class,
+        bins=bins,
+        schema=schema,
+        beside=beside,
+        has=has,
+        scores=np.array([x for x in scores if x is not None], dtype=np.float64),
+        filepaths=np.array(fps, dtype=object)[has],
+        labels=_labels(samples, label_field)[has] if _exists(schema, label_field) else None,
+        preds=_labels(samples, pred_field)[has] if pred_field else None,
+    )
 
-    def section(key, title, status="ok", note="", body=""):
-        sections[key] = {"status": status, "note": note}
-        note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
-        blocks.append(f'<section id="{key}"><h2>{html.escape(title)}</h2>{note_html}{body}</section>')
 
-    def plot(fig):
-        div = _plotly_div(fig, first[0])
-        first[0] = False
-        return div
-
-    def png_link(key):
-        return f'<p class="png">PNG: <a href="{PNG_NAMES[key]}">{PNG_NAMES[key]}</a></p>'
-
+def build_distribution(ctx: ReportContext) -> Block:
     import plotly.graph_objects as go
 
-    # distribution
-    pngs["distribution"] = _png_histogram(os.path.join(out_dir, PNG_NAMES["distribution"]), s, vog_field)
-    desc = {
-        "n": int(s.size),
-        "mean": float(s.mean()),
-        "std": float(s.std()),
-        "min": float(s.min()),
-        "median": float(np.median(s)),
-        "max": float(s.max()),
-    }
-    results["distribution"] = desc
+    s, vog_field = ctx.scores, ctx.vog_field
+    _png_histogram(ctx.png("distribution"), s, vog_field)
+    desc = describe(s)
     fig = go.Figure(go.Histogram(x=s, nbinsx=50))
     fig.update_layout(title=f"Distribution of {vog_field}", xaxis_title=vog_field, yaxis_title="samples")
-    section("distribution", "Score distribution", body=plot(fig) + _table(desc) + png_link("distribution"))
+    return Block(ctx.plot(fig) + _table(desc) + ctx.png_link("distribution"), desc)
 
-    # error by decile
-    both = None
-    if labels is None or preds is None:
-        why = (
-            f"label field {label_field!r} not found"
-            if labels is None
-            else "no predictions: pass pred_field (CLI: --pred-field)"
-        )
-        section("error", "Error rate by VoG decile (Fig. 4)", "skipped", why)
-    else:
-        both = np.array([l is not None and p is not None for l, p in zip(labels, preds)], dtype=bool)
-        if not both.any():
-            section(
-                "error",
-                "Error rate by VoG decile (Fig. 4)",
-                "skipped",
-                "no scored sample has both a label and a prediction",
-            )
-            both = None
-        else:
-            correct = labels[both] == preds[both]
-            eb = A.error_by_bin(s[both], correct.astype(bool), bins)
-            det = A.detection_metrics(s[both], ~correct.astype(bool))
-            results["error"] = {"by_bin": eb.to_dict(), "misclassified_detection": det.to_dict()}
-            pngs["error"] = _png_bins(
-                os.path.join(out_dir, PNG_NAMES["error"]),
-                eb.labels,
-                {"error rate": eb.error_rate},
-                "error rate",
-                "Error rate by VoG decile",
-                eb.overall_error,
-                "overall error",
-            )
-            fig = _bar_fig(
-                eb.labels,
-                {"error rate": eb.error_rate},
-                "error rate",
-                "Error rate by VoG decile",
-                eb.overall_error,
-                f"overall {eb.overall_error:.3f}",
-            )
-            rows = {
-                "overall error": eb.overall_error,
-                "bottom bin error": eb.error_rate[0],
-                "top bin error": eb.error_rate[-1],
-                "AUROC (misclassified)": det.auroc,
-                "AUPRC (misclassified)": det.auprc,
-                "samples": eb.n,
-            }
-            section(
-                "error",
-                "Error rate by VoG decile (Fig. 4)",
-                note=eb.note,
-                body=plot(fig) + _table(rows) + png_link("error"),
-            )
 
-    # windows
-    title = "Early vs late checkpoint window (Fig. 7)"
+def build_error(ctx: ReportContext) -> Block | Skip:
+    if ctx.labels is None:
+        return Skip(f"label field {ctx.label_field!r} not found")
+    if ctx.preds is None:
+        return Skip("no predictions: pass pred_field (CLI: --pred-field)")
+    both = ctx.both
+    if both is None:
+        return Skip("no scored sample has both a label and a prediction")
+    s = ctx.scores
+    correct = (ctx.labels[both] == ctx.preds[both]).astype(bool)
+    eb = A.error_by_bin(s[both], correct, ctx.bins)
+    det = A.detection_metrics(s[both], ~correct)
+    _png_bins(
+        ctx.png("error"),
+        eb.labels,
+        {"error rate": eb.error_rate},
+        "error rate",
+        "Error rate by VoG decile",
+        eb.overall_error,
+        "overall error",
+    )
+    fig = _bar_fig(
+        eb.labels,
+        {"error rate": eb.error_rate},
+        "error rate",
+        "Error rate by VoG decile",
+        eb.overall_error,
+        f"overall {eb.overall_error:.3f}",
+    )
+    rows = {
+        "overall error": eb.overall_error,
+        "bottom bin error": eb.error_rate[0],
+        "top bin error": eb.error_rate[-1],
+        "AUROC (misclassified)": det.auroc,
+        "AUPRC (misclassified)": det.auprc,
+        "samples": eb.n,
+    }
+    return Block(
+        ctx.plot(fig) + _table(rows) + ctx.png_link("error"),
+        {"by_bin": eb.to_dict(), "misclassified_detection": det.to_dict()},
+        eb.note,
+    )
+
+
+def build_windows(ctx: ReportContext) -> Block | Skip:
+    early_field, late_field = ctx.early_field, ctx.late_field
     if not (early_field and late_field):
-        section(
-            "windows",
-            title,
-            "skipped",
-            f"no window fields: compute_vog(..., windows='thirds') writes {vog_field}_early/_late",
+        early = window_field_name(ctx.vog_field, "early")
+        return Skip(f"no window fields: compute_vog(..., windows='thirds') writes {early}/_late")
+    if ctx.both is None:
+        return Skip("needs labels and predictions (pred_field)")
+    try:
+        wc = A.window_comparison_from_view(
+            ctx.samples, early_field, late_field, ctx.label_field, ctx.pred_field, ctx.bins
         )
-    elif both is None:
-        section("windows", title, "skipped", "needs labels and predictions (pred_field)")
-    else:
-        try:
-            wc = A.window_comparison_from_view(samples, early_field, late_field, label_field, pred_field, bins)
-        except VoGError as e:
-            section("windows", title, "skipped", str(e))
-        else:
-            results["windows"] = wc.to_dict()
-            series = {f"early ({early_field})": wc.early.error_rate, f"late ({late_field})": wc.late.error_rate}
-            pngs["windows"] = _png_bins(
-                os.path.join(out_dir, PNG_NAMES["windows"]),
-                wc.early.labels,
-                series,
-                "error rate",
-                "Error by VoG decile: early vs late window",
-                wc.late.overall_error,
-                "overall error",
-            )
-            rows = {
-                "early": wc.early_trend["direction"],
-                "early slope / bin": wc.early_trend["slope"],
-                "late": wc.late_trend["direction"],
-                "late slope / bin": wc.late_trend["slope"],
-                "rankings reversed": wc.reversed,
-            }
-            section(
-                "windows",
-                title,
-                body=plot(_bar_fig(wc.early.labels, series, "error rate", "Early vs late window"))
-                + _table(rows)
-                + png_link("windows"),
-            )
+    except VoGError as e:
+        return Skip(str(e))
+    series = {f"early ({early_field})": wc.early.error_rate, f"late ({late_field})": wc.late.error_rate}
+    _png_bins(
+        ctx.png("windows"),
+        wc.early.labels,
+        series,
+        "error rate",
+        "Error by VoG decile: early vs late window",
+        wc.late.overall_error,
+        "overall error",
+    )
+    rows = {
+        "early": wc.early_trend["direction"],
+        "early slope / bin": wc.early_trend["slope"],
+        "late": wc.late_trend["direction"],
+        "late slope / bin": wc.late_trend["slope"],
+        "rankings reversed": wc.reversed,
+    }
+    body = ctx.plot(_bar_fig(wc.early.labels, series, "error rate", "Early vs late window"))
+    return Block(body + _table(rows) + ctx.png_link("windows"), wc.to_dict())
 
-    # memorization
-    title = "Shuffled labels: memorization (Fig. 8)"
-    flag = None
-    if _exists(schema, shuffled_field):
-        flag, known = A.read_flag(samples, field=shuffled_field)
-        flag, known = flag[has], known[has]
-    if flag is None or not (flag & known).any() or not (~flag & known).any():
-        why = (
-            f"no field {shuffled_field!r}: fov.shuffle_labels(...) marks shuffled samples"
-            if flag is None
-            else f"{shuffled_field!r} needs both True and False values among the scored samples"
-        )
-        section("memorization", title, "skipped", why)
-    else:
-        tt = A.welch_ttest(s[known], flag[known])
-        det = A.detection_metrics(s[known], flag[known])
-        results["memorization"] = {"ttest": tt.to_dict(), "detection": det.to_dict()}
-        groups = {f"clean (n={tt.n_other})": s[known & ~flag], f"shuffled (n={tt.n_flagged})": s[known & flag]}
-        pngs["memorization"] = _png_boxes(
-            os.path.join(out_dir, PNG_NAMES["memorization"]), groups, f"Welch t = {tt.t:.2f}, p = {tt.p_value:.2g}"
-        )
-        fig = go.Figure([go.Box(y=v, name=k, boxmean="sd") for k, v in groups.items()])
-        fig.update_layout(title="VoG of shuffled vs clean samples", yaxis_title=vog_field)
-        rows = {
-            "clean mean ± std": f"{tt.mean_other:.4g} ± {tt.std_other:.4g} (n={tt.n_other})",
-            "shuffled mean ± std": f"{tt.mean_flagged:.4g} ± {tt.std_flagged:.4g} (n={tt.n_flagged})",
-            "Welch t": tt.t,
-            "dof": tt.dof,
-            "p-value": tt.p_value,
-            "AUROC": det.auroc,
-            "AUPRC": det.auprc,
-            "precision@k=#shuffled": det.r_precision,
-        }
-        section("memorization", title, note=tt.note, body=plot(fig) + _table(rows) + png_link("memorization"))
 
-    # OOD
-    title = "Out-of-distribution samples by VoG percentile (Fig. 6 right)"
-    if ood_field:
-        oflag, oknown = (a[has] for a in A.read_flag(samples, field=ood_field))
-        source = f"field {ood_field!r}"
-    elif ood_tag:
-        oflag, oknown = (a[has] for a in A.read_flag(samples, tag=ood_tag))
-        source = f"tag {ood_tag!r}"
-    else:
-        oflag = None
-    if oflag is None or not (oflag & oknown).any():
-        section(
-            "ood",
-            title,
-            "skipped",
-            "no OOD marking given" if oflag is None else f"no scored sample is flagged by {source}",
-        )
-    else:
-        # the raw score where there is one: z-scoring within the class a foreign image was assigned
-        # to hides what makes it foreign (docs/results.md); the section says which score it uses
-        ood_scores, ood_field_used = s, vog_field
-        if _exists(schema, f"{vog_field}_raw"):
-            raw_all = np.array(samples.values(f"{vog_field}_raw"), dtype=object)[has]
-            if all(v is not None for v in raw_all):
-                ood_scores, ood_field_used = raw_all.astype(np.float64), f"{vog_field}_raw"
-        sh = A.share_by_percentile(ood_scores[oknown], oflag[oknown], bins)
-        det = A.detection_metrics(ood_scores[oknown], oflag[oknown])
-        results["ood"] = {
-            "share": sh.to_dict(),
-            "detection": det.to_dict(),
-            "source": source,
-            "score_field": ood_field_used,
-        }
-        pngs["ood"] = _png_bins(
-            os.path.join(out_dir, PNG_NAMES["ood"]),
-            sh.labels,
-            {"OOD share": sh.share},
-            "share of OOD samples",
-            f"OOD share by VoG percentile ({source})",
-            sh.overall_share,
-            "overall share",
-        )
-        fig = _bar_fig(
-            sh.labels,
-            {"OOD share": sh.share},
-            "share of OOD samples",
-            "OOD share by VoG percentile",
-            sh.overall_share,
-            f"overall {sh.overall_share:.3f}",
-        )
-        rows = {
-            "score": ood_field_used,
-            "OOD samples": f"{sh.n_flagged} of {sh.n}",
-            "top-bin over-index": sh.over_index[-1],
-            "bottom-bin over-index": sh.over_index[0],
-            "AUROC": det.auroc,
-            "AUPRC": det.auprc,
-        }
-        section(
-            "ood",
-            title,
-            note="; ".join(x for x in (sh.note, det.note) if x),
-            body=plot(fig) + _table(rows) + png_link("ood"),
-        )
+def build_memorization(ctx: ReportContext) -> Block | Skip:
+    if ctx.shuffled is None:
+        return Skip(f"no field {ctx.shuffled_field!r}: fov.shuffle_labels(...) marks shuffled samples")
+    if not ctx.shuffled_usable:
+        return Skip(f"{ctx.shuffled_field!r} needs both True and False values among the scored samples")
+    import plotly.graph_objects as go
 
-    # per class
-    title = "Per-class mean VoG vs false-negative rate (Fig. 10)"
-    pc = None
-    if not per_class:
-        section("per_class", title, "skipped", "per_class=False")
-    elif both is None:
-        section("per_class", title, "skipped", "needs labels and predictions (pred_field)")
-    else:
-        try:
-            pc = A.per_class_from_view(samples, vog_field, label_field, pred_field)
-        except VoGError as e:
-            section("per_class", title, "skipped", str(e))
-    if pc is not None:
-        used = f"{vog_field}_raw" if _exists(schema, f"{vog_field}_raw") else vog_field
-        results["per_class"] = {**pc.to_dict(), "field": used}
-        pngs["per_class"] = _png_scatter(os.path.join(out_dir, PNG_NAMES["per_class"]), pc, used)
-        fig = go.Figure(
-            go.Scatter(x=pc.mean_vog, y=pc.fnr, text=pc.classes, mode="markers+text", textposition="top center")
-        )
-        fig.update_layout(
-            title=f"Class mean {used} vs FNR", xaxis_title=f"class mean {used}", yaxis_title="false-negative rate"
-        )
-        rows = {
-            "Pearson r": pc.pearson,
-            "Pearson p": pc.pearson_p,
-            "Spearman ρ": pc.spearman,
-            "classes": pc.n_classes_used,
-        }
-        section("per_class", title, note=pc.note, body=plot(fig) + _table(rows) + png_link("per_class"))
+    s, (flag, known) = ctx.scores, ctx.shuffled
+    tt = A.welch_ttest(s[known], flag[known])
+    det = A.detection_metrics(s[known], flag[known])
+    groups = {f"clean (n={tt.n_other})": s[known & ~flag], f"shuffled (n={tt.n_flagged})": s[known & flag]}
+    _png_boxes(ctx.png("memorization"), groups, f"Welch t = {tt.t:.2f}, p = {tt.p_value:.2g}")
+    fig = go.Figure([go.Box(y=v, name=k, boxmean="sd") for k, v in groups.items()])
+    fig.update_layout(title="VoG of shuffled vs clean samples", yaxis_title=ctx.vog_field)
+    rows = {
+        "clean mean ± std": f"{tt.mean_other:.4g} ± {tt.std_other:.4g} (n={tt.n_other})",
+        "shuffled mean ± std": f"{tt.mean_flagged:.4g} ± {tt.std_flagged:.4g} (n={tt.n_flagged})",
+        "Welch t": tt.t,
+        "dof": tt.dof,
+        "p-value": tt.p_value,
+        "AUROC": det.auroc,
+        "AUPRC": det.auprc,
+        "precision@k=#shuffled": det.r_precision,
+    }
+    return Block(
+        ctx.plot(fig) + _table(rows) + ctx.png_link("memorization"),
+        {"ttest": tt.to_dict(), "detection": det.to_dict()},
+        tt.note,
+    )
 
-    # detectors side by side: VoG (z-scored, raw) and the companions, per flag the user has
-    title = "Detectors side by side: VoG and its training-dynamics companions"
+
+def build_ood(ctx: ReportContext) -> Block | Skip:
+    if ctx.ood is None:
+        return Skip("no OOD marking given")
+    oflag, oknown, source = ctx.ood
+    if not ctx.ood_usable:
+        return Skip(f"no scored sample is flagged by {source}")
+    # the raw score where there is one: z-scoring within the class a foreign image was assigned
+    # to hides what makes it foreign (docs/results.md); the section says which score it uses
+    ood_scores, ood_field_used = ctx.scores, ctx.vog_field
+    if ctx.beside.raw:
+        raw_all = np.array(ctx.samples.values(ctx.beside.raw), dtype=object)[ctx.has]
+        if all(v is not None for v in raw_all):
+            ood_scores, ood_field_used = raw_all.astype(np.float64), ctx.beside.raw
+    sh = A.share_by_percentile(ood_scores[oknown], oflag[oknown], ctx.bins)
+    det = A.detection_metrics(ood_scores[oknown], oflag[oknown])
+    _png_bins(
+        ctx.png("ood"),
+        sh.labels,
+        {"OOD share": sh.share},
+        "share of OOD samples",
+        f"OOD share by VoG percentile ({source})",
+        sh.overall_share,
+        "overall share",
+    )
+    fig = _bar_fig(
+        sh.labels,
+        {"OOD share": sh.share},
+        "share of OOD samples",
+        "OOD share by VoG percentile",
+        sh.overall_share,
+        f"overall {sh.overall_share:.3f}",
+    )
+    rows = {
+        "score": ood_field_used,
+        "OOD samples": f"{sh.n_flagged} of {sh.n}",
+        "top-bin over-index": sh.over_index[-1],
+        "bottom-bin over-index": sh.over_index[0],
+        "AUROC": det.auroc,
+        "AUPRC": det.auprc,
+    }
+    return Block(
+        ctx.plot(fig) + _table(rows) + ctx.png_link("ood"),
+        {"share": sh.to_dict(), "detection": det.to_dict(), "source": source, "score_field": ood_field_used},
+        "; ".join(x for x in (sh.note, det.note) if x),
+    )
+
+
+def build_per_class(ctx: ReportContext) -> Block | Skip:
+    if not ctx.per_class:
+        return Skip("per_class=False")
+    if ctx.both is None:
+        return Skip("needs labels and predictions (pred_field)")
+    try:
+        pc = A.per_class_from_view(ctx.samples, ctx.vog_field, ctx.label_field, ctx.pred_field)
+    except VoGError as e:
+        return Skip(str(e))
+    import plotly.graph_objects as go
+
+    used = ctx.beside.raw_or_score
+    _png_scatter(ctx.png("per_class"), pc, used)
+    fig = go.Figure(
+        go.Scatter(x=pc.mean_vog, y=pc.fnr, text=pc.classes, mode="markers+text", textposition="top center")
+    )
+    fig.update_layout(
+        title=f"Class mean {used} vs FNR", xaxis_title=f"class mean {used}", yaxis_title="false-negative rate"
+    )
+    rows = {
+        "Pearson r": pc.pearson,
+        "Pearson p": pc.pearson_p,
+        "Spearman ρ": pc.spearman,
+        "classes": pc.n_classes_used,
+    }
+    return Block(ctx.plot(fig) + _table(rows) + ctx.png_link("per_class"), {**pc.to_dict(), "field": used}, pc.note)
+
+
+def build_detectors(ctx: ReportContext) -> Block | Skip:
+    """VoG (z-scored, raw) and the companions side by side, per flag the user has."""
     flags = []
-    if flag is not None and (flag & known).any() and (~flag & known).any():
-        flags.append(("shuffled labels", dict(flag_field=shuffled_field)))
-    if oflag is not None and (oflag & oknown).any():
+    if ctx.shuffled_usable:
+        flags.append(("shuffled labels", dict(flag_field=ctx.shuffled_field)))
+    if ctx.ood_usable:
+        kw = dict(flag_field=ctx.ood_field) if ctx.ood_field else dict(tag=ctx.ood_tag)
+        flags.append((f"out-of-distribution ({ctx.ood[2]})", kw))
+    if ctx.preds is not None and ctx.labels is not None:
         flags.append(
-            (f"out-of-distribution ({source})", dict(flag_field=ood_field) if ood_field else dict(tag=ood_tag))
-        )
-    if preds is not None and labels is not None:
-        flags.append(
-            (f"misclassified ({pred_field} ≠ {label_field})", dict(misclassified=pred_field, label_field=label_field))
+            (
+                f"misclassified ({ctx.pred_field} ≠ {ctx.label_field})",
+                dict(misclassified=ctx.pred_field, label_field=ctx.label_field),
+            )
         )
     tables, body = {}, ""
     for what, kw in flags:
         try:
-            t = A.detector_table_from_view(samples, vog_field, **kw)
+            t = A.detector_table_from_view(ctx.samples, ctx.vog_field, **kw)
         except VoGError:
             continue
         tables[what] = t.to_dict()
         body += f"<h3>{html.escape(what)}</h3>" + _rows_table(t)
-    if tables:
-        results["detectors"] = tables
-        section(
-            "detectors",
-            title,
-            note="best first by AUROC; 'low' scores flag their lowest values "
-            "(margin, max-softmax); precision@k at k = the number flagged",
-            body=body,
-        )
-    else:
-        section(
-            "detectors",
-            title,
-            "skipped",
-            "no flag to compare against: shuffled labels, an OOD marking, or predictions (pred_field)",
-        )
+    if not tables:
+        return Skip("no flag to compare against: shuffled labels, an OOD marking, or predictions (pred_field)")
+    return Block(
+        body,
+        tables,
+        "best first by AUROC; 'low' scores flag their lowest values "
+        "(margin, max-softmax); precision@k at k = the number flagged",
+    )
 
-    # grids
+
+def build_grids(ctx: ReportContext) -> Block:
+    fps, s, labels, out_dir, grid_size = ctx.filepaths, ctx.scores, ctx.labels, ctx.out_dir, ctx.grid_size
     grids = {"all": _grid_pair(fps, s, out_dir, "", "all classes", grid_size)}
     note = ""
-    if per_class and labels is not None:
+    if ctx.per_class and labels is not None:
         classes = [c for c in dict.fromkeys(sorted((l for l in labels if l is not None), key=str))]
         if len(classes) > MAX_CLASS_GRIDS:
             note = f"per-class grids for the first {MAX_CLASS_GRIDS} of {len(classes)} classes"
@@ -617,32 +639,144 @@ def vog_report(
         for c in classes:
             m = labels == c
             grids[str(c)] = _grid_pair(fps[m], s[m], out_dir, f"_{_safe(c)}", f"class {c}", grid_size)
-    elif per_class:
-        note = f"label field {label_field!r} not found: overall grids only"
+    elif ctx.per_class:
+        note = f"label field {ctx.label_field!r} not found: overall grids only"
     for name, pair in grids.items():
         for kind, path in pair.items():
-            pngs[f"grid_{kind}" + ("" if name == "all" else f"_{name}")] = path
-    results["grids"] = {name: {k: os.path.basename(p) for k, p in pair.items()} for name, pair in grids.items()}
+            ctx.pngs[f"grid_{kind}" + ("" if name == "all" else f"_{name}")] = path
     body = "".join(
         f'<h3>{html.escape("All samples" if name == "all" else f"Class {name}")}</h3><div class="grids">'
         + "".join(_img(p) for p in pair.values())
         + "</div>"
         for name, pair in grids.items()
     )
-    section("grids", "Lowest and highest VoG images (Figs. 2, 3, 5)", note=note, body=body)
+    result = {name: {k: os.path.basename(p) for k, p in pair.items()} for name, pair in grids.items()}
+    return Block(body, result, note)
 
-    summary = _summary(samples, vog_field, s, sections, results)
+
+#: The report's sections, in page order.
+SECTIONS = (
+    Section("distribution", "Score distribution", build_distribution),
+    Section("error", "Error rate by VoG decile (Fig. 4)", build_error),
+    Section("windows", "Early vs late checkpoint window (Fig. 7)", build_windows),
+    Section("memorization", "Shuffled labels: memorization (Fig. 8)", build_memorization),
+    Section("ood", "Out-of-distribution samples by VoG percentile (Fig. 6 right)", build_ood),
+    Section("per_class", "Per-class mean VoG vs false-negative rate (Fig. 10)", build_per_class),
+    Section("detectors", "Detectors side by side: VoG and its training-dynamics companions", build_detectors),
+    Section("grids", "Lowest and highest VoG images (Figs. 2, 3, 5)", build_grids),
+)
+SECTION_KEYS = tuple(sec.key for sec in SECTIONS)
+
+
+def render_section(section: Section, built: Block | Skip) -> str:
+    """A built (or skipped) section as its ``<section id=key>`` block of the page."""
+    note = built.reason if isinstance(built, Skip) else built.note
+    note_html = f'<p class="note">{html.escape(note)}</p>' if note else ""
+    body = "" if isinstance(built, Skip) else built.body
+    return f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>{note_html}{body}</section>'
+
+
+def _chosen(sections) -> set[str]:
+    if sections is None:
+        return set(SECTION_KEYS)
+    if isinstance(sections, str):
+        sections = [sections]
+    unknown = [k for k in sections if k not in SECTION_KEYS]
+    if unknown:
+        raise VoGError(f"sections: {unknown[0]!r} is not a section of the report; choose from {list(SECTION_KEYS)}")
+    return set(sections)
+
+
+def vog_report(
+    samples,
+    out_dir,
+    vog_field="vog",
+    label_field="ground_truth",
+    pred_field=None,
+    shuffled_field="label_shuffled",
+    ood_tag="ood",
+    ood_field=None,
+    early_field=None,
+    late_field=None,
+    grid_size=5,
+    per_class=True,
+    print_summary=True,
+    bins=10,
+    sections=None,
+) -> dict:
+    """Write ``out_dir/report.html`` and PNGs of every VoG analysis; store the results in the run.
+
+    Sections (:data:`SECTIONS`, each built by its own function from a :class:`ReportContext`;
+    each skipped, with a note in the page, when its inputs are missing):
+
+    - ``distribution``: histogram of ``vog_field`` (``vog_histogram.png``).
+    - ``error``: error rate by VoG decile with the overall error (paper Fig. 4) and VoG as a
+      detector of misclassification; needs ``label_field`` and ``pred_field``
+      (``error_by_decile.png``).
+    - ``windows``: early- vs late-window decile error (Fig. 7); needs predictions and
+      ``early_field``/``late_field`` (default: the run's ``{vog_field}_early``/``_late`` when both exist)
+      (``window_deciles.png``).
+    - ``memorization``: Welch t-test and detection metrics of ``shuffled_field`` True vs False
+      (Fig. 8) (``shuffled_ttest.png``).
+    - ``ood``: share of OOD samples (``ood_field`` True, else tag ``ood_tag``) per VoG
+      percentile and its over-index (Fig. 6 right), and detection metrics (``ood_share.png``).
+    - ``per_class``: class mean raw VoG (the raw field beside ``vog_field`` when present) vs
+      false-negative rate (Fig. 10); needs predictions (``per_class_vog_vs_fnr.png``).
+    - ``detectors``: for each flag present (shuffled labels, the OOD marking, misclassified when
+      ``pred_field`` is given), AUROC / AUPRC / precision@k of VoG (z-scored and raw) and of each
+      companion field of the run, best first (:func:`fiftyone_vog.analysis.detector_table`).
+    - ``grids``: ``grid_size``² lowest- and highest-VoG images overall and, with
+      ``per_class=True``, per ``label_field`` class (Figs. 2, 3, 5) (``grid_{lowest,highest}[_CLASS].png``).
+
+    Args:
+        samples: a FiftyOne dataset or view; only samples with a ``vog_field`` value are analysed.
+        out_dir: folder for ``report.html`` and the PNGs (created).
+        vog_field: the score field (and run key) to analyse.
+        label_field, pred_field: ``fo.Classification`` fields with labels and predictions.
+        shuffled_field: boolean field from :func:`shuffle_labels` (None values are left out).
+        ood_tag, ood_field: how out-of-distribution samples are marked (a field wins over the tag).
+        early_field, late_field: window score fields for the Fig. 7 comparison.
+        grid_size: images per grid side. per_class: per-class grids and the per-class section.
+        print_summary: print a short text summary. bins: number of quantile bins (10 = deciles).
+        sections: the keys of the sections to build (default: all); the others are listed as
+            skipped ("left out").
+
+    Returns:
+        ``{"html", "out_dir", "pngs": {name: path}, "sections": {name: {"status", "note"}},
+        "analysis": {section: JSON dict}, "summary": text}``. The same ``analysis`` is saved
+        on the run ``vog_field`` (``dataset.load_run_results(vog_field).analysis``) when the
+        run exists.
+
+    Raises:
+        VoGError: ``vog_field`` missing or unscored, an explicitly named field missing, or an
+        unknown section.
+    """
+    args = dict(locals())  # first: the arguments, nothing else
+    chosen = _chosen(sections)
+    ctx = _context(args)
+    statuses, results, blocks = {}, {}, []
+    for sec in SECTIONS:
+        built = sec.build(ctx) if sec.key in chosen else Skip(f"left out (sections={sorted(chosen)})")
+        if isinstance(built, Skip):
+            statuses[sec.key] = {"status": "skipped", "note": built.reason}
+        else:
+            statuses[sec.key] = {"status": "ok", "note": built.note}
+            if built.result is not None:
+                results[sec.key] = built.result
+        blocks.append(render_section(sec, built))
+
+    summary = _summary(samples, vog_field, ctx.scores, statuses, results)
     html_path = os.path.join(out_dir, "report.html")
     _write_html(html_path, samples, vog_field, summary, blocks)
-    stored = _store(samples, vog_field, results, sections, html_path)
+    stored = _store(samples, vog_field, results, statuses, html_path)
     if print_summary:
         print(summary)
         print(f"report: {html_path}")
     return {
         "html": html_path,
         "out_dir": out_dir,
-        "pngs": pngs,
-        "sections": sections,
+        "pngs": ctx.pngs,
+        "sections": statuses,
         "analysis": A.to_jsonable(results),
         "summary": summary,
         "stored_in_run": stored,

@@ -133,7 +133,7 @@ def test_bad_input(views_ready, tmp_path):
         fov.export_vog_subset("vog-high", tmp_path / "a", dataset="no-such")
     with pytest.raises(fov.VoGError, match="dataset_type"):
         fov.export_vog_subset(views_ready, tmp_path / "a", dataset_type="coco")
-    with pytest.raises(fov.VoGError, match="no label field 'labels'"):
+    with pytest.raises(fov.VoGError, match="label field 'labels' does not exist"):
         fov.export_vog_subset(views_ready, tmp_path / "a", label_field="labels")
     with pytest.raises(fov.VoGError, match="no VoG field 'score'"):
         fov.export_vog_subset(views_ready, tmp_path / "a", dataset_type="csv", vog_field="score")
