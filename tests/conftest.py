@@ -261,3 +261,26 @@ def interrupt_after(ds, checkpoint_dir, monkeypatch, batches, **kw):
     with pytest.raises(KeyboardInterrupt):
         fov.compute_vog(ds, checkpoint_dir, **kw)
     monkeypatch.setattr(VoGEngine, "score_batch", real)
+
+
+def resolve_form(uri, ds, params, as_app=False, **request):
+    """Resolve operator ``uri``'s form on the server, as the App does on every keystroke:
+    ``(properties, ValidationContext)``. ``as_app``: the request names the operator, as the App's
+    do (then messages are in the form's words)."""
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext, ValidationContext
+
+    op = foo.get_operator(uri)
+    extra = {"operator_uri": uri} if as_app else {}
+    ctx = ExecutionContext(
+        request_params={"dataset_name": ds.name, "params": dict(params), **extra, **request},
+        operator_uri=uri,
+        required_secrets=op._plugin_secrets,
+    )
+    inputs = op.resolve_input(ctx)
+    return inputs.type.properties, ValidationContext(ctx, inputs, op)
+
+
+def form_props(uri, ds, params):
+    """The properties of operator ``uri``'s resolved form (see :func:`resolve_form`)."""
+    return resolve_form(uri, ds, params)[0]

@@ -16,6 +16,8 @@ from fiftyone.operators.server import create_response_generator
 import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
 
+from conftest import resolve_form
+
 PLUGIN = "@fiftyone-vog/vog"
 COMPUTE = f"{PLUGIN}/compute_vog"
 MODEL = "conftest:small_model"
@@ -94,22 +96,8 @@ def test_failed_plain_operator_notifies_and_reopens_the_form(dataset):
 
 # -- 2. the run's up-front checks are the form's inline errors ------------------------------
 def _form(uri, ds, params, **request):
-    """Resolve the operator's form on the server, as the App does on every keystroke."""
-    from fiftyone.operators.executor import ExecutionContext, ValidationContext
-
-    op = foo.get_operator(uri)
-    ctx = ExecutionContext(
-        request_params={
-            "dataset_name": ds.name,
-            "params": dict(params),
-            "operator_uri": uri,
-            **request,
-        },  # as the App sends it
-        operator_uri=uri,
-        required_secrets=op._plugin_secrets,
-    )
-    inputs = op.resolve_input(ctx)
-    return inputs.type.properties, ValidationContext(ctx, inputs, op)
+    """Resolve the form as the App sends its requests."""
+    return resolve_form(uri, ds, params, as_app=True, **request)
 
 
 def _plugin_module(name):

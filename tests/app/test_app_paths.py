@@ -8,12 +8,12 @@ import shutil
 
 import fiftyone.operators as foo
 import pytest
-from fiftyone.operators.executor import ExecutionContext, ExecutionError
+from fiftyone.operators.executor import ExecutionError
 
 import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
 
-from conftest import build_dataset
+from conftest import build_dataset, form_props
 
 PLUGIN = "@fiftyone-vog/vog"
 COMPUTE = f"{PLUGIN}/compute_vog"
@@ -47,18 +47,8 @@ def server(image_dir, checkpoint_dir, tmp_path, monkeypatch):
     ds.delete()
 
 
-def _form(uri, ds, params):
-    op = foo.get_operator(uri)
-    ctx = ExecutionContext(
-        request_params={"dataset_name": ds.name, "params": dict(params)},
-        operator_uri=uri,
-        required_secrets=op._plugin_secrets,
-    )
-    return op.resolve_input(ctx).type.properties
-
-
 def _checkpoint_error(ds, spec):
-    props = _form(COMPUTE, ds, {"checkpoints": spec, "model": "resnet18"})
+    props = form_props(COMPUTE, ds, {"checkpoints": spec, "model": "resnet18"})
     assert "checkpoints_found" not in props  # nothing listed ("67 checkpoints")
     assert props["checkpoints"].invalid, spec
     return props["checkpoints"].error_message
@@ -74,7 +64,7 @@ def _same_text(messages_by_path):
 def test_checkpoints_outside_the_roots_get_one_message_whether_they_exist_or_not(server):
     ds, srv, proj, outside = server
     # inside the default roots (the folder above the media): found as before
-    props = _form(COMPUTE, ds, {"checkpoints": str(proj / "ckpts" / "epoch_*.pt")})
+    props = form_props(COMPUTE, ds, {"checkpoints": str(proj / "ckpts" / "epoch_*.pt")})
     assert not props["checkpoints"].invalid and props["checkpoints_found"].view.label.startswith("5 checkpoints")
     cases = [
         outside / "ckpts" / "epoch_*.pt",
@@ -145,7 +135,7 @@ def test_exports_from_the_app_stay_inside_the_roots(server, tmp_path):
     ds, srv, proj, outside = server
     ds.set_values("vog", [float(i) for i in range(len(ds))])
     # inside: fine, from the form and the executor
-    props = _form(EXPORT, ds, {"export_dir": str(proj / "export")})
+    props = form_props(EXPORT, ds, {"export_dir": str(proj / "export")})
     assert not props["export_dir"].invalid
     res = foo.execute_operator(
         EXPORT, ctx={"dataset": ds, "params": {"export_dir": str(proj / "export"), "dataset_type": "csv"}}
@@ -156,7 +146,7 @@ def test_exports_from_the_app_stay_inside_the_roots(server, tmp_path):
     cases = [outside / "existing", outside / "new", "/etc", "/", "~/x"]
     msgs = {}
     for p in cases:
-        props = _form(EXPORT, ds, {"export_dir": str(p), "overwrite": True})
+        props = form_props(EXPORT, ds, {"export_dir": str(p), "overwrite": True})
         assert props["export_dir"].invalid, p
         msgs[p] = props["export_dir"].error_message
     assert "outside the folders the App may use" in _same_text(msgs)
@@ -170,7 +160,7 @@ def test_exports_from_the_app_stay_inside_the_roots(server, tmp_path):
 def test_the_server_owner_sets_the_roots(server, monkeypatch):
     ds, srv, proj, outside = server
     monkeypatch.setenv("FIFTYONE_VOG_APP_ROOTS", os.pathsep.join([str(outside), "/nonexistent-root"]))
-    props = _form(COMPUTE, ds, {"checkpoints": str(outside / "ckpts" / "epoch_*.pt")})
+    props = form_props(COMPUTE, ds, {"checkpoints": str(outside / "ckpts" / "epoch_*.pt")})
     assert not props["checkpoints"].invalid and props["checkpoints_found"].view.label.startswith("5 checkpoints")
     msg = _checkpoint_error(ds, str(proj / "ckpts" / "epoch_*.pt"))  # the defaults no longer apply
     assert "outside the folders" in msg and str(outside) in msg and str(proj) not in msg.split("(")[1]

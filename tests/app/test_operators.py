@@ -11,13 +11,13 @@ import fiftyone.operators as foo
 import numpy as np
 import pytest
 from fiftyone.operators.delegated import DelegatedOperationService
-from fiftyone.operators.executor import ExecutionContext, ExecutionError, ValidationContext
+from fiftyone.operators.executor import ExecutionError
 
 import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
 from fiftyone_vog.app.operators import parse_windows
 
-from conftest import CLASSES, build_dataset
+from conftest import CLASSES, build_dataset, resolve_form
 
 PLUGIN = "@fiftyone-vog/vog"
 COMPUTE = f"{PLUGIN}/compute_vog"
@@ -51,18 +51,6 @@ def operator_scored(image_dir, checkpoint_dir):
         del os.environ["FIFTYONE_VOG_ALLOW_IMPORTS"]
     yield ds
     ds.delete()
-
-
-def _form(uri, ds, params, **request):
-    """Resolve the operator's form on the server, as the App does on every keystroke."""
-    op = foo.get_operator(uri)
-    ctx = ExecutionContext(
-        request_params={"dataset_name": ds.name, "params": dict(params), **request},
-        operator_uri=uri,
-        required_secrets=op._plugin_secrets,
-    )
-    inputs = op.resolve_input(ctx)
-    return inputs.type.properties, ValidationContext(ctx, inputs, op)
 
 
 def _requests(result, name):
@@ -211,20 +199,20 @@ def test_delegated_compute_is_queued_then_executed(dataset, checkpoint_dir, allo
 
 # -- compute_vog: the form's inline errors ----------------------------------------------
 def test_glob_matching_nothing_is_an_inline_error(dataset, tmp_path):
-    props, val = _form(COMPUTE, dataset, {"checkpoints": str(tmp_path / "nothing_*.pt")})
+    props, val = resolve_form(COMPUTE, dataset, {"checkpoints": str(tmp_path / "nothing_*.pt")})
     assert props["checkpoints"].invalid
     assert "no checkpoint file matches" in props["checkpoints"].error_message
     assert val.invalid and val.errors[0].path == ".checkpoints"
 
 
 def test_relative_paths_say_where_the_server_looked(dataset):
-    props, _ = _form(COMPUTE, dataset, {"checkpoints": "runs/missing.pt,runs/other.pt"})
+    props, _ = resolve_form(COMPUTE, dataset, {"checkpoints": "runs/missing.pt,runs/other.pt"})
     msg = props["checkpoints"].error_message
     assert "checkpoint file not found: runs/missing.pt" in msg and os.getcwd() in msg
 
 
 def test_found_checkpoints_are_reported(dataset, checkpoint_dir):
-    props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": "resnet18"})
+    props, val = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": "resnet18"})
     assert not props["checkpoints"].invalid
     assert props["checkpoints_found"].view.label == "5 checkpoints: epoch_1.pt … epoch_5.pt"
     assert val.invalid and "does not fit the architecture" in props["model"].error_message  # SmallCNN weights
@@ -241,18 +229,20 @@ def test_found_checkpoints_are_reported(dataset, checkpoint_dir):
     ],
 )
 def test_bad_output_field_is_an_inline_error(dataset, checkpoint_dir, name, why):
-    props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "vog_field": name})
+    props, val = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "vog_field": name})
     assert props["vog_field"].invalid and why in props["vog_field"].error_message
     assert val.invalid
 
 
 def test_used_output_field_needs_overwrite(operator_scored, checkpoint_dir):
-    props, _ = _form(COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "vog"})
+    props, _ = resolve_form(COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "vog"})
     assert props["vog_field"].invalid and "Overwrite" in props["vog_field"].error_message
-    props, _ = _form(COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "vog", "overwrite": True})
+    props, _ = resolve_form(
+        COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "vog", "overwrite": True}
+    )
     assert not props["vog_field"].invalid
     # a window's field that is taken counts too
-    props, _ = _form(
+    props, _ = resolve_form(
         COMPUTE, operator_scored, {"checkpoints": checkpoint_dir, "vog_field": "op", "windows": "late=-2:"}
     )
     assert props["vog_field"].invalid
@@ -266,7 +256,7 @@ def test_invalid_params_are_rejected_by_the_executor(dataset, tmp_path):
 
 def test_app_cannot_import_code_unless_the_owner_allows_it(dataset, checkpoint_dir, monkeypatch):
     monkeypatch.delenv("FIFTYONE_VOG_ALLOW_IMPORTS", raising=False)
-    props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "allow_pickle": True})
+    props, val = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "allow_pickle": True})
     assert props["model"].invalid and "FIFTYONE_VOG_ALLOW_IMPORTS=1" in props["model"].error_message
     assert props["allow_pickle"].invalid and "FIFTYONE_VOG_ALLOW_IMPORTS=1" in props["allow_pickle"].error_message
     with pytest.raises(ExecutionError, match="FIFTYONE_VOG_ALLOW_IMPORTS"):
@@ -274,15 +264,17 @@ def test_app_cannot_import_code_unless_the_owner_allows_it(dataset, checkpoint_d
             COMPUTE, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir, "model": MODEL}}
         )
     monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")
-    props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "allow_pickle": True})
+    props, _ = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "allow_pickle": True})
     assert not props["model"].invalid and not props["allow_pickle"].invalid
 
 
 def test_unknown_architecture_and_bad_windows_are_inline_errors(dataset, checkpoint_dir):
-    props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": "resnet181", "windows": "early=0:1"})
+    props, _ = resolve_form(
+        COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": "resnet181", "windows": "early=0:1"}
+    )
     assert "did you mean resnet18" in props["model"].error_message
     assert props["windows"].invalid and "fewer than 2 checkpoints" in props["windows"].error_message
-    props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "windows": "early"})
+    props, _ = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "windows": "early"})
     assert "not NAME=SPEC" in props["windows"].error_message
 
 
@@ -297,10 +289,10 @@ def test_parse_windows():
 
 
 def test_target_choice_appears_with_a_view_or_selection(dataset, checkpoint_dir):
-    props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir})
+    props, _ = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir})
     assert props["view_target"].view.__class__.__name__ == "HiddenView"  # only the dataset: nothing to choose
     view = dataset.limit(5)._serialize()
-    props, _ = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir}, view=view, selected=[dataset.first().id])
+    props, _ = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir}, view=view, selected=[dataset.first().id])
     assert set(props["view_target"].type.values) == {"DATASET", "CURRENT_VIEW", "SELECTED_SAMPLES"}
 
 
@@ -330,7 +322,7 @@ def test_save_vog_views_operator(operator_scored):
 
 def test_save_vog_views_operator_name_prefix(operator_scored):
     params = {"vog_field": "vog", "percentile": 10, "name_prefix": " vog-b ", "load_view": "vog-b-low"}
-    props, val = _form(f"{PLUGIN}/save_vog_views", operator_scored, params)
+    props, val = resolve_form(f"{PLUGIN}/save_vog_views", operator_scored, params)
     assert not val.invalid
     assert [c.value for c in props["load_view"].view.choices] == [
         "vog-b-high",
@@ -350,12 +342,12 @@ def test_save_vog_views_operator_name_prefix(operator_scored):
     assert operator_scored.load_saved_view("vog-b-low").values("id") == [ids[i] for i in np.argsort(vog)[:4]]
     assert len(_requests(result, "set_view")[0].params["view"]) == 2  # vog-b-low's match and sort_by
     # blank: the default names
-    props, _ = _form(f"{PLUGIN}/save_vog_views", operator_scored, {"vog_field": "vog", "name_prefix": "  "})
+    props, _ = resolve_form(f"{PLUGIN}/save_vog_views", operator_scored, {"vog_field": "vog", "name_prefix": "  "})
     assert props["load_view"].view.choices[0].value == "vog-high"
 
 
 def test_save_vog_views_form_needs_a_run(dataset):
-    props, val = _form(f"{PLUGIN}/save_vog_views", dataset, {})
+    props, val = resolve_form(f"{PLUGIN}/save_vog_views", dataset, {})
     assert val.invalid and "no VoG run" in props["no_runs"].view.label
 
 
@@ -399,7 +391,7 @@ def test_export_vog_subset_operator(operator_scored, tmp_path):
     assert [r["id"] for r in rows] == operator_scored.load_saved_view("vog-high").values("id")
     assert [float(r["vog"]) for r in rows] == operator_scored.load_saved_view("vog-high").values("vog")
     # a directory with files is refused inline unless overwrite
-    props, val = _form(uri, operator_scored, {"saved_view": "vog-high", "export_dir": str(out)})
+    props, val = resolve_form(uri, operator_scored, {"saved_view": "vog-high", "export_dir": str(out)})
     assert props["export_dir"].invalid and "already holds files" in props["export_dir"].error_message
     # the current view as a class-folder tree
     tree = tmp_path / "tree"

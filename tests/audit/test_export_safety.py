@@ -12,12 +12,11 @@ import sys
 import fiftyone as fo
 import fiftyone.operators as foo
 import pytest
-from fiftyone.operators.executor import ExecutionContext
 
 import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
 
-from conftest import build_dataset
+from conftest import build_dataset, form_props
 
 MARKER = ".fiftyone-vog-export.json"  # the documented name of the export marker
 DATASET_NAME = "export-safety-test"  # the conftest fixture named_dataset
@@ -268,13 +267,7 @@ def test_a_write_that_fails_is_one_line_exit_2_and_leaves_nothing(named_dataset,
 
 
 def _form(ds, params):
-    op = foo.get_operator(EXPORT)
-    ctx = ExecutionContext(
-        request_params={"dataset_name": ds.name, "params": dict(params)},
-        operator_uri=EXPORT,
-        required_secrets=op._plugin_secrets,
-    )
-    return op.resolve_input(ctx).type.properties
+    return form_props(EXPORT, ds, params)
 
 
 def test_the_form_says_what_overwrite_replaces_and_offers_vog_fields_only_for_csv(dataset, tmp_path):

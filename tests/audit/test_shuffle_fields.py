@@ -5,12 +5,12 @@ what it did, and Save VoG views with parameters left out keeps the API's default
 import fiftyone as fo
 import fiftyone.operators as foo
 import pytest
-from fiftyone.operators.executor import ExecutionContext, ExecutionError, ValidationContext
+from fiftyone.operators.executor import ExecutionError
 
 import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
 
-from conftest import small_model
+from conftest import resolve_form, small_model
 
 PLUGIN = "@fiftyone-vog/vog"
 SHUFFLE = f"{PLUGIN}/shuffle_labels"
@@ -29,17 +29,6 @@ def two_fields(dataset):
     dataset.classes["predictions"] = dataset.classes["ground_truth"]
     dataset.save()
     return dataset
-
-
-def _form(uri, ds, params):
-    op = foo.get_operator(uri)
-    ctx = ExecutionContext(
-        request_params={"dataset_name": ds.name, "params": dict(params)},
-        operator_uri=uri,
-        required_secrets=op._plugin_secrets,
-    )
-    inputs = op.resolve_input(ctx)
-    return inputs.type.properties, ValidationContext(ctx, inputs, op)
 
 
 def _choices(prop):
@@ -101,7 +90,9 @@ def test_operator_restore_with_defaults_keeps_the_other_audit(two_fields):
     assert _audit(ds, "ground_truth", "label_shuffled") == before
     assert not {"predictions_shuffled", "predictions_original"} & set(ds.get_field_schema())
     # another field's flag is an inline error naming the form's control, and execution is refused
-    props, val = _form(SHUFFLE, ds, {"action": "restore", "label_field": "predictions", "flag_field": "label_shuffled"})
+    props, val = resolve_form(
+        SHUFFLE, ds, {"action": "restore", "label_field": "predictions", "flag_field": "label_shuffled"}
+    )
     assert props["flag_field"].invalid and "'Flag field'" in props["flag_field"].error_message and val.invalid
     with pytest.raises(ExecutionError, match="flags the shuffle of 'ground_truth'"):
         foo.execute_operator(
@@ -128,16 +119,16 @@ def test_operator_shuffles_only_its_target_view(dataset):
 def test_form_messages_name_the_controls_and_hide_backups(two_fields):
     ds = two_fields
     fov.shuffle_labels(ds, fraction=0.25, seed=1)
-    props, val = _form(SHUFFLE, ds, {"fraction": 0.25})
+    props, val = resolve_form(SHUFFLE, ds, {"fraction": 0.25})
     msg = props["label_field"].error_message
     assert props["label_field"].invalid and "tick 'Overwrite'" in msg and "overwrite=True" not in msg and val.invalid
-    props, val = _form(SHUFFLE, ds, {"fraction": 0.25, "overwrite": True})
+    props, val = resolve_form(SHUFFLE, ds, {"fraction": 0.25, "overwrite": True})
     assert not val.invalid
     # the backup field ground_truth_original is no label field to offer
     assert _choices(props["label_field"]) == ["ground_truth", "predictions"]
-    props, _ = _form(f"{PLUGIN}/compute_vog", ds, {})
+    props, _ = resolve_form(f"{PLUGIN}/compute_vog", ds, {})
     assert "ground_truth_original" not in _choices(props["label_field"])
-    props, _ = _form(f"{PLUGIN}/export_vog_subset", ds, {})
+    props, _ = resolve_form(f"{PLUGIN}/export_vog_subset", ds, {})
     assert "ground_truth_original" not in _choices(props["label_field"])
 
 

@@ -16,7 +16,7 @@ from fiftyone.operators.executor import ExecutionContext, ExecutionError
 
 from fiftyone_vog.app.install import install_plugin
 
-from conftest import TESTS_DIR, build_dataset
+from conftest import TESTS_DIR, build_dataset, form_props
 
 CLI = [sys.executable, "-m", "fiftyone_vog.cli"]
 NAME = "cli-messages"
@@ -145,32 +145,22 @@ def plugin():
     install_plugin()
 
 
-def _form(uri, ds, params):
-    op = foo.get_operator(uri)
-    ctx = ExecutionContext(
-        request_params={"dataset_name": ds.name, "params": dict(params)},
-        operator_uri=uri,
-        required_secrets=op._plugin_secrets,
-    )
-    return op.resolve_input(ctx).type.properties
-
-
 def test_form_windows_null_is_an_inline_error(plugin, dataset, checkpoint_dir):
-    props = _form(f"{PLUGIN}/compute_vog", dataset, {"checkpoints": checkpoint_dir, "windows": '{"a": null}'})
+    props = form_props(f"{PLUGIN}/compute_vog", dataset, {"checkpoints": checkpoint_dir, "windows": '{"a": null}'})
     assert props["windows"].invalid and "window 'a'" in props["windows"].error_message
 
 
 def test_form_device_meta_is_an_inline_error(plugin, dataset, checkpoint_dir):
-    props = _form(f"{PLUGIN}/compute_vog", dataset, {"checkpoints": checkpoint_dir, "device": "meta"})
+    props = form_props(f"{PLUGIN}/compute_vog", dataset, {"checkpoints": checkpoint_dir, "device": "meta"})
     assert props["device"].invalid and "device='meta'" in props["device"].error_message
-    props = _form(f"{PLUGIN}/compute_vog", dataset, {"checkpoints": checkpoint_dir, "device": "cpu"})
+    props = form_props(f"{PLUGIN}/compute_vog", dataset, {"checkpoints": checkpoint_dir, "device": "cpu"})
     assert not props["device"].invalid
 
 
 @pytest.mark.parametrize("seed", [-1, None, 1.5])
 def test_shuffle_seed_must_be_a_whole_number(plugin, dataset, seed):
     uri = f"{PLUGIN}/shuffle_labels"
-    props = _form(uri, dataset, {"seed": seed})
+    props = form_props(uri, dataset, {"seed": seed})
     assert props["seed"].invalid and "seed" in props["seed"].error_message
     before = dataset.values("ground_truth.label")
     with pytest.raises(ExecutionError, match="seed"):
@@ -188,7 +178,7 @@ def test_form_percentile_follows_the_api_rule(plugin, dataset, checkpoint_dir):
     fov.compute_vog(dataset, checkpoint_dir, model=small_model, device="cpu", progress=False)
     foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"vog_field": "vog", "percentile": 80}})
     assert len(dataset.load_saved_view("vog-high")) == 32
-    props = _form(uri, dataset, {"vog_field": "vog", "percentile": 120})
+    props = form_props(uri, dataset, {"vog_field": "vog", "percentile": 120})
     assert props["percentile"].invalid and "(0, 100]" in props["percentile"].error_message
 
 
@@ -257,7 +247,7 @@ def test_one_windows_parser_for_cli_and_form():
 
 @pytest.mark.parametrize("fraction, ok", [(0, True), (1, True), (-0.1, False), (None, False)])
 def test_form_fraction_is_checked_with_its_own_words(plugin, dataset, fraction, ok):
-    props = _form(f"{PLUGIN}/shuffle_labels", dataset, {"fraction": fraction})
+    props = form_props(f"{PLUGIN}/shuffle_labels", dataset, {"fraction": fraction})
     assert bool(props["fraction"].invalid) is not ok
     if not ok:
         assert "from 0 to 1" in props["fraction"].error_message

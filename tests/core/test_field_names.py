@@ -6,7 +6,7 @@ import os
 
 import fiftyone.operators as foo
 import pytest
-from fiftyone.operators.executor import ExecutionContext, ExecutionError, ValidationContext
+from fiftyone.operators.executor import ExecutionError
 
 import fiftyone_vog as fov
 from fiftyone_vog import cli
@@ -14,7 +14,7 @@ from fiftyone_vog.app.forms import parse_windows
 from fiftyone_vog.app.install import install_plugin
 from fiftyone_vog.core.naming import MAX_FIELD_NAME, check_field_name
 
-from conftest import small_model
+from conftest import resolve_form, small_model
 
 COMPUTE = "@fiftyone-vog/vog/compute_vog"
 SHADOWING = [
@@ -40,17 +40,6 @@ SHADOWING = [
 @pytest.fixture(scope="module", autouse=True)
 def plugin():
     install_plugin()
-
-
-def _form(uri, ds, params):
-    op = foo.get_operator(uri)
-    ctx = ExecutionContext(
-        request_params={"dataset_name": ds.name, "params": dict(params)},
-        operator_uri=uri,
-        required_secrets=op._plugin_secrets,
-    )
-    inputs = op.resolve_input(ctx)
-    return inputs.type.properties, ValidationContext(ctx, inputs, op)
 
 
 def _unchanged(ds, before):
@@ -128,7 +117,7 @@ def test_cli_window_named_twice_exits_2(dataset, checkpoint_dir, capsys, windows
     ],
 )
 def test_form_shows_name_errors_inline(dataset, checkpoint_dir, params, prop, why):
-    props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, **params})
+    props, val = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, **params})
     assert props[prop].invalid and why in props[prop].error_message
     assert val.invalid
 
