@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
+from .. import __version__, options
 from ..engine import (
     COMPANIONS,
     RawVoG,
@@ -52,7 +52,7 @@ from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept
 )
 from .writer import write_run
 
-PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+PRECISIONS = {name: getattr(torch, name) for name in options.PRECISIONS}  # the names: the options table
 from .naming import ALL, RAW  # noqa: E402  (the window of every checkpoint; the raw fields' suffix)
 
 logger = logging.getLogger(__name__)
