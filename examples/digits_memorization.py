@@ -189,6 +189,31 @@ def plot(runs: list[dict], flag: np.ndarray, path: str) -> None:
     plt.close(fig)
 
 
+def summarize(folder: str) -> str:
+    """Mean (sd) over the seeds of the paper-recipe runs whose JSON files lie in ``folder``."""
+    import glob
+
+    runs = [
+        json.load(open(p)) for p in sorted(glob.glob(os.path.join(folder, "digits_memorization_resnet_seed*.json")))
+    ]
+    if not runs:
+        raise SystemExit(f"no digits_memorization_resnet_seed*.json in {folder}; run --recipe resnet first")
+    rows = []
+    for i, row in enumerate(runs[0]["rows"]):
+        vals = np.array([[r["rows"][i][m] for m in ("auroc", "auroc_raw", "prec_k")] for r in runs])
+        rows.append(
+            [row["epochs"], row["target"], row["window"], *vals.mean(0), *vals.std(0, ddof=1 if len(runs) > 1 else 0)]
+        )
+    fits = ", ".join(f"seed {r['seed']}: {r['fit_shuffled'][str(rows[0][0])]:.2f}" for r in runs)
+    return C.print_table(
+        ["epochs", "target", "window", "auroc", "auroc_raw", "prec@k", "sd_auroc", "sd_raw", "sd_prec@k"],
+        rows,
+        title=f"Paper recipe, mean and sd over seeds {[r['seed'] for r in runs]} (wall "
+        + ", ".join(f"{r['seconds']:.0f}" for r in runs)
+        + f" s); shuffled samples fitting their wrong label at the end: {fits}",
+    )
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
@@ -208,7 +233,10 @@ def main(argv=None) -> dict:
         action="store_true",
         help="300 training images, 6 and 12 epochs (resnet: 100 images, 6 epochs, width 4) (for the tests)",
     )
+    ap.add_argument("--summarize", metavar="DIR", help="print mean (sd) over the --recipe resnet seeds saved in DIR")
     args = ap.parse_args(argv)
+    if args.summarize:
+        return {"table": summarize(args.summarize)}
     torch.set_num_threads(args.threads)
     resnet = args.recipe == "resnet"
     if args.width is None:

@@ -165,6 +165,10 @@ def test_digits_memorization_resnet_recipe_quick(tmp_path, capsys):
     for row in saved["rows"]:
         assert 0 <= row["auroc"] <= 1 and 0 <= row["auroc_raw"] <= 1 and 0 <= row["prec_k"] <= 1
     assert is_png(res["plot"]) and res["plot"].endswith("digits_memorization_resnet.png")
+    table = load_example("digits_memorization").main(["--summarize", str(tmp_path)])["table"]
+    assert "over seeds [0]" in table and len(table.splitlines()) == 3 + 2 * 5 + 2  # title, header, rule, rows
+    late_half = next(r for r in saved["rows"] if (r["target"], r["window"]) == ("probability", "late_half"))
+    assert f"{late_half['auroc']:.3f}" in next(line for line in table.splitlines() if "probability  late_half" in line)
 
 
 def test_resnet_recipe_schedule_and_crops():
