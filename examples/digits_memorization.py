@@ -10,13 +10,21 @@ clean samples with Welch's t-test and as a detector of shuffled samples (AUROC, 
 k = number of shuffled samples). The paper reports higher mean and spread of VoG for shuffled
 samples, p < 0.001.
 
+With ``--recipe resnet`` the network and training follow the paper's CIFAR recipe instead, at a
+CPU size: a ¼-width ResNet-18 with BatchNorm (CIFAR stem, base width 16), digits upscaled to 32×32
+(bilinear), SGD lr 0.1, momentum 0.9, weight decay 5e-4, lr × 0.1 at 50% and 75% of the epochs,
+random crops (zero padding 4), batch 128, 100 epochs; windows: thirds, late half and all.
+
     python examples/digits_memorization.py            # out/examples/digits_memorization.png
     python examples/digits_memorization.py --quick    # a reduced run for the tests
+    python examples/digits_memorization.py --recipe resnet --seed 0   # ~15–30 min on one core
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sys
 
@@ -25,7 +33,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fiftyone_vog import analysis as A  # noqa: E402
-from fiftyone_vog.models import SmallCNN  # noqa: E402
+from fiftyone_vog.models import CifarResNet18, SmallCNN  # noqa: E402
 
 import _common as C  # noqa: E402
 
@@ -41,27 +49,90 @@ def windows_for(k: int) -> dict[str, list[int]]:
     return {name: w[name] for name in order}
 
 
+def resnet_windows(k: int) -> dict[str, list[int]]:
+    """The paper-recipe windows: early/middle/late thirds, the late half and all checkpoints."""
+    w = C.thirds(k)
+    w["late_half"] = list(range(k // 2, k))
+    order = ("early", "middle", "late", "late_half", "all")
+    return {name: w[name] for name in order if w[name]}  # a smoke run of < 3 epochs has empty thirds
+
+
+def step_lr(epoch: int, epochs: int, base: float = 0.1) -> float:
+    """The paper's step schedule, scaled to ``epochs``: ×0.1 after 50% and again after 75% of them."""
+    return base * (0.1 ** ((epoch > epochs // 2) + (epoch > (3 * epochs) // 4)))
+
+
+def random_crop(xb: torch.Tensor, pad: int, g: torch.Generator) -> torch.Tensor:
+    """Each image shifted by a random crop of its zero-padded copy (digits have a black background)."""
+    n, _, h, w = xb.shape
+    padded = torch.nn.functional.pad(xb, (pad, pad, pad, pad))
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, n), generator=g).tolist()
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
+def train_resnet_recipe(
+    factory, x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, batch_size: int = 128, log_every: int = 0
+) -> C.SnapshotSaver:
+    """SGD 0.1 / momentum 0.9 / weight decay 5e-4 with step_lr and random crops; a checkpoint per epoch."""
+    torch.manual_seed(seed)
+    model, saver, g = factory(), C.SnapshotSaver(), torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=step_lr(1, epochs), momentum=0.9, weight_decay=5e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for epoch in range(1, epochs + 1):
+        for group in opt.param_groups:
+            group["lr"] = step_lr(epoch, epochs)
+        model.train()
+        perm, loss_sum, correct = torch.randperm(len(x), generator=g), 0.0, 0
+        for i in range(0, len(x), batch_size):
+            idx = perm[i : i + batch_size]
+            xb, yb = random_crop(x[idx], 4, g), y[idx]
+            opt.zero_grad()
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            correct += int((out.argmax(1) == yb).sum())
+        saver.save(model, epoch)
+        if log_every and (epoch % log_every == 0 or epoch == epochs):
+            print(
+                f"  epoch {epoch:3d}/{epochs}  lr {step_lr(epoch, epochs):.3g}  loss {loss_sum / len(x):.3f}  "
+                f"train acc (augmented) {correct / len(x):.3f}",
+                flush=True,
+            )
+    return saver
+
+
 def run(
-    epochs: int, x: torch.Tensor, labels: np.ndarray, flag: np.ndarray, seed: int, width: int, verbose: bool
+    epochs: int,
+    x: torch.Tensor,
+    labels: np.ndarray,
+    flag: np.ndarray,
+    seed: int,
+    width: int,
+    verbose: bool,
+    recipe: str = "smallcnn",
 ) -> dict:
-    factory = lambda: SmallCNN(num_classes=10, in_channels=1, width=width)  # noqa: E731
     print(f"training {epochs} epochs on {len(x)} samples, {flag.sum()} with shuffled labels", flush=True)
-    model, saver = C.train_with_snapshots(
-        factory,
-        x,
-        torch.from_numpy(labels),
-        epochs,
-        seed=seed,
-        lr=0.05,
-        batch_size=32,
-        log_every=max(1, epochs // 5) if verbose else 0,
-    )
-    models = saver.models(factory)
+    log_every = max(1, epochs // 5) if verbose else 0
+    if recipe == "resnet":
+        factory = lambda: CifarResNet18(num_classes=10, in_channels=1, width=width)  # noqa: E731
+        with C.Timer("training"):
+            saver = train_resnet_recipe(factory, x, torch.from_numpy(labels), epochs, seed, log_every=log_every)
+    else:
+        factory = lambda: SmallCNN(num_classes=10, in_channels=1, width=width)  # noqa: E731
+        model, saver = C.train_with_snapshots(
+            factory, x, torch.from_numpy(labels), epochs, seed=seed, lr=0.05, batch_size=32, log_every=log_every
+        )
+    models = saver.models(factory)  # fresh modules loaded from the saved state_dicts, in eval mode
     fit = np.array([(C.predict(m, x)[0] == labels) for m in models])  # (K, N): fits its training label
     out = {"epochs": epochs, "fit_shuffled": fit[:, flag].mean(1), "fit_clean": fit[:, ~flag].mean(1), "rows": {}}
-    wins = windows_for(len(models))
+    wins = resnet_windows(len(models)) if recipe == "resnet" else windows_for(len(models))
     for target in TARGETS:
-        v = C.vog_on_tensors(models, x, labels, wins, target=target, label_mode="true", companions=target == TARGETS[0])
+        with C.Timer(f"VoG, {target} target") if recipe == "resnet" else contextlib.nullcontext():
+            v = C.vog_on_tensors(
+                models, x, labels, wins, target=target, label_mode="true", companions=target == TARGETS[0]
+            )
         for w in wins:
             s = v["score"][w]
             out["rows"][target, w] = {
@@ -118,30 +189,75 @@ def plot(runs: list[dict], flag: np.ndarray, path: str) -> None:
     plt.close(fig)
 
 
+def summarize(folder: str) -> str:
+    """Mean (sd) over the seeds of the paper-recipe runs whose JSON files lie in ``folder``."""
+    import glob
+
+    runs = [
+        json.load(open(p)) for p in sorted(glob.glob(os.path.join(folder, "digits_memorization_resnet_seed*.json")))
+    ]
+    if not runs:
+        raise SystemExit(f"no digits_memorization_resnet_seed*.json in {folder}; run --recipe resnet first")
+    rows = []
+    for i, row in enumerate(runs[0]["rows"]):
+        vals = np.array([[r["rows"][i][m] for m in ("auroc", "auroc_raw", "prec_k")] for r in runs])
+        rows.append(
+            [row["epochs"], row["target"], row["window"], *vals.mean(0), *vals.std(0, ddof=1 if len(runs) > 1 else 0)]
+        )
+    fits = ", ".join(f"seed {r['seed']}: {r['fit_shuffled'][str(rows[0][0])]:.2f}" for r in runs)
+    return C.print_table(
+        ["epochs", "target", "window", "auroc", "auroc_raw", "prec@k", "sd_auroc", "sd_raw", "sd_prec@k"],
+        rows,
+        title=f"Paper recipe, mean and sd over seeds {[r['seed'] for r in runs]} (wall "
+        + ", ".join(f"{r['seconds']:.0f}" for r in runs)
+        + f" s); shuffled samples fitting their wrong label at the end: {fits}",
+    )
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", default="20,100", help="comma-separated training lengths (default 20,100)")
+    ap.add_argument(
+        "--recipe",
+        choices=("smallcnn", "resnet"),
+        default="smallcnn",
+        help="smallcnn: SmallCNN on 8×8 digits (default); resnet: the paper's recipe, ¼-width ResNet-18 at 32×32",
+    )
+    ap.add_argument("--epochs", default=None, help="comma-separated training lengths (default 20,100; resnet: 100)")
     ap.add_argument("--fraction", type=float, default=0.2, help="share of training labels shuffled (default 0.2)")
-    ap.add_argument("--width", type=int, default=32, help="SmallCNN width (default 32)")
+    ap.add_argument("--width", type=int, default=None, help="SmallCNN width (default 32) / ResNet base width (16)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--out", default="out/examples", help="folder for the plot")
-    ap.add_argument("--quick", action="store_true", help="300 training images, 6 and 12 epochs (for the tests)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="300 training images, 6 and 12 epochs (resnet: 100 images, 6 epochs, width 4) (for the tests)",
+    )
+    ap.add_argument("--summarize", metavar="DIR", help="print mean (sd) over the --recipe resnet seeds saved in DIR")
     args = ap.parse_args(argv)
+    if args.summarize:
+        return {"table": summarize(args.summarize)}
     torch.set_num_threads(args.threads)
-    epochs = [6, 12] if args.quick else [int(e) for e in args.epochs.split(",")]
+    resnet = args.recipe == "resnet"
+    if args.width is None:
+        args.width = 4 if resnet and args.quick else 16 if resnet else 32
+    if args.quick:
+        epochs = [6] if resnet else [6, 12]
+    else:
+        epochs = [int(e) for e in (args.epochs or ("100" if resnet else "20,100")).split(",")]
 
-    images, digits = C.digits_images(8)
+    images, digits = C.digits_images(32 if resnet else 8)
     train_idx, _ = C.split_indices(digits, 0.25, args.seed)
     if args.quick:
-        train_idx = np.sort(np.random.default_rng(args.seed).choice(train_idx, 300, replace=False))
+        n_quick = 100 if resnet else 300
+        train_idx = np.sort(np.random.default_rng(args.seed).choice(train_idx, n_quick, replace=False))
     labels, flag = C.shuffle_labels_array(digits[train_idx], args.fraction, 10, seed=51 + args.seed)
     x = C.to_tensor(images[train_idx])
 
     runs = []
-    with C.Timer("memorization"):
+    with C.Timer("memorization") as timer:
         for e in epochs:
-            runs.append(run(e, x, labels, flag, args.seed, args.width, verbose=not args.quick))
+            runs.append(run(e, x, labels, flag, args.seed, args.width, verbose=not args.quick, recipe=args.recipe))
 
     rows = []
     for r in runs:
@@ -190,7 +306,8 @@ def main(argv=None) -> dict:
             + ", ".join(f"{m}: {r['fit_shuffled'][m - 1]:.2f}" for m in marks)
             + f"; clean at the end: {r['fit_clean'][-1]:.2f}"
         )
-    path = os.path.join(C.ensure_dir(args.out), "digits_memorization.png")
+    name = "digits_memorization_resnet" if resnet else "digits_memorization"
+    path = os.path.join(C.ensure_dir(args.out), f"{name}.png")
     plot(runs, flag, path)
     print(f"plot: {path}")
     summary = {
@@ -198,6 +315,26 @@ def main(argv=None) -> dict:
         for r in runs
         for (t, w), d in r["rows"].items()
     }
+    if resnet:  # one file per seed, for the mean (sd) over seeds in docs/results.md
+        with open(os.path.join(args.out, f"{name}_seed{args.seed}.json"), "w") as f:
+            json.dump(
+                {
+                    "seed": args.seed,
+                    "width": args.width,
+                    "n_shuffled": int(flag.sum()),
+                    "n_train": len(flag),
+                    "seconds": timer.seconds,
+                    "rows": [
+                        {"epochs": r[0], "target": r[1], "window": r[2]}
+                        | {"auroc": float(r[9]), "auroc_raw": float(r[10]), "prec_k": float(r[11])}
+                        for r in rows
+                    ],
+                    "fit_shuffled": {r["epochs"]: float(r["fit_shuffled"][-1]) for r in runs},
+                    "fit_clean": {r["epochs"]: float(r["fit_clean"][-1]) for r in runs},
+                },
+                f,
+                indent=1,
+            )
     return {
         "summary": summary,
         "table": table,

@@ -45,3 +45,53 @@ class MLP(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+class _BasicBlock(nn.Module):
+    """ResNet's two-conv residual block (BatchNorm after each conv, 1×1 projection when the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet18(nn.Module):
+    """ResNet-18 with the CIFAR stem (one 3×3 conv, no max-pool), for 32×32 inputs.
+
+    Four stages of two basic blocks with ``width``, 2, 4 and 8 × ``width`` channels (strides 1, 2, 2, 2),
+    global average pooling and a linear head. ``width=64`` is the usual CIFAR ResNet-18; the
+    digits paper-recipe example uses ``width=16`` (¼ width) to fit a CPU.
+
+    Args:
+        num_classes: output size.
+        in_channels: 3 for RGB, 1 for grayscale.
+        width: channels of the stem and the first stage.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 64):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        layers, cin = [], width
+        for i, stride in enumerate((1, 2, 2, 2)):
+            cout = width * 2**i
+            layers += [_BasicBlock(cin, cout, stride), _BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        return self.head(self.pool(self.layers(self.stem(x))).flatten(1))

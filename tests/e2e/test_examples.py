@@ -150,6 +150,56 @@ def test_digits_memorization_quick(tmp_path, capsys):
     assert is_png(res["plot"])
 
 
+def test_digits_memorization_resnet_recipe_quick(tmp_path, capsys):
+    """The paper-recipe variant: ¼-width ResNet-18 at 32×32, thirds + late half, one JSON per seed."""
+    res = load_example("digits_memorization").main(["--recipe", "resnet", "--quick", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert res["n_shuffled"] == 20  # 20% of 100 training samples
+    windows = ("early", "middle", "late", "late_half", "all")
+    assert set(res["summary"]) == {(6, t, w) for t in ("logit", "probability") for w in windows} | {
+        (6, "companion", c) for c in ("loss", "margin")
+    }
+    assert "[training:" in out and "[VoG, probability target:" in out and "late_half" in out
+    saved = json.load(open(tmp_path / "digits_memorization_resnet_seed0.json"))
+    assert saved["n_train"] == 100 and len(saved["rows"]) == 2 * 5 + 2 and saved["seconds"] > 0
+    for row in saved["rows"]:
+        assert 0 <= row["auroc"] <= 1 and 0 <= row["auroc_raw"] <= 1 and 0 <= row["prec_k"] <= 1
+    assert is_png(res["plot"]) and res["plot"].endswith("digits_memorization_resnet.png")
+    table = load_example("digits_memorization").main(["--summarize", str(tmp_path)])["table"]
+    assert "over seeds [0]" in table and len(table.splitlines()) == 3 + 2 * 5 + 2  # title, header, rule, rows
+    late_half = next(r for r in saved["rows"] if (r["target"], r["window"]) == ("probability", "late_half"))
+    assert f"{late_half['auroc']:.3f}" in next(line for line in table.splitlines() if "probability  late_half" in line)
+
+
+def test_resnet_recipe_schedule_and_crops():
+    mem = load_example("digits_memorization")
+    assert [mem.step_lr(e, 100) for e in (1, 50, 51, 75, 76, 100)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3])
+    x = torch.zeros(64, 1, 8, 8)
+    x[:, :, 3, 3] = 1.0  # one lit pixel: a crop of the 4-padded image moves it by at most 4 in each direction
+    moved = mem.random_crop(x, 4, torch.Generator().manual_seed(0))
+    assert moved.shape == x.shape and float(moved.sum()) <= 64
+    pos = [divmod(int(m.flatten().argmax()), 8) for m in moved if m.sum() > 0]
+    assert all(abs(r - 3) <= 4 and abs(c - 3) <= 4 for r, c in pos) and len(set(pos)) > 5  # not one fixed shift
+
+
+def test_cifar_resnet18_runs_from_saved_state_dicts(tmp_path):
+    from fiftyone_vog.inputs.checkpoints import import_callable, load_models
+    from fiftyone_vog.inputs.training import CheckpointSaver
+    from fiftyone_vog.models import CifarResNet18
+
+    assert import_callable("fiftyone_vog.models:CifarResNet18") is CifarResNet18  # nameable as model=
+    torch.manual_seed(0)
+    m = CifarResNet18(num_classes=10, in_channels=1, width=4)
+    assert sum(isinstance(b, torch.nn.BatchNorm2d) for b in m.modules()) == 1 + 8 * 2 + 3  # stem, blocks, projections
+    m.train()(torch.rand(8, 1, 32, 32))  # move the BatchNorm running statistics off their initial values
+    path = CheckpointSaver(tmp_path).save(m.eval(), 1)
+    (loaded,) = load_models([path], model=lambda: CifarResNet18(num_classes=10, in_channels=1, width=4))
+    x = torch.rand(3, 1, 32, 32)
+    out = loaded.eval()(x)  # eval first: a train-mode call would move the loaded running statistics
+    assert out.shape == (3, 10)
+    torch.testing.assert_close(out, m(x))
+
+
 def test_digits_ood_quick(tmp_path, capsys):
     res = load_example("digits_ood").main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out
