@@ -285,7 +285,11 @@ def import_callable(spec: str) -> Callable:
 
 #: Architectures that ship with this package, by name; like torchvision's, they are not arbitrary
 #: code, so the App may name them without the server's import switch.
-PACKAGE_MODELS = {"SmallCNN": "fiftyone_vog.models:SmallCNN", "MLP": "fiftyone_vog.models:MLP"}
+PACKAGE_MODELS = {
+    "SmallCNN": "fiftyone_vog.models:SmallCNN",
+    "MLP": "fiftyone_vog.models:MLP",
+    "CifarResNet18": "fiftyone_vog.models:CifarResNet18",
+}
 
 
 def known_architectures() -> list[str]:

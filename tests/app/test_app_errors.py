@@ -283,7 +283,7 @@ def test_package_architectures_need_no_switch(dataset, small_cnn_checkpoints, mo
     props, val = _form(COMPUTE, dataset, {"checkpoints": small_cnn_checkpoints, "model": name})
     assert not val.invalid, [(e.path, e.reason) for e in val.errors]
     choices = [c.value for c in props["model"].view.choices]
-    assert {"SmallCNN", "fiftyone_vog.models:SmallCNN", "MLP", "resnet18"} <= set(choices)
+    assert {"SmallCNN", "fiftyone_vog.models:SmallCNN", "MLP", "CifarResNet18", "resnet18"} <= set(choices)
     foo.execute_operator(
         COMPUTE,
         ctx={
