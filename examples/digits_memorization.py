@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fiftyone_vog import analysis as A  # noqa: E402
+from fiftyone_vog.inputs.training import train_classifier  # noqa: E402
 from fiftyone_vog.models import CifarResNet18, SmallCNN  # noqa: E402
 
 import _common as C  # noqa: E402
@@ -76,30 +77,30 @@ def train_resnet_recipe(
     """SGD 0.1 / momentum 0.9 / weight decay 5e-4 with step_lr and random crops; a checkpoint per epoch."""
     torch.manual_seed(seed)
     model, saver, g = factory(), C.SnapshotSaver(), torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=step_lr(1, epochs), momentum=0.9, weight_decay=5e-4)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    for epoch in range(1, epochs + 1):
-        for group in opt.param_groups:
-            group["lr"] = step_lr(epoch, epochs)
-        model.train()
-        perm, loss_sum, correct = torch.randperm(len(x), generator=g), 0.0, 0
-        for i in range(0, len(x), batch_size):
-            idx = perm[i : i + batch_size]
-            xb, yb = random_crop(x[idx], 4, g), y[idx]
-            opt.zero_grad()
-            out = model(xb)
-            loss = loss_fn(out, yb)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.item() * len(idx)
-            correct += int((out.argmax(1) == yb).sum())
-        saver.save(model, epoch)
+
+    def log(epoch, loss, acc):
         if log_every and (epoch % log_every == 0 or epoch == epochs):
             print(
-                f"  epoch {epoch:3d}/{epochs}  lr {step_lr(epoch, epochs):.3g}  loss {loss_sum / len(x):.3f}  "
-                f"train acc (augmented) {correct / len(x):.3f}",
+                f"  epoch {epoch:3d}/{epochs}  lr {step_lr(epoch, epochs):.3g}  loss {loss:.3f}  "
+                f"train acc (augmented) {acc:.3f}",
                 flush=True,
             )
+
+    train_classifier(
+        model,
+        x,
+        y,
+        epochs,
+        saver=saver,
+        lr=step_lr(1, epochs),
+        batch_size=batch_size,
+        momentum=0.9,
+        weight_decay=5e-4,
+        lr_schedule=lambda epoch: step_lr(epoch, epochs),
+        generator=g,  # the batch order and the crops draw from one generator
+        augment=lambda xb: random_crop(xb, 4, g),
+        log=log,
+    )
     return saver
 
 

@@ -65,6 +65,9 @@ def train_classifier(
     seed: int = 0,
     augment=None,
     log=None,
+    weight_decay: float = 0.0,
+    lr_schedule=None,
+    generator: torch.Generator | None = None,
 ) -> nn.Module:
     """A plain SGD loop over in-memory tensors that saves a checkpoint after each epoch.
 
@@ -72,11 +75,17 @@ def train_classifier(
         x: (N, C, H, W) float inputs; y: (N,) int64 labels.
         augment: optional function applied to each input batch during training.
         log: optional ``log(epoch, loss, accuracy)`` callback.
+        lr_schedule: optional ``lr_schedule(epoch)`` → the learning rate of that epoch (1-based).
+        generator: the batch order's random generator (default: one seeded with ``seed``); pass
+            your own to share it with ``augment``.
     """
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    g = generator if generator is not None else torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(1, epochs + 1):
+        if lr_schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr_schedule(epoch)
         model.train()
         perm = torch.randperm(len(x), generator=g)
         total, correct, loss_sum = 0, 0, 0.0
