@@ -20,7 +20,7 @@ from ..audit.views import vog_view_names
 from ..errors import VoGError
 from ..options import DEFAULT_TARGET
 from ..options import DEFAULTS as D
-from .roots import check_app_checkpoints, check_app_path
+from .roots import check_app_checkpoints, check_app_path, server_setting
 
 #: Server-side switch (environment variable or plugin secret) that lets App users
 #: name ``package.module:callable`` models, unpickle whole-module checkpoints and load
@@ -170,15 +170,7 @@ def app_messages(ctx, inputs, operator: str):
 # -- shared form helpers -----------------------------------------------------------
 def imports_allowed(ctx=None) -> bool:
     """Whether the server's owner allows App users to make the server import code."""
-    value = None
-    if ctx is not None:
-        try:
-            value = ctx.secret(ALLOW_IMPORTS)
-        except Exception:  # no secrets backend: fall back to the environment
-            value = None
-    if value is None:
-        value = os.environ.get(ALLOW_IMPORTS, "")
-    return str(value).strip().lower() in TRUTHY
+    return str(server_setting(ctx, ALLOW_IMPORTS) or "").strip().lower() in TRUTHY
 
 
 def api_kwargs(fn, params, names, convert=None) -> dict:

@@ -40,15 +40,20 @@ def _too_wide(path: str) -> bool:
     return os.path.dirname(path) == path or _is_within(home, path)
 
 
-def _configured(ctx) -> str | None:
+def server_setting(ctx, name: str) -> str | None:
+    """A setting of the server's owner: the plugin secret ``name`` (FiftyOne reads secrets from the
+    server's environment or its secrets backend), else the environment variable."""
     value = None
     if ctx is not None:
         try:
-            value = ctx.secret(APP_ROOTS)
+            value = ctx.secret(name)
         except Exception:  # no secrets backend: fall back to the environment
             value = None
-    if value is None:
-        value = os.environ.get(APP_ROOTS)
+    return os.environ.get(name) if value is None else value
+
+
+def _configured(ctx) -> str | None:
+    value = server_setting(ctx, APP_ROOTS)
     return value if value and str(value).strip() else None
 
 
