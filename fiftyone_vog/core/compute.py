@@ -36,7 +36,14 @@ from ..inputs.images import ImageDataset, ViewData, image_pixel_limit, make_load
 from ..options import DEFAULTS, NORMALIZATIONS
 from . import distributed, preflight
 from .locks import locked
-from .naming import check_derived_name, check_field_name, companion_field_names, score_field_names
+from .naming import (  # ALL: the window of every checkpoint; RAW: the raw fields' suffix
+    ALL,
+    RAW,
+    check_derived_name,
+    check_field_name,
+    companion_field_names,
+    score_field_names,
+)
 from .resume import PartialScores, open_partial, sample_signatures
 from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept)
     RUN_METHOD,
@@ -53,7 +60,6 @@ from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept
 from .writer import write_run
 
 PRECISIONS = {name: getattr(torch, name) for name in options.PRECISIONS}  # the names: the options table
-from .naming import ALL, RAW  # noqa: E402  (the window of every checkpoint; the raw fields' suffix)
 
 logger = logging.getLogger(__name__)
 

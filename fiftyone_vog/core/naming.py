@@ -136,14 +136,14 @@ def recorded_fields(samples, score_field: str) -> list[str] | None:
     """The field list recorded by the VoG run that wrote ``score_field`` (the run of that key
     first, else the run listing it); None when no run records one (no run, or a run of a
     version that did not record its fields)."""
-    from .runs import vog_run_keys
+    from .runs import run_fields, vog_run_keys
 
     ds = samples._dataset
     keys = vog_run_keys(ds)
     for key in sorted(keys, key=lambda k: k != score_field):
-        fields = getattr(ds.get_run_info(key).config, "fields", None)
+        fields = run_fields(ds, key)
         if fields and (key == score_field or score_field in fields):
-            return list(fields)
+            return fields
     return None
 
 

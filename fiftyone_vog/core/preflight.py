@@ -97,11 +97,9 @@ def check_output_fields(samples, fields: Sequence[str], what: str = "vog_field",
 def fields_of_key(dataset, key: str) -> set[str]:
     """The fields a VoG run ``key`` wrote (its config's list) or that a killed write of ``key`` listed."""
     from .locks import unfinished_writes
-    from .runs import is_vog_run
+    from .runs import is_vog_run, run_fields
 
-    out = set()
-    if is_vog_run(dataset, key):
-        out.update(getattr(dataset.get_run_info(key).config, "fields", None) or [])
+    out = set(run_fields(dataset, key)) if is_vog_run(dataset, key) else set()
     for doc in unfinished_writes(dataset, [key]):
         out.update(doc.get("fields") or [])
     return out

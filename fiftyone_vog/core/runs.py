@@ -123,12 +123,18 @@ def is_vog_run(dataset, key: str) -> bool:
         return False
 
 
+def run_fields(dataset, key: str) -> list[str]:
+    """The fields the VoG run ``key`` recorded as its own ([] for a run of a version that did not
+    record them)."""
+    return list(getattr(dataset.get_run_info(key).config, "fields", None) or [])
+
+
 def field_owners(dataset, exclude: str | None = None) -> dict[str, str]:
     """``{field: run key}`` of the fields the VoG runs of ``dataset`` (but ``exclude``) wrote."""
     out = {}
     for k in vog_run_keys(dataset):
         if k != exclude:
-            for name in getattr(dataset.get_run_info(k).config, "fields", None) or []:
+            for name in run_fields(dataset, k):
                 out.setdefault(name, k)
     return out
 
@@ -202,9 +208,9 @@ def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> Non
     from .resume import drop_partials
 
     with run_lock(dataset, key, what="delete"):
-        info = get_vog_run(dataset, key)
+        get_vog_run(dataset, key)  # refuses a key that is not a VoG run
         if delete_fields:
-            cleanup_run(dataset, key, getattr(info.config, "fields", None) or [])
+            cleanup_run(dataset, key, run_fields(dataset, key))
         else:
             drop_partials(dataset, key)
         fors.Run.delete_run(dataset, key, cleanup=False)  # cleaned up above, for old-style runs too
