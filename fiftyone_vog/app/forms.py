@@ -561,16 +561,17 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
     if label_field:
         check("label_mode", preflight.check_labels, samples, label_field, p.get("label_mode", D["label_mode"]))
 
-    vog_field = p.get("vog_field", "vog")
-    try:  # another type, or a field no VoG run wrote: no overwrite helps, so this replaces "tick 'Overwrite'"
+    vog_field = p.get("vog_field", D["vog_field"])
+    try:
         _check_field_name(vog_field)
         names = field_names(vog_field, resolve_windows(windows, paths) if windows is not None and paths else {})
-        preflight.check_output_fields(samples, [f for pair in names.values() for f in pair], key=vog_field)
-    except VoGError as e:
-        if "exists with type" in str(e):
+    except VoGError:
+        names = None  # a bad name or window: shown on its own input
+    if names is not None:
+        try:  # another type, or a field no VoG run wrote: no overwrite helps, so this replaces "tick 'Overwrite'"
+            preflight.check_output_fields(samples, [f for pair in names.values() for f in pair], key=vog_field)
+        except VoGError as e:
             _invalid(props["vog_field"], f"{e} (it holds other data; Overwrite does not replace it)")
-        elif "no VoG run wrote it" in str(e):
-            _invalid(props["vog_field"], f"{e} (Overwrite does not replace it)")
 
     field = samples.get_field_schema().get(label_field)
     if (
