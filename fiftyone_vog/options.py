@@ -71,6 +71,11 @@ VIEW_NAMES = tuple(f"{DEFAULT_VIEW_PREFIX}-{kind}" for kind in VIEW_KINDS)
 #: ``export_vog_subset``'s ``dataset_type`` choices; the first is the default.
 EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
 DEFAULT_EXPORT_TYPE = EXPORT_TYPES[0]
+#: MongoDB's limit of indexes per collection (``_id`` included): a run indexes only the fields the
+#: App's grid and the saved views need (fiftyone_vog/core/indexes.py), the rest on request.
+MAX_INDEXES = 64
+#: The operator (and the CLI's ``index`` subcommand) that indexes other VoG fields, or drops them.
+INDEX_OPERATOR = "index_vog_fields"
 #: ``save_vog_views``' slice size in percent: ``PERCENTILE_MIN < percentile <= PERCENTILE_MAX``.
 PERCENTILE_MIN, PERCENTILE_MAX = 0, 100
 
