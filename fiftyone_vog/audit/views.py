@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..core import ownership
 from ..core.naming import companion_field_name, score_fields
 from ..errors import VoGError
 from ..options import DEFAULT_VIEW_PREFIX, VIEW_KINDS, VIEW_NAMES, OptionError, check_percentile
@@ -204,7 +205,9 @@ def save_vog_views(
         shuffled_field: boolean field marking samples with shuffled labels.
         ood_field: boolean field marking out-of-distribution samples; ``None`` to use ``ood_tag``.
         ood_tag: sample tag marking out-of-distribution samples.
-        overwrite: replace saved views of the same names (default); ``False`` raises if one exists.
+        overwrite: replace saved views of the same names that save_vog_views saved (default;
+            the ownership record says which: a view of that name you saved yourself is refused,
+            never replaced); ``False`` raises if one exists.
         name_prefix: the views are named ``{name_prefix}-high``, ``-low``, ``-shuffled-labels``,
             ``-ood``; ``None`` for the default ``vog`` (``vog-high``, …). Use one prefix per score
             field or split, e.g. ``vog_field="vog_test", name_prefix="vog-test"``.
@@ -220,13 +223,15 @@ def save_vog_views(
         :class:`VoGViews`, a ``{name: DatasetView}`` dict of the views saved. A marker view whose
         field or tag does not exist (or, for the tag, marks no sample of ``dataset``) is skipped,
         not an error: its reason is in ``.skipped`` and logged as a warning. When ``overwrite``,
-        a saved view of that name left from an earlier call **over the same samples and score
-        field** is deleted (it would describe a marker that is gone); a view of that name saved
-        by a call over other samples or another field (say the test split's ``vog-ood``) is kept.
+        a saved view of that name that an earlier call **over the same samples and score field**
+        saved (by the ownership record) is deleted (it would describe a marker that is gone); a
+        view of that name saved by a call over other samples or another field (say the test
+        split's ``vog-ood``), or not by save_vog_views at all, is kept.
 
     Raises:
         VoGError: ``vog_field`` missing or holding no score, a bad percentile, prefix or names,
-            or a view that exists while ``overwrite=False``.
+            a view that exists while ``overwrite=False``, or a saved view of one of the names
+            that save_vog_views did not save (checked before any view is saved).
     """
     from fiftyone import ViewField as F
 
@@ -316,10 +321,10 @@ def save_vog_views(
             )
 
     thresholds = {"high": t_high, "low": t_low}
-    sort_fields = {}
+    ranked_by = {}  # {view name: the score it ranks by}, where that is not vog_field
     if "label-errors" in kind_names:
         loss_field = label_error_field or companion_field_name(vog_field, LABEL_ERROR_COMPANION)
-        sort_fields[kind_names["label-errors"]] = loss_field
+        ranked_by[kind_names["label-errors"]] = loss_field
         loss_values = dataset.values(loss_field) if loss_field in ds.get_field_schema() else []
         if any(v is not None and v == v for v in loss_values):
             t_loss = percentile_thresholds(loss_values, percentile)[0]
@@ -336,17 +341,26 @@ def save_vog_views(
                 "companions=True (the default) or pass label_error_field",
             )
 
+    owner, base = ownership.views_owner(vog_field), _base_stages(dataset)
+    fix = (
+        "pass name_prefix= (or names=) to save the VoG views under other names, or delete or rename that view yourself"
+    )
+    for name in views:  # all checked before any is saved: only views save_vog_views saved are replaced
+        ownership.check_view_replaceable(ds, name, owner, fix)
     for name, view in views.items():
-        ds.save_view(name, view, description=descriptions[name], overwrite=overwrite)
+        ownership.save_view(ds, name, view, owner, descriptions[name], {"base": base, "field": ranked_by.get(name)})
     for name, reason in skipped.items():
         if overwrite and ds.has_saved_view(name):
-            if _saved_by_same_call(ds, name, dataset, sort_fields.get(name, vog_field)):
-                ds.delete_saved_view(name)
+            e = ownership.entry(ds, ownership.VIEW, name)
+            same = e is not None and e.owner == owner and e.options.get("base") == base
+            if same and e.options.get("field") == ranked_by.get(name):
+                ownership.delete_view(ds, name, owner)  # the same call's: it describes a marker that is gone
                 skipped[name] = reason + f" (deleted the earlier saved view {name!r})"
             else:
-                skipped[name] = (
-                    reason + f" (kept the saved view {name!r}: it was saved over other samples or another field)"
+                why = (
+                    "fiftyone-vog did not save it" if e is None else "it was saved over other samples or another field"
                 )
+                skipped[name] = reason + f" (kept the saved view {name!r}: {why})"
         logger.warning("fiftyone-vog: saved view %r skipped: %s", name, skipped[name])
     return VoGViews(
         {name: ds.load_saved_view(name) for name in views},
@@ -384,16 +398,9 @@ def _scoring_field(ds, marked, vog_field) -> str | None:
     return best if best_count else None
 
 
-def _saved_by_same_call(ds, name, samples, vog_field) -> bool:
-    """Whether saved view ``name`` is what :func:`save_vog_views` saves over ``samples`` and
-    ``vog_field``: the same stages, then one marker stage and a sort by ``vog_field``."""
-    try:
-        saved = ds.load_saved_view(name)._serialize(include_uuids=False)
-    except Exception:  # a view that no longer loads (its fields are gone) is not ours to judge
-        return False
-    base = samples.view()._serialize(include_uuids=False)
-    if len(saved) != len(base) + 2 or saved[: len(base)] != base:
-        return False
-    sort = saved[-1]
-    kwargs = dict(sort.get("kwargs", []))
-    return sort.get("_cls", "").endswith(".SortBy") and kwargs.get("field_or_expr") == vog_field
+def _base_stages(samples) -> str:
+    """The stages of ``samples`` as one string (empty for a whole dataset): which samples a call of
+    :func:`save_vog_views` was over, kept with the views it saved."""
+    import json
+
+    return json.dumps(samples.view()._serialize(include_uuids=False), sort_keys=True, default=str)
