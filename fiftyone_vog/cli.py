@@ -171,7 +171,7 @@ def add_compute(sub):
 
 def run_compute(args):
     import fiftyone_vog as fov
-    from fiftyone_vog.core.compute import data_wait_hint
+    from fiftyone_vog.core.compute import data_wait_hint, not_indexed_message
 
     samples = _load_dataset(args.dataset, args.view)
     checkpoints = args.checkpoints
@@ -215,6 +215,9 @@ def run_compute(args):
         f"{res.config['device']} in {t['total']:.1f}s; wrote {', '.join(res.scores)}"
     )
     print(f"  of which scoring {t['compute']:.1f}s and waiting for images {t['data_wait']:.1f}s")
+    unindexed = not_indexed_message(res.config.get("indexes"))
+    if unindexed:
+        print(f"  note: {unindexed}")
     hint = data_wait_hint(t, res.config["num_workers"])
     if hint:
         print(f"  note: {hint}")
@@ -453,6 +456,38 @@ def run_report(args):
     print(f"{len(out['pngs'])} PNGs in {out['out_dir']}; open {out['html']} in a browser")
 
 
+# -- index ---------------------------------------------------------------------
+def add_index(sub):
+    p = sub.add_parser(
+        "index",
+        help="index VoG fields so that the App's Sort by lists them (or --drop the indexes fiftyone-vog made)",
+        description="A VoG run indexes its score, its raw score and its companions (what the App's grid and "
+        f"the saved views sort by), within MongoDB's limit of {options.MAX_INDEXES} indexes per dataset. This "
+        "indexes other fields fiftyone-vog wrote (a window's, say), or with --drop drops the indexes it "
+        "made on them (never an index it did not make). Fields fiftyone-vog did not write are refused.",
+        epilog="examples:\n  fiftyone-vog index my-images vog_late vog_late_raw\n"
+        "  fiftyone-vog index my-images vog_early --drop",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="name of the FiftyOne dataset")
+    p.add_argument("fields", nargs="+", metavar="FIELD", help="fields fiftyone-vog wrote")
+    p.add_argument("--drop", action="store_true", help="drop the indexes fiftyone-vog made on these fields")
+    p.set_defaults(func=run_index)
+
+
+def run_index(args):
+    import fiftyone_vog as fov
+
+    ds = _load_dataset(args.dataset)
+    out = fov.index_vog_fields(ds, args.fields, drop=args.drop)
+    done = out["dropped"] if args.drop else out["indexed"]
+    print(f"{'dropped the indexes of' if args.drop else 'indexed'}: {', '.join(done) or '(none)'}")
+    if out["unchanged"]:
+        why = "no index fiftyone-vog made" if args.drop else "already indexed"
+        print(f"unchanged ({why}): {', '.join(out['unchanged'])}")
+    print(f"{out['indexes']} of MongoDB's {options.MAX_INDEXES} indexes in use on {args.dataset!r}")
+
+
 # -- install-plugin ------------------------------------------------------------
 def add_install_plugin(sub):
     p = sub.add_parser(
@@ -486,7 +521,7 @@ def run_install_plugin(args):
 
 
 # -- entry point ---------------------------------------------------------------
-SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_report, add_install_plugin]
+SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_report, add_index, add_install_plugin]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,6 +89,10 @@ FORM_LABELS = {
         "mode": "Mode",
         "overwrite": "Overwrite",
     },
+    options.INDEX_OPERATOR: {
+        "fields": "Fields",
+        "drop": "Drop",
+    },
     "export_vog_subset": {
         "saved_view": "Saved view",
         "export_dir": "Export directory",
@@ -105,6 +109,7 @@ _OPERATOR_OF = {
     "shuffle_labels": ("shuffle_labels", "Shuffle labels", None),
     "restore_labels": ("shuffle_labels", "Shuffle labels", "'Action' set to restore"),
     "export_vog_subset": ("export_vog_subset", "Export VoG subset", None),
+    options.INDEX_OPERATOR: (options.INDEX_OPERATOR, "Index VoG fields", None),
 }
 _VALUE = r"'[^']*'|\"[^\"]*\"|True|False|None|-?\d+(?:\.\d+)?"
 
@@ -950,3 +955,48 @@ def export_dir_kwargs(ctx) -> str:
     path = check_app_path(ctx, p["export_dir"], "export directory")
     check_export_dir(path, ctx.dataset, bool(p.get("overwrite", False)))  # the media of the whole dataset
     return path
+
+
+# -- index_vog_fields -------------------------------------------------------------
+def index_vog_fields_form(ctx, inputs):
+    """The Index VoG fields form: the fields fiftyone-vog wrote that have no index (or, with Drop,
+    those with an index it created); the API's checks (MongoDB's budget) as an inline error."""
+    from ..core import ownership
+    from ..core.indexes import MAX_INDEXES, check_index_request, index_count, indexed_fields
+
+    drop = bool(ctx.params.get("drop", False))
+    inputs.bool(
+        "drop",
+        default=False,
+        label="Drop",
+        description="Drop the indexes fiftyone-vog created on these fields instead (frees MongoDB's budget)",
+    )
+    ours = [e.name for e in ownership.listing(ctx.dataset, kind=ownership.FIELD)]
+    if drop:
+        recorded = {e.options.get("field") for e in ownership.listing(ctx.dataset, kind=ownership.INDEX)}
+        choices = [n for n in ours if n in recorded]
+    else:
+        have = indexed_fields(ctx.dataset)
+        choices = [n for n in ours if n not in have]
+    if not choices:
+        what = "no index fiftyone-vog created" if drop else "no field fiftyone-vog wrote without an index"
+        prop = inputs.view("nothing", types.Warning(label=f"This dataset has {what}"))
+        prop.invalid = True
+        return
+    dd = types.DropdownView(multiple=True)
+    for name in choices:
+        dd.add_choice(name, label=name)
+    prop = inputs.list(
+        "fields",
+        types.String(),
+        label="Fields",
+        description=f"Index these so that the grid's Sort by lists them ({index_count(ctx.dataset)} of "
+        f"MongoDB's {MAX_INDEXES} indexes in use)",
+        view=dd,
+    )
+    fields = _split(ctx.params.get("fields"))
+    if fields:
+        try:
+            check_index_request(ctx.dataset, fields, drop)
+        except VoGError as e:
+            _invalid(prop, str(e))
