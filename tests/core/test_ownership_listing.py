@@ -1,6 +1,8 @@
 """What the ownership record lists after each operation of a whole audit — compute, an overwrite
 with other options, shuffle, save views, restore, delete run — exactly."""
 
+import pytest
+
 import fiftyone_vog as fov
 from fiftyone_vog.core import ownership
 
@@ -60,6 +62,7 @@ def test_the_record_after_each_operation(dataset, checkpoint_dir):
 
 def test_rename_moves_the_record_to_the_new_key(dataset, checkpoint_dir):
     fov.compute_vog(dataset, checkpoint_dir, model=small_model, companions=False)
+    assert {e.owner for e in ownership.listing(dataset)} == {"run:vog"}
     dataset.rename_run("vog", "first")
     assert {(e.name, e.owner) for e in ownership.listing(dataset)} == {
         ("vog", "run:first"),
@@ -71,10 +74,9 @@ def test_rename_moves_the_record_to_the_new_key(dataset, checkpoint_dir):
 
 def test_delete_keeping_the_fields_hands_them_to_the_user(dataset, checkpoint_dir):
     fov.compute_vog(dataset, checkpoint_dir, model=small_model, companions=False)
+    assert {e.owner for e in ownership.listing(dataset)} == {"run:vog"}
     fov.delete_vog_run(dataset, "vog", delete_fields=False)
     assert ownership.listing(dataset) == [] and {"vog", "vog_raw"} <= set(dataset.get_field_schema())
     # the user's fields now: a new run of that key refuses them
-    import pytest
-
     with pytest.raises(fov.VoGError, match="'vog' exists and no VoG run wrote it"):
         fov.compute_vog(dataset, checkpoint_dir, model=small_model, companions=False, overwrite=True)
