@@ -324,7 +324,8 @@ def _validate(args: Args) -> Plan:
         )
     extra = companion_fields(a.vog_field, window_idx) if a.companions else {}
     # claimed before any check or work: no other run (of another key) writes these fields meanwhile
-    claim_fields(a.samples._dataset, a.vog_field, [*(f for pair in fields.values() for f in pair), *_names(extra)])
+    outputs = [*(f for pair in fields.values() for f in pair), *(f for c in extra.values() for f in c.values())]
+    claim_fields(a.samples._dataset, a.vog_field, outputs)
     _check_overwrite(
         a.samples,
         a.vog_field,
@@ -713,11 +714,6 @@ def _workers(num_workers: int | None, dev: torch.device) -> int:
 #: The roles of the fields a run writes that it indexes (:mod:`.indexes`): what the App's grid and
 #: the saved views sort by. Window fields are indexed on request (``fiftyone-vog index``).
 INDEXED_ROLES = ("score", "raw", "companion")
-
-
-def _names(groups) -> list[str]:
-    """Every field name of ``{window: (normalized, raw)}`` or ``{window: {companion: field}}``."""
-    return [f for g in groups.values() for f in (g.values() if isinstance(g, Mapping) else g)]
 
 
 def _field_roles(plan: Plan) -> dict[str, str]:

@@ -2,8 +2,9 @@
 
 FiftyOne finds these classes by the ``cls`` path it stores with each run, so its own
 ``dataset.delete_run(key)``, ``rename_run`` and ``list_runs(method=...)`` do the right thing:
-deleting a VoG run removes the fields it wrote (those no other run owns), their indexes and the
-partial scores of interrupted runs under its key. Runs written before this type existed (a plain
+deleting a VoG run removes the fields the ownership record (:mod:`.ownership`) lists as its own,
+their indexes and the partial scores of interrupted runs under its key; renaming it hands that
+record to the new key. Runs written before this type existed (a plain
 ``RunConfig`` with our method string) still list and load; :func:`upgrade_run` gives them the
 type the next time they are touched.
 """
