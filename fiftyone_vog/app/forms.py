@@ -770,7 +770,12 @@ def save_vog_views_form(ctx, inputs):
         except VoGError as e:
             _invalid(prefix_prop, str(e))
             names = list(VIEW_NAMES)
-        inputs.bool("overwrite", default=True, label="Overwrite", description="Replace saved views of the same names")
+        inputs.bool(
+            "overwrite",
+            default=True,
+            label="Overwrite",
+            description="Replace saved views of the same names that Save VoG views saved (never one of yours)",
+        )
         _dropdown(inputs, "load_view", names, names[0], "Open afterwards", "Saved view to load in the App")
 
 
