@@ -228,14 +228,17 @@ def run_compute(args):
 def add_views(sub):
     p = sub.add_parser(
         "views",
-        help="save the vog-high, vog-low, vog-shuffled-labels and vog-ood views",
+        help="save the vog-high, vog-low, vog-shuffled-labels, vog-ood, vog-label-errors and vog-likely-ood views",
         description="Save expression-based views on the dataset: vog-high (top PERCENTILE%% by VoG, hardest "
-        "first), vog-low (bottom PERCENTILE%%, lowest first), vog-shuffled-labels (SHUFFLED_FIELD is True) and "
-        "vog-ood (tagged OOD_TAG, or OOD_FIELD is True). A view whose marker does not exist is skipped with a note. "
-        "Existing views of these names are replaced. --name-prefix PREFIX names them PREFIX-high, PREFIX-low, "
-        "PREFIX-shuffled-labels and PREFIX-ood instead, so that another score field keeps its own views.",
+        "first), vog-low (bottom PERCENTILE%%, lowest first), vog-shuffled-labels (SHUFFLED_FIELD is True), "
+        "vog-ood (tagged OOD_TAG, or OOD_FIELD is True), vog-label-errors (by the run's mean loss: those above "
+        "ln 2 by default, see --label-error-rule) and vog-likely-ood (every scored sample by the run's best OOD "
+        "score, no tag needed). A view that cannot be saved is skipped with a note. Existing views of these names "
+        "are replaced. --name-prefix PREFIX names them PREFIX-high, PREFIX-low, ... instead, so that another "
+        "score field keeps its own views. Prints each view's size and what it holds.",
         epilog="examples:\n  fiftyone-vog views my-images\n  fiftyone-vog views my-images --percentile 5 --ood-tag novel\n"
-        "  fiftyone-vog views my-images --vog-field vog_test --name-prefix vog-test",
+        "  fiftyone-vog views my-images --vog-field vog_test --name-prefix vog-test\n"
+        "  fiftyone-vog views my-images --label-error-rule percentile --percentile 20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dataset", help="name of the FiftyOne dataset")
@@ -249,6 +252,12 @@ def add_views(sub):
     p.add_argument("--ood-field", help="boolean field marking out-of-distribution samples (default: use --ood-tag)")
     p.add_argument("--ood-tag", default="ood", help="sample tag marking out-of-distribution samples (default: ood)")
     p.add_argument("--name-prefix", help="name the views PREFIX-high, PREFIX-low, ... (default: vog)")
+    p.add_argument(
+        "--label-error-rule",
+        choices=options.LABEL_ERROR_RULES,
+        help="which samples vog-label-errors holds: even-odds (default: mean loss above ln 2, sized by the data) "
+        "or percentile (the top PERCENTILE%%)",
+    )
     p.set_defaults(func=run_views)
 
 
@@ -270,11 +279,12 @@ def run_views(args):
             ood_field=args.ood_field,
             ood_tag=args.ood_tag,
             name_prefix=args.name_prefix,
+            label_error_rule=args.label_error_rule,
         )
     finally:
         logger.setLevel(level)
     for name, count in views.counts().items():
-        print(f"{name}\t{count} samples")
+        print(f"{name}\t{count} samples\t{ds.get_saved_view_info(name)['description']}")
     for name, reason in views.skipped.items():
         print(f"{name}\tskipped: {reason}")
     print(f"open one: fo.load_dataset({args.dataset!r}).load_saved_view({views.names['high']!r})")

@@ -72,6 +72,7 @@ FORM_LABELS = {
     "save_vog_views": {
         "vog_field": "VoG field",
         "percentile": "Percentile",
+        "label_error_rule": "Label-error rule",
         "shuffled_field": "Shuffled-label flag",
         "ood_field": "OOD flag field",
         "ood_tag": "OOD tag",
@@ -725,14 +726,23 @@ def save_vog_views_form(ctx, inputs):
             "percentile",
             default=10,
             label="Percentile",
-            description="vog-high / vog-low hold the top / bottom percentile of scores, vog-label-errors "
-            "the top percentile by mean loss (<field>_loss); "
-            f"({options.PERCENTILE_MIN}, {options.PERCENTILE_MAX}]",
+            description="vog-high / vog-low hold the top / bottom percentile of scores (and vog-label-errors "
+            f"with the percentile rule); ({options.PERCENTILE_MIN}, {options.PERCENTILE_MAX}]",
         )
         try:
             options.check_percentile(ctx.params.get("percentile", 10))
         except options.OptionError as e:
             _invalid(prop, str(e))
+        _choice(
+            inputs,
+            "label_error_rule",
+            options.LABEL_ERROR_RULES,
+            options.DEFAULT_LABEL_ERROR_RULE,
+            "Label-error rule",
+            "Which samples vog-label-errors holds: even-odds, those whose mean loss is above ln 2 "
+            "(sized by the data); percentile, the top percentile by mean loss",
+            ctx,
+        )
         bools = _fields_of(ctx.dataset, ftype=fo.BooleanField)
         from ..audit.views import save_vog_views
 
@@ -761,8 +771,8 @@ def save_vog_views_form(ctx, inputs):
             required=False,
             label="Name prefix",
             description="Name the views PREFIX-high, PREFIX-low, PREFIX-shuffled-labels, PREFIX-ood, "
-            "PREFIX-label-errors (default: vog), e.g. vog-test to keep another score field's views "
-            "beside these",
+            "PREFIX-label-errors, PREFIX-likely-ood (default: vog), e.g. vog-test to keep another score "
+            "field's views beside these",
         )
         prefix = _name_prefix(ctx.params)
         try:

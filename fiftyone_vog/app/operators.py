@@ -198,7 +198,8 @@ class SaveVoGViews(foo.Operator):
         return foo.OperatorConfig(
             name="save_vog_views",
             label="Save VoG views",
-            description="Saved views vog-high, vog-low, vog-shuffled-labels, vog-ood and vog-label-errors",
+            description="Saved views vog-high, vog-low, vog-shuffled-labels, vog-ood, vog-label-errors and "
+            "vog-likely-ood",
             icon="bookmarks",
             dynamic=True,
         )
@@ -224,7 +225,7 @@ class SaveVoGViews(foo.Operator):
             **api_kwargs(
                 save_vog_views,
                 p,
-                ("vog_field", "percentile", "shuffled_field", "ood_field", "ood_tag", "overwrite"),
+                ("vog_field", "percentile", "label_error_rule", "shuffled_field", "ood_field", "ood_tag", "overwrite"),
                 {"percentile": float, "overwrite": bool},
             ),
         )
