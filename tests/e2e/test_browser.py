@@ -418,6 +418,12 @@ def test_vog_panel(app, page):
     page.get_by_text("samples scored in this view").wait_for()
     page.locator(".js-plotly-plot").nth(1).locator(".barlayer path").first.wait_for(state="attached")
     assert page.get_by_text("error rate by vog decile").count() >= 1
+    # which score to trust, said in the panel (issue 18): the same one line as the report's summary
+    verdict = page.get_by_text("Which score:").first
+    verdict.wait_for()
+    assert (
+        "for label errors open " in verdict.inner_text() and "for out-of-distribution open " in verdict.inner_text()
+    ), verdict.inner_text()
     _shot(page, "app-panel.png")
     # the tallest bar of the error-rate chart (the second plot), clicked where a user clicks
     boxes = (
