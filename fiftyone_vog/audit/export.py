@@ -179,10 +179,11 @@ def export_vog_subset(
         else:
             kind = "FiftyOneDataset" if dataset_type == "fiftyone" else "ImageClassificationDirectoryTree"
             samples.export(
-                export_dir=st.build,  # new: FiftyOne's overwrite would delete and re-make it
+                export_dir=st.build,  # a new folder, so no overwrite: FiftyOne's also removes empty parents
                 dataset_type=getattr(fo.types, kind),
                 label_field=None if dataset_type == "fiftyone" else label_field,
                 export_media=True,
+                overwrite=False,
                 progress=progress,
             )
         info = dict(dataset=samples._dataset.name, dataset_type=dataset_type, num_samples=num)

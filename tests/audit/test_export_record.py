@@ -212,11 +212,34 @@ def test_private_parents_are_never_removed_or_remade(dataset, tmp_path, mode):
     assert _ident(parent) == before and os.listdir(parent) == ["a"]
 
 
+def test_an_empty_working_directory_survives_an_export_below_it(named_dataset, tmp_path):
+    """What made it disappear: FiftyOne's ``export(overwrite=True)`` of the temporary folder ran
+    ``os.removedirs`` on its parents, removing every empty one above (the working directory
+    among them) and making them anew; the process's next call failed in ``os.getcwd()``."""
+    install_plugin()
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chmod(work, 0o2770)
+    before = _ident(work)
+    code = (
+        "import os, fiftyone as fo, fiftyone.operators as foo, fiftyone_vog as fov\n"
+        f"ds = fo.load_dataset({DATASET_NAME!r})\n"
+        "print(fov.export_vog_subset(ds.limit(4), 'out').num_samples)\n"
+        "print(os.getcwd())\n"
+        f"res = foo.execute_operator({EXPORT!r}, ctx={{'dataset': ds, 'params': "
+        f"{{'export_dir': {str(tmp_path / 'next')!r}}}}})\n"
+        "print(res.result['num_samples'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.split() == ["4", str(work), str(len(named_dataset))], r.stderr[-2000:]
+    assert _ident(work) == before and sorted(os.listdir(work)) == ["out"]
+
+
 def test_the_working_directory_of_another_process_survives_an_export_into_it(named_dataset, tmp_path):
     """The App server exports (its working directory is FiftyOne's package folder, so the rule
     about the working directory cannot see it) into the empty folder a notebook or shell works
-    in. Before, that folder was removed and replaced: the other process's next call failed with
-    FileNotFoundError from os.getcwd()."""
+    in. Before, that folder was removed and replaced by another: the other process's next call
+    failed with FileNotFoundError from os.getcwd()."""
     install_plugin()
     named_dataset.set_values("vog", [float(i) for i in range(len(named_dataset))])
     work = tmp_path / "work"
