@@ -111,19 +111,28 @@ def read_marker(export_dir: str) -> dict | None:
 
 def _inventory(root: str, skip=()) -> tuple[set[str], set[str], set[str]]:
     """Files, folders and links below ``root`` as relative paths (links not followed; the
-    top-level names in ``skip`` and what they hold left out)."""
+    top-level names in ``skip`` and what they hold left out; an unreadable folder's content too,
+    as ``os.walk`` does). One ``scandir`` per folder."""
     files, dirs, links = set(), set(), set()
-    for cur, dnames, fnames in os.walk(root):
-        rel_dir = os.path.relpath(cur, root)
-        if rel_dir == ".":
-            dnames[:] = [d for d in dnames if d not in skip]
-            fnames = [f for f in fnames if f not in skip]
-        for name in dnames + fnames:
-            rel = name if rel_dir == "." else os.path.join(rel_dir, name)
-            if os.path.islink(os.path.join(cur, name)):
-                links.add(rel)
-            else:
-                (dirs if name in dnames else files).add(rel)
+    todo = [("", root)]
+    while todo:
+        rel_dir, cur = todo.pop()
+        try:
+            it = os.scandir(cur)
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                if not rel_dir and e.name in skip:
+                    continue
+                rel = os.path.join(rel_dir, e.name) if rel_dir else e.name
+                if e.is_symlink():
+                    links.add(rel)
+                elif e.is_dir(follow_symlinks=False):
+                    dirs.add(rel)
+                    todo.append((rel, e.path))
+                else:
+                    files.add(rel)
     return files, dirs, links
 
 
@@ -201,9 +210,9 @@ def stage(export_dir: str, dataset) -> Staging:
     return Staging(path, entry, owner, dataset, created)
 
 
-def write_marker(build: str, info: dict) -> None:
-    """List everything in ``build`` (the finished export) in its marker, written last."""
-    files, dirs, links = _inventory(build)
+def write_marker(build: str, info: dict, inventory) -> None:
+    """List ``inventory`` (everything in ``build``, the finished export) in its marker, written last."""
+    files, dirs, links = inventory
     data = dict(
         kind=MARKER_KIND,
         version=2,
@@ -261,7 +270,8 @@ def commit(st: Staging, overwrite: bool, info: dict) -> str | None:
     Checked before anything is removed: every name the export needs is free, or holds a file of
     an earlier export there (recorded and unchanged; removed), or a folder (written into).
     Anything else refuses it with :class:`VoGError` and nothing is changed."""
-    write_marker(st.build, {**info, "export_id": st.owner.partition(":")[2]})
+    built = _inventory(st.build)
+    write_marker(st.build, {**info, "export_id": st.owner.partition(":")[2]}, built)
     new_files, new_dirs = own.written_since(st.build, st.partial.options["since"])
     earlier = [e for e in own.written_into(st.path) if e.owner != st.owner]
     old_partials = [e for e in earlier if e.role == own.PARTIAL]
@@ -296,7 +306,7 @@ def commit(st: Staging, overwrite: bool, info: dict) -> str | None:
     kept = own.remove_paths(rel.values())
     for e in old_partials:  # left by an export that was killed
         foreign |= set(_leaves(os.path.join(os.path.basename(e.name), r) for r in own.remove_partial(e)))
-    _move_in(st, new_files, new_dirs)
+    _move_in(st, new_files, new_dirs, set().union(*built) | {MARKER})
     left = [os.path.join(os.path.basename(st.partial.name), r) for r in own.remove_partial(st.partial)]
     named = _top(foreign) + _leaves(left) + sorted(os.path.relpath(e.name, st.path) for e in kept if e.kind == own.FILE)
     if not named:
@@ -312,12 +322,13 @@ def _single(e: own.Entry) -> bool:
         return False
 
 
-def _move_in(st: Staging, new_files: set[str], new_dirs: set[str]) -> None:
-    """Record the new entries under their final names, then move them from the build folder into
-    the export directory: a folder whose name is free (and that holds only the export's) whole, by
-    rename; into a folder already there, entry by entry. Never over anything."""
+def _move_in(st: Staging, new_files: set[str], new_dirs: set[str], built: set[str]) -> None:
+    """Record the new entries under their final names, then move them from the build folder
+    (``built``: all it holds) into the export directory: a folder whose name is free (and that
+    holds only the export's) whole, by rename; into a folder already there, entry by entry.
+    Never over anything."""
     ours = new_files | new_dirs
-    not_ours = _ancestors(set().union(*_inventory(st.build)) - ours)  # build folders holding something else
+    not_ours = _ancestors(built - ours)  # build folders holding something else
     children: dict[str, list[str]] = {}
     for r in sorted(ours):
         children.setdefault(os.path.dirname(r), []).append(r)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -123,12 +124,16 @@ def _key(dataset, kind: str, name: str) -> dict:
     return {"dataset_id": _dsid(dataset), "kind": kind, "name": _norm(kind, name)}
 
 
-def _norm(kind: str, name) -> str:
+def _norm(kind: str, name, parents: dict | None = None) -> str:
     """Files and folders by absolute path with the links *above* them resolved (a link itself is
-    recorded as the link, never as its target)."""
+    recorded as the link, never as its target). ``parents``: resolved folders, kept across calls."""
     if kind in (FILE, DIR):
-        path = os.path.abspath(os.fspath(name))
-        return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        head, tail = os.path.split(os.path.abspath(os.fspath(name)))
+        if parents is None:
+            return os.path.join(os.path.realpath(head), tail)
+        if head not in parents:  # one realpath per folder, not per file
+            parents[head] = os.path.realpath(head)
+        return os.path.join(parents[head], tail)
     return name
 
 
@@ -171,9 +176,12 @@ def _stat(path: str, kind: str) -> list | None:
         st = os.lstat(path)
     except OSError:
         return None
-    if kind == DIR:
-        import stat
+    return _ident_of(st, kind)
 
+
+def _ident_of(st: os.stat_result, kind: str) -> list | None:
+    """The identity a file (device, inode, size, mtime) or folder (device, inode) is recorded with."""
+    if kind == DIR:
         return [st.st_dev, st.st_ino] if stat.S_ISDIR(st.st_mode) else None
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
@@ -415,15 +423,18 @@ def record_export(
     from pymongo import ReplaceOne
 
     ops, out, when = [], [], _now()
+    dsid, root, parents = _dsid(dataset), export_dir_name(root), {}
     for name, now in paths:
-        kind = DIR if os.path.isdir(now) and not os.path.islink(now) else FILE
-        ident = _stat(now, kind)
-        if ident is None:
+        try:
+            st = os.lstat(now)
+        except OSError:
             continue
-        key = _key(dataset, kind, name)
-        options = {"root": export_dir_name(root)}
+        kind = DIR if stat.S_ISDIR(st.st_mode) else FILE
+        key = {"dataset_id": dsid, "kind": kind, "name": _norm(kind, name, parents)}
+        options = {"root": root}
         if role == PARTIAL:
-            options["since"] = os.lstat(now).st_mtime_ns
+            options["since"] = st.st_mtime_ns
+        ident = _ident_of(st, kind)
         doc = {**key, "owner": owner, "role": role, "options": options, "ident": ident, "written": when}
         ops.append(ReplaceOne(key, doc, upsert=True))
         out.append(_entry(doc))
@@ -496,8 +507,6 @@ def written_since(path: str, since: int) -> tuple[set[str], set[str]]:
     """The files and folders below the folder ``path`` that were written after ``since`` (an
     mtime in ns) — what an export wrote into its own new hidden folder — as paths relative to
     it; a link, a file with another hard link and anything older (moved in) are not among them."""
-    import stat
-
     files, dirs = set(), set()
     for cur, dnames, fnames in os.walk(path):
         rel = os.path.relpath(cur, path)
