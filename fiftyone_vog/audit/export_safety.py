@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 
 from ..core import ownership as own
-from ..errors import VoGError
+from ..errors import VoGError, check_path_text
 
 MARKER = ".fiftyone-vog-export.json"
 MARKER_KIND = "fiftyone-vog export"
@@ -44,7 +44,8 @@ FIX = "choose an empty or new directory"
 
 
 def _norm(path) -> str:
-    return os.path.normpath(os.path.abspath(os.path.expanduser(str(path))))
+    """Absolute, as the OS resolves it: see :func:`~fiftyone_vog.core.ownership.export_dir_name`."""
+    return own.export_dir_name(os.path.expanduser(str(path)))
 
 
 def _is_within(path: str, parent: str) -> bool:
@@ -139,7 +140,7 @@ def _inventory(root: str, skip=()) -> tuple[set[str], set[str], set[str]]:
 def check_export_dir(export_dir, samples=None, overwrite: bool = False) -> str:
     """The normalized export directory, or :class:`VoGError` saying why it is refused.
     (``samples``: kept for callers; the media of every dataset are checked.)"""
-    path = _norm(export_dir)
+    path = _norm(check_path_text("export_dir", export_dir))
     why = _protected(path)
     if why:
         raise VoGError(f"export_dir {path} {why}; an export never replaces it: {FIX}")

@@ -126,9 +126,15 @@ def _key(dataset, kind: str, name: str) -> dict:
 
 def _norm(kind: str, name, parents: dict | None = None) -> str:
     """Files and folders by absolute path with the links *above* them resolved (a link itself is
-    recorded as the link, never as its target). ``parents``: resolved folders, kept across calls."""
+    recorded as the link, never as its target), as the OS resolves them: a link before any ``..``
+    (``a/link/..`` is the folder above the link's target; a lexical ``abspath`` would say ``a``).
+    ``parents``: resolved folders, kept across calls."""
     if kind in (FILE, DIR):
-        head, tail = os.path.split(os.path.abspath(os.fspath(name)))
+        name = os.fspath(name)
+        path = (name if os.path.isabs(name) else os.path.join(os.getcwd(), name)).rstrip(os.sep) or os.sep
+        head, tail = os.path.split(path)
+        if tail in ("", ".", ".."):  # the root, or a name that is no entry of its own
+            return os.path.realpath(path)
         if parents is None:
             return os.path.join(os.path.realpath(head), tail)
         if head not in parents:  # one realpath per folder, not per file
@@ -407,7 +413,8 @@ def _export_coll():
 
 
 def export_dir_name(path) -> str:
-    """An export directory as the record names it: absolute, the links above it resolved."""
+    """An export directory as the record names it: absolute, the links above it resolved (before
+    any ``..``), the last name kept."""
     return _norm(DIR, path)
 
 

@@ -12,6 +12,7 @@ import sys
 import fiftyone as fo
 import fiftyone.operators as foo
 import pytest
+from fiftyone.operators.executor import ExecutionError
 
 import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
@@ -125,6 +126,61 @@ def test_a_symlink_pointing_out_is_refused(dataset, tmp_path):
     with pytest.raises(fov.VoGError, match=f"holds '{label}', which fiftyone-vog did not write.*where this export"):
         fov.export_vog_subset(dataset.limit(4), d, overwrite=True)
     assert _all_files(elsewhere) == ["keep.txt"] and (d / label).is_symlink()
+
+
+def test_a_link_then_dotdot_is_checked_where_the_os_resolves_it(own_media, tmp_path, monkeypatch):
+    """``a/link/..`` is the folder above the link's target (the OS resolves the link first), not
+    ``a`` as a lexical normpath says: the checks, the App roots and the export itself use that."""
+    ds, media = own_media
+    (media / "sub").mkdir()
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "to-media").symlink_to(media / "sub")
+    before = _all_files(media)
+    for overwrite in (False, True):  # it is the media folder: refused whatever Overwrite says
+        with pytest.raises(fov.VoGError, match=f"export_dir {media} holds media of the dataset"):
+            fov.export_vog_subset(ds.limit(3), f"{a}/to-media/..", dataset_type="csv", overwrite=overwrite)
+    assert _all_files(media) == before and sorted(os.listdir(a)) == ["to-media"]
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    (a / "to-b").symlink_to(tmp_path / "b" / "deep")
+    out = fov.export_vog_subset(ds.limit(3), f"{a}/to-b/../out", dataset_type="csv")
+    assert out == str(tmp_path / "b" / "out" / "manifest.csv") and not os.path.lexists(a / "out")
+    # the App: inside its root as written, outside once the link is resolved
+    install_plugin()
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    root.mkdir()
+    (root / "out-link").symlink_to(outside / "deep")
+    monkeypatch.setenv("FIFTYONE_VOG_APP_ROOTS", str(root))
+    props = _form(ds, {"export_dir": f"{root}/out-link/../x", "dataset_type": "csv"})
+    assert props["export_dir"].invalid and "outside the folders the App may use" in props["export_dir"].error_message
+    with pytest.raises(ExecutionError, match="outside the folders the App may use"):
+        foo.execute_operator(EXPORT, ctx={"dataset": ds, "params": {"export_dir": f"{root}/out-link/../x"}})
+    assert os.listdir(outside) == ["deep"] and sorted(os.listdir(root)) == ["out-link"]
+
+
+def test_a_nul_byte_in_export_dir_is_one_line_everywhere(named_dataset, tmp_path, capsys):
+    """Python's file functions raise a bare ValueError for a NUL byte: the API, the form, the
+    operator and the CLI say it in one line instead (argv cannot hold a NUL: the CLI is called
+    in-process)."""
+    from fiftyone_vog.cli import main
+
+    install_plugin()
+    named_dataset.set_values("vog", [float(i) for i in range(len(named_dataset))])
+    bad = f"{tmp_path}/o\0ut"
+    with pytest.raises(fov.VoGError) as e:
+        fov.export_vog_subset(named_dataset.limit(2), bad, dataset_type="csv")
+    assert "export_dir" in str(e.value) and "NUL byte" in str(e.value) and len(str(e.value).splitlines()) == 1
+    props = _form(named_dataset, {"export_dir": bad})
+    msg = props["export_dir"].error_message
+    assert props["export_dir"].invalid and "NUL byte" in msg and "export_dir" not in msg.replace(str(tmp_path), ""), msg
+    with pytest.raises(ExecutionError, match="NUL byte"):
+        foo.execute_operator(EXPORT, ctx={"dataset": named_dataset, "params": {"export_dir": bad}})
+    capsys.readouterr()
+    assert main(["export", DATASET_NAME, "--export-dir", bad, "--dataset-type", "csv", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "NUL byte" in err, err
+    assert os.listdir(tmp_path) == []
 
 
 def test_overwrite_replaces_only_what_the_record_lists(dataset, tmp_path):
