@@ -328,6 +328,19 @@ def record_paths(paths: Iterable[str], owner: str, dataset=None, role: str | Non
     return len(ops)
 
 
+def names(dataset, owner: str, kind: str = FIELD) -> list[str]:
+    """The names of what ``owner`` wrote on ``dataset`` and still is (of ``kind``), sorted."""
+    return [e.name for e in listing(dataset, owner=owner, kind=kind)]
+
+
+def owners(dataset, kind: str = FIELD, family: str | None = None) -> dict[str, str]:
+    """``{name: owner}`` of what the record lists on ``dataset`` (of ``kind``; owners of ``family``
+    only, e.g. ``"run"`` for ``run:*``)."""
+    return {
+        e.name: e.owner for e in listing(dataset, kind=kind) if family is None or e.owner.partition(":")[0] == family
+    }
+
+
 def forget(dataset, kind: str, name: str) -> None:
     """Drop the record of ``name`` (after the thing itself was deleted, or handed to the user)."""
     _coll().delete_one(_key(dataset, kind, name))
@@ -352,6 +365,53 @@ def transfer(dataset, kind: str, name: str, owner: str, new_owner: str, new_name
     new_key = _key(dataset, kind, new_name or name)
     coll.delete_one(key)
     coll.replace_one(new_key, {**doc, **new_key, "owner": new_owner, "_id": doc["_id"]}, upsert=True)
+
+
+def transfer_owner(dataset, owner: str, new_owner: str) -> int:
+    """Hand everything ``owner`` wrote on ``dataset`` to ``new_owner`` (a renamed run); returns how
+    many entries moved. Refused when ``new_owner`` already holds something."""
+    coll = _coll()
+    dsid = _dsid(dataset._root_dataset)
+    if owner == new_owner:
+        return 0
+    if coll.count_documents({"dataset_id": dsid, "owner": new_owner, "kind": {"$in": list(KINDS)}}):
+        raise VoGError(f"{describe_owner(new_owner)} already holds fields of dataset {dataset.name!r}; delete it first")
+    return coll.update_many({"dataset_id": dsid, "owner": owner}, {"$set": {"owner": new_owner}}).modified_count
+
+
+# -- creating, each recorded -------------------------------------------------------------------
+def create_index(dataset, field_name: str, owner: str) -> str:
+    """Index the sample field ``field_name`` (ascending) and record the index as ``owner``'s;
+    returns the index's name."""
+    ds = dataset._root_dataset
+    name = ds.create_index(field_name)
+    record(ds, INDEX, name, owner, options={"field": field_name})
+    return name
+
+
+def check_view_replaceable(dataset, name: str, owner: str, fix: str = "") -> None:
+    """Refuse (:class:`VoGError`) to replace the saved view ``name`` unless it does not exist or
+    an owner of ``owner``'s family (``views:*``) saved it."""
+    ds = dataset._root_dataset
+    if not ds.has_saved_view(name):
+        return
+    e = require(ds, VIEW, name, action="replace", fix=fix)
+    family = owner.partition(":")[0]
+    if e.owner.partition(":")[0] != family:
+        raise VoGError(
+            f"saved view {name!r} of dataset {ds.name!r} belongs to {describe_owner(e.owner)}, not "
+            f"{describe_owner(owner)}; it is never replaced from here" + (f": {fix}" if fix else "")
+        )
+
+
+def save_view(dataset, name: str, view, owner: str, description: str | None = None, options=None, fix: str = ""):
+    """Save ``view`` as ``name`` and record it as ``owner``'s; a saved view of that name is
+    replaced only if :func:`check_view_replaceable` allows it."""
+    ds = dataset._root_dataset
+    check_view_replaceable(ds, name, owner, fix)
+    ds.save_view(name, view, description=description, overwrite=True)
+    forget(ds, VIEW, name)  # the old document (ours) is gone; the new one may have another owner
+    return record(ds, VIEW, name, owner, options=options)
 
 
 # -- the destructive steps, each asking the record first -----------------------------------
