@@ -48,7 +48,7 @@ def test_the_record_after_each_operation(dataset, checkpoint_dir):
     ]
 
     views = fov.save_vog_views(ds)
-    assert sorted(views) == ["vog-high", "vog-low", "vog-shuffled-labels"]
+    assert sorted(views) == ["vog-high", "vog-likely-ood", "vog-low", "vog-shuffled-labels"]
     view_rows = [("view", n, "views:vog", None) for n in sorted(views)]
     assert [r for r in _listing(ds) if r[0] == "view"] == view_rows
 
