@@ -366,9 +366,11 @@ def add_export(sub):
         "EXPORT_DIR/<label>/<image>; fiftyone: media and every field, re-importable; csv: EXPORT_DIR/manifest.csv "
         "with id, filepath, label and the VoG fields, in the view's order. EXPORT_DIR must be new or empty, "
         "or, with --overwrite, hold an earlier fiftyone-vog export: --overwrite replaces only the files that "
-        "export wrote (listed in its .fiftyone-vog-export.json) and refuses a directory holding anything else. "
+        "export wrote and that are unchanged (fiftyone-vog's ownership record in the FiftyOne database lists "
+        "them; its .fiftyone-vog-export.json is information only); anything else there is kept and named, and "
+        "one where the new export writes refuses it. EXPORT_DIR itself is kept as it is (mode, owner, group). "
         "Never exported to: a filesystem root, the home or working directory or their ancestors, a folder "
-        "holding the dataset's media, a symbolic link.",
+        "holding media of any dataset, a symbolic link.",
         epilog="examples:\n  fiftyone-vog export my-images --view vog-high --export-dir out/hard\n"
         "  fiftyone-vog export my-images --view vog-shuffled-labels --export-dir out/memorized --dataset-type csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -382,27 +384,37 @@ def add_export(sub):
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an earlier fiftyone-vog export in EXPORT_DIR: only the files it wrote "
-        "(listed in its .fiftyone-vog-export.json); a directory holding other files is refused",
+        help="replace an earlier fiftyone-vog export in EXPORT_DIR: only the files it wrote, unchanged since "
+        "(as fiftyone-vog's record lists them); anything else there is kept",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_export)
 
 
 def run_export(args):
+    import logging
+
     import fiftyone_vog as fov
 
     samples = _load_dataset(args.dataset, args.view)
-    path = fov.export_vog_subset(
-        samples,
-        args.export_dir,
-        dataset_type=args.dataset_type,
-        label_field=args.label_field,
-        vog_field=args.vog_field,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    logger = logging.getLogger("fiftyone_vog.audit.export")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # what Overwrite kept is printed below, not warned twice
+    try:
+        path = fov.export_vog_subset(
+            samples,
+            args.export_dir,
+            dataset_type=args.dataset_type,
+            label_field=args.label_field,
+            vog_field=args.vog_field,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    finally:
+        logger.setLevel(level)
     print(f"exported {getattr(path, 'num_samples', len(samples))} samples ({args.dataset_type}) to {path}")
+    if getattr(path, "warning", None):
+        print(f"fiftyone-vog export: {path.warning}", file=sys.stderr)
 
 
 # -- report --------------------------------------------------------------------

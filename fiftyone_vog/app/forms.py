@@ -956,9 +956,10 @@ def export_vog_subset_form(ctx, inputs):
 
 #: What the form says Overwrite does (the same rule as ``fov.export_vog_subset(overwrite=True)``).
 OVERWRITE_HELP = (
-    "Replace an earlier export of this plugin in that directory: only the files it wrote "
-    "(listed in its .fiftyone-vog-export.json) are removed. A directory holding anything "
-    "else, or the dataset's media, is never overwritten"
+    "Replace an earlier export of this plugin in that directory: only the files it wrote and that "
+    "are unchanged are removed (fiftyone-vog's record in the database lists them; its "
+    ".fiftyone-vog-export.json is information only). Anything else there is kept, and a "
+    "dataset's media are never overwritten"
 )
 
 

@@ -364,12 +364,16 @@ class ExportVoGSubset(foo.Operator):
             overwrite=bool(p.get("overwrite", False)),
             progress=_delegated_progress(ctx, "Exporting") if ctx.delegated else False,
         )
-        return {"export_dir": str(path), "num_samples": int(getattr(path, "num_samples", 0))}
+        out = {"export_dir": str(path), "num_samples": int(getattr(path, "num_samples", 0))}
+        if getattr(path, "warning", None):  # what Overwrite kept (not written by fiftyone-vog)
+            out["warning"] = app_message(path.warning, "export_vog_subset")
+        return out
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.str("export_dir", label="Exported to")
         outputs.int("num_samples", label="Samples exported")
+        outputs.str("warning", label="Kept")
         return types.Property(outputs, view=types.View(label="Export complete"))
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -123,12 +124,22 @@ def _key(dataset, kind: str, name: str) -> dict:
     return {"dataset_id": _dsid(dataset), "kind": kind, "name": _norm(kind, name)}
 
 
-def _norm(kind: str, name) -> str:
+def _norm(kind: str, name, parents: dict | None = None) -> str:
     """Files and folders by absolute path with the links *above* them resolved (a link itself is
-    recorded as the link, never as its target)."""
+    recorded as the link, never as its target), as the OS resolves them: a link before any ``..``
+    (``a/link/..`` is the folder above the link's target; a lexical ``abspath`` would say ``a``).
+    ``parents``: resolved folders, kept across calls."""
     if kind in (FILE, DIR):
-        path = os.path.abspath(os.fspath(name))
-        return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+        name = os.fspath(name)
+        path = (name if os.path.isabs(name) else os.path.join(os.getcwd(), name)).rstrip(os.sep) or os.sep
+        head, tail = os.path.split(path)
+        if tail in ("", ".", ".."):  # the root, or a name that is no entry of its own
+            return os.path.realpath(path)
+        if parents is None:
+            return os.path.join(os.path.realpath(head), tail)
+        if head not in parents:  # one realpath per folder, not per file
+            parents[head] = os.path.realpath(head)
+        return os.path.join(parents[head], tail)
     return name
 
 
@@ -171,9 +182,12 @@ def _stat(path: str, kind: str) -> list | None:
         st = os.lstat(path)
     except OSError:
         return None
-    if kind == DIR:
-        import stat
+    return _ident_of(st, kind)
 
+
+def _ident_of(st: os.stat_result, kind: str) -> list | None:
+    """The identity a file (device, inode, size, mtime) or folder (device, inode) is recorded with."""
+    if kind == DIR:
         return [st.st_dev, st.st_ino] if stat.S_ISDIR(st.st_mode) else None
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
@@ -440,6 +454,164 @@ def remove_dir(path: str, owner: str | None = None, dataset=None, fix: str = "")
     require(dataset, DIR, path, owner, "delete", fix)
     os.rmdir(path)
     forget(dataset, DIR, path)
+
+
+# -- exports: their files and folders, in bulk ---------------------------------------------------
+#: Roles of an export's entries: the export directory it created, the hidden folder it builds
+#: in; every other file and folder it wrote has no role.
+ROOT, PARTIAL = "root", "partial"
+_root_index_made = False
+
+
+def _export_coll():
+    global _root_index_made
+    coll = _coll()
+    if not _root_index_made:  # what an export wrote is found by its directory ("options.root")
+        coll.create_index([("options.root", 1)], sparse=True)
+        _root_index_made = True
+    return coll
+
+
+def export_dir_name(path) -> str:
+    """An export directory as the record names it: absolute, the links above it resolved (before
+    any ``..``), the last name kept."""
+    return _norm(DIR, path)
+
+
+def record_export(
+    paths: Iterable[tuple[str, str]], owner: str, root: str, dataset=None, role: str | None = None
+) -> list[Entry]:
+    """Record, in bulk, the files and folders the export ``owner`` writes into the export
+    directory ``root``: each ``(name, now)`` pair records ``name`` with the identity ``now`` has on
+    disk at this moment. They differ for what is about to be moved into place (a rename keeps the
+    device, inode, size and mtime), so that a move that never happens leaves a stale record, never
+    an unrecorded file. A :data:`PARTIAL` folder is recorded with the time it was made (its mtime):
+    what is written into it after that is the export's (:func:`written_since`)."""
+    from pymongo import ReplaceOne
+
+    ops, out, when = [], [], _now()
+    dsid, root, parents = _dsid(dataset), export_dir_name(root), {}
+    for name, now in paths:
+        try:
+            st = os.lstat(now)
+        except OSError:
+            continue
+        kind = DIR if stat.S_ISDIR(st.st_mode) else FILE
+        key = {"dataset_id": dsid, "kind": kind, "name": _norm(kind, name, parents)}
+        options = {"root": root}
+        if role == PARTIAL:
+            options["since"] = st.st_mtime_ns
+        ident = _ident_of(st, kind)
+        doc = {**key, "owner": owner, "role": role, "options": options, "ident": ident, "written": when}
+        ops.append(ReplaceOne(key, doc, upsert=True))
+        out.append(_entry(doc))
+    coll = _export_coll()
+    for i in range(0, len(ops), 10_000):
+        coll.bulk_write(ops[i : i + 10_000], ordered=False)
+    return out
+
+
+def written_into(root: str, owner: str | None = None) -> list[Entry]:
+    """What exports (``owner`` only, if given) wrote into the export directory ``root`` and still
+    is, of any dataset, in path order (stale records are dropped)."""
+    query: dict = {"kind": {"$in": [FILE, DIR]}, "options.root": export_dir_name(root)}
+    if owner is not None:
+        query["owner"] = owner
+    coll = _export_coll()
+    out, stale = [], []
+    for doc in coll.find(query):
+        (out if _valid(None, doc) else stale).append(doc)
+    for i in range(0, len(stale), 10_000):
+        coll.delete_many({"_id": {"$in": [d["_id"] for d in stale[i : i + 10_000]]}})
+    return sorted((_entry(d) for d in out), key=lambda e: e.name)
+
+
+def wrote_into(root: str) -> bool:
+    """Whether the record lists something an export wrote into ``root`` that still is (the
+    first one found answers: cheap enough for a form's every keystroke)."""
+    query = {"kind": {"$in": [FILE, DIR]}, "options.root": export_dir_name(root)}
+    return any(_valid(None, doc) for doc in _export_coll().find(query))
+
+
+def remove_paths(entries: Iterable[Entry]) -> list[Entry]:
+    """:func:`remove_file` / :func:`remove_dir` in bulk: unlink each recorded file and remove
+    each recorded, now empty folder (deepest first) that is still what was written — asked of the
+    record again here, not of the caller. A file with another hard link is kept too (another name
+    holds it). Returns the entries kept."""
+    entries = list(entries)
+    coll = _export_coll()
+    docs = {}
+    for e in entries:  # the record's own identities, re-read (never the caller's word)
+        docs.setdefault((e.dataset_id, e.kind), []).append(e.name)
+    ident = {}
+    for (dsid, kind), names in docs.items():
+        for i in range(0, len(names), 10_000):
+            for d in coll.find({"dataset_id": dsid, "kind": kind, "name": {"$in": names[i : i + 10_000]}}):
+                ident[(dsid, kind, d["name"])] = d
+    kept, gone = [], []
+    order = sorted(entries, key=lambda e: (e.kind == DIR, -e.name.count(os.sep)))  # files, then deepest folders
+    for e in order:
+        doc = ident.get((e.dataset_id, e.kind, e.name))
+        try:
+            if doc is None or not _valid(None, doc):
+                raise OSError("not ours")
+            if e.kind == FILE:
+                if os.lstat(e.name).st_nlink > 1:
+                    raise OSError("another hard link")
+                os.unlink(e.name)
+            else:
+                os.rmdir(e.name)
+        except OSError:
+            kept.append(e)
+            continue
+        gone.append(doc["_id"])
+    for i in range(0, len(gone), 10_000):
+        coll.delete_many({"_id": {"$in": gone[i : i + 10_000]}})
+    return kept
+
+
+def written_since(path: str, since: int) -> tuple[set[str], set[str]]:
+    """The files and folders below the folder ``path`` that were written after ``since`` (an
+    mtime in ns) — what an export wrote into its own new hidden folder — as paths relative to
+    it; a link, a file with another hard link and anything older (moved in) are not among them."""
+    files, dirs = set(), set()
+    for cur, dnames, fnames in os.walk(path):
+        rel = os.path.relpath(cur, path)
+        mine = []
+        for name in dnames + fnames:
+            try:
+                st = os.lstat(os.path.join(cur, name))
+            except OSError:
+                continue
+            r = name if rel == "." else os.path.join(rel, name)
+            if st.st_mtime_ns >= since and stat.S_ISDIR(st.st_mode):
+                dirs.add(r)
+                mine.append(name)
+            elif st.st_mtime_ns >= since and stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+                files.add(r)
+        dnames[:] = [d for d in dnames if d in mine]  # nothing below a folder not written here is
+    return files, dirs
+
+
+def remove_partial(e: Entry) -> list[str]:
+    """Remove an export's hidden build folder (``e``, recorded as :data:`PARTIAL`) with what was
+    written into it since it was made; returns what is kept there (paths relative to it)."""
+    doc = _export_coll().find_one({"dataset_id": e.dataset_id, "kind": DIR, "name": e.name})
+    if doc is None or doc.get("owner") != e.owner or doc.get("role") != PARTIAL or not _valid(None, doc):
+        raise VoGError(f"folder {e.name!r} is not the folder a fiftyone-vog export builds in; it is never emptied")
+    files, dirs = written_since(e.name, doc["options"]["since"])
+    for rel in files:
+        os.unlink(os.path.join(e.name, rel))
+    for rel in sorted(dirs, key=lambda r: -r.count(os.sep)):
+        try:
+            os.rmdir(os.path.join(e.name, rel))
+        except OSError:  # holds something not written here: kept
+            pass
+    left = sorted(os.path.relpath(os.path.join(c, n), e.name) for c, ds, fs in os.walk(e.name) for n in ds + fs)
+    if not left:
+        os.rmdir(e.name)
+        _export_coll().delete_one({"_id": doc["_id"]})
+    return left
 
 
 # -- records of earlier versions --------------------------------------------------------------
