@@ -18,3 +18,12 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise VoGError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
     return value
+
+
+def check_no_nul(path, what: str = "path") -> str:
+    """``str(path)``, or :class:`VoGError` when it holds a NUL byte, which no file name can hold
+    (the OS calls would raise a bare ``ValueError: embedded null byte``)."""
+    text = str(path)
+    if "\x00" in text:
+        raise VoGError(f"{what} {text!r} contains a NUL byte (\\x00), which no file name can hold; remove it")
+    return text

@@ -21,7 +21,7 @@ import shutil
 import time
 import uuid
 
-from ..errors import VoGError
+from ..errors import VoGError, check_no_nul
 
 MARKER = ".fiftyone-vog-export.json"
 MARKER_KIND = "fiftyone-vog export"
@@ -135,7 +135,7 @@ def _extra(export_dir: str, marker: dict) -> str | None:
 
 def check_export_dir(export_dir, samples=None, overwrite: bool = False) -> str:
     """The normalized export directory, or :class:`VoGError` saying why it is refused."""
-    path = _norm(export_dir)
+    path = _norm(check_no_nul(export_dir, "export_dir"))
     why = _protected(path)
     if why:
         raise VoGError(f"export_dir {path} {why}; an export never replaces it: {FIX}")

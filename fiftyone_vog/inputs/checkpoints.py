@@ -28,17 +28,19 @@ import inspect
 import os
 import re
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import VoGError
+from ..errors import VoGError, check_no_nul
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 _KEY_PREFIXES = ("model.", "module.", "_orig_mod.", "net.")
+
+_EXAMPLE = "fiftyone_vog.models:SmallCNN"  # a model spec that works, for messages
 
 ModelSpec = str | nn.Module | Callable[[], nn.Module] | None
 
@@ -48,14 +50,35 @@ def natural_key(path: str | os.PathLike) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(path))]
 
 
+def checkpoint_entries(checkpoints) -> list[str]:
+    """The paths or patterns ``checkpoints`` names: ``[spec]`` for a glob, a directory or one file
+    (``str`` or path), the list's items for a list; :class:`VoGError` for anything else (an
+    ``int``, a ``dict``, a list holding a non-path, a NUL byte), before any file is touched."""
+    what = (
+        "checkpoints must be a glob such as 'runs/exp1/epoch_*.pt', a directory, or a list of "
+        "checkpoint files in training order"
+    )
+    if isinstance(checkpoints, (str, os.PathLike)):
+        entries = [checkpoints]
+    elif isinstance(checkpoints, (bytes, dict, set, frozenset)) or not isinstance(checkpoints, Iterable):
+        raise VoGError(f"{what}; got {type(checkpoints).__name__}")
+    else:
+        entries = list(checkpoints)
+    for e in entries:
+        if not isinstance(e, (str, os.PathLike)):
+            raise VoGError(f"{what}; the list holds {type(e).__name__} {str(e)[:50]!r}, not a path")
+    return [check_no_nul(os.fspath(e), "checkpoint path") for e in entries]
+
+
 def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Turn a glob, a directory or a list of paths into an ordered list of files.
 
     A glob or directory is naturally sorted (``epoch_2`` before ``epoch_10``);
     a list keeps the caller's order, which must be the training order.
     """
+    entries = checkpoint_entries(checkpoints)
     if isinstance(checkpoints, (str, os.PathLike)):
-        spec = os.path.expanduser(str(checkpoints))
+        spec = os.path.expanduser(entries[0])
         # a directory and a glob list the same way: sub-directories are skipped, a broken symlink is
         # kept and refused below (skipping it would silently score fewer checkpoints)
         if os.path.isdir(spec):
@@ -72,7 +95,7 @@ def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathL
             raise VoGError(f"{what}; pass a glob such as 'runs/exp1/epoch_*.pt' or a list of files")
         paths = sorted(paths, key=natural_key)
     else:
-        paths = [os.path.expanduser(str(p)) for p in checkpoints]
+        paths = [os.path.expanduser(p) for p in entries]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
