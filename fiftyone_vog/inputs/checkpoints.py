@@ -294,7 +294,7 @@ def import_callable(spec: str) -> Callable:
     """Import ``"package.module:callable"``."""
     module_name, _, attr = spec.partition(":")
     if not module_name.strip() or module_name.startswith(".") or not attr.strip():
-        raise VoGError(f"model={spec!r} is not 'package.module:callable'; e.g. 'fiftyone_vog.models:SmallCNN'")
+        raise VoGError(f"model={spec!r} is not 'package.module:callable'; e.g. {_EXAMPLE!r}")
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -327,19 +327,49 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def _call_factory(factory: Callable, num_classes: int | None) -> nn.Module:
+def _factory_kwargs(factory: Callable, num_classes: int | None, name: str) -> dict:
+    """The keyword arguments ``factory`` is called with (``num_classes`` where it takes one), or
+    :class:`VoGError` when it needs others: checked on its signature, before it is called."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature (some builtins): called bare
+        return {}
+    params = sig.parameters
     kwargs = {}
-    if num_classes is not None:
-        try:
-            params = inspect.signature(factory).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if "num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            kwargs["num_classes"] = num_classes
+    if num_classes is not None and ("num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())):
+        kwargs["num_classes"] = num_classes
+    try:
+        sig.bind(**kwargs)
+    except TypeError:
+        needed = [
+            p.name
+            for p in params.values()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in kwargs
+        ]
+        raise VoGError(
+            f"model {name} needs arguments ({', '.join(needed)}) to be called; name a class or function that "
+            f"builds the model from no arguments (num_classes= is passed when it takes one), e.g. {_EXAMPLE!r}"
+        ) from None
+    return kwargs
+
+
+def _call_factory(factory: Callable, kwargs: dict, name: str) -> nn.Module:
     module = factory(**kwargs)
     if not isinstance(module, nn.Module):
-        raise VoGError(f"the model factory returned {type(module).__name__}, not an nn.Module")
+        raise VoGError(
+            f"model {name} returned {type(module).__name__}, not an nn.Module; name a class or function "
+            f"that returns the architecture, e.g. {_EXAMPLE!r}"
+        )
     return module
+
+
+def _checked_factory(factory, num_classes: int | None, name: str) -> Callable[[], nn.Module]:
+    """A callable ``model``: an ``nn.Module`` instance is copied, anything else is a factory whose
+    arguments are checked now (:func:`_factory_kwargs`) and whose result when it is called."""
+    if isinstance(factory, nn.Module):  # callable too (its forward), but not a factory
+        return lambda: copy.deepcopy(factory)
+    kwargs = _factory_kwargs(factory, num_classes, name)
+    return lambda: _call_factory(factory, kwargs, name)
 
 
 def model_factory(
@@ -363,8 +393,7 @@ def model_factory(
                     f"model {model!r} would import Python code on the server, which is disabled; the "
                     "server's owner can allow it by setting FIFTYONE_VOG_ALLOW_IMPORTS=1"
                 )
-            factory = import_callable(model)
-            return lambda: _call_factory(factory, num_classes)
+            return _checked_factory(import_callable(model), num_classes, repr(model))
         import torchvision
 
         names = torchvision_names()
@@ -377,7 +406,7 @@ def model_factory(
             kwargs["num_classes"] = num_classes
         return lambda: torchvision.models.get_model(model, **kwargs)
     if callable(model):
-        return lambda: _call_factory(model, num_classes)
+        return _checked_factory(model, num_classes, getattr(model, "__qualname__", type(model).__name__))
     raise VoGError(
         f"model must be a torchvision name, 'package.module:callable', an nn.Module or a factory; got {type(model).__name__}"
     )

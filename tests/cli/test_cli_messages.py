@@ -80,6 +80,9 @@ CASES = [
     ("device-bogus", lambda c, f: [*_compute(c)[:-3], "--device", "bogus", "--quiet"], {}, "device='bogus'"),
     ("device-meta", lambda c, f: [*_compute(c)[:-3], "--device", "meta", "--quiet"], {}, "device='meta'"),
     ("model-colon", lambda c, f: [*_compute(c)[:6], "--model", ":x", "--device", "cpu"], {}, "model=':x'"),
+    # with imports (always on in the CLI): a callable that needs arguments / returns no nn.Module
+    ("model-needs-arguments", lambda c, f: _compute(c, "--model", "os:system"), {}, "'os:system' needs arguments"),
+    ("model-not-a-module", lambda c, f: _compute(c, "--model", "builtins:dict"), {}, "returned dict, not an nn.Module"),
     ("flush-seconds", lambda c, f: _compute(c), {"FIFTYONE_VOG_FLUSH_SECONDS": "abc"}, "FIFTYONE_VOG_FLUSH_SECONDS"),
     ("seed-negative", lambda c, f: ["shuffle-labels", NAME, "--seed", "-1"], {}, "seed must be an integer ≥ 0"),
     ("seed-float", lambda c, f: ["shuffle-labels", NAME, "--seed", "1.5"], {}, "--seed"),
@@ -276,6 +279,22 @@ def test_operator_checkpoints_that_are_not_paths_are_one_line(plugin, dataset, c
 
     with pytest.raises(fov.VoGError, match="checkpoints must be a glob"):  # the API says the same
         fov.compute_vog(dataset, checkpoints, model=MODEL)
+    assert "vog" not in dataset.get_field_schema()
+
+
+@pytest.mark.parametrize(
+    "model, phrase", [("os:system", "'os:system' needs arguments (command)"), ("builtins:dict", "returned dict")]
+)
+def test_a_model_callable_that_is_no_factory_is_one_line_in_the_app(
+    plugin, dataset, checkpoint_dir, monkeypatch, model, phrase
+):
+    monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")  # the server owner's switch is on
+    uri = f"{PLUGIN}/compute_vog"
+    props = form_props(uri, dataset, {"checkpoints": checkpoint_dir, "model": model})
+    assert props["model"].invalid and phrase in props["model"].error_message
+    with pytest.raises(ExecutionError) as e:
+        foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir, "model": model}})
+    assert phrase in str(e.value) and "TypeError" not in str(e.value)
     assert "vog" not in dataset.get_field_schema()
 
 
