@@ -134,6 +134,43 @@ def check_distinct(paths: Sequence[str | os.PathLike]) -> list[str]:
     return hashes
 
 
+def weights_sha256(module: nn.Module) -> str | None:
+    """Hex sha256 of a loaded model's weights, whatever file held them: every entry of its
+    ``state_dict`` (parameters and buffers) and every plain tensor attribute, by name, with its
+    name, dtype, shape and bytes. ``None`` for a TorchScript module, whose tensor attributes
+    cannot be listed (two archives are then told apart by their files only)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return None
+    tensors = dict(module.state_dict())
+    for prefix, sub in module.named_modules():
+        tensors.update({f"{prefix}.{k}".lstrip("."): v for k, v in vars(sub).items() if isinstance(v, torch.Tensor)})
+    h = hashlib.sha256()
+    for name, t in sorted(tensors.items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def check_distinct_weights(models: Sequence[nn.Module], paths: Sequence[str | os.PathLike]) -> list[str | None]:
+    """The loaded models' :func:`weights_sha256`, refusing two checkpoints with the same weights in
+    different files (re-saved, wrapped in a training dict, as .safetensors), which
+    :func:`check_distinct` cannot see: refused rather than warned, as a file listed twice is,
+    because the same weights twice are never two moments of training (with 2 checkpoints every
+    score is 0) and the fix is one edit of the list."""
+    hashes = [weights_sha256(m) for m in models]
+    first = {}
+    for p, h in zip(paths, hashes):
+        if h is not None and h in first:
+            raise VoGError(
+                f"checkpoints {first[h]} and {p} hold identical weights (the same tensors in two files): VoG "
+                "over identical weights is 0 between them (for every sample with 2 checkpoints); list each "
+                "training checkpoint once"
+            )
+        first[h] = p
+    return hashes
+
+
 def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

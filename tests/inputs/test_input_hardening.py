@@ -3,22 +3,29 @@ multi-frame images are read as their first frame in one frame's memory; checkpoi
 weights in different files are refused like one file listed twice; images deeper than 8 bits are
 scaled by their real bit depth, or refused naming format and mode. Real files, real datasets."""
 
+import os
 import struct
 import subprocess
 import sys
 import zlib
 
+import fiftyone.operators as foo
 import numpy as np
 import pytest
 import torch
+from fiftyone.operators.executor import ExecutionError
 from PIL import Image, features
 
 import fiftyone_vog as fov
+from fiftyone_vog.app.install import install_plugin
+from fiftyone_vog.inputs.checkpoints import load_models, model_factory, sha256
 from fiftyone_vog.inputs.images import ImageDataset, LoaderError
 
-from conftest import small_model
+from conftest import ROOT, TESTS_DIR, small_model
 
 H, W = 6, 5
+CLI = [sys.executable, "-m", "fiftyone_vog.cli"]
+DATASET_NAME = "input-hardening-test"  # the conftest fixture named_dataset
 
 
 # -- files written byte by byte: what PIL cannot write (16-bit RGB, 32-bit unsigned) ----------
@@ -227,3 +234,81 @@ def test_a_many_frame_image_costs_one_frames_memory(tmp_path):
     assert [row[0] for row in rows] == exts, r.stdout
     for _, shape, grew in rows:
         assert shape == "(3, 500, 500)" and float(grew) < 15, r.stdout  # MB of peak memory beyond one frame
+
+
+# -- item 10: the same weights in another file --------------------------------------------
+def _variants(a, tmp_path):
+    """Files that hold exactly the weights of checkpoint ``a``, none byte-identical to it."""
+    from safetensors.torch import save_file
+
+    state = torch.load(a, weights_only=True)
+    out = {
+        "wrapped": tmp_path / "wrapped.ckpt",
+        "lightning": tmp_path / "lightning.ckpt",
+        "legacy": tmp_path / "legacy.pt",
+        "safetensors": tmp_path / "epoch_1.safetensors",
+    }
+    torch.save({"state_dict": state, "epoch": 1, "optimizer": {}}, out["wrapped"])
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}}, out["lightning"])
+    torch.save(state, out["legacy"], _use_new_zipfile_serialization=False)
+    save_file({k: v.contiguous() for k, v in state.items()}, out["safetensors"])
+    for p in out.values():
+        assert sha256(p) != sha256(a)  # the file check cannot see them
+    return {k: str(v) for k, v in out.items()}
+
+
+def test_the_same_weights_in_another_file_are_refused_naming_both(dataset, checkpoint_dir, tmp_path):
+    a, b = (os.path.join(checkpoint_dir, f"epoch_{i}.pt") for i in (1, 5))
+    for name, v in _variants(a, tmp_path).items():
+        for paths in ([a, b, v], [v, b, a]):
+            with pytest.raises(fov.VoGError) as e:
+                fov.compute_vog(dataset, paths, model=small_model, device="cpu", progress=False)
+            first, second = paths[0], paths[2]
+            assert f"checkpoints {first} and {second} hold identical weights" in str(e.value), (name, str(e.value))
+    assert "vog" not in dataset.get_field_schema()
+    # weights that differ by one value are two checkpoints
+    state = torch.load(a, weights_only=True)
+    key = next(iter(state))
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] += 1e-6
+    torch.save(state, tmp_path / "nudged.pt")
+    fov.compute_vog(dataset, [a, str(tmp_path / "nudged.pt")], model=small_model, device="cpu", progress=False)
+    assert "vog" in dataset.get_field_schema()
+
+
+def test_the_same_weights_are_refused_from_the_cli_and_the_app(named_dataset, checkpoint_dir, tmp_path, monkeypatch):
+    a, b = (os.path.join(checkpoint_dir, f"epoch_{i}.pt") for i in (1, 5))
+    v = _variants(a, tmp_path)["safetensors"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS_DIR, ROOT, os.environ.get("PYTHONPATH", "")]))
+    argv = ["compute", DATASET_NAME, "--checkpoints", f"{a},{b},{v}", "--model", "conftest:small_model"]
+    r = subprocess.run(
+        [*CLI, *argv, "--device", "cpu", "--quiet"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert "Traceback" not in r.stderr and r.returncode == 2, r.stderr[-3000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"checkpoints {a} and {v} hold identical weights" in lines[0], r.stderr
+    install_plugin()
+    monkeypatch.setenv("FIFTYONE_VOG_APP_ROOTS", os.pathsep.join([checkpoint_dir, str(tmp_path)]))
+    monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")  # for model="conftest:small_model"
+    params = {"checkpoints": f"{a},{b},{v}", "model": "conftest:small_model"}
+    with pytest.raises(ExecutionError, match="hold identical weights"):
+        foo.execute_operator("@fiftyone-vog/vog/compute_vog", ctx={"dataset": named_dataset, "params": params})
+    assert "vog" not in named_dataset.get_field_schema()
+
+
+# -- the model spec: a module instance is a model, not a factory --------------------------
+def test_a_module_instance_named_by_module_callable_is_copied(tmp_path, monkeypatch, checkpoint_dir):
+    (tmp_path / "my_models.py").write_text(
+        "from fiftyone_vog.models import SmallCNN\nnet = SmallCNN(num_classes=4, in_channels=3, width=8)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    factory = model_factory("my_models:net", num_classes=4)
+    import my_models
+
+    m = factory()
+    assert isinstance(m, torch.nn.Module) and m is not my_models.net
+    paths = [os.path.join(checkpoint_dir, f"epoch_{i}.pt") for i in (1, 5)]
+    ours, ref = load_models(paths, "my_models:net"), load_models(paths, small_model)
+    for x, y in zip(ours, ref):
+        for (k, t), (_, u) in zip(x.state_dict().items(), y.state_dict().items()):
+            assert torch.equal(t, u), k
