@@ -83,6 +83,7 @@ CASES = [
     # with imports (always on in the CLI): a callable that needs arguments / returns no nn.Module
     ("model-needs-arguments", lambda c, f: _compute(c, "--model", "os:system"), {}, "'os:system' needs arguments"),
     ("model-not-a-module", lambda c, f: _compute(c, "--model", "builtins:dict"), {}, "returned dict, not an nn.Module"),
+    ("model-class-needs-arguments", lambda c, f: _compute(c, "--model", "torch.nn:Linear"), {}, "(in_features, out_f"),
     ("flush-seconds", lambda c, f: _compute(c), {"FIFTYONE_VOG_FLUSH_SECONDS": "abc"}, "FIFTYONE_VOG_FLUSH_SECONDS"),
     ("seed-negative", lambda c, f: ["shuffle-labels", NAME, "--seed", "-1"], {}, "seed must be an integer ≥ 0"),
     ("seed-float", lambda c, f: ["shuffle-labels", NAME, "--seed", "1.5"], {}, "--seed"),
