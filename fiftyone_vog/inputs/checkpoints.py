@@ -123,15 +123,19 @@ def check_distinct(paths: Sequence[str | os.PathLike]) -> list[str]:
     """The checkpoints' sha256, refusing the same file twice (the same path, two links to one file,
     or two identical copies): the variance across identical weights is 0 for every sample."""
     hashes = [sha256(p) for p in paths]
+    _refuse_repeats(
+        paths, hashes, "are the same file (identical sha256): VoG over identical weights is 0 for every sample"
+    )
+    return hashes
+
+
+def _refuse_repeats(paths, hashes, why: str) -> None:
+    """Refuse the first path whose hash (not ``None``) an earlier path has, naming both."""
     first = {}
     for p, h in zip(paths, hashes):
-        if h in first:
-            raise VoGError(
-                f"checkpoints {first[h]} and {p} are the same file (identical sha256): VoG over identical "
-                "weights is 0 for every sample; list each training checkpoint once"
-            )
+        if h is not None and h in first:
+            raise VoGError(f"checkpoints {first[h]} and {p} {why}; list each training checkpoint once")
         first[h] = p
-    return hashes
 
 
 def weights_sha256(module: nn.Module) -> str | None:
@@ -159,15 +163,11 @@ def check_distinct_weights(models: Sequence[nn.Module], paths: Sequence[str | os
     because the same weights twice are never two moments of training (with 2 checkpoints every
     score is 0) and the fix is one edit of the list."""
     hashes = [weights_sha256(m) for m in models]
-    first = {}
-    for p, h in zip(paths, hashes):
-        if h is not None and h in first:
-            raise VoGError(
-                f"checkpoints {first[h]} and {p} hold identical weights (the same tensors in two files): VoG "
-                "over identical weights is 0 between them (for every sample with 2 checkpoints); list each "
-                "training checkpoint once"
-            )
-        first[h] = p
+    why = (
+        "hold identical weights (the same tensors in two files): VoG over identical weights is 0 "
+        "between them (for every sample with 2 checkpoints)"
+    )
+    _refuse_repeats(paths, hashes, why)
     return hashes
 
 
