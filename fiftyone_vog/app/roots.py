@@ -125,33 +125,45 @@ def outside_message(what: str, path, roots: list[str]) -> str:
     )
 
 
+def _written(path: str) -> str:
+    """``path`` made absolute as the OS reads it: ``..`` is not collapsed, since after a link it
+    leads to the link target's parent (``normpath`` would drop the link and its ``..`` both)."""
+    return os.path.join(os.getcwd(), os.path.expanduser(str(path)))
+
+
 def _inside(path: str, roots: list[str]) -> bool:
-    """``path`` lies inside a root both as written and with its links resolved (before any ``..``:
-    ``root/link/..`` is the folder above the link's target, as the OS opens it)."""
+    """``path`` lies inside a root as written, with its links resolved as the OS resolves them
+    (a ``..`` after a link included), and in the normalized form that callers go on to use."""
     lexical = _norm(path)
-    real = os.path.realpath(os.path.join(os.getcwd(), os.path.expanduser(str(path))))
-    return any(_is_within(lexical, r) or _is_within(lexical, _norm(r)) for r in roots) and any(
-        _is_within(real, r) for r in roots
+    forms = {os.path.realpath(_written(path)), os.path.realpath(lexical)}
+    return any(_is_within(lexical, r) or _is_within(lexical, _norm(r)) for r in roots) and all(
+        any(_is_within(real, r) for r in roots) for real in forms
     )
 
 
-def _literal_prefix(spec: str) -> str:
-    """The folder part of a glob before its first wildcard."""
-    parts = _norm(spec).split(os.sep)
-    keep = []
-    for p in parts:
-        if glob.has_magic(p):
-            break
-        keep.append(p)
-    return os.sep.join(keep) or os.sep
+def _glob_stays_inside(pattern: str, roots: list[str]) -> bool:
+    """Whether a glob reaches only folders and files inside the roots, expanded one part at a
+    time (as :func:`glob.glob` does), so that no folder outside is ever listed: every folder it
+    would list and every match is checked, links resolved, before the next part is expanded."""
+    parts = _written(pattern).split(os.sep)
+    first = next(i for i, p in enumerate(parts) if glob.has_magic(p))
+    current = [os.sep.join(parts[:first]) or os.sep]
+    for i, part in enumerate(parts[first:], start=first):
+        if not all(_inside(d, roots) for d in current):
+            return False
+        if not part:  # '//' or a trailing '/'
+            continue
+        found = [f for d in current for f in glob.glob(os.path.join(glob.escape(d), part))]
+        current = found if i == len(parts) - 1 else [f for f in found if os.path.isdir(f)]
+    return all(_inside(f, roots) for f in current)
 
 
 def check_app_path(ctx, path, what: str = "path", roots: list[str] | None = None) -> str:
     """``path`` absolute with the links above its last name resolved, or :class:`VoGError` when it
     is outside the App roots."""
-    check_path_text(what, path)
+    text = check_path_text(what, path)
     roots = app_roots(ctx) if roots is None else roots
-    if not _inside(str(path), roots):
+    if not _inside(text, roots):
         raise VoGError(outside_message(what, path, roots))
     return export_dir_name(os.path.expanduser(str(path)))  # as the OS resolves it (links before ``..``)
 
@@ -159,19 +171,19 @@ def check_app_path(ctx, path, what: str = "path", roots: list[str] | None = None
 def check_app_checkpoints(ctx, spec) -> list[str] | None:
     """Confine a checkpoint spec (glob, directory, file, or list) from the App to the roots.
 
-    Checked before anything is listed or opened (a glob's literal folder, each named file),
-    then again for every file it resolves to (a link inside a root may point out). Returns the
+    Checked before anything is listed or opened (a glob part by part, each folder it lists and
+    each match, links resolved; each named file or folder), then again for every file it
+    resolves to (a link inside a root may point out). Returns the
     resolved files in order, or None for an empty spec.
     """
-    from ..inputs.checkpoints import resolve_checkpoints
+    from ..inputs.checkpoints import checkpoint_entries, resolve_checkpoints
 
-    if not spec:
+    if spec is None or spec == "":
         return None
+    entries = checkpoint_entries(spec)  # a glob, folder or file, or a list of files: nothing else
     roots = app_roots(ctx)
-    entries = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     for entry in entries:
-        entry = str(entry)
-        if not _inside(entry, roots) or (glob.has_magic(entry) and not _inside(_literal_prefix(entry), roots)):
+        if not (_glob_stays_inside(entry, roots) if glob.has_magic(entry) else _inside(entry, roots)):
             raise VoGError(outside_message("checkpoints", spec if isinstance(spec, str) else entry, roots))
     paths = resolve_checkpoints(spec)
     for p in paths:

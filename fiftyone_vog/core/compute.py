@@ -31,7 +31,7 @@ from ..engine import (
     class_normalize,
     class_statistics,
 )
-from ..inputs.checkpoints import ModelSpec, check_distinct, load_models, resolve_checkpoints
+from ..inputs.checkpoints import ModelSpec, check_distinct, check_distinct_weights, load_models, resolve_checkpoints
 from ..inputs.images import ImageDataset, ViewData, image_pixel_limit, make_loader, read_view
 from ..options import DEFAULTS, NORMALIZATIONS
 from . import distributed, preflight
@@ -347,6 +347,7 @@ def _load(plan: Plan) -> Loaded:
         allow_import=a._allow_import,
         allow_torchscript=a.allow_torchscript,
     )
+    check_distinct_weights(models, plan.paths)  # the same weights in two files (check_distinct: one file twice)
     dataset = ImageDataset(
         data.ids,
         data.filepaths,

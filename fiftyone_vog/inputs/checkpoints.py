@@ -28,17 +28,19 @@ import inspect
 import os
 import re
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import VoGError
+from ..errors import VoGError, check_path_text
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 _KEY_PREFIXES = ("model.", "module.", "_orig_mod.", "net.")
+
+_EXAMPLE = "fiftyone_vog.models:SmallCNN"  # a model spec that works, for messages
 
 ModelSpec = str | nn.Module | Callable[[], nn.Module] | None
 
@@ -48,14 +50,35 @@ def natural_key(path: str | os.PathLike) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(path))]
 
 
+def checkpoint_entries(checkpoints) -> list[str]:
+    """The paths or patterns ``checkpoints`` names: ``[spec]`` for a glob, a directory or one file
+    (``str`` or path), the list's items for a list; :class:`VoGError` for anything else (an
+    ``int``, a ``dict``, a list holding a non-path, a NUL byte), before any file is touched."""
+    what = (
+        "checkpoints must be a glob such as 'runs/exp1/epoch_*.pt', a directory, or a list of "
+        "checkpoint files in training order"
+    )
+    if isinstance(checkpoints, (str, os.PathLike)):
+        entries = [checkpoints]
+    elif isinstance(checkpoints, (bytes, dict, set, frozenset)) or not isinstance(checkpoints, Iterable):
+        raise VoGError(f"{what}; got {type(checkpoints).__name__}")
+    else:
+        entries = list(checkpoints)
+    for e in entries:
+        if not isinstance(e, (str, os.PathLike)):
+            raise VoGError(f"{what}; the list holds {type(e).__name__} {str(e)[:50]!r}, not a path")
+    return [check_path_text("checkpoint path", os.fspath(e)) for e in entries]
+
+
 def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
     """Turn a glob, a directory or a list of paths into an ordered list of files.
 
     A glob or directory is naturally sorted (``epoch_2`` before ``epoch_10``);
     a list keeps the caller's order, which must be the training order.
     """
+    entries = checkpoint_entries(checkpoints)
     if isinstance(checkpoints, (str, os.PathLike)):
-        spec = os.path.expanduser(str(checkpoints))
+        spec = os.path.expanduser(entries[0])
         # a directory and a glob list the same way: sub-directories are skipped, a broken symlink is
         # kept and refused below (skipping it would silently score fewer checkpoints)
         if os.path.isdir(spec):
@@ -72,7 +95,7 @@ def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathL
             raise VoGError(f"{what}; pass a glob such as 'runs/exp1/epoch_*.pt' or a list of files")
         paths = sorted(paths, key=natural_key)
     else:
-        paths = [os.path.expanduser(str(p)) for p in checkpoints]
+        paths = [os.path.expanduser(p) for p in entries]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -100,14 +123,51 @@ def check_distinct(paths: Sequence[str | os.PathLike]) -> list[str]:
     """The checkpoints' sha256, refusing the same file twice (the same path, two links to one file,
     or two identical copies): the variance across identical weights is 0 for every sample."""
     hashes = [sha256(p) for p in paths]
+    _refuse_repeats(
+        paths, hashes, "are the same file (identical sha256): VoG over identical weights is 0 for every sample"
+    )
+    return hashes
+
+
+def _refuse_repeats(paths, hashes, why: str) -> None:
+    """Refuse the first path whose hash (not ``None``) an earlier path has, naming both."""
     first = {}
     for p, h in zip(paths, hashes):
-        if h in first:
-            raise VoGError(
-                f"checkpoints {first[h]} and {p} are the same file (identical sha256): VoG over identical "
-                "weights is 0 for every sample; list each training checkpoint once"
-            )
+        if h is not None and h in first:
+            raise VoGError(f"checkpoints {first[h]} and {p} {why}; list each training checkpoint once")
         first[h] = p
+
+
+def weights_sha256(module: nn.Module) -> str | None:
+    """Hex sha256 of a loaded model's weights, whatever file held them: every entry of its
+    ``state_dict`` (parameters and buffers) and every plain tensor attribute, by name, with its
+    name, dtype, shape and bytes. ``None`` for a TorchScript module, whose tensor attributes
+    cannot be listed (two archives are then told apart by their files only)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return None
+    tensors = dict(module.state_dict())
+    for prefix, sub in module.named_modules():
+        tensors.update({f"{prefix}.{k}".lstrip("."): v for k, v in vars(sub).items() if isinstance(v, torch.Tensor)})
+    h = hashlib.sha256()
+    for name, t in sorted(tensors.items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def check_distinct_weights(models: Sequence[nn.Module], paths: Sequence[str | os.PathLike]) -> list[str | None]:
+    """The loaded models' :func:`weights_sha256`, refusing two checkpoints with the same weights in
+    different files (re-saved, wrapped in a training dict, as .safetensors), which
+    :func:`check_distinct` cannot see: refused rather than warned, as a file listed twice is,
+    because the same weights twice are never two moments of training (with 2 checkpoints every
+    score is 0) and the fix is one edit of the list."""
+    hashes = [weights_sha256(m) for m in models]
+    why = (
+        "hold identical weights (the same tensors in two files): VoG over identical weights is 0 "
+        "between them (for every sample with 2 checkpoints)"
+    )
+    _refuse_repeats(paths, hashes, why)
     return hashes
 
 
@@ -271,7 +331,7 @@ def import_callable(spec: str) -> Callable:
     """Import ``"package.module:callable"``."""
     module_name, _, attr = spec.partition(":")
     if not module_name.strip() or module_name.startswith(".") or not attr.strip():
-        raise VoGError(f"model={spec!r} is not 'package.module:callable'; e.g. 'fiftyone_vog.models:SmallCNN'")
+        raise VoGError(f"model={spec!r} is not 'package.module:callable'; e.g. {_EXAMPLE!r}")
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -304,19 +364,49 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def _call_factory(factory: Callable, num_classes: int | None) -> nn.Module:
+def _factory_kwargs(factory: Callable, num_classes: int | None, name: str) -> dict:
+    """The keyword arguments ``factory`` is called with (``num_classes`` where it takes one), or
+    :class:`VoGError` when it needs others: checked on its signature, before it is called."""
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature (some builtins): called bare
+        return {}
+    params = sig.parameters
     kwargs = {}
-    if num_classes is not None:
-        try:
-            params = inspect.signature(factory).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if "num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            kwargs["num_classes"] = num_classes
+    if num_classes is not None and ("num_classes" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())):
+        kwargs["num_classes"] = num_classes
+    try:
+        sig.bind(**kwargs)
+    except TypeError:
+        needed = [
+            p.name
+            for p in params.values()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in kwargs
+        ]
+        raise VoGError(
+            f"model {name} needs arguments ({', '.join(needed)}) to be called; name a class or function that "
+            f"builds the model from no arguments (num_classes= is passed when it takes one), e.g. {_EXAMPLE!r}"
+        ) from None
+    return kwargs
+
+
+def _call_factory(factory: Callable, kwargs: dict, name: str) -> nn.Module:
     module = factory(**kwargs)
     if not isinstance(module, nn.Module):
-        raise VoGError(f"the model factory returned {type(module).__name__}, not an nn.Module")
+        raise VoGError(
+            f"model {name} returned {type(module).__name__}, not an nn.Module; name a class or function "
+            f"that returns the architecture, e.g. {_EXAMPLE!r}"
+        )
     return module
+
+
+def _checked_factory(factory, num_classes: int | None, name: str) -> Callable[[], nn.Module]:
+    """A callable ``model``: an ``nn.Module`` instance is copied, anything else is a factory whose
+    arguments are checked now (:func:`_factory_kwargs`) and whose result when it is called."""
+    if isinstance(factory, nn.Module):  # callable too (its forward), but not a factory
+        return lambda: copy.deepcopy(factory)
+    kwargs = _factory_kwargs(factory, num_classes, name)
+    return lambda: _call_factory(factory, kwargs, name)
 
 
 def model_factory(
@@ -340,8 +430,7 @@ def model_factory(
                     f"model {model!r} would import Python code on the server, which is disabled; the "
                     "server's owner can allow it by setting FIFTYONE_VOG_ALLOW_IMPORTS=1"
                 )
-            factory = import_callable(model)
-            return lambda: _call_factory(factory, num_classes)
+            return _checked_factory(import_callable(model), num_classes, repr(model))
         import torchvision
 
         names = torchvision_names()
@@ -354,7 +443,7 @@ def model_factory(
             kwargs["num_classes"] = num_classes
         return lambda: torchvision.models.get_model(model, **kwargs)
     if callable(model):
-        return lambda: _call_factory(model, num_classes)
+        return _checked_factory(model, num_classes, getattr(model, "__qualname__", type(model).__name__))
     raise VoGError(
         f"model must be a torchvision name, 'package.module:callable', an nn.Module or a factory; got {type(model).__name__}"
     )

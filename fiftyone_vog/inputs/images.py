@@ -105,22 +105,64 @@ def _pil_size(path, limit) -> tuple[int, int]:
         return img.size
 
 
-def pil_rgb(img: Image.Image) -> Image.Image:
-    """An RGB ``PIL.Image`` of ``img`` that keeps a 16-bit image's range: PIL's ``convert("RGB")``
-    clips 16-bit grayscale (modes ``I;16*``, or ``I`` from a PNG) at 255, which saturates it to
-    white; these are scaled to 8 bits (value / 257) instead. Other integer / float modes (32-bit
-    TIFFs) have no known range: converted as PIL does, with a warning."""
+def _refuse_mode(img: Image.Image, where: str, what: str) -> LoaderError:
+    return LoaderError(
+        f"image {where} is a {img.format or 'PIL'} image of mode {img.mode!r} holding {what}, which no bit "
+        "depth scales to [0, 1]; convert it to 8- or 16-bit unsigned integers, or leave the sample out of the view"
+    )
+
+
+def deep_values(img: Image.Image, where: str = "") -> np.ndarray | None:
+    """The pixels of a single-channel image deeper than 8 bits as float64 in [0, 1], scaled by its
+    real bit depth: ``value / 65535`` for 16-bit (PIL modes ``I;16*``, or ``I`` from a PNG),
+    ``value / (2**32 - 1)`` for a 32-bit unsigned TIFF (PIL reads it as ``I``, int32). ``None``
+    for the 8-bit modes (``L``, ``RGB``, ``P`` …; PIL reads 16-bit RGB(A) TIFFs as 8-bit ``RGB(A)``,
+    their top 8 bits). Modes without a known range are refused (:class:`LoaderError`, naming
+    format and mode): floating point ``F``, signed integers, ``I`` from other formats."""
     mode = img.mode
-    if mode.startswith("I;16") or (mode == "I" and img.format == "PNG"):
-        a = np.asarray(img).astype(np.float64) / 257.0
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if mode in ("I", "F"):
-        warnings.warn(
-            f"an image of PIL mode {mode!r} (no known value range) was converted to RGB by clipping "
-            "values at 255; convert such images yourself or use a preset transform",
-            stacklevel=2,
-        )
+    if mode.startswith("I;16"):
+        if mode.endswith("S"):
+            raise _refuse_mode(img, where, "signed 16-bit integers")
+        return np.asarray(img).astype(np.float64) / 65535.0
+    if mode == "I":
+        if img.format == "PNG":  # older Pillow reads 16-bit grayscale PNGs as "I"
+            return np.asarray(img).astype(np.float64) / 65535.0
+        tags = getattr(img, "tag_v2", None) or {}
+        bits, kind = (tags.get(258) or (0,))[0], (tags.get(339) or (1,))[0]  # BitsPerSample, SampleFormat
+        if img.format == "TIFF" and bits == 32 and kind == 1:  # unsigned, read by PIL as int32: the same bits
+            return np.asarray(img).view(np.uint32).astype(np.float64) / (2.0**32 - 1)
+        signed = img.format == "TIFF" and kind == 2
+        raise _refuse_mode(img, where, f"signed {bits}-bit integers" if signed else "integers of unknown bit depth")
+    if mode == "F":
+        raise _refuse_mode(img, where, "floating-point values (no fixed range)")
+    return None
+
+
+def pil_rgb(img: Image.Image, where: str = "") -> Image.Image:
+    """An 8-bit RGB ``PIL.Image`` of ``img``, scaled by its real bit depth (:func:`deep_values`):
+    PIL's own ``convert("RGB")`` clips 16- and 32-bit grayscale at 255, which saturates it to white."""
+    x = deep_values(img, where)
+    if x is not None:
+        return Image.fromarray(np.rint(x * 255.0).astype(np.uint8), "L").convert("RGB")
     return img.convert("RGB")
+
+
+def pil_tensor(img: Image.Image, mode: str, where: str = "") -> torch.Tensor:
+    """A C×H×W tensor of ``img`` in PIL mode ``mode`` (``RGB`` or ``L``): uint8 for 8-bit images,
+    float32 in [0, 1] for deeper ones (:func:`deep_values`; grayscale repeated on 3 channels for
+    ``RGB``), which the presets' ``ToDtype(scale=True)`` leaves as is."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    x = deep_values(img, where)
+    if x is None:
+        return pil_to_tensor(img.convert(mode))
+    t = torch.from_numpy(x.astype(np.float32))[None]
+    return t.expand(3 if mode == "RGB" else 1, -1, -1).contiguous()
+
+
+def _is_gif(path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6) in (b"GIF87a", b"GIF89a")
 
 
 def build_transform(transform: str | Callable | None) -> tuple[str | None, Callable]:
@@ -189,22 +231,28 @@ class ImageDataset(torch.utils.data.Dataset):
                 f"(CLI: --max-image-pixels; environment: {MAX_PIXELS_ENV})"
             )
 
-    def _read(self, path):
+    def _read(self, path, where):
         """Presets decode with torchvision.io (uint8 tensor, no PIL round trip), falling back to
-        PIL for formats it does not decode; a user's transform receives an RGB ``PIL.Image``
-        (16-bit images scaled to 8 bits, see :func:`pil_rgb`)."""
+        PIL for formats it does not decode (16-bit and 32-bit images scaled by their bit depth,
+        :func:`pil_tensor`); a user's transform receives an 8-bit RGB ``PIL.Image``
+        (:func:`pil_rgb`).
+
+        An animated or multi-frame image (GIF, APNG, WebP, multi-page TIFF) is read as its first
+        frame, one frame's memory: that is what PIL, and so a PIL-based training loader such as
+        torchvision's ``ImageFolder``, gives the model. torchvision would decode every frame of a
+        GIF (memory grows with the frame count), so GIFs are read by PIL."""
         if self.mode == "PIL":
             with _pil_allows(self.max_pixels), Image.open(path) as img:
-                return pil_rgb(img)
+                return pil_rgb(img, where)
         from torchvision.io import ImageReadMode, decode_image
 
-        try:
-            return decode_image(path, mode=ImageReadMode.RGB if self.mode == "RGB" else ImageReadMode.GRAY)
-        except Exception:
-            from torchvision.transforms.functional import pil_to_tensor
-
-            with _pil_allows(self.max_pixels), Image.open(path) as img:
-                return pil_to_tensor(img.convert(self.mode))
+        if not _is_gif(path):
+            try:
+                return decode_image(path, mode=ImageReadMode.RGB if self.mode == "RGB" else ImageReadMode.GRAY)
+            except Exception:  # a format torchvision does not decode: PIL below
+                pass
+        with _pil_allows(self.max_pixels), Image.open(path) as img:
+            return pil_tensor(img, self.mode, where)
 
     def __getitem__(self, i):
         path = self.filepaths[i]
@@ -212,7 +260,7 @@ class ImageDataset(torch.utils.data.Dataset):
         # LoaderError, not VoGError: raised in a loader worker it must stay one line
         try:
             self._check_size(path, where)
-            img = self._read(path)
+            img = self._read(path, where)
         except VoGError:
             raise
         except Exception as e:  # the decoders' messages can quote the file's bytes: only the error's type

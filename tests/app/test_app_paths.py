@@ -93,6 +93,53 @@ def test_a_link_inside_a_root_that_points_out_is_outside(server):
         assert "outside the folders the App may use" in _checkpoint_error(ds, str(spec))
 
 
+def test_dotdot_after_a_link_globs_through_links_and_link_chains_stay_inside(server):
+    """``..`` after a link leads to the link target's parent, as the OS reads it (``normpath``
+    drops both and reads ``proj/ckpts``); a glob is checked part by part, so a link it would
+    pass through gets the one message whether or not anything outside matches."""
+    ds, srv, proj, outside = server
+    (outside / "x").mkdir()
+    (proj / "link").symlink_to(outside / "x")  # proj/link/.. is outside, proj/link/../ckpts its ckpts
+    (proj / "zlink").symlink_to(outside / "ckpts")
+    (proj / "chain-a").symlink_to(proj / "chain-b")
+    (proj / "chain-b").symlink_to(outside / "ckpts")  # a link to a link that points out
+    up = proj / "link" / ".." / "ckpts"
+    cases = [
+        up / "epoch_*.pt",  # a glob after `link/..`
+        up,  # a directory
+        up / "epoch_1.pt",  # a file (proj/ckpts/epoch_1.pt exists too)
+        proj / "link" / "..",
+        proj / "*" / "epoch_*.pt",  # matches proj/ckpts/* and, through zlink, outside/ckpts/*
+        proj / "*" / "nothing_*.pt",  # matches nothing, in proj or through zlink
+        proj / "l*" / ".." / "ckpts" / "*.pt",  # `..` after a wildcard that matches a link
+        proj / "chain-a" / "epoch_*.pt",
+        proj / "chain-a",
+    ]
+    assert "outside the folders the App may use" in _same_text({p: _checkpoint_error(ds, str(p)) for p in cases})
+    msg = _checkpoint_error(ds, f"{up / 'epoch_1.pt'},{up / 'epoch_2.pt'}")  # a list names the file
+    assert f"checkpoints {str(up / 'epoch_1.pt')!r} is outside the folders the App may use" in msg
+    # links that stay inside are followed as before, also a chain of them
+    (proj / "chain-c").symlink_to(proj / "chain-d")
+    (proj / "chain-d").symlink_to(proj / "ckpts")
+    for spec in (proj / "chain-c" / "epoch_*.pt", proj / "chain-c", proj / "chain-d" / ".." / "ckpts"):
+        props = form_props(COMPUTE, ds, {"checkpoints": str(spec)})
+        assert not props["checkpoints"].invalid, (spec, props["checkpoints"].error_message)
+        assert props["checkpoints_found"].view.label.startswith("5 checkpoints")
+
+
+def test_an_export_folder_after_a_link_and_dotdot_is_outside(server):
+    ds, srv, proj, outside = server
+    ds.set_values("vog", [float(i) for i in range(len(ds))])
+    (outside / "x").mkdir()
+    (proj / "link").symlink_to(outside / "x")
+    target = proj / "link" / ".." / "new"  # the OS reads outside/new
+    props = form_props(EXPORT, ds, {"export_dir": str(target)})
+    assert props["export_dir"].invalid and "outside the folders the App may use" in props["export_dir"].error_message
+    with pytest.raises(ExecutionError, match="outside the folders the App may use"):
+        foo.execute_operator(EXPORT, ctx={"dataset": ds, "params": {"export_dir": str(target), "dataset_type": "csv"}})
+    assert not os.path.exists(outside / "new") and not os.path.exists(proj / "new")
+
+
 def test_execute_refuses_too_and_never_quotes_file_bytes(server):
     ds, srv, proj, outside = server
     spec = f"{outside / 'hostname'},{outside / 'hostname'}"

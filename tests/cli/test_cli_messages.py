@@ -80,6 +80,10 @@ CASES = [
     ("device-bogus", lambda c, f: [*_compute(c)[:-3], "--device", "bogus", "--quiet"], {}, "device='bogus'"),
     ("device-meta", lambda c, f: [*_compute(c)[:-3], "--device", "meta", "--quiet"], {}, "device='meta'"),
     ("model-colon", lambda c, f: [*_compute(c)[:6], "--model", ":x", "--device", "cpu"], {}, "model=':x'"),
+    # with imports (always on in the CLI): a callable that needs arguments / returns no nn.Module
+    ("model-needs-arguments", lambda c, f: _compute(c, "--model", "os:system"), {}, "'os:system' needs arguments"),
+    ("model-not-a-module", lambda c, f: _compute(c, "--model", "builtins:dict"), {}, "returned dict, not an nn.Module"),
+    ("model-class-needs-arguments", lambda c, f: _compute(c, "--model", "torch.nn:Linear"), {}, "(in_features, out_f"),
     ("flush-seconds", lambda c, f: _compute(c), {"FIFTYONE_VOG_FLUSH_SECONDS": "abc"}, "FIFTYONE_VOG_FLUSH_SECONDS"),
     ("seed-negative", lambda c, f: ["shuffle-labels", NAME, "--seed", "-1"], {}, "seed must be an integer ≥ 0"),
     ("seed-float", lambda c, f: ["shuffle-labels", NAME, "--seed", "1.5"], {}, "--seed"),
@@ -137,6 +141,17 @@ def test_database_down_is_one_line_within_seconds(command):
     assert "cannot reach the FiftyOne database" in line and "FIFTYONE_DATABASE_URI" in line
     assert "unchanged" in line and "secret" not in line  # never echo a password
     assert elapsed < 15, elapsed
+
+
+def test_an_export_dir_with_a_nul_byte_is_one_line(named, tmp_path):
+    """argv cannot carry a NUL byte: the CLI's main gets it from Python, in a real process."""
+    code = "import sys, fiftyone_vog.cli as cli; sys.exit(cli.main(sys.argv[1:-1] + [sys.argv[-1] + chr(0) + 'x']))"
+    argv = ["export", NAME, "--dataset-type", "csv", "--quiet", "--export-dir", str(tmp_path / "out")]
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300, env=_env())
+    assert "Traceback" not in r.stderr and r.returncode == 2, r.stderr[-3000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "contains a NUL byte" in lines[0], r.stderr
+    assert os.listdir(tmp_path) == []
 
 
 # -- the App's forms, through FiftyOne's executor ------------------------------------
@@ -251,3 +266,49 @@ def test_form_fraction_is_checked_with_its_own_words(plugin, dataset, fraction, 
     assert bool(props["fraction"].invalid) is not ok
     if not ok:
         assert "from 0 to 1" in props["fraction"].error_message
+
+
+@pytest.mark.parametrize("checkpoints", [5, {"epoch_1.pt": 1}, ["epoch_1.pt", 3], [None, None]])
+def test_operator_checkpoints_that_are_not_paths_are_one_line(plugin, dataset, checkpoint_dir, checkpoints):
+    uri = f"{PLUGIN}/compute_vog"
+    props = form_props(uri, dataset, {"checkpoints": checkpoints, "model": MODEL})
+    assert props["checkpoints"].invalid and "checkpoints must be a glob" in props["checkpoints"].error_message
+    with pytest.raises(ExecutionError) as e:
+        foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"checkpoints": checkpoints, "model": MODEL}})
+    assert "checkpoints must be a glob" in str(e.value) and "TypeError" not in str(e.value)
+    import fiftyone_vog as fov
+
+    with pytest.raises(fov.VoGError, match="checkpoints must be a glob"):  # the API says the same
+        fov.compute_vog(dataset, checkpoints, model=MODEL)
+    assert "vog" not in dataset.get_field_schema()
+
+
+@pytest.mark.parametrize(
+    "model, phrase", [("os:system", "'os:system' needs arguments (command)"), ("builtins:dict", "returned dict")]
+)
+def test_a_model_callable_that_is_no_factory_is_one_line_in_the_app(
+    plugin, dataset, checkpoint_dir, monkeypatch, model, phrase
+):
+    monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")  # the server owner's switch is on
+    uri = f"{PLUGIN}/compute_vog"
+    props = form_props(uri, dataset, {"checkpoints": checkpoint_dir, "model": model})
+    assert props["model"].invalid and phrase in props["model"].error_message
+    with pytest.raises(ExecutionError) as e:
+        foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"checkpoints": checkpoint_dir, "model": model}})
+    assert phrase in str(e.value) and "TypeError" not in str(e.value)
+    assert "vog" not in dataset.get_field_schema()
+
+
+def test_an_export_dir_with_a_nul_byte_is_one_line_in_the_app_and_the_api(plugin, dataset, tmp_path):
+    import fiftyone_vog as fov
+
+    dataset.set_values("vog", [float(i) for i in range(len(dataset))])
+    bad = str(tmp_path / "out") + "\x00x"
+    with pytest.raises(fov.VoGError, match="contains a NUL byte"):
+        fov.export_vog_subset(dataset, bad, dataset_type="csv")
+    uri = f"{PLUGIN}/export_vog_subset"
+    props = form_props(uri, dataset, {"export_dir": bad})
+    assert props["export_dir"].invalid and "contains a NUL byte" in props["export_dir"].error_message
+    with pytest.raises(ExecutionError, match="contains a NUL byte"):
+        foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"export_dir": bad, "dataset_type": "csv"}})
+    assert os.listdir(tmp_path) == []
