@@ -1,14 +1,17 @@
 """The memorization audit end to end through the FiftyOne API: shuffle → train → VoG → views → export.
 
 scikit-learn's digits (1,797 images, 10 classes, upscaled to 16×16) become a FiftyOne dataset of
-PNG files; ``fov.shuffle_labels`` gives 20% of them a wrong class; a small CNN is trained on the
-dataset's (now partly wrong) labels with one checkpoint per epoch; ``fov.compute_vog`` scores
+PNG files; ``fov.shuffle_labels`` gives 20% of them a wrong class; a network is trained on the
+dataset's (now partly wrong) labels with one checkpoint per epoch, with a recipe that memorizes
+them (``fiftyone_vog.options.MEMORIZING_RECIPE``: a ¼-width ResNet-18 with AdamW; the audit needs
+the wrong labels fitted, see docs/results.md); ``fov.compute_vog`` scores
 every sample; ``fov.save_vog_views`` saves the vog-* views; the flagged samples are compared with
 the clean ones (Welch t-test, AUROC, their share of ``vog-high``); ``vog-shuffled-labels`` is
 exported as a CSV manifest; the labels are restored.
 
     python examples/audit_workflow.py                 # writes out/examples/audit_workflow.json
     python examples/audit_workflow.py --epochs 5      # quicker, weaker memorization
+    python examples/audit_workflow.py --size 28       # MNIST-sized images
 
 Runs against its own FiftyOne database under the output directory unless FIFTYONE_DATABASE_DIR
 is set.
@@ -29,7 +32,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(HERE, "..", "out", "examples"))
     ap.add_argument("--fraction", type=float, default=0.2)
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the memorizing recipe's (30)")
     ap.add_argument("--size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=51)
     args = ap.parse_args(argv)
@@ -47,8 +50,9 @@ def main(argv=None):
 
     import fiftyone_vog as fov
     from fiftyone_vog import analysis
+    from fiftyone_vog.inputs.checkpoints import import_callable
     from fiftyone_vog.inputs.training import CheckpointSaver, train_classifier
-    from fiftyone_vog.models import SmallCNN
+    from fiftyone_vog.options import MEMORIZING_RECIPE as RECIPE
 
     sys.path.insert(0, HERE)
     from _common import digits_images  # noqa: E402
@@ -79,7 +83,13 @@ def main(argv=None):
     summary = fov.shuffle_labels(ds, fraction=args.fraction, seed=args.seed)
     print(f"shuffled {summary['shuffled']} of {summary['labeled']} labels")
 
-    # 2. train on the dataset's labels as they now are, one checkpoint per epoch
+    # 2. train on the dataset's labels as they now are, one checkpoint per epoch, until they are fitted
+    if args.epochs is None:
+        args.epochs = RECIPE["epochs"]
+
+    def factory():
+        return import_callable(RECIPE["model"])(num_classes=10, in_channels=1, width=RECIPE["width"])
+
     filepaths, train_labels = ds.values(["filepath", "ground_truth.label"])
     x = (
         torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("L")) for p in filepaths]))
@@ -90,22 +100,28 @@ def main(argv=None):
     ckpt_dir = os.path.join(out, "audit_workflow_ckpts")
     torch.manual_seed(0)
     accs = []
+    model = factory()
     train_classifier(
-        SmallCNN(10, in_channels=1, width=16),
+        model,
         x,
         y,
         epochs=args.epochs,
         saver=CheckpointSaver(ckpt_dir),
-        lr=0.05,
-        batch_size=64,
+        optimizer=RECIPE["optimizer"],
+        lr=RECIPE["lr"],
+        batch_size=RECIPE["batch_size"],
         log=lambda e, loss, acc: accs.append(acc),
     )
-    print(f"trained {args.epochs} epochs; final train accuracy on the shuffled labels {accs[-1]:.3f}")
+    with torch.no_grad():  # in eval mode, as VoG sees the model (training accuracy is in train mode)
+        fits = torch.cat([model(x[i : i + 512]).argmax(1) for i in range(0, len(x), 512)]) == y
+    flagged = torch.tensor([bool(v) for v in ds.values("label_shuffled")])
+    print(
+        f"trained {args.epochs} epochs; final train accuracy on the shuffled labels {accs[-1]:.3f}; the trained "
+        f"model fits {fits[flagged].float().mean():.1%} of the shuffled and {fits[~flagged].float().mean():.1%} "
+        "of the clean labels"
+    )
 
     # 3. VoG over the checkpoints, on the labels the model was trained with
-    def factory():
-        return SmallCNN(10, in_channels=1, width=16)
-
     ckpts = [os.path.join(ckpt_dir, f"epoch_{e}.pt") for e in range(1, args.epochs + 1)]
     res = fov.compute_vog(ds, ckpts, model=factory, transform="gray", overwrite=True, batch_size=256)
 
@@ -131,6 +147,8 @@ def main(argv=None):
         "shuffled": summary["shuffled"],
         "epochs": args.epochs,
         "final_train_accuracy": accs[-1],
+        "fits_shuffled": float(fits[flagged].float().mean()),
+        "fits_clean": float(fits[~flagged].float().mean()),
         "views": counts,
         "vog_high_share_shuffled": flagged_in_high / len(high),
         "base_rate": summary["shuffled"] / summary["labeled"],

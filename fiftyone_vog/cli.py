@@ -122,6 +122,11 @@ def add_compute(sub):
     )
     p.add_argument("--batch-size", type=int, default=D["batch_size"])
     p.add_argument("--num-workers", type=int, help="image-decoding processes (default: 0 on CPU, up to 8 on GPU)")
+    p.add_argument(
+        "--num-threads",
+        type=int,
+        help="torch CPU threads while scoring (default: OMP_NUM_THREADS, else on the CPU the cores other processes leave idle)",
+    )
     p.add_argument("--device", help="cuda | cpu | cuda:N (default: cuda when available)")
     p.add_argument("--precision", default=D["precision"], choices=options.PRECISIONS)
     p.add_argument(
@@ -171,7 +176,7 @@ def add_compute(sub):
 
 def run_compute(args):
     import fiftyone_vog as fov
-    from fiftyone_vog.core.compute import data_wait_hint, not_indexed_message
+    from fiftyone_vog.core.compute import data_wait_hint, not_indexed_message, threads_line
 
     samples = _load_dataset(args.dataset, args.view)
     checkpoints = args.checkpoints
@@ -195,6 +200,7 @@ def run_compute(args):
         batch_size=args.batch_size,
         device=args.device,
         num_workers=args.num_workers,
+        num_threads=args.num_threads,
         progress=not args.quiet,
         overwrite=args.overwrite,
         num_classes=args.num_classes,
@@ -215,6 +221,7 @@ def run_compute(args):
         f"{res.config['device']} in {t['total']:.1f}s; wrote {', '.join(res.scores)}"
     )
     print(f"  of which scoring {t['compute']:.1f}s and waiting for images {t['data_wait']:.1f}s")
+    print(f"  {threads_line(res.config)}")
     unindexed = not_indexed_message(res.config.get("indexes"))
     if unindexed:
         print(f"  note: {unindexed}")

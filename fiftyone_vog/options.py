@@ -36,6 +36,25 @@ COMPANIONS = ("loss", "margin", "maxprob", "energy")
 #: +1 when a high value of a companion flags a sample (like VoG), −1 when a low value does.
 COMPANION_SIGNS = {"loss": 1, "margin": -1, "maxprob": -1, "energy": 1}
 
+#: ``train_classifier``'s optimizers (:mod:`fiftyone_vog.inputs.training`); the first is its default.
+OPTIMIZERS = ("sgd", "adamw")
+#: ``train_classifier``'s learning rate for each optimizer when none is given.
+DEFAULT_LR = MappingProxyType({"sgd": 0.05, "adamw": 1e-3})
+#: A training recipe that memorizes shuffled labels on MNIST-sized images, chosen by measurement
+#: (docs/results.md, *Can the network memorize?*; ``examples/memorization_fit.py``): a ¼-width
+#: ``CifarResNet18`` trained with AdamW. ``optimizer``, ``lr``, ``batch_size`` and ``epochs`` are
+#: ``train_classifier``'s arguments; ``model`` and ``width`` build the network.
+MEMORIZING_RECIPE = MappingProxyType(
+    {
+        "model": "fiftyone_vog.models:CifarResNet18",
+        "width": 16,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "batch_size": 64,
+        "epochs": 30,
+    }
+)
+
 #: The default class score whose input gradient VoG measures, chosen by measurement (README
 #: "Results", docs/results.md): ``"probability"`` (softmax) flags memorized labels and OOD samples
 #: on our data where the paper's main-text ``"logit"`` ranks memorized samples *below* clean ones;

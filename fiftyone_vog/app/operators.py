@@ -164,7 +164,7 @@ class ComputeVoG(foo.Operator):
         kwargs = compute_vog_kwargs(ctx)
         samples = ctx.target_view()
         existing = set(ctx.dataset.get_field_schema())
-        from ..core.compute import compute_vog, data_wait_hint, not_indexed_message
+        from ..core.compute import compute_vog, data_wait_hint, not_indexed_message, threads_line
 
         if ctx.delegated:
             results = compute_vog(samples, progress=_delegated_progress(ctx, "Scoring"), **kwargs)
@@ -175,7 +175,7 @@ class ComputeVoG(foo.Operator):
             yield ctx.trigger("reload_dataset")
         message = (
             f"VoG: scored {len(results.ids)} samples in {results.timings['total']:.1f}s; "
-            f"wrote {', '.join(results.scores)}"
+            f"wrote {', '.join(results.scores)}; {threads_line(results.config)}"
         )
         if set(results.scores) - existing:
             # The App applies the dataset's sidebar groups when it loads a dataset; a reload_dataset keeps

@@ -58,6 +58,7 @@ from .runs import (  # noqa: F401  (the run helpers' old home: import paths kept
     list_vog_runs,
     load_vog_results,
 )
+from .threads import ThreadChoice, auto_num_threads, torch_threads  # noqa: F401  (auto_num_threads: its old path)
 from .writer import write_run
 
 PRECISIONS = {name: getattr(torch, name) for name in options.PRECISIONS}  # the names: the options table
@@ -232,7 +233,7 @@ class Plan:
     args: Args
     options: VoGOptions
     device: torch.device
-    threads: int  # torch's CPU threads while scoring
+    threads: ThreadChoice  # torch's CPU threads while scoring (.count) and why (.why)
     ctx: distributed.DistContext | None  # under torchrun: this process's rank; else None
     paths: list  # the checkpoints, in training order
     hashes: list[str]  # their sha256
@@ -304,7 +305,7 @@ def _validate(args: Args) -> Plan:
         raise VoGError(f"num_classes must be ≥ 1 (the model's output size), got {a.num_classes}")
     max_image_pixels = image_pixel_limit(a.max_image_pixels)
     dev = preflight.check_device(a.device)
-    threads = _num_threads(a.num_threads, dev)
+    threads = ThreadChoice(a.num_threads, dev)
     ctx = distributed.from_env(dev)  # under torchrun: this process's rank; else None
     if ctx is not None:
         dev = ctx.device(dev)
@@ -339,6 +340,7 @@ def _load(plan: Plan) -> Loaded:
     """Load every checkpoint into its model (strictly), wrap the images, build the engine, and
     check the model's output size against the classes on the first image."""
     a, data = plan.args, plan.data
+    plan.threads.start()  # other processes' CPU use is measured while the checkpoints load
     models = load_models(
         plan.paths,
         a.model,
@@ -393,6 +395,7 @@ def _score(plan: Plan, loaded: Loaded) -> RawScores:
     """Raw scores of every sample: resumed from the run's flushed chunks (``resume``), else from
     scratch; under torchrun this rank's shard, then gathered (:func:`.distributed.score_samples`)."""
     a, data, dev = plan.args, plan.data, plan.device
+    threads = plan.threads.count  # closes the window opened in _load, before the database is read again
     partial = open_partial(
         a.samples,
         a.vog_field,
@@ -402,7 +405,7 @@ def _score(plan: Plan, loaded: Loaded) -> RawScores:
         _resume_config(plan),
         signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)),
     )
-    with _torch_threads(plan.threads):
+    with torch_threads(threads):
         raw = distributed.score_samples(
             loaded.engine,
             loaded.dataset,
@@ -456,7 +459,8 @@ def _run_config(plan: Plan, loaded: Loaded, scored: RawScores, scores: Scores) -
         "batch_size": int(a.batch_size),
         "num_workers": plan.num_workers,
         "device": str(dev),
-        "num_threads": plan.threads,
+        "num_threads": plan.threads.count,
+        "num_threads_why": plan.threads.why,
         "precision": a.precision,
         "engine": loaded.engine.settings,
         "world_size": 1 if plan.ctx is None else plan.ctx.world_size,
@@ -587,10 +591,11 @@ def compute_vog(
             processes when scoring on a GPU, so that decoding keeps up.
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``…; default CUDA when available.
         num_threads: torch's CPU threads while scoring (restored afterwards). ``None``: what
-            ``OMP_NUM_THREADS`` says when it is set, else on the CPU only as many as the machine
-            has idle cores (see :func:`auto_num_threads`; more threads than free cores make every
-            batch wait for the slowest one, measured in docs/performance.md). Recorded in the
-            run's config.
+            ``OMP_NUM_THREADS`` says when it is set, else on the CPU as many as other processes
+            leave idle cores, measured while the checkpoints load (this process's own work does
+            not count; see :mod:`fiftyone_vog.core.threads`; more threads than free cores make
+            every batch wait for the slowest one, measured in docs/performance.md). Recorded in
+            the run's config with the reason (``num_threads``, ``num_threads_why``).
         progress: FiftyOne's convention: ``True``/``False``, ``None`` for the default, or a
             callable receiving the progress bar.
         overwrite: replace an existing run/fields with the same ``vog_field``.
@@ -657,53 +662,12 @@ def data_wait_hint(
     )
 
 
-def auto_num_threads(cores: int | None = None, load: float | None = None, current: int | None = None) -> int:
-    """torch CPU threads for a run nobody chose a count for: the idle cores (``cores`` minus the
-    1-minute load average, rounded down), at least 1 and at most torch's own default.
-
-    Why: torch's threads wait for each other at every operation; a thread that has no core to
-    itself (another process, the App server, a DataLoader worker) stalls all of them (measured in
-    docs/performance.md, *CPU threads*).
-    """
-    if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            load = 0.0
-    current = torch.get_num_threads() if current is None else current
-    return max(1, min(current, int(cores - load)))
-
-
-def _num_threads(num_threads: int | None, dev: torch.device) -> int:
-    if num_threads is not None:
-        if int(num_threads) < 1:
-            raise VoGError(f"num_threads must be ≥ 1, got {num_threads}")
-        return int(num_threads)
-    if os.environ.get("OMP_NUM_THREADS") or dev.type != "cpu":
-        return torch.get_num_threads()  # the user's choice; on a GPU the CPU threads hardly work
-    return auto_num_threads()
-
-
-class _torch_threads:
-    """``torch.set_num_threads(n)`` for a block, then back to what it was."""
-
-    def __init__(self, n: int):
-        self.n, self.before = n, None
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        if self.n != self.before:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        if torch.get_num_threads() != self.before:
-            torch.set_num_threads(self.before)
-        return False
+def threads_line(config: Mapping) -> str:
+    """The run's torch thread count and why, for the CLI and the App (``"2 torch threads (idle cores
+    of 2 …)"``); runs of earlier versions recorded the count alone."""
+    n = config.get("num_threads")
+    why = config.get("num_threads_why")
+    return f"{n} torch thread{'s' if n != 1 else ''}" + (f" ({why})" if why else "")
 
 
 def _workers(num_workers: int | None, dev: torch.device) -> int:

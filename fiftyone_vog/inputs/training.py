@@ -19,6 +19,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import check_choice
+from ..options import DEFAULT_LR, OPTIMIZERS
+
 
 class CheckpointSaver:
     """Writes ``{directory}/{prefix}{epoch}.pt`` state_dicts, atomically.
@@ -59,7 +62,7 @@ def train_classifier(
     y: torch.Tensor,
     epochs: int,
     saver: CheckpointSaver | None = None,
-    lr: float = 0.05,
+    lr: float | None = None,
     batch_size: int = 64,
     momentum: float = 0.9,
     seed: int = 0,
@@ -68,19 +71,33 @@ def train_classifier(
     weight_decay: float = 0.0,
     lr_schedule=None,
     generator: torch.Generator | None = None,
+    optimizer: str = OPTIMIZERS[0],
 ) -> nn.Module:
-    """A plain SGD loop over in-memory tensors that saves a checkpoint after each epoch.
+    """A plain training loop over in-memory tensors that saves a checkpoint after each epoch.
+
+    To audit memorized labels the network must fit them (the paper trains to 0% training error);
+    :data:`fiftyone_vog.options.MEMORIZING_RECIPE` is a model and settings that do on MNIST-sized
+    images (docs/results.md, *Can the network memorize?*).
 
     Args:
         x: (N, C, H, W) float inputs; y: (N,) int64 labels.
+        optimizer: ``"sgd"`` (with ``momentum``) or ``"adamw"`` (:data:`~fiftyone_vog.options.OPTIMIZERS`).
+        lr: the learning rate; default :data:`~fiftyone_vog.options.DEFAULT_LR` of the optimizer
+            (SGD 0.05, AdamW 0.001).
+        weight_decay: decoupled for AdamW, L2 for SGD (torch's meanings).
         augment: optional function applied to each input batch during training.
         log: optional ``log(epoch, loss, accuracy)`` callback.
         lr_schedule: optional ``lr_schedule(epoch)`` → the learning rate of that epoch (1-based).
         generator: the batch order's random generator (default: one seeded with ``seed``); pass
             your own to share it with ``augment``.
     """
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    lr = DEFAULT_LR[optimizer] if lr is None else lr
     g = generator if generator is not None else torch.Generator().manual_seed(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     for epoch in range(1, epochs + 1):
         if lr_schedule is not None:

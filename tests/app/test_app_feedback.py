@@ -88,6 +88,7 @@ def test_an_app_run_opens_no_progress_dialog(dataset, checkpoint_dir, allow_impo
     names = [r["operator_uri"] for r in requests]
     assert "set_progress" not in names and "show_output" not in names, names
     assert names[-1] == "notify" and _messages(requests)[-1].startswith("VoG: scored 40 samples")
+    assert re.search(r"; \d+ torch threads? \(idle cores of \d+ ", _messages(requests)[-1])  # the choice, and why
     op, ctx = _ctx(COMPUTE, dataset, params)
     assert op.resolve_output(ctx) is None  # no result view (with its Close button) after the run either
     assert dataset.count("vog") == 40

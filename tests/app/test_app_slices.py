@@ -138,43 +138,6 @@ def test_save_views_result_is_a_table(two_splits):
     assert np.all([isinstance(r["samples"], int) for r in result.result["views"]])
 
 
-# -- item 5: torch threads -----------------------------------------------------------------------
-def test_auto_num_threads_leaves_busy_cores_alone():
-    from fiftyone_vog.core.compute import auto_num_threads
-
-    assert auto_num_threads(cores=2, load=9.8, current=2) == 1  # a loaded 2-core machine
-    assert auto_num_threads(cores=2, load=0.3, current=2) == 1  # one core for the App server, decoding
-    assert auto_num_threads(cores=16, load=0.2, current=16) == 15
-    assert auto_num_threads(cores=16, load=0.0, current=8) == 8  # never above torch's own default
-
-
-def test_thread_count_is_recorded_and_restored(dataset, checkpoint_dir, monkeypatch):
-    import torch
-
-    from fiftyone_vog.core import compute
-
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    before = torch.get_num_threads()
-    seen = []
-    real = compute.distributed.score_samples
-    monkeypatch.setattr(
-        compute.distributed, "score_samples", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k)
-    )
-    ckpts = os.path.join(checkpoint_dir, "epoch_*.pt")
-    res = fov.compute_vog(dataset, ckpts, model=small_model, device="cpu", num_threads=1, progress=False)
-    assert seen == [1] and res.config["num_threads"] == 1
-    assert fov.get_vog_run(dataset, "vog").config.num_threads == 1
-    assert torch.get_num_threads() == before
-    monkeypatch.setattr(compute, "auto_num_threads", lambda: 1)
-    res = fov.compute_vog(dataset, ckpts, model=small_model, device="cpu", vog_field="auto", progress=False)
-    assert res.config["num_threads"] == 1 == seen[-1]
-    monkeypatch.setenv("OMP_NUM_THREADS", str(before))  # the user's choice is kept
-    res = fov.compute_vog(dataset, ckpts, model=small_model, device="cpu", vog_field="env", progress=False)
-    assert res.config["num_threads"] == before
-    with pytest.raises(fov.VoGError, match="num_threads must be"):
-        fov.compute_vog(dataset, ckpts, model=small_model, num_threads=0, vog_field="bad", progress=False)
-
-
 # -- item 6: scheduling from the App needs FiftyOne's legacy orchestrator switch --------------------
 DATASET_NAME = "vog-app-slices-delegated"
 

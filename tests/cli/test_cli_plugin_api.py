@@ -155,6 +155,7 @@ def test_cli_compute_matches_api(named_dataset, checkpoint_dir, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "scored 40 samples against 5 checkpoints" in r.stdout
     assert re.search(r"of which scoring \d+\.\ds and waiting for images \d+\.\ds", r.stdout), r.stdout
+    assert re.search(r"\n  \d+ torch threads? \(idle cores of \d+ \(", r.stdout), r.stdout  # the choice, and why
     named_dataset.reload()
     cli_values = named_dataset.values("vog_raw")
     cli_late = named_dataset.values("vog_late")

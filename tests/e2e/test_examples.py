@@ -300,3 +300,12 @@ def test_audit_workflow_quick(tmp_path, capsys):
         assert sum(1 for _ in csv.DictReader(f)) == res["shuffled"]  # the flagged samples, exported
     assert not fo.dataset_exists("vog-audit-workflow")  # the example cleans up after itself
     assert json.load(open(tmp_path / "audit_workflow.json"))["shuffled"] == res["shuffled"]
+
+
+def test_memorization_fit_quick(capsys):
+    """Every recipe trains through train_classifier with its optimizer and reports its fit."""
+    res = load_example("memorization_fit").main(["--quick"])
+    assert res["n_shuffled"] == 20 and set(res["runs"]) == {"demo", "smallcnn-adamw", "resnet-sgd", "memorizing"}
+    for run in res["runs"].values():
+        assert set(run["curve"]) == {2} and all(0 <= v <= 1 for v in run["curve"][2])
+    assert "fits_shuffled" in capsys.readouterr().out
