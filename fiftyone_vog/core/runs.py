@@ -10,6 +10,8 @@ type the next time they are touched.
 
 from __future__ import annotations
 
+import re
+
 import fiftyone.core.runs as fors
 
 #: The method string every VoG run carries (also on runs from earlier versions).
@@ -112,15 +114,69 @@ class MixedFieldsWarning(UserWarning):
 
 def vog_run_keys(dataset) -> list[str]:
     """Keys of the VoG runs on ``dataset``: this run type, and runs of earlier versions (a plain
-    ``RunConfig`` carrying :data:`RUN_METHOD`)."""
-    return [k for k in dataset.list_runs() if is_vog_run(dataset, k)]
+    ``RunConfig`` carrying :data:`RUN_METHOD`). Told by the run documents' method, without loading
+    a class (another tool's run whose class does not import is not logged about); a run an earlier
+    version made in the App gets this package's class paths here (:func:`_migrate_class_paths`)."""
+    docs = _run_docs(dataset)
+    return [k for k in dataset.list_runs() if k in docs and _is_ours(docs[k])]
 
 
 def is_vog_run(dataset, key: str) -> bool:
-    try:
-        return dataset.get_run_info(key).config.method == RUN_METHOD
-    except Exception:  # a run whose config cannot be loaded is not ours to judge
+    doc = _run_docs(dataset).get(key)
+    return doc is not None and _is_ours(doc)
+
+
+def _run_docs(dataset) -> dict:
+    """``{key: RunDocument}`` of the runs ``dataset`` lists (FiftyOne's ``runs`` of the dataset
+    document; its ``config`` is the stored dict, no class loaded)."""
+    return dict(dataset._root_dataset._doc.runs)
+
+
+def _is_ours(doc) -> bool:
+    if (doc.config or {}).get("method") != RUN_METHOD:
         return False
+    _migrate_class_paths(doc)
+    return True
+
+
+#: A class path recorded under the module name FiftyOne's plugin loader gives the plugin
+#: (``fiftyone.plugins.orgs.fiftyone_vog.vog…``): what runs made in the App or by a delegated
+#: worker stored before the plugin ran the package itself (``fiftyone_vog._as_package``).
+_PLUGIN_CLASS_PATH = re.compile(r"^fiftyone\.plugins\.orgs\.\w+\.\w+\.(core\.runs\.VoG(?:RunConfig|Results))$")
+
+
+def _our_class_path(path) -> str | None:
+    """This package's path of a class recorded under the plugin's module name; None for any other."""
+    m = _PLUGIN_CLASS_PATH.match(path) if isinstance(path, str) else None
+    return f"fiftyone_vog.{m.group(1)}" if m else None
+
+
+def _migrate_class_paths(doc) -> None:
+    """Rewrite, once, the plugin-module class paths of VoG run ``doc``: its stored results (a
+    GridFS file) first, then its config, which marks the run as done — so a run whose config is
+    right costs nothing to check. Each step is a conditional update: a process rewriting the same
+    run at the same moment changes nothing twice."""
+    new_cls = _our_class_path(doc.config.get("cls"))
+    if new_cls is None:
+        return
+    import fiftyone.core.odm as foo_odm
+    import gridfs
+    from bson import json_util
+
+    db = foo_odm.get_db_conn()
+    if doc.results:
+        doc.results.seek(0)
+        stored = json_util.loads(doc.results.read().decode())
+        results_cls = _our_class_path(stored.get("cls"))
+        if results_cls is not None:
+            stored["cls"] = results_cls
+            fs = gridfs.GridFS(db, doc.results.collection_name)
+            old_id = doc.results.grid_id
+            new_id = fs.put(json_util.dumps(stored).encode(), content_type="application/json")
+            swapped = db.runs.update_one({"_id": doc.id, "results": old_id}, {"$set": {"results": new_id}})
+            fs.delete(old_id if swapped.modified_count else new_id)  # one results file per run
+    db.runs.update_one({"_id": doc.id, "config.cls": doc.config["cls"]}, {"$set": {"config.cls": new_cls}})
+    doc.reload()
 
 
 def run_fields(dataset, key: str) -> list[str]:
