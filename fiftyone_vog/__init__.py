@@ -20,6 +20,8 @@ _PUBLIC = {
     "compute_vog": ".core.compute",
     "MixedFieldsWarning": ".core.runs",
     "delete_vog_run": ".core.runs",
+    "describe_vog_run": ".core.runs",
+    "rename_vog_run": ".core.runs",
     "get_vog_run": ".core.runs",
     "list_vog_runs": ".core.runs",
     "load_vog_results": ".core.runs",

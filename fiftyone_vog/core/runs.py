@@ -11,6 +11,7 @@ type the next time they are touched.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 import fiftyone.core.runs as fors
 
@@ -195,25 +196,74 @@ def field_owners(dataset, exclude: str | None = None) -> dict[str, str]:
     return out
 
 
-def cleanup_run(dataset, key: str, fields) -> None:
-    """Delete ``fields`` of run ``key`` but any another VoG run claims (kept, with a warning; the
-    indexes go with the fields), the partial scores under ``key`` and its "writing" mark."""
+@dataclass
+class RunContents:
+    """What a VoG run owns on its dataset: what deleting it removes, and what it keeps.
+
+    Attributes:
+        key: the run key.
+        fields: its fields on the dataset that no other VoG run claims (they go).
+        kept: ``{field: other run key}`` of its fields another VoG run claims too (they stay).
+        indexes: the indexes on ``fields`` (they go with them).
+        views: the saved views ``save_vog_views`` saved over ``fields`` (:mod:`.run_views`; a
+            user's view of the same name is not among them).
+    """
+
+    key: str
+    fields: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    indexes: list[str] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """One line per kind of thing, for a confirmation ("fields: vog, vog_raw")."""
+        out = [
+            f"{what}: {', '.join(names) if names else '(none)'}"
+            for what, names in (("fields", self.fields), ("indexes", self.indexes), ("saved views", self.views))
+        ]
+        if self.kept:
+            out.append("kept (another VoG run claims them): " + ", ".join(f"{f} ({k})" for f, k in self.kept.items()))
+        return out
+
+
+def vog_run_contents(dataset, key: str, fields=None) -> RunContents:
+    """What VoG run ``key`` owns on ``dataset`` (:class:`RunContents`), of its recorded fields
+    (or ``fields``): what :func:`delete_vog_run` deletes, and what it keeps."""
+    from .run_views import run_views
+
+    fields = run_fields(dataset, key) if fields is None else list(fields)
+    schema = dataset.get_field_schema()
+    owners = field_owners(dataset, exclude=key)
+    gone = [f for f in fields if f in schema and f not in owners]
+    indexes = [
+        name
+        for name, index in dataset.get_index_information().items()
+        if any(path.split(".")[0] in gone for path, _ in index["key"])
+    ]
+    return RunContents(key, gone, {f: owners[f] for f in fields if f in owners}, indexes, run_views(dataset, gone))
+
+
+def cleanup_run(dataset, key: str, fields) -> RunContents:
+    """Delete what run ``key`` owns of ``fields`` (:func:`vog_run_contents`): its saved views, the
+    fields but any another VoG run claims (kept, with a warning) and their indexes; also the
+    partial scores under ``key`` and its "writing" mark. Returns what it deleted."""
     import logging
 
     from .locks import clear_writing
     from .resume import drop_partials
 
+    contents = vog_run_contents(dataset, key, fields)
     drop_partials(dataset, key)
-    schema = dataset.get_field_schema()
-    owners = field_owners(dataset, exclude=key)
-    for name in fields:
-        if name in owners:
-            logging.getLogger(__name__).warning(
-                "kept field %r: the VoG run %r of dataset %r claims it too", name, owners[name], dataset.name
-            )
-        elif name in schema:
-            dataset.delete_sample_field(name)
+    for name, other in contents.kept.items():
+        logging.getLogger(__name__).warning(
+            "kept field %r: the VoG run %r of dataset %r claims it too", name, other, dataset.name
+        )
+    for name in contents.views:  # first: they are told by the fields they sort by
+        dataset.delete_saved_view(name)
+    if contents.fields:
+        dataset.delete_sample_fields(contents.fields)  # their indexes go with them
     clear_writing(dataset, key)  # its fields are gone: nothing is left mixed
+    return contents
 
 
 def _warn_unfinished(dataset, keys=None) -> list[str]:
@@ -255,18 +305,143 @@ def load_vog_results(dataset, key: str = "vog"):
     return dataset.load_run_results(key)
 
 
-def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> None:
+def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True, dry_run: bool = False) -> RunContents:
     """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
-    default) the fields it wrote — but never a field another VoG run also claims (kept, with a
-    warning), with their indexes; ``delete_fields=False`` keeps both. Refused while another process
-    computes that key. ``dataset.delete_run(key)`` does the same."""
+    default) what it owns (:func:`vog_run_contents`): the fields it wrote — but never a field
+    another VoG run also claims (kept, with a warning) —, their indexes and the saved views
+    ``save_vog_views`` saved over them; ``delete_fields=False`` keeps all three. Refused while
+    another process computes that key. ``dataset.delete_run(key)`` does the same.
+
+    Returns what was deleted (:class:`RunContents`); ``dry_run=True`` deletes nothing and returns
+    what would be (what the App's and the CLI's confirmations list)."""
     from .locks import run_lock
     from .resume import drop_partials
 
+    if dry_run:
+        get_vog_run(dataset, key)
+        return vog_run_contents(dataset, key) if delete_fields else RunContents(key)
     with run_lock(dataset, key, what="delete"):
         get_vog_run(dataset, key)  # refuses a key that is not a VoG run
         if delete_fields:
-            cleanup_run(dataset, key, run_fields(dataset, key))
+            contents = cleanup_run(dataset, key, run_fields(dataset, key))
         else:
             drop_partials(dataset, key)
+            contents = RunContents(key)
         fors.Run.delete_run(dataset, key, cleanup=False)  # cleaned up above, for old-style runs too
+    return contents
+
+
+def describe_vog_run(dataset, key: str = "vog") -> dict:
+    """Everything about VoG run ``key`` for a person deciding what to do with it: ``key``,
+    ``created`` (UTC, ISO 8601), ``fiftyone_version``, ``config`` (checkpoints and their hashes,
+    model, options, device, threads, batch size, …), ``timings`` (seconds), and what it owns:
+    ``fields``, ``kept``, ``indexes``, ``views`` (:class:`RunContents`)."""
+    info = get_vog_run(dataset, key)
+    results = dataset.load_run_results(key)
+    contents = vog_run_contents(dataset, key)
+    return {
+        "key": key,
+        "created": info.timestamp.isoformat(sep=" ", timespec="seconds") if info.timestamp else None,
+        "fiftyone_version": info.version,
+        "config": {k: v for k, v in info.config.serialize().items() if k not in ("cls", "type", "method")},
+        "timings": dict(getattr(results, "timings", None) or {}),
+        "fields": contents.fields,
+        "kept": contents.kept,
+        "indexes": contents.indexes,
+        "views": contents.views,
+    }
+
+
+def rename_vog_run(dataset, key: str, new_key: str, dry_run: bool = False) -> dict[str, str]:
+    """Rename VoG run ``key`` to ``new_key``, its fields with it: ``vog`` → ``vog2`` renames
+    ``vog``, ``vog_raw``, the windows' and the companions' fields to ``vog2``, ``vog2_raw``, …
+    (their indexes and the App's sidebar follow), records the new names in the run, and points
+    the saved views ``save_vog_views`` saved over them at the new names.
+
+    Refused, before anything changes, when ``new_key`` is not a valid field name, names a run
+    already, or any new field name is taken (by any field); when a field of the run is claimed
+    by another VoG run too; while another process computes or deletes either key, or after a
+    write of ``key`` was killed half way (repair it first). A failure half way puts the names
+    back. FiftyOne's own ``dataset.rename_run`` renames the key only.
+
+    Returns ``{old field: new field}`` of the fields renamed; ``dry_run=True`` renames nothing
+    and returns what would be (raising what would be refused).
+    """
+    from ..errors import VoGError
+    from .locks import mixed_message, run_lock, unfinished_writes
+    from .run_views import rename_view_fields
+    from .signals import deferred_signals
+
+    plan = _rename_plan(dataset, key, new_key)
+    if dry_run:
+        return plan.fields
+    with run_lock(dataset, key, what="rename"), run_lock(dataset, new_key, what="rename"):
+        plan = _rename_plan(dataset, key, new_key)  # again, under the locks
+        mixed = unfinished_writes(dataset, [key])
+        if mixed:
+            raise VoGError(f"not renamed: {mixed_message(mixed[0])}")
+        config = dataset.get_run_info(key).config
+        old_config = config.serialize()
+        back = {new: old for old, new in plan.fields.items()}
+        undo = []
+        try:
+            if plan.fields:
+                dataset.rename_sample_fields(plan.fields)
+                undo.append(lambda: dataset.rename_sample_fields(back))
+            config.vog_field = new_key
+            config.fields = plan.recorded
+            fors.Run.update_run_config(dataset, key, config)
+            undo.append(lambda: fors.Run.update_run_config(dataset, key, VoGRunConfig.from_dict(old_config)))
+            dataset.rename_run(key, new_key)
+            undo.append(lambda: dataset.rename_run(new_key, key))  # undone first: the config is under key again
+            undo.append(lambda: rename_view_fields(dataset, plan.views, back))
+            rename_view_fields(dataset, plan.views, plan.fields)
+        except BaseException:
+            with deferred_signals(drop_sigint=True):  # a second Ctrl-C must not cut the undo short
+                for step in reversed(undo):
+                    step()
+            raise
+    return plan.fields
+
+
+@dataclass
+class _RenamePlan:
+    fields: dict[str, str]  # {old: new} of the fields on the dataset
+    recorded: list[str]  # the run's new field list (fields the dataset no longer has included)
+    views: list[str]
+
+
+def _rename_plan(dataset, key: str, new_key: str) -> _RenamePlan:
+    """What :func:`rename_vog_run` renames, or the one-line refusal."""
+    from ..errors import VoGError
+    from .naming import check_derived_name, check_field_name, raw_field_name
+    from .run_views import run_views
+
+    config = get_vog_run(dataset, key).config  # refuses a key that is not a VoG run
+    check_field_name(new_key, what="new_key")
+    if new_key == key:
+        raise VoGError(f"new_key={new_key!r} is the run's key already; choose another name")
+    if new_key in dataset.list_runs():
+        raise VoGError(
+            f"new_key={new_key!r} is taken: dataset {dataset.name!r} has a run {new_key!r}; choose another name"
+        )
+    schema = dataset.get_field_schema()
+    base = getattr(config, "vog_field", None) or key
+    recorded = run_fields(dataset, key) or [f for f in (base, raw_field_name(base)) if f in schema]
+    names = {}
+    for name in recorded:
+        if name != base and not name.startswith(f"{base}_"):
+            raise VoGError(f"field {name!r} of VoG run {key!r} is not named after {base!r}; it cannot follow a rename")
+        names[name] = check_derived_name(new_key + name[len(base) :], f"new_key={new_key!r}")
+    taken = [new for new in names.values() if new in schema]
+    if taken:
+        raise VoGError(f"new_key={new_key!r} would rename a field to {taken[0]!r}, which exists; choose another name")
+    owners = field_owners(dataset, exclude=key)
+    shared = [name for name in names if name in owners]
+    if shared:
+        raise VoGError(
+            f"field {shared[0]!r} of VoG run {key!r} is claimed by VoG run {owners[shared[0]]!r} too; "
+            f"renaming it would take it from that run: delete one of the two runs first"
+        )
+    present = {old: new for old, new in names.items() if old in schema}
+    return _RenamePlan(present, list(names.values()), run_views(dataset, present))
