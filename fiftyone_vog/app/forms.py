@@ -97,6 +97,9 @@ FORM_LABELS = {
         "vog_field": "VoG field",
         "overwrite": "Overwrite",
     },
+    "get_vog_run_info": {"key": "VoG run"},
+    "rename_vog_run": {"key": "VoG run", "new_key": "New name"},
+    "delete_vog_run": {"key": "VoG run", "delete_fields": "Delete its fields", "confirm": "Delete what is listed"},
 }
 #: API functions a message may tell the user to call → (operator, its label, extra setting).
 _OPERATOR_OF = {
@@ -105,6 +108,8 @@ _OPERATOR_OF = {
     "shuffle_labels": ("shuffle_labels", "Shuffle labels", None),
     "restore_labels": ("shuffle_labels", "Shuffle labels", "'Action' set to restore"),
     "export_vog_subset": ("export_vog_subset", "Export VoG subset", None),
+    "rename_vog_run": ("rename_vog_run", "Rename VoG run", None),
+    "delete_vog_run": ("delete_vog_run", "Delete VoG run", None),
 }
 _VALUE = r"'[^']*'|\"[^\"]*\"|True|False|None|-?\d+(?:\.\d+)?"
 

@@ -15,8 +15,12 @@ from dataclasses import dataclass, field
 
 import fiftyone.core.runs as fors
 
+from ..options import DEFAULTS
+
 #: The method string every VoG run carries (also on runs from earlier versions).
 RUN_METHOD = "fiftyone_vog.compute_vog"
+#: The run key ``compute_vog`` writes by default (its ``vog_field``): the run to show first.
+DEFAULT_KEY = DEFAULTS["vog_field"]
 
 
 class VoGRunConfig(fors.RunConfig):
@@ -283,6 +287,18 @@ def list_vog_runs(dataset) -> list[str]:
     write of a VoG run on it that was killed half way, with the command that repairs it."""
     _warn_unfinished(dataset)
     return vog_run_keys(dataset)
+
+
+def preferred_runs(dataset, runs=None) -> list[str]:
+    """The VoG run keys of ``dataset`` (or ``runs``, a subset) in the order to offer them: the
+    default run ``vog`` first, then the most recent first."""
+    import datetime
+
+    docs = _run_docs(dataset)
+    keys = vog_run_keys(dataset) if runs is None else list(runs)
+    oldest = datetime.datetime.min
+    by_age = sorted(keys, key=lambda k: getattr(docs.get(k), "timestamp", None) or oldest, reverse=True)
+    return sorted(by_age, key=lambda k: k != DEFAULT_KEY)  # stable: vog first, the rest newest first
 
 
 def get_vog_run(dataset, key: str = "vog"):

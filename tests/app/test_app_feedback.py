@@ -148,6 +148,9 @@ def test_form_labels_are_the_forms_own(dataset, checkpoint_dir, scored_run, allo
         "save_vog_views": {},
         "shuffle_labels": {},
         "export_vog_subset": {"dataset_type": "csv"},
+        "get_vog_run_info": {},
+        "rename_vog_run": {},
+        "delete_vog_run": {"key": "vog"},
     }
     for op, labels in FORM_LABELS.items():
         props, _ = _form(f"{PLUGIN}/{op}", ds, params[op])

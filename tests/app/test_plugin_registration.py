@@ -41,7 +41,18 @@ def test_every_operator_and_the_panel_register_without_errors(installed):
     registered = sorted(op.name for op in pctx.instances)
     # the manifest filters silently: a class it does not list, or a listed name without a class, is dropped
     assert registered == sorted(MANIFEST["operators"] + MANIFEST["panels"])
-    assert registered == sorted(["compute_vog", "save_vog_views", "shuffle_labels", "export_vog_subset", "vog_panel"])
+    assert registered == sorted(
+        [
+            "compute_vog",
+            "save_vog_views",
+            "shuffle_labels",
+            "export_vog_subset",
+            "get_vog_run_info",
+            "rename_vog_run",
+            "delete_vog_run",
+            "vog_panel",
+        ]
+    )
 
 
 @pytest.mark.parametrize("name", ["compute_vog", "save_vog_views", "shuffle_labels", "export_vog_subset"])
@@ -91,7 +102,7 @@ def test_copied_plugin_loads_standalone(tmp_path, monkeypatch):
     monkeypatch.setattr(fo.config, "plugins_dir", str(plugins))
     pctx = _context()
     assert pctx.errors == [], "\n".join(pctx.errors)
-    assert len(pctx.instances) == 5
+    assert len(pctx.instances) == len(MANIFEST["operators"]) + len(MANIFEST["panels"]) == 8
     assert pctx.plugin_definition.directory == str(plugins / "fiftyone-vog")
 
 
