@@ -121,6 +121,23 @@ def test_a_run_made_in_the_app_loads_in_a_fresh_process_without_a_warning(named,
     read, output = _python(READ_WITH_THE_API, named.name, env=env)
     _no_warning(output)
     assert read == {"runs": ["vog"], "config": True, "results": True, "info": True}
+    if mode == "link":  # the CLI, a process of its own for each command: list, info, delete
+        for args, expect in [
+            (("list",), "vog\t"),
+            (("info", "vog"), "fields: vog, vog_raw"),
+            (("delete", "vog", "--yes"), "deleted VoG run 'vog'"),
+        ]:
+            cli = subprocess.run(
+                [sys.executable, "-m", "fiftyone_vog.cli", "runs", args[0], named.name, *args[1:]],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                env=env,
+            )
+            assert cli.returncode == 0 and expect in cli.stdout, cli.stdout + cli.stderr
+            _no_warning(cli.stdout + cli.stderr)
+        named.reload()
+        assert named.list_runs() == [] and "vog" not in named.get_field_schema()
 
 
 def test_a_run_stored_under_the_plugin_path_is_rewritten_once_on_read(named, checkpoint_dir, tmp_path):
