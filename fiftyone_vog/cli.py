@@ -171,7 +171,7 @@ def add_compute(sub):
 
 def run_compute(args):
     import fiftyone_vog as fov
-    from fiftyone_vog.core.compute import data_wait_hint
+    from fiftyone_vog.core.compute import data_wait_hint, not_indexed_message
 
     samples = _load_dataset(args.dataset, args.view)
     checkpoints = args.checkpoints
@@ -215,6 +215,9 @@ def run_compute(args):
         f"{res.config['device']} in {t['total']:.1f}s; wrote {', '.join(res.scores)}"
     )
     print(f"  of which scoring {t['compute']:.1f}s and waiting for images {t['data_wait']:.1f}s")
+    unindexed = not_indexed_message(res.config.get("indexes"))
+    if unindexed:
+        print(f"  note: {unindexed}")
     hint = data_wait_hint(t, res.config["num_workers"])
     if hint:
         print(f"  note: {hint}")
@@ -225,14 +228,17 @@ def run_compute(args):
 def add_views(sub):
     p = sub.add_parser(
         "views",
-        help="save the vog-high, vog-low, vog-shuffled-labels and vog-ood views",
+        help="save the vog-high, vog-low, vog-shuffled-labels, vog-ood, vog-label-errors and vog-likely-ood views",
         description="Save expression-based views on the dataset: vog-high (top PERCENTILE%% by VoG, hardest "
-        "first), vog-low (bottom PERCENTILE%%, lowest first), vog-shuffled-labels (SHUFFLED_FIELD is True) and "
-        "vog-ood (tagged OOD_TAG, or OOD_FIELD is True). A view whose marker does not exist is skipped with a note. "
-        "Existing views of these names are replaced. --name-prefix PREFIX names them PREFIX-high, PREFIX-low, "
-        "PREFIX-shuffled-labels and PREFIX-ood instead, so that another score field keeps its own views.",
+        "first), vog-low (bottom PERCENTILE%%, lowest first), vog-shuffled-labels (SHUFFLED_FIELD is True), "
+        "vog-ood (tagged OOD_TAG, or OOD_FIELD is True), vog-label-errors (by the run's mean loss: those above "
+        "ln 2 by default, see --label-error-rule) and vog-likely-ood (every scored sample by the run's best OOD "
+        "score, no tag needed). A view that cannot be saved is skipped with a note. Existing views of these names "
+        "are replaced. --name-prefix PREFIX names them PREFIX-high, PREFIX-low, ... instead, so that another "
+        "score field keeps its own views. Prints each view's size and what it holds.",
         epilog="examples:\n  fiftyone-vog views my-images\n  fiftyone-vog views my-images --percentile 5 --ood-tag novel\n"
-        "  fiftyone-vog views my-images --vog-field vog_test --name-prefix vog-test",
+        "  fiftyone-vog views my-images --vog-field vog_test --name-prefix vog-test\n"
+        "  fiftyone-vog views my-images --label-error-rule percentile --percentile 20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dataset", help="name of the FiftyOne dataset")
@@ -246,6 +252,12 @@ def add_views(sub):
     p.add_argument("--ood-field", help="boolean field marking out-of-distribution samples (default: use --ood-tag)")
     p.add_argument("--ood-tag", default="ood", help="sample tag marking out-of-distribution samples (default: ood)")
     p.add_argument("--name-prefix", help="name the views PREFIX-high, PREFIX-low, ... (default: vog)")
+    p.add_argument(
+        "--label-error-rule",
+        choices=options.LABEL_ERROR_RULES,
+        help="which samples vog-label-errors holds: even-odds (default: mean loss above ln 2, sized by the data) "
+        "or percentile (the top PERCENTILE%%)",
+    )
     p.set_defaults(func=run_views)
 
 
@@ -267,11 +279,12 @@ def run_views(args):
             ood_field=args.ood_field,
             ood_tag=args.ood_tag,
             name_prefix=args.name_prefix,
+            label_error_rule=args.label_error_rule,
         )
     finally:
         logger.setLevel(level)
     for name, count in views.counts().items():
-        print(f"{name}\t{count} samples")
+        print(f"{name}\t{count} samples\t{ds.get_saved_view_info(name)['description']}")
     for name, reason in views.skipped.items():
         print(f"{name}\tskipped: {reason}")
     print(f"open one: fo.load_dataset({args.dataset!r}).load_saved_view({views.names['high']!r})")
@@ -523,8 +536,8 @@ def run_runs(args):
         print(f"VoG run {key!r} of {ds.name!r}, created {info['created']} (FiftyOne {info['fiftyone_version']})")
         for what in ("fields", "indexes", "views"):
             print(f"  {what}: {', '.join(info[what]) or '(none)'}")
-        for field, other in info["kept"].items():
-            print(f"  shared: {field} (also claimed by run {other!r})")
+        for field, why in info["kept"].items():
+            print(f"  kept: {field} ({why})")
         print("  timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in info["timings"].items()))
         for name, value in info["config"].items():
             print(f"  {name}: {json.dumps(value, default=str)}")
@@ -546,6 +559,38 @@ def run_runs(args):
                 return
         fov.delete_vog_run(ds, args.key, delete_fields=not args.keep_fields)
         print(f"deleted VoG run {args.key!r}")
+
+
+# -- index ---------------------------------------------------------------------
+def add_index(sub):
+    p = sub.add_parser(
+        "index",
+        help="index VoG fields so that the App's Sort by lists them (or --drop the indexes fiftyone-vog made)",
+        description="A VoG run indexes its score, its raw score and its companions (what the App's grid and "
+        f"the saved views sort by), within MongoDB's limit of {options.MAX_INDEXES} indexes per dataset. This "
+        "indexes other fields fiftyone-vog wrote (a window's, say), or with --drop drops the indexes it "
+        "made on them (never an index it did not make). Fields fiftyone-vog did not write are refused.",
+        epilog="examples:\n  fiftyone-vog index my-images vog_late vog_late_raw\n"
+        "  fiftyone-vog index my-images vog_early --drop",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="name of the FiftyOne dataset")
+    p.add_argument("fields", nargs="+", metavar="FIELD", help="fields fiftyone-vog wrote")
+    p.add_argument("--drop", action="store_true", help="drop the indexes fiftyone-vog made on these fields")
+    p.set_defaults(func=run_index)
+
+
+def run_index(args):
+    import fiftyone_vog as fov
+
+    ds = _load_dataset(args.dataset)
+    out = fov.index_vog_fields(ds, args.fields, drop=args.drop)
+    done = out["dropped"] if args.drop else out["indexed"]
+    print(f"{'dropped the indexes of' if args.drop else 'indexed'}: {', '.join(done) or '(none)'}")
+    if out["unchanged"]:
+        why = "no index fiftyone-vog made" if args.drop else "already indexed"
+        print(f"unchanged ({why}): {', '.join(out['unchanged'])}")
+    print(f"{out['indexes']} of MongoDB's {options.MAX_INDEXES} indexes in use on {args.dataset!r}")
 
 
 # -- install-plugin ------------------------------------------------------------
@@ -581,7 +626,16 @@ def run_install_plugin(args):
 
 
 # -- entry point ---------------------------------------------------------------
-SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_report, add_runs, add_install_plugin]
+SUBCOMMANDS = [
+    add_compute,
+    add_views,
+    add_shuffle_labels,
+    add_export,
+    add_report,
+    add_runs,
+    add_index,
+    add_install_plugin,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -223,6 +223,15 @@ def named_dataset(image_dir, request):
 
 
 @pytest.fixture
+def env():
+    """The session's environment for subprocesses, with tests/ on the path so that
+    "conftest:small_model" imports."""
+    e = os.environ.copy()
+    e["PYTHONPATH"] = os.pathsep.join([TESTS_DIR, e.get("PYTHONPATH", "")])
+    return e
+
+
+@pytest.fixture
 def scored_run(dataset, checkpoint_dir):
     """A dataset with an existing VoG run, and a snapshot of everything it holds."""
     import fiftyone_vog as fov

@@ -2,8 +2,9 @@
 
 FiftyOne finds these classes by the ``cls`` path it stores with each run, so its own
 ``dataset.delete_run(key)``, ``rename_run`` and ``list_runs(method=...)`` do the right thing:
-deleting a VoG run removes the fields it wrote (those no other run owns), their indexes and the
-partial scores of interrupted runs under its key. Runs written before this type existed (a plain
+deleting a VoG run removes the fields the ownership record (:mod:`.ownership`) lists as its own,
+their indexes and the partial scores of interrupted runs under its key; renaming it hands that
+record to the new key. Runs written before this type existed (a plain
 ``RunConfig`` with our method string) still list and load; :func:`upgrade_run` gives them the
 type the next time they are touched.
 """
@@ -58,10 +59,11 @@ class VoGRun(fors.Run):
         return list(getattr(self.config, "fields", []))
 
     def cleanup(self, samples, key):
-        """What ``dataset.delete_run(key)`` calls: the run's fields (those no other run claims),
-        their indexes, its partial scores and its "writing" mark go — under the run lock: while
-        another process computes that key the fields stay (FiftyOne logs why and drops the run
-        record regardless; that process's write registers its run when it ends)."""
+        """What ``dataset.delete_run(key)`` calls: the fields the ownership record lists as the
+        run's (:mod:`.ownership`), their indexes, its partial scores and its "writing" mark go —
+        under the run lock: while another process computes that key the fields stay (FiftyOne logs
+        why and drops the run record regardless; the record still lists the fields as the run's,
+        so :func:`delete_vog_run` or a compute with ``overwrite`` of that key cleans them later)."""
         from .locks import holds_lock, run_lock
 
         dataset = samples._root_dataset
@@ -72,8 +74,11 @@ class VoGRun(fors.Run):
             cleanup_run(dataset, key, self.get_fields(samples, key))
 
     def rename(self, samples, key, new_key):
-        """Nothing to move: the fields keep their names (as FiftyOne's brain runs' do) and stay
-        listed in the config, and partial scores belong to the field name, not the run key."""
+        """The fields keep their names (as FiftyOne's brain runs' do) and stay listed in the
+        config; the ownership record hands them (and their indexes) to the new key."""
+        from . import ownership
+
+        ownership.transfer_owner(samples._root_dataset, ownership.run_owner(key), ownership.run_owner(new_key))
 
 
 class VoGResults(fors.RunResults):
@@ -191,12 +196,15 @@ def run_fields(dataset, key: str) -> list[str]:
 
 
 def field_owners(dataset, exclude: str | None = None) -> dict[str, str]:
-    """``{field: run key}`` of the fields the VoG runs of ``dataset`` (but ``exclude``) wrote."""
+    """``{field: run key}`` of the fields the ownership record lists as a VoG run's (but run
+    ``exclude``'s) on ``dataset`` — whether or not that run is still registered."""
+    from . import ownership
+
     out = {}
-    for k in vog_run_keys(dataset):
-        if k != exclude:
-            for name in run_fields(dataset, k):
-                out.setdefault(name, k)
+    for name, owner in ownership.owners(dataset, ownership.FIELD, family="run").items():
+        key = owner.partition(":")[2]
+        if key != exclude:
+            out[name] = key
     return out
 
 
@@ -206,10 +214,11 @@ class RunContents:
 
     Attributes:
         key: the run key.
-        fields: its fields on the dataset that no other VoG run claims (they go).
-        kept: ``{field: other run key}`` of its fields another VoG run claims too (they stay).
+        fields: the fields the ownership record (:mod:`.ownership`) lists as the run's (they go).
+        kept: ``{field: why}`` of the fields its config names that the record does not list as
+            its own — another run's, or the user's (they stay).
         indexes: the indexes on ``fields`` (they go with them).
-        views: the saved views ``save_vog_views`` saved over ``fields`` (:mod:`.run_views`; a
+        views: the saved views ``save_vog_views`` saved over the run (:mod:`.run_views`; a
             user's view of the same name is not among them).
     """
 
@@ -226,46 +235,66 @@ class RunContents:
             for what, names in (("fields", self.fields), ("indexes", self.indexes), ("saved views", self.views))
         ]
         if self.kept:
-            out.append("kept (another VoG run claims them): " + ", ".join(f"{f} ({k})" for f, k in self.kept.items()))
+            out.append("kept: " + ", ".join(f"{f} ({why})" for f, why in self.kept.items()))
         return out
 
 
+def _score_field(dataset, key: str) -> str:
+    """The score field of run ``key`` (its views are recorded under it): the config's, else the key."""
+    if not dataset.has_run(key):
+        return key
+    return getattr(dataset.get_run_info(key).config, "vog_field", None) or key
+
+
 def vog_run_contents(dataset, key: str, fields=None) -> RunContents:
-    """What VoG run ``key`` owns on ``dataset`` (:class:`RunContents`), of its recorded fields
-    (or ``fields``): what :func:`delete_vog_run` deletes, and what it keeps."""
+    """What VoG run ``key`` owns on ``dataset`` (:class:`RunContents`): what :func:`delete_vog_run`
+    deletes, and which of its config's fields (or of ``fields``) it keeps, and why."""
+    from . import ownership
     from .run_views import run_views
 
-    fields = run_fields(dataset, key) if fields is None else list(fields)
+    if fields is None:
+        fields = run_fields(dataset, key) if dataset.has_run(key) else ()
+    owned = ownership.names(dataset, ownership.run_owner(key))
+    mine = [f for f in fields if f in owned] + [f for f in owned if f not in fields]  # the run's order first
     schema = dataset.get_field_schema()
-    owners = field_owners(dataset, exclude=key)
-    gone = [f for f in fields if f in schema and f not in owners]
+    kept = {}
+    for name in fields:
+        if name in schema and name not in mine:
+            theirs = ownership.owner_of(dataset, ownership.FIELD, name)
+            kept[name] = (
+                f"it belongs to {ownership.describe_owner(theirs)}" if theirs else "fiftyone-vog did not write it"
+            )
     indexes = [
         name
         for name, index in dataset.get_index_information().items()
-        if any(path.split(".")[0] in gone for path, _ in index["key"])
+        if any(path.split(".")[0] in mine for path, _ in index["key"])
     ]
-    return RunContents(key, gone, {f: owners[f] for f in fields if f in owners}, indexes, run_views(dataset, gone))
+    return RunContents(key, mine, kept, indexes, run_views(dataset, _score_field(dataset, key)))
 
 
-def cleanup_run(dataset, key: str, fields) -> RunContents:
-    """Delete what run ``key`` owns of ``fields`` (:func:`vog_run_contents`): its saved views, the
-    fields but any another VoG run claims (kept, with a warning) and their indexes; also the
-    partial scores under ``key`` and its "writing" mark. Returns what it deleted."""
+def cleanup_run(dataset, key: str, fields=()) -> RunContents:
+    """Delete what run ``key`` owns (:func:`vog_run_contents`): the saved views ``save_vog_views``
+    saved over it, the fields the ownership record lists as its own (with the indexes on them),
+    the partial scores under ``key`` and its "writing" mark. A field of ``fields`` (the run's
+    config) that the record does not list as the run's — another run's, or the user's — is kept,
+    with a warning. Returns what it deleted."""
     import logging
 
+    from . import ownership
     from .locks import clear_writing
     from .resume import drop_partials
 
+    owner = ownership.run_owner(key)
     contents = vog_run_contents(dataset, key, fields)
+    views_owner = ownership.views_owner(_score_field(dataset, key))
     drop_partials(dataset, key)
-    for name, other in contents.kept.items():
-        logging.getLogger(__name__).warning(
-            "kept field %r: the VoG run %r of dataset %r claims it too", name, other, dataset.name
-        )
-    for name in contents.views:  # first: they are told by the fields they sort by
-        dataset.delete_saved_view(name)
-    if contents.fields:
-        dataset.delete_sample_fields(contents.fields)  # their indexes go with them
+    for name, why in contents.kept.items():
+        logging.getLogger(__name__).warning("kept field %r of dataset %r: %s", name, dataset.name, why)
+    for name in contents.views:
+        ownership.delete_view(dataset, name, views_owner)
+    for name in contents.fields:
+        ownership.delete_field(dataset, name, owner)
+    ownership.forget_owner(dataset, owner)  # anything else it held (a stale index record)
     clear_writing(dataset, key)  # its fields are gone: nothing is left mixed
     return contents
 
@@ -292,13 +321,19 @@ def list_vog_runs(dataset) -> list[str]:
 def preferred_runs(dataset, runs=None) -> list[str]:
     """The VoG run keys of ``dataset`` (or ``runs``, a subset) in the order to offer them: the
     default run ``vog`` first, then the most recent first."""
+    return sorted(
+        newest_runs(dataset, runs), key=lambda k: k != DEFAULT_KEY
+    )  # stable: vog first, the rest newest first
+
+
+def newest_runs(dataset, runs=None) -> list[str]:
+    """The VoG run keys of ``dataset`` (or ``runs``, a subset), the one made last first."""
     import datetime
 
     docs = _run_docs(dataset)
     keys = vog_run_keys(dataset) if runs is None else list(runs)
     oldest = datetime.datetime.min
-    by_age = sorted(keys, key=lambda k: getattr(docs.get(k), "timestamp", None) or oldest, reverse=True)
-    return sorted(by_age, key=lambda k: k != DEFAULT_KEY)  # stable: vog first, the rest newest first
+    return sorted(keys, key=lambda k: getattr(docs.get(k), "timestamp", None) or oldest, reverse=True)
 
 
 def get_vog_run(dataset, key: str = "vog"):
@@ -323,27 +358,41 @@ def load_vog_results(dataset, key: str = "vog"):
 
 def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True, dry_run: bool = False) -> RunContents:
     """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
-    default) what it owns (:func:`vog_run_contents`): the fields it wrote — but never a field
-    another VoG run also claims (kept, with a warning) —, their indexes and the saved views
-    ``save_vog_views`` saved over them; ``delete_fields=False`` keeps all three. Refused while
-    another process computes that key. ``dataset.delete_run(key)`` does the same.
+    default) what it owns (:func:`vog_run_contents`): the fields the ownership record lists as
+    the run's, with their indexes, and the saved views ``save_vog_views`` saved over it — never a
+    field or view of another run or of the user (kept, with a warning). ``delete_fields=False``
+    keeps the fields and their indexes and hands them to the user (fiftyone-vog never touches
+    them again), and keeps the views. Also cleans up after a run whose FiftyOne record is gone
+    but whose fields are left (an interrupted compute, FiftyOne's ``delete_run`` while it
+    computed). Refused while another process computes that key. ``dataset.delete_run(key)`` does
+    the same.
 
     Returns what was deleted (:class:`RunContents`); ``dry_run=True`` deletes nothing and returns
     what would be (what the App's and the CLI's confirmations list)."""
+    from . import ownership
     from .locks import run_lock
     from .resume import drop_partials
 
+    owner = ownership.run_owner(key)
+
+    def check():
+        if dataset.has_run(key) or not ownership.listing(dataset, owner=owner):
+            get_vog_run(dataset, key)  # refuses a key that is not a VoG run, and nothing at all
+
     if dry_run:
-        get_vog_run(dataset, key)
+        check()
         return vog_run_contents(dataset, key) if delete_fields else RunContents(key)
     with run_lock(dataset, key, what="delete"):
-        get_vog_run(dataset, key)  # refuses a key that is not a VoG run
+        check()
+        registered = dataset.has_run(key)
         if delete_fields:
-            contents = cleanup_run(dataset, key, run_fields(dataset, key))
+            contents = cleanup_run(dataset, key, run_fields(dataset, key) if registered else ())
         else:
             drop_partials(dataset, key)
+            ownership.forget_owner(dataset, owner)  # the user's now
             contents = RunContents(key)
-        fors.Run.delete_run(dataset, key, cleanup=False)  # cleaned up above, for old-style runs too
+        if registered:
+            fors.Run.delete_run(dataset, key, cleanup=False)  # cleaned up above, for old-style runs too
     return contents
 
 
@@ -371,19 +420,22 @@ def describe_vog_run(dataset, key: str = "vog") -> dict:
 def rename_vog_run(dataset, key: str, new_key: str, dry_run: bool = False) -> dict[str, str]:
     """Rename VoG run ``key`` to ``new_key``, its fields with it: ``vog`` → ``vog2`` renames
     ``vog``, ``vog_raw``, the windows' and the companions' fields to ``vog2``, ``vog2_raw``, …
-    (their indexes and the App's sidebar follow), records the new names in the run, and points
-    the saved views ``save_vog_views`` saved over them at the new names.
+    (their indexes and the App's sidebar follow), records the new names in the run and in the
+    ownership record (:mod:`.ownership`), and points the saved views ``save_vog_views`` saved
+    over them at the new names.
 
     Refused, before anything changes, when ``new_key`` is not a valid field name, names a run
-    already, or any new field name is taken (by any field); when a field of the run is claimed
-    by another VoG run too; while another process computes or deletes either key, or after a
-    write of ``key`` was killed half way (repair it first). A failure half way puts the names
-    back. FiftyOne's own ``dataset.rename_run`` renames the key only.
+    already, or any new field name is taken (by any field); when a field the run's config names
+    is not the run's in the ownership record (another run's, or the user's); when fiftyone-vog
+    still holds fields of an earlier run ``new_key``; while another process computes or deletes
+    either key, or after a write of ``key`` was killed half way (repair it first). A failure
+    half way puts the names back. FiftyOne's own ``dataset.rename_run`` renames the key only.
 
     Returns ``{old field: new field}`` of the fields renamed; ``dry_run=True`` renames nothing
     and returns what would be (raising what would be refused).
     """
     from ..errors import VoGError
+    from . import ownership
     from .locks import mixed_message, run_lock, unfinished_writes
     from .run_views import rename_view_fields
     from .signals import deferred_signals
@@ -399,19 +451,20 @@ def rename_vog_run(dataset, key: str, new_key: str, dry_run: bool = False) -> di
         config = dataset.get_run_info(key).config
         old_config = config.serialize()
         back = {new: old for old, new in plan.fields.items()}
+        owner, base = ownership.run_owner(key), _score_field(dataset, key)
         undo = []
         try:
             if plan.fields:
-                dataset.rename_sample_fields(plan.fields)
-                undo.append(lambda: dataset.rename_sample_fields(back))
+                ownership.rename_fields(dataset, plan.fields, owner)
+                undo.append(lambda: ownership.rename_fields(dataset, back, owner))
             config.vog_field = new_key
             config.fields = plan.recorded
             fors.Run.update_run_config(dataset, key, config)
             undo.append(lambda: fors.Run.update_run_config(dataset, key, VoGRunConfig.from_dict(old_config)))
-            dataset.rename_run(key, new_key)
+            dataset.rename_run(key, new_key)  # VoGRun.rename hands the record to run:new_key
             undo.append(lambda: dataset.rename_run(new_key, key))  # undone first: the config is under key again
-            undo.append(lambda: rename_view_fields(dataset, plan.views, back))
-            rename_view_fields(dataset, plan.views, plan.fields)
+            undo.append(lambda: rename_view_fields(dataset, new_key, base, back))
+            rename_view_fields(dataset, base, new_key, plan.fields)
         except BaseException:
             with deferred_signals(drop_sigint=True):  # a second Ctrl-C must not cut the undo short
                 for step in reversed(undo):
@@ -424,12 +477,13 @@ def rename_vog_run(dataset, key: str, new_key: str, dry_run: bool = False) -> di
 class _RenamePlan:
     fields: dict[str, str]  # {old: new} of the fields on the dataset
     recorded: list[str]  # the run's new field list (fields the dataset no longer has included)
-    views: list[str]
+    views: list[str]  # the run's saved views (they follow)
 
 
 def _rename_plan(dataset, key: str, new_key: str) -> _RenamePlan:
     """What :func:`rename_vog_run` renames, or the one-line refusal."""
     from ..errors import VoGError
+    from . import ownership
     from .naming import check_derived_name, check_field_name, raw_field_name
     from .run_views import run_views
 
@@ -452,12 +506,17 @@ def _rename_plan(dataset, key: str, new_key: str) -> _RenamePlan:
     taken = [new for new in names.values() if new in schema]
     if taken:
         raise VoGError(f"new_key={new_key!r} would rename a field to {taken[0]!r}, which exists; choose another name")
-    owners = field_owners(dataset, exclude=key)
-    shared = [name for name in names if name in owners]
-    if shared:
-        raise VoGError(
-            f"field {shared[0]!r} of VoG run {key!r} is claimed by VoG run {owners[shared[0]]!r} too; "
-            f"renaming it would take it from that run: delete one of the two runs first"
-        )
     present = {old: new for old, new in names.items() if old in schema}
-    return _RenamePlan(present, list(names.values()), run_views(dataset, present))
+    kept = vog_run_contents(dataset, key, present).kept
+    if kept:
+        name, why = next(iter(kept.items()))
+        raise VoGError(
+            f"field {name!r} of VoG run {key!r} is not the run's ({why}); renaming the run would rename it: "
+            "delete or rename that field yourself first"
+        )
+    if ownership.listing(dataset, owner=ownership.run_owner(new_key)):
+        raise VoGError(
+            f"new_key={new_key!r}: fiftyone-vog still holds fields of an earlier run {new_key!r} on dataset "
+            f"{dataset.name!r}; remove them with fov.delete_vog_run(dataset, {new_key!r}) or choose another name"
+        )
+    return _RenamePlan(present, list(names.values()), run_views(dataset, base))

@@ -151,6 +151,7 @@ def test_form_labels_are_the_forms_own(dataset, checkpoint_dir, scored_run, allo
         "get_vog_run_info": {},
         "rename_vog_run": {},
         "delete_vog_run": {"key": "vog"},
+        "index_vog_fields": {"drop": True},  # the run has no unindexed field: offer the drop
     }
     for op, labels in FORM_LABELS.items():
         props, _ = _form(f"{PLUGIN}/{op}", ds, params[op])

@@ -65,7 +65,7 @@ def test_info_shows_the_config_timings_and_what_the_run_owns(two_runs):
     assert props["config_label_mode"].default == "true"
     assert len(props["config_checkpoints"].default.split(", ")) == 5
     assert props["owns_fields"].default.startswith("vog, vog_raw")
-    assert props["owns_views"].default.startswith("vog-high, vog-low")
+    assert props["owns_views"].default.startswith("vog-high, vog-label-errors")
     assert {"timings_total", "timings_load", "run_created"} <= set(props)
     result = _execute(INFO, two_runs, {"key": "vog_api"})
     assert result.error is None and result.result["fields"] == ["vog_api", "vog_api_raw"]

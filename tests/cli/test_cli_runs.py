@@ -49,7 +49,9 @@ def test_list_and_info(named):
     out = _runs("info", NAME)  # the default run: vog
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith(f"VoG run 'vog' of '{NAME}'")
-    assert "  views: vog-high, vog-low, vog-label-errors" in out.stdout and "  num_threads: " in out.stdout
+    assert (
+        "  views: vog-high, vog-label-errors, vog-likely-ood, vog-low" in out.stdout and "  num_threads: " in out.stdout
+    )
     info = json.loads(_runs("info", NAME, "vog_api", "--json").stdout)
     assert info["fields"] == ["vog_api", "vog_api_raw"] and len(info["config"]["checkpoints"]) == 5
 
@@ -71,9 +73,12 @@ def test_rename_refused_in_one_line_then_done(named):
 def test_delete_lists_then_needs_yes(named):
     out = _runs("delete", NAME, "vog")
     assert out.returncode == 2 and "pass --yes" in out.stderr, out.stderr
-    assert "  saved views: vog-high, vog-low, vog-label-errors" in out.stdout and "  fields: vog, vog_raw" in out.stdout
+    assert (
+        "  saved views: vog-high, vog-label-errors, vog-likely-ood, vog-low" in out.stdout
+        and "  fields: vog, vog_raw" in out.stdout
+    )
     named.reload()
-    assert "vog" in fov.list_vog_runs(named) and len(named.list_saved_views()) == 3  # nothing deleted
+    assert "vog" in fov.list_vog_runs(named) and len(named.list_saved_views()) == 4  # nothing deleted
     out = _runs("delete", NAME, "vog", "--yes")
     assert out.returncode == 0 and "deleted VoG run 'vog'" in out.stdout, out.stderr
     named.reload()

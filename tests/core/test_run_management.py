@@ -6,7 +6,7 @@ import pytest
 from fiftyone import ViewField as F
 
 import fiftyone_vog as fov
-from fiftyone_vog.core import run_views
+from fiftyone_vog.core import ownership, run_views
 from fiftyone_vog.core.runs import describe_vog_run, rename_vog_run, vog_run_contents
 
 from conftest import small_model
@@ -19,6 +19,7 @@ FIELDS = [
     *(f"vog_{c}" for c in ("loss", "margin", "maxprob", "energy")),
     *(f"vog_late_{c}" for c in ("loss", "margin", "maxprob", "energy")),
 ]
+VIEWS = ["vog-high", "vog-label-errors", "vog-likely-ood", "vog-low", "vog-ood"]
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def run(dataset, checkpoint_dir):
     fov.compute_vog(dataset, checkpoint_dir, model=small_model, windows={"late": [3, 4]}, progress=False)
     dataset.take(5, seed=1).tag_samples("ood")  # a marker view: vog-ood is saved too
     views = fov.save_vog_views(dataset)
-    assert set(views) == {"vog-high", "vog-low", "vog-ood", "vog-label-errors"}
+    assert sorted(views) == VIEWS
     return dataset
 
 
@@ -50,8 +51,8 @@ def test_contents_list_the_fields_their_indexes_and_the_runs_own_views(run):
     run.save_view("mine", run.match(F("vog") > 0).sort_by("vog"), description="my sort by vog")  # a user's
     contents = vog_run_contents(run, "vog")
     assert contents.fields == FIELDS
-    assert set(contents.indexes) == set(FIELDS)  # compute_vog indexes every field it writes
-    assert contents.views == ["vog-high", "vog-low", "vog-ood", "vog-label-errors"]
+    assert set(contents.indexes) == set(FIELDS) & set(run.list_indexes()) != set()  # the ones compute_vog made
+    assert contents.views == VIEWS  # not the user's "mine"
     assert contents.kept == {}
     assert contents.lines()[0] == "fields: " + ", ".join(FIELDS)
 
@@ -69,6 +70,7 @@ def test_describe_gives_the_config_timings_and_contents(run, checkpoint_dir):
 
 def test_rename_moves_the_fields_indexes_views_and_records_the_names(run):
     values = {f: run.values(f) for f in FIELDS}
+    indexed = set(FIELDS) & set(run.list_indexes())
     high = run.load_saved_view("vog-high").values("id")
     low = run.load_saved_view("vog-low").values("id")
     assert rename_vog_run(run, "vog", "vog2", dry_run=True) == {f: "vog2" + f[3:] for f in FIELDS}
@@ -79,7 +81,7 @@ def test_rename_moves_the_fields_indexes_views_and_records_the_names(run):
     assert not set(FIELDS) & set(schema)
     for old, new in renamed.items():
         assert run.values(new) == values[old]
-    assert set(renamed.values()) <= set(run.list_indexes())
+    assert {renamed[f] for f in indexed} <= set(run.list_indexes()) and not indexed & set(run.list_indexes())
     assert fov.list_vog_runs(run) == ["vog2"]
     config = fov.get_vog_run(run, "vog2").config
     assert config.vog_field == "vog2" and config.fields == list(renamed.values())
@@ -87,7 +89,14 @@ def test_rename_moves_the_fields_indexes_views_and_records_the_names(run):
     # the run's saved views follow: same samples, same order, the new field in the description
     assert run.load_saved_view("vog-high").values("id") == high and run.load_saved_view("vog-low").values("id") == low
     assert "by vog2 (" in run._get_saved_view_doc("vog-high").description
-    assert vog_run_contents(run, "vog2").views == ["vog-high", "vog-low", "vog-ood", "vog-label-errors"]
+    assert vog_run_contents(run, "vog2").views == VIEWS
+    # the ownership record follows: the fields, their indexes and the views are the new run's
+    assert ownership.names(run, ownership.run_owner("vog2")) == sorted(renamed.values())
+    assert ownership.names(run, ownership.run_owner("vog")) == []
+    records = {e.options["field"] for e in ownership.listing(run, owner="run:vog2", kind=ownership.INDEX)}
+    assert records == {renamed[f] for f in indexed}
+    assert ownership.entry(run, ownership.VIEW, "vog-label-errors").options["field"] == "vog2_loss"
+    assert set(fov.save_vog_views(run, "vog2")) == set(VIEWS)  # a later call replaces them
     sidebar = next(g for g in run.app_config.sidebar_groups if g.name == "VoG")
     assert "vog2" in sidebar.paths and "vog" not in sidebar.paths
     fov.delete_vog_run(run, "vog2")  # what it owns now goes
@@ -114,11 +123,19 @@ def test_rename_refusals_leave_the_dataset_as_it_was(run, new_key, setup, messag
     assert _snapshot(run) == before
 
 
-def test_rename_refuses_a_field_another_run_claims(run):
-    cfg = run.init_run(method="fiftyone_vog.compute_vog", vog_field="old", fields=["old", "vog_raw"])
-    run.register_run("old", cfg)  # an earlier version's run listing vog_raw as its own
+def test_rename_refuses_a_field_the_record_does_not_list_as_the_runs(run):
+    ownership.forget(run, ownership.FIELD, "vog_raw")  # named in the run's config, but not ours any more
     before = _snapshot(run)
-    with pytest.raises(fov.VoGError, match="claimed by VoG run 'old' too"):
+    with pytest.raises(fov.VoGError, match=r"'vog_raw' of VoG run 'vog' is not the run's \(fiftyone-vog did not write"):
+        rename_vog_run(run, "vog", "vog2")
+    assert _snapshot(run) == before
+
+
+def test_rename_refuses_a_key_whose_earlier_fields_are_left(run):
+    run.add_sample_field("vog2_extra", fo.FloatField)
+    ownership.record(run, ownership.FIELD, "vog2_extra", ownership.run_owner("vog2"))  # an interrupted run vog2's
+    before = _snapshot(run)
+    with pytest.raises(fov.VoGError, match="still holds fields of an earlier run 'vog2'.*delete_vog_run"):
         rename_vog_run(run, "vog", "vog2")
     assert _snapshot(run) == before
 
@@ -147,7 +164,7 @@ def test_delete_removes_what_it_listed_and_keeps_a_users_views(run):
     run.save_view("my-hard", run.match(F("vog") > 1).sort_by("vog", reverse=True), description="hard ones")
     listed = fov.delete_vog_run(run, "vog", dry_run=True)
     assert "vog" in run.list_runs() and set(FIELDS) <= set(run.get_field_schema())  # a dry run deletes nothing
-    assert listed.views == ["vog-high", "vog-ood", "vog-label-errors"]
+    assert listed.views == [v for v in VIEWS if v != "vog-low"]
     gone = fov.delete_vog_run(run, "vog")
     assert gone == listed
     assert not set(FIELDS) & set(run.get_field_schema()) and not set(gone.indexes) & set(run.list_indexes())
@@ -161,4 +178,4 @@ def test_fiftyones_delete_run_deletes_the_runs_views_too(run):
 
 def test_delete_keeping_the_fields_keeps_the_views(run):
     assert fov.delete_vog_run(run, "vog", delete_fields=False).views == []
-    assert len(run.list_saved_views()) == 4 and set(FIELDS) <= set(run.get_field_schema())
+    assert len(run.list_saved_views()) == len(VIEWS) and set(FIELDS) <= set(run.get_field_schema())

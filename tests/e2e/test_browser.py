@@ -287,7 +287,7 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
     ]
     _close_dialogs(page)
     # The grid's "Sort by" lists indexed fields only where the App's query performance mode is on;
-    # compute_vog indexes every field it writes (issue 11, part 7)
+    # compute_vog indexes its score, raw score and companions (issue 11, part 7; issue 16)
     assert {"vog", "vog_raw"} <= set(ds.list_indexes())
     # The App applies the dataset's sidebar groups when it loads the dataset (its reload_dataset keeps the
     # groups on screen and lists new fields under PRIMITIVES); the operator's message asks for a page reload.
