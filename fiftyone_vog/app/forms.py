@@ -155,6 +155,8 @@ def app_message(message: str, operator: str) -> str:
         rf"\b(?:pass|use|set) ({args})=({_VALUE})", lambda m: _setting(labels[m.group(1)], m.group(2), True), text
     )
     text = re.sub(rf"\bpass ({args})=(?=[\s,;.)]|$)", lambda m: f"fill in '{labels[m.group(1)]}'", text)
+    text = re.sub(rf"\bcheck ({args})=(?=[\s,;.)]|$)", lambda m: f"check '{labels[m.group(1)]}'", text)
+    text = re.sub(r",? or pass \w+=(?=[\s,;.)]|$)", "", text)  # an argument the form has no control for
     text = re.sub(rf"\b({args})=({_VALUE})", lambda m: _setting(labels[m.group(1)], m.group(2)), text)
     underscored = "|".join(re.escape(a) for a in labels if "_" in a)
     return re.sub(rf"(?<![\w'\"])({underscored})(?![\w'\"=])", lambda m: f"'{labels[m.group(1)]}'", text)
