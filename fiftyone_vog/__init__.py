@@ -20,6 +20,8 @@ _PUBLIC = {
     "compute_vog": ".core.compute",
     "MixedFieldsWarning": ".core.runs",
     "delete_vog_run": ".core.runs",
+    "describe_vog_run": ".core.runs",
+    "rename_vog_run": ".core.runs",
     "get_vog_run": ".core.runs",
     "list_vog_runs": ".core.runs",
     "load_vog_results": ".core.runs",
@@ -53,7 +55,37 @@ def __dir__():
 
 
 def register(plugin):
-    """FiftyOne plugin entry point: registers the operators and the panel."""
-    from .app.plugin import register as _register
+    """FiftyOne plugin entry point: registers the operators and the panel — those of the package
+    ``fiftyone_vog`` (see :func:`_as_package`)."""
+    importlib.import_module(".app.plugin", _as_package().__name__).register(plugin)
 
-    _register(plugin)
+
+def _as_package():
+    """This package under its own name, ``fiftyone_vog``.
+
+    FiftyOne's plugin loader (the App server, ``fiftyone delegated launch``) executes this file
+    as a module of its own naming (``fiftyone.plugins.orgs.fiftyone_vog.vog``); the relative
+    imports below it would then load a second copy of every module under that name, and a run
+    would record its classes' path there, which no other process can import. So the plugin runs
+    the package ``fiftyone_vog``: the one already imported, else this folder under that name
+    (a link to the package, or a copy of it, in the plugins directory).
+    """
+    import sys
+
+    if __name__ == "fiftyone_vog":
+        return sys.modules[__name__]
+    if "fiftyone_vog" not in sys.modules:
+        import importlib.util
+        import os
+
+        spec = importlib.util.spec_from_file_location(
+            "fiftyone_vog", __file__, submodule_search_locations=[os.path.dirname(__file__)]
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fiftyone_vog"] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules["fiftyone_vog"]
+            raise
+    return sys.modules["fiftyone_vog"]

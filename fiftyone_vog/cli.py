@@ -485,6 +485,101 @@ def run_report(args):
     print(f"{len(out['pngs'])} PNGs in {out['out_dir']}; open {out['html']} in a browser")
 
 
+# -- runs ----------------------------------------------------------------------
+def add_runs(sub):
+    p = sub.add_parser(
+        "runs",
+        help="list, inspect, rename or delete the VoG runs of a dataset",
+        description="Manage the VoG runs of a dataset, as the App's Get VoG run info, Rename VoG run and "
+        "Delete VoG run operators do: list them, see one's configuration and what it owns (fields, indexes, "
+        "saved views), rename one (its fields follow the key), delete one (with what it owns).",
+        epilog="examples:\n  fiftyone-vog runs list my-images\n  fiftyone-vog runs info my-images vog\n"
+        "  fiftyone-vog runs rename my-images vog vog_resnet\n  fiftyone-vog runs delete my-images vog_resnet",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    runs = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    ls, info, rename, delete = (
+        runs.add_parser(name, help=h)
+        for name, h in zip(
+            options.RUN_COMMANDS,
+            (
+                "the VoG runs of the dataset: key, date, samples, checkpoints, fields",
+                "one run's configuration (checkpoints, model, options, threads), timings and what it owns",
+                "rename a run: its fields, their indexes and its saved views follow (vog → vog2: vog2, vog2_raw, ...)",
+                "delete a run with its fields, their indexes and the saved views it saved (lists them first)",
+            ),
+        )
+    )
+    for q in (ls, info, rename, delete):
+        q.add_argument("dataset", help="name of the FiftyOne dataset")
+    info.add_argument("key", nargs="?", help="the run's key (default: vog, else the most recent run)")
+    info.add_argument("--json", action="store_true", help="print everything as JSON")
+    rename.add_argument("key", help="the run's key")
+    rename.add_argument("new_key", help="its new key; the fields are renamed after it")
+    rename.add_argument("--dry-run", action="store_true", help="say what would be renamed; rename nothing")
+    delete.add_argument("key", help="the run's key")
+    delete.add_argument(
+        "--keep-fields", action="store_true", help="delete only the run's record: its fields and views stay"
+    )
+    delete.add_argument("--yes", action="store_true", help="delete without asking (a terminal asks; else required)")
+    p.set_defaults(func=run_runs)
+
+
+def run_runs(args):
+    import json
+
+    import fiftyone_vog as fov
+    from fiftyone_vog.core.runs import preferred_runs, vog_run_contents
+
+    ds = _load_dataset(args.dataset)
+    action = args.runs_command
+    if action == "list":
+        keys = fov.list_vog_runs(ds)
+        for key in keys:
+            info = fov.get_vog_run(ds, key)
+            c = info.config
+            when = info.timestamp.strftime("%Y-%m-%d %H:%M") if info.timestamp else "?"
+            fields = ", ".join(vog_run_contents(ds, key).fields) or "(none)"
+            print(
+                f"{key}\t{when}\t{getattr(c, 'num_samples', '?')} samples\t"
+                f"{len(getattr(c, 'checkpoints', None) or [])} checkpoints\tfields: {fields}"
+            )
+        if not keys:
+            print(f"no VoG run on {ds.name!r}; score it with: fiftyone-vog compute {ds.name} --checkpoints ...")
+    elif action == "info":
+        key = args.key or next(iter(preferred_runs(ds)), D["vog_field"])
+        info = fov.describe_vog_run(ds, key)
+        if args.json:
+            print(json.dumps(info, indent=2, default=str))
+            return
+        print(f"VoG run {key!r} of {ds.name!r}, created {info['created']} (FiftyOne {info['fiftyone_version']})")
+        for what in ("fields", "indexes", "views"):
+            print(f"  {what}: {', '.join(info[what]) or '(none)'}")
+        for field, why in info["kept"].items():
+            print(f"  kept: {field} ({why})")
+        print("  timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in info["timings"].items()))
+        for name, value in info["config"].items():
+            print(f"  {name}: {json.dumps(value, default=str)}")
+    elif action == "rename":
+        fields = fov.rename_vog_run(ds, args.key, args.new_key, dry_run=args.dry_run)
+        done = "would rename" if args.dry_run else "renamed"
+        moved = ", ".join(f"{old} → {new}" for old, new in fields.items()) or "no field"
+        print(f"{done} VoG run {args.key!r} to {args.new_key!r}: {moved}")
+    else:
+        contents = fov.delete_vog_run(ds, args.key, delete_fields=not args.keep_fields, dry_run=True)
+        print(f"deleting VoG run {args.key!r} of {ds.name!r} deletes:")
+        for line in contents.lines():
+            print(f"  {line}")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CLIError("nothing was deleted: pass --yes to delete what is listed above")
+            if input("delete? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("nothing was deleted")
+                return
+        fov.delete_vog_run(ds, args.key, delete_fields=not args.keep_fields)
+        print(f"deleted VoG run {args.key!r}")
+
+
 # -- index ---------------------------------------------------------------------
 def add_index(sub):
     p = sub.add_parser(
@@ -550,7 +645,16 @@ def run_install_plugin(args):
 
 
 # -- entry point ---------------------------------------------------------------
-SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_report, add_index, add_install_plugin]
+SUBCOMMANDS = [
+    add_compute,
+    add_views,
+    add_shuffle_labels,
+    add_export,
+    add_report,
+    add_runs,
+    add_index,
+    add_install_plugin,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

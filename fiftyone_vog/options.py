@@ -81,6 +81,10 @@ DEFAULT_SEED = 51
 #: The plugin's name, as ``fiftyone.yml`` declares it (a test checks they agree): its operators'
 #: URIs are ``{PLUGIN_NAME}/{operator}``.
 PLUGIN_NAME = "@fiftyone-vog/vog"
+#: The operators that manage VoG runs from the App (info, rename, delete; fiftyone.yml lists them),
+#: and the CLI's ``runs`` subcommands that mirror them (with ``list``).
+RUN_OPERATORS = ("get_vog_run_info", "rename_vog_run", "delete_vog_run")
+RUN_COMMANDS = ("list", "info", "rename", "delete")
 #: The kinds of saved view ``save_vog_views`` creates, in the order it creates them; a view is
 #: named ``{name_prefix}-{kind}``, ``name_prefix`` defaulting to :data:`DEFAULT_VIEW_PREFIX`.
 #: ``likely-ood`` ranks every scored sample by :data:`QUESTION_SCORES`' OOD score (no tag needed).

@@ -102,6 +102,9 @@ FORM_LABELS = {
         "vog_field": "VoG field",
         "overwrite": "Overwrite",
     },
+    "get_vog_run_info": {"key": "VoG run"},
+    "rename_vog_run": {"key": "VoG run", "new_key": "New name"},
+    "delete_vog_run": {"key": "VoG run", "delete_fields": "Delete its fields", "confirm": "Delete what is listed"},
 }
 #: API functions a message may tell the user to call → (operator, its label, extra setting).
 _OPERATOR_OF = {
@@ -110,6 +113,8 @@ _OPERATOR_OF = {
     "shuffle_labels": ("shuffle_labels", "Shuffle labels", None),
     "restore_labels": ("shuffle_labels", "Shuffle labels", "'Action' set to restore"),
     "export_vog_subset": ("export_vog_subset", "Export VoG subset", None),
+    "rename_vog_run": ("rename_vog_run", "Rename VoG run", None),
+    "delete_vog_run": ("delete_vog_run", "Delete VoG run", None),
     options.INDEX_OPERATOR: (options.INDEX_OPERATOR, "Index VoG fields", None),
 }
 _VALUE = r"'[^']*'|\"[^\"]*\"|True|False|None|-?\d+(?:\.\d+)?"
@@ -150,6 +155,8 @@ def app_message(message: str, operator: str) -> str:
         rf"\b(?:pass|use|set) ({args})=({_VALUE})", lambda m: _setting(labels[m.group(1)], m.group(2), True), text
     )
     text = re.sub(rf"\bpass ({args})=(?=[\s,;.)]|$)", lambda m: f"fill in '{labels[m.group(1)]}'", text)
+    text = re.sub(rf"\bcheck ({args})=(?=[\s,;.)]|$)", lambda m: f"check '{labels[m.group(1)]}'", text)
+    text = re.sub(r",? or pass \w+=(?=[\s,;.)]|$)", "", text)  # an argument the form has no control for
     text = re.sub(rf"\b({args})=({_VALUE})", lambda m: _setting(labels[m.group(1)], m.group(2)), text)
     underscored = "|".join(re.escape(a) for a in labels if "_" in a)
     return re.sub(rf"(?<![\w'\"])({underscored})(?![\w'\"=])", lambda m: f"'{labels[m.group(1)]}'", text)

@@ -292,8 +292,11 @@ class ShuffleLabels(foo.Operator):
         names = ("label_field", "flag_field", "original_field")
         if p.get("action", "shuffle") == "restore":
             kwargs = api_kwargs(restore_labels, p, names)
+            scope = {
+                "samples": len(samples),
+                "view": len(samples) != len(ctx.dataset),
+            }  # before: a view may match on the flag
             out = restore_labels(samples, **kwargs)
-            scope = {"samples": len(samples), "view": len(samples) != len(ctx.dataset)}
             summary = (
                 f"Restored {out['restored']} labels of {kwargs['label_field']!r} in {_scope(scope)}; "
                 f"removed {', '.join(out['deleted_fields']) or 'no field (samples outside still hold them)'}"

@@ -11,7 +11,6 @@ import fiftyone as fo
 import fiftyone.core.view as fov_view
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-import numpy as np
 from fiftyone import ViewField as F
 
 # the numbers the panel draws are computed in fiftyone_vog.analysis (names kept here for callers)
@@ -27,6 +26,7 @@ from ..analysis.summary import (  # noqa: F401
     finite,
     histogram,
 )
+from ..options import DEFAULTS
 
 
 # -- what the panel shows --------------------------------------------------------------
@@ -45,16 +45,16 @@ def slice_bounds(stats: dict, chart: str, index: int) -> tuple[float, float] | N
 
 def pick_vog_field(samples, fields, current=None):
     """The VoG field the panel shows for ``samples``: ``current`` (the user's pick) while it scores
-    at least one of them, else the field in ``fields`` that scores the most (the first on ties);
-    None without fields. The demo's OOD view is scored in ``vog_test`` only: showing ``vog``
-    there would draw empty axes over "0 samples scored"."""
+    at least one of them, else the first of ``fields`` (the runs, the one made last first) that
+    scores one, else ``vog``; None without fields. The demo's OOD view is scored in ``vog_test``
+    only: showing ``vog`` there would draw empty axes over "0 samples scored"."""
     fields = list(fields)
     if not fields:
         return None
     if current in fields and samples.count(current) > 0:
         return current
-    counts = [samples.count(f) for f in fields]
-    return fields[int(np.argmax(counts))]
+    default = DEFAULTS["vog_field"]
+    return next((f for f in fields if samples.count(f) > 0), default if default in fields else fields[0])
 
 
 def view_stats(samples, vog_field: str, label_field: str | None = None, pred_field: str | None = None) -> dict:
@@ -202,6 +202,7 @@ class VoGPanel(foo.Panel):
 
     def _refresh(self, ctx):
         from ..core.compute import get_vog_run, list_vog_runs
+        from ..core.runs import newest_runs
 
         ds = ctx.dataset
         runs = list_vog_runs(ds) if ds is not None else []
@@ -209,7 +210,7 @@ class VoGPanel(foo.Panel):
         if not runs:
             state.set({"runs": [], "stats": None})
             return
-        vog_field = pick_vog_field(ctx.view, runs, state.vog_field)
+        vog_field = pick_vog_field(ctx.view, newest_runs(ds, runs), state.vog_field)
         label_field = get_vog_run(ds, vog_field).config.label_field
         schema = ds.get_field_schema(embedded_doc_type=fo.Classification)
         label_field = label_field if label_field in schema else None

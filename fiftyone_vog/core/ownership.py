@@ -354,9 +354,11 @@ def forget_owner(dataset, owner: str, kind: str | None = None) -> int:
     return _coll().delete_many(query).deleted_count
 
 
-def transfer(dataset, kind: str, name: str, owner: str, new_owner: str, new_name: str | None = None) -> None:
-    """Hand ``name`` (ours, of ``owner``) to ``new_owner`` and/or record its new name after a
-    rename (call it after renaming the thing itself)."""
+def transfer(
+    dataset, kind: str, name: str, owner: str, new_owner: str, new_name: str | None = None, options: dict | None = None
+) -> None:
+    """Hand ``name`` (ours, of ``owner``) to ``new_owner`` and/or record its new name (and new
+    ``options``, merged) after a rename (call it after renaming the thing itself)."""
     coll = _coll()
     key = _key(dataset, kind, name)
     doc = coll.find_one(key)
@@ -364,7 +366,8 @@ def transfer(dataset, kind: str, name: str, owner: str, new_owner: str, new_name
         raise VoGError(f"{_WHAT[kind]} {name!r} is not {describe_owner(owner)}'s to hand over")
     new_key = _key(dataset, kind, new_name or name)
     coll.delete_one(key)
-    coll.replace_one(new_key, {**doc, **new_key, "owner": new_owner, "_id": doc["_id"]}, upsert=True)
+    merged = {**(doc.get("options") or {}), **(options or {})}
+    coll.replace_one(new_key, {**doc, **new_key, "owner": new_owner, "options": merged, "_id": doc["_id"]}, upsert=True)
 
 
 def transfer_owner(dataset, owner: str, new_owner: str) -> int:
@@ -423,6 +426,37 @@ def delete_field(dataset, name: str, owner: str | None = None, fix: str = "") ->
     ds.delete_sample_field(name)
     forget(ds, FIELD, name)
     _coll().delete_many({"dataset_id": _dsid(ds), "kind": INDEX, "options.field": name})
+
+
+def rename_fields(dataset, mapping: dict[str, str], owner: str, fix: str = "") -> None:
+    """Rename the sample fields ``mapping`` (``{old: new}``) — each ``owner``'s, else
+    :class:`VoGError` before any is renamed — with their indexes (FiftyOne re-creates them under
+    the new paths); their records and their indexes' follow the new names."""
+    ds = dataset._root_dataset
+    for old in mapping:
+        require(ds, FIELD, old, owner, "rename", fix)
+    indexes = [e for e in listing(ds, owner=owner, kind=INDEX) if e.options.get("field") in mapping]
+    ds.rename_sample_fields(mapping)
+    for old, new in mapping.items():
+        transfer(ds, FIELD, old, owner, owner, new)
+    info = ds.get_index_information()
+    for e in indexes:
+        forget(ds, INDEX, e.name)
+        new_field = mapping[e.options["field"]]
+        for name, spec in info.items():
+            if [path for path, _ in spec["key"]] == [new_field]:
+                record(ds, INDEX, name, owner, e.role, {**e.options, "field": new_field})
+
+
+def edit_view(dataset, name: str, owner: str, edit, fix: str = "") -> None:
+    """Apply ``edit`` (a callable taking the saved-view document) to the saved view ``name`` in
+    place (same document, same id) only if ``owner`` saved it; else :class:`VoGError`."""
+    ds = dataset._root_dataset
+    require(ds, VIEW, name, owner, "edit", fix)
+    doc = next(d for d in ds._doc.get_saved_views() if d.name == name)
+    edit(doc)
+    doc.last_modified_at = _now()
+    doc.save()
 
 
 def delete_view(dataset, name: str, owner: str | None = None, fix: str = "") -> None:

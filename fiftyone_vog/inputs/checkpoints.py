@@ -487,7 +487,7 @@ def load_models(
             hint = ""
             if num_classes is not None and "size mismatch" in msg:
                 hint = (
-                    f" (the architecture was built with num_classes={num_classes}; if the checkpoint has "
+                    f" (the architecture was built for {num_classes} classes; if the checkpoint has "
                     "another output size, check classes= or pass num_classes=)"
                 )
             raise VoGError(f"{path} does not fit the architecture: {msg[:600]}{hint}") from None

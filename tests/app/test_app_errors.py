@@ -168,7 +168,8 @@ def test_a_device_that_does_not_exist(dataset, checkpoint_dir, device):
 def test_classes_that_disagree_with_the_model(dataset, checkpoint_dir, allow_imports):
     params = {"checkpoints": checkpoint_dir, "model": MODEL, "classes": "circle,square,stripes"}
     msg = _inline(dataset, params, "classes")
-    assert "does not fit the architecture" in msg and "num_classes=3" in msg and "classes=" in msg
+    assert "does not fit the architecture" in msg and "built for 3 classes" in msg and "'Classes'" in msg
+    assert "num_classes" not in msg  # the form has no such control
     assert not _form(COMPUTE, dataset, {**params, "classes": "circle,square,stripes,dots"})[0]["classes"].invalid
 
 
@@ -200,14 +201,15 @@ def test_classes_that_disagree_with_a_torchscript_model(dataset, checkpoint_dir,
 
 def test_checkpoints_that_do_not_fit_the_architecture_are_loaded_once(dataset, checkpoint_dir, monkeypatch):
     fc, preflight = _plugin_module("inputs.checkpoints"), _plugin_module("core.preflight")
-    preflight._CACHE.clear()
+    api = _api_error(fov.compute_vog, dataset, checkpoint_dir, model="resnet18", progress=False)  # not counted:
+    preflight._CACHE.clear()  # the plugin runs the package's own modules, the API's loads would count
     loads = []
     real = fc.load_checkpoint
     monkeypatch.setattr(fc, "load_checkpoint", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
     params = {"checkpoints": checkpoint_dir, "model": "resnet18"}
     msg = _inline(dataset, params, "model")
     assert msg.startswith(f"{os.path.join(checkpoint_dir, 'epoch_1.pt')} does not fit the architecture")
-    assert msg == _api_error(fov.compute_vog, dataset, checkpoint_dir, model="resnet18", progress=False)
+    assert msg == api
     assert len(loads) == 1  # one checkpoint, not all five
     _inline(dataset, {**params, "vog_field": "typing"}, "model")  # the next keystroke
     assert len(loads) == 1  # from the cache: same path, mtime and size
@@ -310,3 +312,24 @@ def test_a_label_field_of_another_type_keeps_the_form_usable(dataset, checkpoint
     """From Python a non-Classification label field can reach the form: its checks skip the model."""
     props, val = _form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": MODEL, "label_field": "filepath"})
     assert not props["model"].invalid and not props["label_mode"].invalid
+
+
+def test_a_checkpoint_of_another_output_size_names_the_forms_control(dataset, small_cnn_checkpoints):
+    """The API's hint names classes= and num_classes=; the form has 'Classes' and no num_classes."""
+    params = {
+        "checkpoints": small_cnn_checkpoints,
+        "model": "SmallCNN",
+        "classes": "circle,dots,square,stripes,extra",
+    }  # 5, not 4
+    api = _api_error(
+        fov.compute_vog,
+        dataset,
+        small_cnn_checkpoints,
+        model="SmallCNN",
+        classes=["circle", "dots", "square", "stripes", "extra"],
+    )
+    assert "check classes= or pass num_classes=" in api
+    props, _ = _form(COMPUTE, dataset, params)  # as the App asks
+    msg = next(p.error_message for p in props.values() if p.invalid)
+    assert msg.endswith("if the checkpoint has another output size, check 'Classes')"), msg
+    assert "=" not in msg.split("does not fit the architecture")[1].split("(")[-1]

@@ -149,6 +149,9 @@ def test_form_labels_are_the_forms_own(dataset, checkpoint_dir, scored_run, allo
         "save_vog_views": {},
         "shuffle_labels": {},
         "export_vog_subset": {"dataset_type": "csv"},
+        "get_vog_run_info": {},
+        "rename_vog_run": {},
+        "delete_vog_run": {"key": "vog"},
         "index_vog_fields": {"drop": True},  # the run has no unindexed field: offer the drop
     }
     for op, labels in FORM_LABELS.items():

@@ -23,6 +23,7 @@ def test_plugin_name_is_fiftyone_yml_name():
         manifest = yaml.safe_load(f)
     assert options.PLUGIN_NAME == manifest["name"] == "@fiftyone-vog/vog"
     assert install.PLUGIN_NAME is options.PLUGIN_NAME and operators.PLUGIN is options.PLUGIN_NAME
+    assert set(options.RUN_OPERATORS) <= set(manifest["operators"])  # the run-management operators
 
 
 def test_view_names_and_export_types_come_from_the_options_table():

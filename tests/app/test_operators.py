@@ -458,3 +458,14 @@ def test_compute_vog_operator_mixed_precision_and_resume(operator_scored, checkp
 
     assert spearmanr(exact, approx).statistic > 0.9
     fov.delete_vog_run(operator_scored, "amp")
+
+
+def test_restore_in_a_view_counts_the_view_before_the_restore(dataset):
+    """A view matching the flag holds no sample once restored: the summary counts it before."""
+    from fiftyone import ViewField as F
+
+    uri = f"{PLUGIN}/shuffle_labels"
+    foo.execute_operator(uri, ctx={"dataset": dataset, "params": {"fraction": 0.25, "seed": 3}})
+    flagged = dataset.match(F("label_shuffled") == True)  # noqa: E712 (a MongoDB expression)
+    result = foo.execute_operator(uri, ctx={"dataset": dataset, "view": flagged, "params": {"action": "restore"}})
+    assert result.result["summary"].startswith("Restored 10 labels of 'ground_truth' in a view of 10 samples")

@@ -58,7 +58,8 @@ def _run(ds, method, state=None, view=None, **params):
 def test_pick_vog_field_scoring_the_view(split):
     ood = split.match_tags("ood")
     assert panels.pick_vog_field(ood, ["vog", "vog_test"]) == "vog_test"
-    assert panels.pick_vog_field(split, ["vog", "vog_test"]) == "vog"  # 30 of 40
+    assert panels.pick_vog_field(split, ["vog_test", "vog"]) == "vog_test"  # made last, scores 10 of 40
+    assert panels.pick_vog_field(split.match_tags("ood", bool=False), ["vog_test", "vog"]) == "vog"
     assert panels.pick_vog_field(ood, ["vog", "vog_test"], current="vog_test") == "vog_test"
     assert panels.pick_vog_field(ood, ["vog", "vog_test"], current="vog") == "vog_test"  # scores none here
     assert panels.pick_vog_field(split, ["vog", "vog_test"], current="vog_test") == "vog_test"  # the user's pick
@@ -116,3 +117,10 @@ def test_error_rate_notes(split):
     assert "no sample here has both a ground_truth label and a predictions prediction" in title
     stats = panels.view_stats(split, "vog", "ground_truth", None)
     assert "add a prediction field" in panels._decile_layout(stats)["title"]["text"]
+
+
+def test_the_panel_opens_on_the_run_made_last(split):
+    """Not a tie-break among fields: two runs scoring every sample, the later one is shown."""
+    _register(split, "vog_later", split.values("id"))
+    split.set_values("vog", [1.0] * len(split))  # vog scores every sample too
+    assert _state(_run(split, "on_load"))["vog_field"] == "vog_later"

@@ -42,7 +42,17 @@ def test_every_operator_and_the_panel_register_without_errors(installed):
     # the manifest filters silently: a class it does not list, or a listed name without a class, is dropped
     assert registered == sorted(MANIFEST["operators"] + MANIFEST["panels"])
     assert registered == sorted(
-        ["compute_vog", "save_vog_views", "shuffle_labels", "export_vog_subset", "index_vog_fields", "vog_panel"]
+        [
+            "compute_vog",
+            "save_vog_views",
+            "shuffle_labels",
+            "export_vog_subset",
+            "get_vog_run_info",
+            "rename_vog_run",
+            "delete_vog_run",
+            "index_vog_fields",
+            "vog_panel",
+        ]
     )
 
 
@@ -95,7 +105,7 @@ def test_copied_plugin_loads_standalone(tmp_path, monkeypatch):
     monkeypatch.setattr(fo.config, "plugins_dir", str(plugins))
     pctx = _context()
     assert pctx.errors == [], "\n".join(pctx.errors)
-    assert len(pctx.instances) == len(MANIFEST["operators"]) + len(MANIFEST["panels"]) == 6
+    assert len(pctx.instances) == len(MANIFEST["operators"]) + len(MANIFEST["panels"]) == 9
     assert pctx.plugin_definition.directory == str(plugins / "fiftyone-vog")
 
 

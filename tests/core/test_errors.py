@@ -46,7 +46,7 @@ CASES = {
         lambda tp, cd: dict(model=lambda: small_model(num_classes=7)),
         "does not fit the architecture",
     ),
-    "head built for other classes": (lambda tp, cd: dict(classes=CLASSES + ["extra"]), "num_classes=5"),
+    "head built for other classes": (lambda tp, cd: dict(classes=CLASSES + ["extra"]), "built for 5 classes"),
     "unknown torchvision name": (lambda tp, cd: dict(model="resnet1800"), "unknown torchvision architecture"),
     "label field missing": (lambda tp, cd: dict(label_field="labels"), "label field 'labels' does not exist"),
     "label field not Classification": (lambda tp, cd: dict(label_field="filepath"), "not a fo.Classification"),
