@@ -59,14 +59,18 @@ class ModelKind:
     transform: Callable[[dict], Callable]
 
 
+def require_package(package: str, extra: str, what: str):
+    """Import the optional library ``package``, or raise the one-line :class:`VoGError` naming
+    the extra that installs it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise VoGError(f"{what} needs {package}, which is not installed; pip install 'fiftyone-vog[{extra}]'") from None
+
+
 def require(kind: ModelKind, what: str):
     """Import ``kind``'s library, or raise the one-line :class:`VoGError` naming the extra."""
-    try:
-        return importlib.import_module(kind.package)
-    except ImportError:
-        raise VoGError(
-            f"{what} needs {kind.package}, which is not installed; pip install 'fiftyone-vog[{kind.extra}]'"
-        ) from None
+    return require_package(kind.package, kind.extra, what)
 
 
 def _did_you_mean(name: str, names: list[str], what: str, listing: str) -> VoGError:
@@ -295,6 +299,27 @@ def own_preprocessing(module: nn.Module, spec=None, overrides: dict | None = Non
                 return kind.preprocessing(module, kwargs)
         except ImportError:
             continue
+    return None
+
+
+def architecture_name(module: nn.Module) -> str | None:
+    """The name that builds ``module``'s architecture again (``"timm:resnet18"``), when a kind owns
+    it and that name, built with its output size, has the same weights' names and shapes; else
+    None (built with other keyword arguments: name it yourself)."""
+    for kind in KINDS.values():
+        try:
+            owned = kind.owns(module)
+        except ImportError:
+            continue
+        if owned and kind.prefix == "timm":
+            name = module.pretrained_cfg.get("architecture")
+            try:
+                built = kind.build(name, {}, getattr(module, "num_classes", None))
+            except VoGError:
+                return None
+            want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+            if {k: tuple(v.shape) for k, v in built.state_dict().items()} == want:
+                return f"timm:{name}"
     return None
 
 

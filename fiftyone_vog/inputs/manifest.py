@@ -276,6 +276,7 @@ class ManifestWriter:
             writer=writer,
         )
         self._earlier: list[Entry] | None = None  # an earlier run's entries, read at the first add
+        read_manifest(directory)  # a vog_checkpoints.json there that is not ours (or unreadable) refuses now
 
     def _continue_earlier(self, first_epoch: int) -> list[Entry]:
         old = read_manifest(self.manifest.directory)

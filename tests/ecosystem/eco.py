@@ -142,3 +142,48 @@ def assert_close(got, want, rel=1e-5):
     got, want = np.asarray(got, dtype=np.float64), np.asarray(want)
     assert want.min() > 0  # vacuous on all-zero scores
     assert np.abs(got - want).max() / np.abs(want).max() < rel, np.abs(got - want).max() / np.abs(want).max()
+
+
+def lightning_module(net, lr=0.05, classes=None):
+    """A LightningModule holding ``net`` as ``self.model``, as Lightning's examples write one."""
+    import lightning as L
+
+    class LitClassifier(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.save_hyperparameters({"lr": lr, "classes": classes})
+            self.model = net
+            self.loss = torch.nn.CrossEntropyLoss()
+
+        def forward(self, x):
+            return self.model(x)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return self.loss(self(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=0.9)
+
+    return LitClassifier()
+
+
+def train_lightning(net, x, y, callbacks, epochs=3, classes=None, root=None):
+    """Fit ``net`` (inside a LightningModule) with the real ``lightning.Trainer`` on the CPU."""
+    import lightning as L
+
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4, shuffle=True)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks),
+        callbacks=callbacks,
+        default_root_dir=root,
+    )
+    trainer.fit(lightning_module(net, classes=classes), loader)
+    return trainer
