@@ -31,6 +31,7 @@ from ..engine import (
     class_normalize,
     class_statistics,
 )
+from ..inputs import hf
 from ..inputs.checkpoints import (
     ModelSpec,
     check_distinct,
@@ -177,7 +178,9 @@ def _versions() -> dict:
     import torchvision
 
     libraries = {  # the model libraries a run used (imported by then), as the core ones
-        name: getattr(sys.modules[name], "__version__", "?") for name in ("timm", "lightning") if name in sys.modules
+        name: getattr(sys.modules[name], "__version__", "?")
+        for name in ("timm", "lightning", "transformers")
+        if name in sys.modules
     }
     return {
         "fiftyone_vog": __version__,
@@ -371,12 +374,16 @@ def _validate(args: Args) -> Plan:
     window_idx = resolve_windows(a.windows, paths)
     fields = field_names(a.vog_field, window_idx)
     preflight.check_labels(a.samples, a.label_field, a.label_mode)
+    classes = _classes(a.classes, manifest)
+    classes_from = None if manifest is None or manifest.classes is None else str(manifest.path)
+    if hf.is_checkpoint_folder(paths[0]):  # Hugging Face folders: architecture and class order in config.json
+        classes, classes_from = hf.check_folders(paths, classes, a.model)
     data = read_view(
         a.samples,
         a.label_field,
-        _classes(a.classes, manifest),
+        classes,
         require_labels=a.label_mode == "true",
-        classes_from=None if manifest is None or manifest.classes is None else str(manifest.path),
+        classes_from=classes_from,
     )
     if data.duplicates:
         logger.warning(
@@ -449,6 +456,13 @@ def _load(plan: Plan) -> Loaded:
     transform, source = resolve_transform(
         a.transform, models[-1], model, plan.manifest.transform if plan.manifest else None, script_args
     )
+    if source == "default" and isinstance(models[-1], hf.LogitsOf):
+        logger.warning(
+            "fiftyone-vog: %s has no %s, so the images are scored as RGB in [0, 1] at their own size; pass "
+            "transform= the preprocessing the model was trained with",
+            plan.paths[-1],
+            hf.PREPROCESSOR,
+        )
     dataset = ImageDataset(
         data.ids,
         data.filepaths,

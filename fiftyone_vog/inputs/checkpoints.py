@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import VoGError
+from . import hf
 from .kinds import kind_factory, timm_script_args
 from .manifest import Manifest, read_manifest
 
@@ -59,12 +60,14 @@ def natural_key(path: str | os.PathLike) -> list:
 
 
 def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """Turn a glob, a directory or a list of paths into an ordered list of files.
+    """Turn a glob, a directory or a list of paths into an ordered list of files (or of Hugging
+    Face checkpoint folders, :mod:`fiftyone_vog.inputs.hf`).
 
     A directory with a manifest (``vog_checkpoints.json``, :mod:`fiftyone_vog.inputs.manifest`)
     gives its checkpoints in its training order. Otherwise a glob or directory is naturally sorted
     (``epoch_2`` before ``epoch_10``), a directory leaving out :data:`FOLDER_SKIPS`;
-    a list keeps the caller's order, which must be the training order.
+    a list keeps the caller's order, which must be the training order. A Trainer's output folder
+    gives its ``checkpoint-{step}`` folders by step; a glob may match such folders.
     """
     manifest = None
     if isinstance(checkpoints, (str, os.PathLike)):
@@ -75,12 +78,20 @@ def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathL
         if manifest is not None:
             paths = [str(p) for p in manifest.paths()]
             what = f"{manifest.path} lists no checkpoints"
+        elif os.path.isdir(spec) and (found := hf.trainer_folders(spec)) is not None:  # Trainer's output folder
+            paths, what = found, None
+        elif hf.is_checkpoint_folder(spec):
+            raise VoGError(
+                f"{spec} is one Hugging Face checkpoint; VoG needs several from training: pass the Trainer's "
+                f"output folder ({os.path.dirname(os.path.normpath(spec)) or '.'}) or a glob such as "
+                f"'{os.path.join(os.path.dirname(os.path.normpath(spec)), 'checkpoint-*')}'"
+            )
         elif os.path.isdir(spec):
             paths = [p for p in os.listdir(spec) if p.endswith(CHECKPOINT_SUFFIXES) and not _skipped(p)]
             paths = [q for q in (os.path.join(spec, p) for p in paths) if not os.path.isdir(q)]
             what = f"directory {spec!r} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
         elif glob.has_magic(spec):
-            paths = [p for p in glob.glob(spec) if not os.path.isdir(p)]
+            paths = [p for p in glob.glob(spec) if not os.path.isdir(p) or hf.is_checkpoint_folder(p)]
             what = f"no checkpoint file matches {spec!r}"
         else:
             paths = [spec]
@@ -91,7 +102,17 @@ def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathL
             paths = sorted(paths, key=natural_key)
     else:
         paths = [os.path.expanduser(str(p)) for p in checkpoints]
-    missing = [p for p in paths if not os.path.isfile(p)]
+    folders = [p for p in paths if hf.is_checkpoint_folder(p)]
+    for folder in folders:
+        problem = hf.folder_problem(folder)
+        if problem:
+            raise VoGError(problem)
+    if folders and len(folders) < len(paths):
+        raise VoGError(
+            f"the checkpoints mix Hugging Face checkpoint folders ({folders[0]}) with other files; list the "
+            "checkpoints of one training run, all saved the same way"
+        )
+    missing = [p for p in paths if not os.path.isfile(p) and p not in folders]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise VoGError(_not_a_file(missing[0]) + more)
@@ -161,7 +182,7 @@ def _not_a_file(path: str) -> str:
 def check_distinct(paths: Sequence[str | os.PathLike]) -> list[str]:
     """The checkpoints' sha256, refusing the same file twice (the same path, two links to one file,
     or two identical copies): the variance across identical weights is 0 for every sample."""
-    hashes = [sha256(p) for p in paths]
+    hashes = [hf.folder_sha256(p) if os.path.isdir(p) else sha256(p) for p in paths]
     first = {}
     for p, h in zip(paths, hashes):
         if h in first:
@@ -434,9 +455,10 @@ def model_factory(
     ``model`` is a torchvision name (``"resnet18"``, built with ``weights=None`` and
     ``num_classes``), a name of another library's architecture (``"timm:resnet18"``, built with
     ``pretrained=False``, see :mod:`fiftyone_vog.inputs.kinds`), ``"package.module:callable"``, an ``nn.Module`` (deep-copied), a
-    zero-argument factory, or ``None`` (checkpoints carry their own modules).
+    zero-argument factory, or ``None`` (checkpoints carry their own modules); ``"hf"`` (or
+    ``None``) for Hugging Face checkpoint folders, whose ``config.json`` names the architecture.
     """
-    if model is None:
+    if model is None or model == hf.MODEL:  # the architecture comes with the checkpoints
         return None
     if isinstance(model, nn.Module):
         return lambda: copy.deepcopy(model)
@@ -494,6 +516,15 @@ def load_models(
     factory = model_factory(model, num_classes, allow_import=allow_import)
     models = []
     for path in paths:
+        if hf.is_checkpoint_folder(path):  # config.json's architecture (or model='s), safetensors weights
+            models.append(hf.load_folder(path, factory, allow_pickle, allow_import, allow_torchscript))
+            continue
+        if model == hf.MODEL:
+            raise VoGError(
+                f"model='hf' builds the architecture of Hugging Face checkpoint folders (config.json + "
+                f"{hf.WEIGHTS[0]}), but {path} is a file; pass the Trainer's checkpoint-* folders, or name "
+                "the architecture of these files"
+            )
         obj = load_checkpoint(
             path,
             allow_pickle=allow_pickle,

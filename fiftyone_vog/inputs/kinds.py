@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import VoGError
+from . import hf
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,30 @@ KINDS: dict[str, ModelKind] = {
 }
 
 
+# -- Hugging Face transformers (inputs/hf.py): the architecture comes with each checkpoint folder's
+# config.json (model='hf', or none), not from a name; the kind gives the folder's image processor
+# as the model's own preprocessing and builds it from its description {"kind": "hf", ...}.
+def _hf_no_name(name: str, *_):
+    raise VoGError(
+        f"model 'hf:{name}': a Hugging Face architecture comes from each checkpoint folder's config.json, "
+        "not from a name; pass the Trainer's checkpoint folders with model='hf' or no model"
+    )
+
+
+KINDS["hf"] = ModelKind(
+    prefix="hf",
+    package="transformers",
+    extra=hf.EXTRA,
+    example=hf.MODEL,
+    names=lambda: [],
+    check=_hf_no_name,
+    build=_hf_no_name,
+    owns=lambda module: isinstance(module, hf.LogitsOf),
+    preprocessing=lambda module, kwargs: module.vog_preprocessing,
+    transform=hf.transform,
+)
+
+
 # -- names ----------------------------------------------------------------------------
 def _literal(node: ast.AST, spec: str, key: str):
     try:
@@ -337,6 +362,8 @@ def transform_summary(description) -> str:
     """A short text for people: ``"timm: resize 35 bicubic, center crop 32, mean (0.5, …)"``."""
     if not isinstance(description, dict):
         return f"the {description!r} preset"
+    if description.get("kind") == hf.MODEL:
+        return hf.transform_summary(description)
     if description.get("kind") == "timm":
         c = description.get("data_config", {})
         h, w = (c.get("input_size") or [3, "?", "?"])[1:]
