@@ -39,7 +39,7 @@ from ..inputs.checkpoints import (
     manifest_model,
     manifest_of,
     resolve_checkpoints,
-    training_args,
+    script_model,
 )
 from ..inputs.images import (
     ImageDataset,
@@ -50,7 +50,6 @@ from ..inputs.images import (
     resolve_transform,
     transform_record,
 )
-from ..inputs.kinds import timm_script_model
 from ..inputs.manifest import Manifest
 from ..options import DEFAULTS, NORMALIZATIONS
 from . import distributed, preflight
@@ -374,7 +373,7 @@ def _validate(args: Args) -> Plan:
     window_idx = resolve_windows(a.windows, paths)
     fields = field_names(a.vog_field, window_idx)
     preflight.check_labels(a.samples, a.label_field, a.label_mode)
-    classes = _classes(a.classes, manifest)
+    classes = a.classes if manifest is None else manifest.check_classes(a.classes)
     classes_from = None if manifest is None or manifest.classes is None else str(manifest.path)
     if hf.is_checkpoint_folder(paths[0]):  # Hugging Face folders: architecture and class order in config.json
         classes, classes_from = hf.check_folders(paths, classes, a.model)
@@ -416,26 +415,11 @@ def _validate(args: Args) -> Plan:
     )
 
 
-def _classes(classes, manifest: Manifest | None):
-    """``classes=``, else the manifest's (the model's output order); the two must agree."""
-    if manifest is None or manifest.classes is None:
-        return classes
-    if classes is not None and list(classes) != manifest.classes:
-        raise VoGError(
-            f"classes= {list(classes)[:10]} differ from the model's output order recorded in {manifest.path} "
-            f"({manifest.classes[:10]}); leave classes= out to use the recorded order, or fix the manifest"
-        )
-    return list(manifest.classes)
-
-
 def _load(plan: Plan) -> Loaded:
     """Load every checkpoint into its model (strictly), wrap the images, build the engine, and
     check the model's output size against the classes on the first image."""
     a, data = plan.args, plan.data
-    script_args = training_args(plan.paths[0])  # timm's train.py keeps its arguments in every checkpoint
-    model = plan.model
-    if model is None and script_args is not None:
-        model = timm_script_model(script_args)
+    model, script_args = script_model(plan.model, plan.paths[0])
     weights = {}
     models = load_models(
         plan.paths,

@@ -40,7 +40,7 @@ from torch import nn
 
 from ..errors import VoGError
 from . import hf
-from .kinds import kind_factory, timm_script_args
+from .kinds import kind_factory, timm_script_args, timm_script_model
 from .manifest import Manifest, read_manifest
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pth.tar")
@@ -159,6 +159,16 @@ def training_args(path: str | os.PathLike) -> dict | None:
     except Exception:
         return None
     return timm_script_args(obj)
+
+
+def script_model(model: ModelSpec, first: str | os.PathLike) -> tuple[ModelSpec, dict | None]:
+    """``(model, training args)``: ``model``, else (None) the architecture a timm training
+    script's checkpoint ``first`` names; and that script's arguments (for its eval preprocessing),
+    or None."""
+    args = training_args(first)  # timm's train.py keeps its arguments in every checkpoint
+    if model is None and args is not None:
+        model = timm_script_model(args)
+    return model, args
 
 
 def _skipped(name: str) -> bool:

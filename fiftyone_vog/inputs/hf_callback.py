@@ -67,7 +67,9 @@ def _make_callback_class(base):
                 Trainer's ``processing_class`` when it is an image processor).
         """
 
-        def __init__(self, every_n_epochs: int | None = 1, every_n_saves: int | None = None, classes=None, image_processor=None):
+        def __init__(
+            self, every_n_epochs: int | None = 1, every_n_saves: int | None = None, classes=None, image_processor=None
+        ):
             super().__init__()
             if every_n_saves is not None:
                 every_n_epochs = None

@@ -360,8 +360,10 @@ def kind_transform(description: dict) -> Callable:
 
 def transform_summary(description) -> str:
     """A short text for people: ``"timm: resize 35 bicubic, center crop 32, mean (0.5, …)"``."""
+    if isinstance(description, str):
+        return description if description.startswith("callable:") else f"the {description!r} preset"
     if not isinstance(description, dict):
-        return f"the {description!r} preset"
+        return repr(description)
     if description.get("kind") == hf.MODEL:
         return hf.transform_summary(description)
     if description.get("kind") == "timm":

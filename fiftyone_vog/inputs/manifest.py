@@ -115,6 +115,17 @@ class Manifest:
             out.append(p)
         return out
 
+    def check_classes(self, classes):
+        """``classes=`` if given, else the recorded ones (the model's output order); the two must agree."""
+        if self.classes is None:
+            return classes
+        if classes is not None and list(classes) != self.classes:
+            raise VoGError(
+                f"classes= {list(classes)[:10]} differ from the model's output order recorded in {self.path} "
+                f"({self.classes[:10]}); leave classes= out to use the recorded order, or fix the manifest"
+            )
+        return list(self.classes)
+
     def to_json(self) -> dict:
         return {
             **self.extra,
