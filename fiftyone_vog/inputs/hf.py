@@ -20,6 +20,7 @@ checking folders (this module's first half) does not import it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -273,18 +274,45 @@ def check_folders(folders: Sequence, classes=None, model=None) -> tuple[list[str
     return resolve_classes(classes, folders)
 
 
-def build_model(folder):
-    """A freshly initialised image classifier of ``folder``'s architecture (no weights loaded)."""
-    check_architecture(folder)
-    from transformers import AutoConfig, AutoModelForImageClassification
+@contextlib.contextmanager
+def _quiet():
+    """transformers' loading progress bar and load report off for a block (our errors say what failed)."""
+    from transformers.utils import logging
 
+    bar, verbosity = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
     try:
-        config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-        return AutoModelForImageClassification.from_config(config, trust_remote_code=False)
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        raise VoGError(
-            f"transformers cannot build the model of {os.path.join(folder, CONFIG)}: {str(e).splitlines()[0][:300]}"
-        ) from None
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bar:
+            logging.enable_progress_bar()
+
+
+def build_model(folder, state: dict):
+    """``folder``'s image classifier with the weights ``state`` (tensors read by the caller), loaded
+    through transformers' own key conversion (its ``save_pretrained`` may write older key names
+    than the module's), strictly: a missing, unexpected or misshapen weight is refused."""
+    check_architecture(folder)
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING
+
+    path = os.path.join(folder, CONFIG)
+    try:
+        with _quiet():
+            config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+            cls = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING[type(config)]  # AutoModelForImageClassification's choice
+            module, info = cls.from_pretrained(
+                None, config=config, state_dict=state, output_loading_info=True, dtype=torch.float32
+            )
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError) as e:
+        raise VoGError(f"transformers cannot build the model of {path}: {str(e).splitlines()[0][:300]}") from None
+    bad = {k: sorted(info.get(k) or ()) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(bad.values()):
+        what = "; ".join(f"{k.replace('_', ' ')}: {', '.join(map(str, v[:5]))}" for k, v in bad.items() if v)
+        raise VoGError(f"the weights in {folder} do not fit its {CONFIG} ({what})")
+    return module
 
 
 class LogitsOf(nn.Module):
@@ -311,7 +339,6 @@ def load_folder(folder, model=None, allow_pickle=False, allow_import=True, allow
     problem = folder_problem(folder)
     if problem:
         raise VoGError(problem)
-    module = build_model(folder) if model is None else model()
     state = {}
     for path in weight_files(folder):  # tensors only: safetensors, or torch.load(weights_only=True)
         part = load_checkpoint(
@@ -320,12 +347,15 @@ def load_folder(folder, model=None, allow_pickle=False, allow_import=True, allow
         if not isinstance(part, dict):
             raise VoGError(f"{path} holds a whole module, not the weights of a Hugging Face checkpoint")
         state.update(part)
-    state = match_keys(state, module.state_dict().keys())
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        msg = str(e).split("\n\t", 1)[-1].replace("\n\t", " ")
-        raise VoGError(f"the weights in {folder} do not fit its {CONFIG}: {msg[:600]}") from None
+    if model is None:
+        module = build_model(folder, state)
+    else:
+        module = model()
+        try:
+            module.load_state_dict(match_keys(state, module.state_dict().keys()), strict=True)
+        except RuntimeError as e:
+            msg = str(e).split("\n\t", 1)[-1].replace("\n\t", " ")
+            raise VoGError(f"the weights in {folder} do not fit the model given: {msg[:600]}") from None
     return LogitsOf(module.eval(), image_processor_description(folder))
 
 
