@@ -7,7 +7,7 @@ import pytest
 
 import fiftyone_vog as fov
 
-from hf_eco import assert_close, hf_dataset, images32, reference, save_checkpoints  # noqa: F401
+from hf_eco import assert_close, hf_dataset, images32, reference, save_checkpoints  # noqa: F401  (fixtures)
 
 
 @pytest.mark.parametrize("name", ["vit", "resnet", "convnext"])

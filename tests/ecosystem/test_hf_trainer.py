@@ -16,7 +16,7 @@ from fiftyone_vog.app.install import install_plugin
 from fiftyone_vog.inputs.manifest import MANIFEST_NAME
 
 from conftest import TESTS_DIR, build_dataset
-from hf_eco import assert_close, hf_dataset, images32, reference, train  # noqa: F401
+from hf_eco import assert_close, hf_dataset, images32, reference, train  # noqa: F401  (fixtures)
 
 COMPUTE = "@fiftyone-vog/vog/compute_vog"
 
