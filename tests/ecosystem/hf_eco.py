@@ -4,6 +4,7 @@ them), Trainer-style ``checkpoint-{step}/`` folders, a run of the real ``transfo
 with :class:`VoGTrainerCallback`, 32×32 images, and the naive float64 reference built through
 transformers' own loaders (``from_pretrained``, ``AutoImageProcessor``), never through fiftyone-vog's."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -91,6 +92,18 @@ def hf_dataset(images32):
         ds.delete()
 
 
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread for a block: on this shared 2-core machine more threads than idle cores
+    make every operation wait for the slowest (the reference took 40 s with 2 threads, 1.5 s with 1)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _Logits(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
@@ -116,7 +129,8 @@ def reference(folders, ds, **options):
     )
     label2id = models[-1].model.config.label2id
     y = torch.tensor([label2id[l] for l in labels])
-    return naive_vog(models, x, y, VoGOptions(**{"target": DEFAULT_TARGET, **options}), list(range(len(folders))))
+    with one_thread():
+        return naive_vog(models, x, y, VoGOptions(**{"target": DEFAULT_TARGET, **options}), list(range(len(folders))))
 
 
 def assert_close(got, want, rel=1e-5):
@@ -169,5 +183,6 @@ def train(output_dir, images, name="vit", epochs=3, callback_kwargs=None, **trai
         processing_class=processor,
         callbacks=[VoGTrainerCallback(**(callback_kwargs or {}))],
     )
-    trainer.train()
+    with one_thread():
+        trainer.train()
     return trainer
