@@ -144,19 +144,20 @@ def assert_close(got, want, rel=1e-5):
     assert np.abs(got - want).max() / np.abs(want).max() < rel, np.abs(got - want).max() / np.abs(want).max()
 
 
-def lightning_module(net, lr=0.05, classes=None):
-    """A LightningModule holding ``net`` as ``self.model``, as Lightning's examples write one."""
+def lightning_module(net, lr=0.05, classes=None, attribute="model", loss_weight=None):
+    """A LightningModule holding ``net`` as ``self.{attribute}``, as Lightning's examples write one;
+    ``loss_weight``: a class-weighted loss, whose weight is a buffer in the module's state_dict."""
     import lightning as L
 
     class LitClassifier(L.LightningModule):
         def __init__(self):
             super().__init__()
             self.save_hyperparameters({"lr": lr, "classes": classes})
-            self.model = net
-            self.loss = torch.nn.CrossEntropyLoss()
+            setattr(self, attribute, net)
+            self.loss = torch.nn.CrossEntropyLoss(weight=loss_weight)
 
         def forward(self, x):
-            return self.model(x)
+            return getattr(self, attribute)(x)
 
         def training_step(self, batch, _):
             x, y = batch
@@ -168,7 +169,7 @@ def lightning_module(net, lr=0.05, classes=None):
     return LitClassifier()
 
 
-def train_lightning(net, x, y, callbacks, epochs=3, classes=None, root=None):
+def train_lightning(net, x, y, callbacks, epochs=3, root=None, **module_kw):
     """Fit ``net`` (inside a LightningModule) with the real ``lightning.Trainer`` on the CPU."""
     import lightning as L
 
@@ -185,5 +186,5 @@ def train_lightning(net, x, y, callbacks, epochs=3, classes=None, root=None):
         callbacks=callbacks,
         default_root_dir=root,
     )
-    trainer.fit(lightning_module(net, classes=classes), loader)
+    trainer.fit(lightning_module(net, **module_kw), loader)
     return trainer
