@@ -218,12 +218,12 @@ def resolve_classes(classes, folders: Sequence) -> tuple[list[str], str | None]:
 
 
 # -- transformers ---------------------------------------------------------------------------
-def transformers():
-    """The transformers package, offline; or the one-line error naming the extra."""
+def transformers(what: str = "a Hugging Face checkpoint folder"):
+    """The transformers package, offline; or the one-line error naming the extra (and ``what`` needs it)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # read by huggingface_hub when first imported
     from .kinds import require_package
 
-    return require_package("transformers", EXTRA, "a Hugging Face checkpoint folder")
+    return require_package("transformers", EXTRA, what)
 
 
 def _architecture_problem(config: dict, path: str) -> str | None:

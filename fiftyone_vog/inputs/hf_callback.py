@@ -141,7 +141,7 @@ def _make_callback_class(base):
 
 @functools.cache
 def _callback_class():
-    return _make_callback_class(hf.transformers().TrainerCallback)
+    return _make_callback_class(hf.transformers("the Trainer callback VoGTrainerCallback").TrainerCallback)
 
 
 def __getattr__(name):

@@ -82,3 +82,36 @@ def test_the_lightning_callback_without_lightning_names_the_extra(tmp_path):
         "the Lightning callback VoGCheckpoint needs lightning, which is not installed; "
         "pip install 'fiftyone-vog[lightning]'"
     )
+
+
+# -- Hugging Face transformers (the [transformers] extra) ----------------------------------
+HF_CALLBACK_CODE = """
+import fiftyone_vog.inputs.hf_callback as hf_callback  # importing the module needs no transformers
+from fiftyone_vog.errors import VoGError
+try:
+    from fiftyone_vog.inputs.hf_callback import VoGTrainerCallback
+except VoGError as e:
+    print(e)
+"""
+
+
+def test_the_trainer_callback_without_transformers_names_the_extra(tmp_path):
+    r = _without(tmp_path, "transformers", "-c", HF_CALLBACK_CODE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == (
+        "the Trainer callback VoGTrainerCallback needs transformers, which is not installed; "
+        "pip install 'fiftyone-vog[transformers]'"
+    )
+
+
+def test_the_cli_on_hf_folders_without_transformers_exits_2_with_one_line(tmp_path, named):
+    from hf_eco import save_checkpoints
+
+    save_checkpoints(tmp_path / "run", "resnet")  # written here, where transformers is installed
+    r = _without(tmp_path, "transformers", "-m", "fiftyone_vog.cli", "compute", named.name, "--checkpoints", str(tmp_path / "run"), "--quiet")  # fmt: skip
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [
+        "fiftyone-vog compute: error: a Hugging Face checkpoint folder needs transformers, which is not "
+        "installed; pip install 'fiftyone-vog[transformers]'"
+    ]
+    assert "vog" not in named.get_field_schema()
