@@ -90,7 +90,9 @@ def add_compute(sub):
         epilog="examples: fiftyone-vog compute my-images --checkpoints 'runs/exp1/epoch_*.pt' --model resnet18; "
         "fiftyone-vog compute my-images --checkpoints runs/exp1 (a folder with vog_checkpoints.json, or timm's "
         "train.py output: no --model); fiftyone-vog compute my-images --checkpoints 'runs/exp1/*.ckpt' "
-        "--model timm:convnext_tiny",
+        "--model timm:convnext_tiny; fiftyone-vog compute my-images --checkpoints runs/hf (a Hugging Face "
+        "Trainer output folder: its checkpoint-*/ folders by step, architecture, class order and preprocessing "
+        "from config.json and preprocessor_config.json; no --model)",
     )
     p.add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--view", help="score only this saved view of the dataset")
@@ -98,14 +100,17 @@ def add_compute(sub):
         "--checkpoints",
         required=True,
         help="glob (quote it), directory, or comma-separated files in training order; a directory with a "
-        "vog_checkpoints.json manifest (CheckpointSaver, the Lightning callback) gives the order, model, classes "
-        "and transform",
+        "vog_checkpoints.json manifest (CheckpointSaver, the Lightning and Hugging Face callbacks) gives the "
+        "order, model, classes and transform; a Hugging Face Trainer output folder or a glob such as "
+        "'runs/hf/checkpoint-*' gives its checkpoint folders by step",
     )
     p.add_argument(
         "--model",
         help="torchvision name (resnet18), timm name (timm:resnet18, timm:vit_tiny_patch16_224(img_size=32); "
         "pip install 'fiftyone-vog[timm]'), 'package.module:callable'; omit when the checkpoints' manifest or "
-        "timm's train.py names it, and for TorchScript checkpoints (with --allow-torchscript)",
+        "timm's train.py names it, and for TorchScript checkpoints (with --allow-torchscript); hf (or omitted) for "
+        "Hugging Face checkpoint folders: the architecture in their config.json, never code from the folder "
+        "(pip install 'fiftyone-vog[transformers]')",
     )
     p.add_argument(
         "--state-dict-key",

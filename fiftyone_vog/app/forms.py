@@ -312,6 +312,7 @@ def compute_vog_form(ctx, inputs):
     """The Compute VoG form; every check that needs the server happens here."""
     from ..core.compute import field_names, resolve_windows
     from ..inputs.checkpoints import known_architectures, manifest_of, model_factory
+    from ..inputs.hf import MODEL as HF_MODEL
     from ..inputs.kinds import KINDS, kind_names
 
     inputs.view_target(ctx, action_description="Score")
@@ -351,12 +352,14 @@ def compute_vog_form(ctx, inputs):
     ]
     for name in [*known_architectures(), *kind_choices]:
         architectures.add_choice(name, label=name)
+    architectures.add_choice(HF_MODEL, label=f"{HF_MODEL}: Hugging Face folder (architecture from its config.json)")
     prop = inputs.str(
         "model",
         label="Model",
         view=architectures,
         description="An architecture of this package (SmallCNN, MLP) or torchvision (resnet18, ...), or timm "
-        "by name (timm:resnet18, timm:vit_tiny_patch16_224(img_size=32)); "
+        "by name (timm:resnet18, timm:vit_tiny_patch16_224(img_size=32)), or hf for Hugging Face Trainer "
+        "folders (checkpoint-*/ with config.json; also found by itself when empty; never their code); "
         f"any other 'package.module:callable' if the server sets {ALLOW_IMPORTS}=1; "
         "empty when the checkpoints' manifest or timm's train.py names it, and for TorchScript checkpoints "
         f"(code: only if the server sets {ALLOW_IMPORTS}=1)",
@@ -618,19 +621,20 @@ def _check_model_inline(inputs, p, props, check, samples, label_field, paths, al
     """Load the first checkpoint into the model and run it on one image of the view; say which
     preprocessing the run will use."""
     from ..core import preflight
+    from ..inputs import hf
     from ..inputs.checkpoints import manifest_model, manifest_of, script_model
     from ..inputs.images import ImageDataset, resolve_classes, resolve_transform
     from ..inputs.kinds import transform_summary
 
     manifest = manifest_of(parse_checkpoints(p.get("checkpoints")))
+    labels = samples.distinct(f"{label_field}.label")
+    given = lambda: manifest.check_classes(_split(p.get("classes"))) if manifest else _split(p.get("classes"))
+    if hf.is_checkpoint_folder(paths[0]):  # -- Hugging Face folders: architecture and class order in config.json
+        given, ok = _check_hf_inline(inputs, p, check, samples, label_field, paths, given, labels)
+        if not ok:
+            return
     classes, ok = check(
-        "classes",
-        lambda: resolve_classes(
-            samples,
-            label_field,
-            manifest.check_classes(_split(p.get("classes"))) if manifest else _split(p.get("classes")),
-            samples.distinct(f"{label_field}.label"),
-        ),
+        "classes", lambda: resolve_classes(samples, label_field, given() if callable(given) else given, labels)
     )
     if not ok:
         return
@@ -665,6 +669,49 @@ def _check_model_inline(inputs, p, props, check, samples, label_field, paths, al
         preflight.check_outputs(module, x, len(classes))
     except VoGError as e:
         _invalid(props["classes" if "classes were given" in str(e) else "transform"], str(e))
+
+
+def _check_hf_inline(inputs, p, check, samples, label_field, paths, given, labels):
+    """Hugging Face checkpoint folders: their architecture is one transformers builds (never code from
+    the folder) and their ``id2label`` fits the view's labels, each said on the control that fixes it;
+    a notice says what was found. Returns ``(the classes in the model's order, ok)``."""
+    from ..inputs import hf
+    from ..inputs.labels import declared_classes
+
+    names, ok = check("model", hf.check_architectures, paths, p.get("model") or None)
+    if not ok:
+        return None, False
+    found, ok = check("classes", lambda: hf.resolve_classes(given(), paths))
+    if not ok:
+        return None, False
+    classes, where = found
+    unknown = sorted({l for l in labels if l is not None} - set(classes))
+    if unknown:
+        check(
+            "classes",
+            _raise,
+            f"labels {unknown[:5]} in {label_field!r} are not among the model's classes {classes[:10]} ({where or 'classes='}); score a view without them",
+        )
+        return None, False
+    declared = declared_classes(samples, label_field)
+    order = (
+        "; the dataset lists them in another order: labels are matched by name"
+        if declared and set(declared) == set(classes) and list(declared) != classes
+        else ""
+    )
+    shown = ", ".join(classes[:8]) + (" …" if len(classes) > 8 else "")
+    inputs.view(
+        "hf_found",
+        types.Notice(
+            label=f"Hugging Face checkpoints: {names[-1] if names else 'the model given'} from config.json; "
+            f"classes in the model's order ({'id2label' if where else 'Classes'}): {shown}{order}"
+        ),
+    )
+    return classes, True
+
+
+def _raise(message):
+    raise VoGError(message)
 
 
 #: Where the run's transform came from (:func:`fiftyone_vog.inputs.images.resolve_transform`), in the form's words.

@@ -156,9 +156,11 @@ def check_app_checkpoints(ctx, spec) -> list[str] | None:
     """Confine a checkpoint spec (glob, directory, file, or list) from the App to the roots.
 
     Checked before anything is listed or opened (a glob's literal folder, each named file),
-    then again for every file it resolves to (a link inside a root may point out). Returns the
-    resolved files in order, or None for an empty spec.
+    then again for every file it resolves to (a link inside a root may point out), and for a
+    Hugging Face checkpoint folder every file in it that a run reads. Returns the resolved
+    files (or folders) in order, or None for an empty spec.
     """
+    from ..inputs import hf
     from ..inputs.checkpoints import resolve_checkpoints
 
     if not spec:
@@ -171,6 +173,8 @@ def check_app_checkpoints(ctx, spec) -> list[str] | None:
             raise VoGError(outside_message("checkpoints", spec if isinstance(spec, str) else entry, roots))
     paths = resolve_checkpoints(spec)
     for p in paths:
-        if not _inside(str(p), roots):
-            raise VoGError(outside_message("checkpoints", spec if isinstance(spec, str) else p, roots))
+        # a Hugging Face checkpoint folder: the files the run reads in it, whose links may point out too
+        for f in hf.folder_files(p) if hf.is_checkpoint_folder(p) else [p]:
+            if not _inside(str(p), roots) or not _inside(str(f), roots):
+                raise VoGError(outside_message("checkpoints", spec if isinstance(spec, str) else p, roots))
     return [str(p) for p in paths]

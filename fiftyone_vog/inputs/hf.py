@@ -259,18 +259,24 @@ def check_architecture(folder) -> str:
     return MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES[config["model_type"]]
 
 
-def check_folders(folders: Sequence, classes=None, model=None) -> tuple[list[str], str | None]:
-    """Every check of Hugging Face checkpoint folders that builds nothing: each architecture is
-    built into transformers (unless ``model`` gives the module), and the class order
-    (:func:`resolve_classes`). Returns ``(classes, the file they come from)``."""
+def check_architectures(folders: Sequence, model=None) -> list[str]:
+    """The class transformers builds for each folder (see :func:`check_architecture`); with
+    ``model`` (a module or factory the caller gives) none is checked, a name is refused."""
     if model is None or model == MODEL:
-        for folder in folders:
-            check_architecture(folder)
-    elif isinstance(model, str):
+        return [check_architecture(folder) for folder in folders]
+    if isinstance(model, str):
         raise VoGError(
             f"the checkpoints are Hugging Face folders, whose config.json names the architecture; leave model= out "
             f"(or pass model='hf') instead of model={model!r}"
         )
+    return []
+
+
+def check_folders(folders: Sequence, classes=None, model=None) -> tuple[list[str], str | None]:
+    """Every check of Hugging Face checkpoint folders that builds nothing: the architectures
+    (:func:`check_architectures`) and the class order (:func:`resolve_classes`). Returns
+    ``(classes, the file they come from)``."""
+    check_architectures(folders, model)
     return resolve_classes(classes, folders)
 
 

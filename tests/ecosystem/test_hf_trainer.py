@@ -109,3 +109,13 @@ def test_every_n_saves_keeps_what_save_total_limit_deletes(tmp_path, images32, h
     res = fov.compute_vog(hf_dataset, out)
     assert res.config.checkpoints == kept
     assert_close(hf_dataset.values("vog_raw"), reference(kept, hf_dataset))
+
+
+def test_compute_help_says_how_to_score_hugging_face_folders():
+    from fiftyone_vog.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    text = " ".join(sub.choices["compute"].format_help().split())
+    assert "hf (or omitted) for Hugging Face checkpoint folders: the architecture in their config.json" in text
+    assert "a Hugging Face Trainer output folder or a glob such as 'runs/hf/checkpoint-*'" in text
+    assert "pip install 'fiftyone-vog[transformers]'" in text
