@@ -687,10 +687,10 @@ def _check_hf_inline(inputs, p, check, samples, label_field, paths, given, label
     classes, where = found
     unknown = sorted({l for l in labels if l is not None} - set(classes))
     if unknown:
-        check(
-            "classes",
-            _raise,
-            f"labels {unknown[:5]} in {label_field!r} are not among the model's classes {classes[:10]} ({where or 'classes='}); score a view without them",
+        _invalid(
+            inputs.properties["classes"],
+            f"labels {unknown[:5]} in {label_field!r} are not among the model's classes {classes[:10]} "
+            f"({where or 'classes='}); score a view without them",
         )
         return None, False
     declared = declared_classes(samples, label_field)
@@ -708,10 +708,6 @@ def _check_hf_inline(inputs, p, check, samples, label_field, paths, given, label
         ),
     )
     return classes, True
-
-
-def _raise(message):
-    raise VoGError(message)
 
 
 #: Where the run's transform came from (:func:`fiftyone_vog.inputs.images.resolve_transform`), in the form's words.
