@@ -226,37 +226,27 @@ def transformers(what: str = "a Hugging Face checkpoint folder"):
     return require_package("transformers", EXTRA, what)
 
 
-def _architecture_problem(config: dict, path: str) -> str | None:
+def check_architecture(folder) -> str:
+    """The class transformers builds for ``folder`` (``"ViTForImageClassification"``), checked
+    without building it: config readable, its ``model_type`` built into transformers, an image classifier."""
+    transformers()
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
 
+    config, path = read_config(folder), os.path.join(folder, CONFIG)
     model_type = config["model_type"]
     if model_type not in CONFIG_MAPPING_NAMES:
         code = " (its auto_map names code in the folder, which is never run)" if config.get("auto_map") else ""
-        return (
+        raise VoGError(
             f"{path} is of model_type {model_type!r}, which this transformers does not build{code}; upgrade "
             "transformers, or build the model yourself and pass it as model="
         )
     if model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
-        return (
+        raise VoGError(
             f"{path} is a {model_type!r} model, which has no image-classification head in transformers "
             "(AutoModelForImageClassification); VoG needs a classifier"
         )
-    return None
-
-
-def check_architecture(folder) -> str:
-    """The class transformers builds for ``folder`` (``"ViTForImageClassification"``), checked
-    without building it: config readable, architecture built in, an image classifier."""
-    transformers()
-    config = read_config(folder)
-    path = os.path.join(folder, CONFIG)
-    problem = _architecture_problem(config, path)
-    if problem:
-        raise VoGError(problem)
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
-
-    return MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES[config["model_type"]]
+    return MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES[model_type]
 
 
 def check_architectures(folders: Sequence, model=None) -> list[str]:
