@@ -43,6 +43,7 @@ class ModelKind:
         check: ``check(name)`` raises :class:`VoGError` for an unknown name (with "did you mean").
         build: ``build(name, kwargs, num_classes)`` → a module with random weights, no download.
         owns: whether a module (built any way) is one of this library's.
+        name_of: the registry name of a module it owns (without the prefix), or None.
         preprocessing: ``preprocessing(module, kwargs)`` → the module's own transform description
             (a ``{"kind": prefix, ...}`` dict), or None.
         transform: ``transform(description)`` → a callable from an RGB ``PIL.Image`` to a C×H×W tensor.
@@ -56,6 +57,7 @@ class ModelKind:
     check: Callable[[str], None]
     build: Callable[[str, dict, int | None], nn.Module]
     owns: Callable[[nn.Module], bool]
+    name_of: Callable[[nn.Module], str | None]
     preprocessing: Callable[[nn.Module, dict], dict | None]
     transform: Callable[[dict], Callable]
 
@@ -81,11 +83,6 @@ def _did_you_mean(name: str, names: list[str], what: str, listing: str) -> VoGEr
 
 
 # -- timm ---------------------------------------------------------------------------
-#: Keyword arguments a model name may not carry: timm's create_model's own, and any whose name says
-#: it reads a file or the network: a model name never loads weights (``num_classes``: from the classes, or compute_vog's num_classes=).
-_REFUSED = {"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir"}
-_REFUSED |= {"scriptable", "exportable", "no_jit", "num_classes", "weights"}
-_REFUSED_WORDS = ("path", "file", "url", "hub", "dir", "pretrained")
 #: The data-config keys timm's eval transform reads (create_transform's others augment or need
 #: other libraries).
 TIMM_DATA_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
@@ -209,6 +206,7 @@ KINDS: dict[str, ModelKind] = {
         check=_timm_check,
         build=_timm_build,
         owns=_timm_owns,
+        name_of=lambda module: module.pretrained_cfg.get("architecture"),
         preprocessing=_timm_preprocessing,
         transform=_timm_transform,
     ),
@@ -240,6 +238,13 @@ KINDS["hf"] = ModelKind(
 
 
 # -- names ----------------------------------------------------------------------------
+#: Keyword arguments a model name may not carry: timm's create_model's own, and any whose name says
+#: it reads a file or the network: a model name never loads weights (``num_classes``: from the classes, or compute_vog's num_classes=).
+_REFUSED = {"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir"}
+_REFUSED |= {"scriptable", "exportable", "no_jit", "num_classes", "weights"}
+_REFUSED_WORDS = ("path", "file", "url", "hub", "dir", "pretrained")
+
+
 def _literal(node: ast.AST, spec: str, key: str):
     try:
         value = ast.literal_eval(node)
@@ -333,18 +338,17 @@ def architecture_name(module: nn.Module) -> str | None:
     None (built with other keyword arguments: name it yourself)."""
     for kind in KINDS.values():
         try:
-            owned = kind.owns(module)
+            name = kind.name_of(module) if kind.owns(module) else None
         except ImportError:
             continue
-        if owned and kind.prefix == "timm":
-            name = module.pretrained_cfg.get("architecture")
-            try:
-                built = kind.build(name, {}, getattr(module, "num_classes", None))
-            except VoGError:
-                return None
-            want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-            if {k: tuple(v.shape) for k, v in built.state_dict().items()} == want:
-                return f"timm:{name}"
+        if name is None:
+            continue
+        try:
+            built = kind.build(name, {}, getattr(module, "num_classes", None))
+        except VoGError:
+            return None
+        want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        return f"{kind.prefix}:{name}" if {k: tuple(v.shape) for k, v in built.state_dict().items()} == want else None
     return None
 
 
