@@ -347,11 +347,20 @@ def load_folder(folder, model=None, allow_pickle=False, allow_import=True, allow
         module = build_model(folder, state)
     else:
         module = model()
-        try:
-            module.load_state_dict(match_keys(state, module.state_dict().keys()), strict=True)
-        except RuntimeError as e:
-            msg = str(e).split("\n\t", 1)[-1].replace("\n\t", " ")
-            raise VoGError(f"the weights in {folder} do not fit the model given: {msg[:600]}") from None
+        want = module.state_dict()
+        state = match_keys(state, want.keys())
+        bad = {
+            "missing": sorted(want.keys() - state.keys()),
+            "unexpected": sorted(state.keys() - want.keys()),
+            "misshapen": sorted(k for k in want.keys() & state.keys() if want[k].shape != state[k].shape),
+        }
+        if any(bad.values()):
+            what = "; ".join(f"{len(v)} {k}, e.g. {', '.join(v[:2])}" for k, v in bad.items() if v)
+            raise VoGError(
+                f"the weights in {folder} do not fit the model given ({what}); leave model= out to build the "
+                f"architecture its {CONFIG} names, or give a module with the folder's weight names and shapes"
+            )
+        module.load_state_dict(state, strict=True)
     return LogitsOf(module.eval(), image_processor_description(folder))
 
 

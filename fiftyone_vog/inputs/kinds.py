@@ -219,7 +219,8 @@ KINDS: dict[str, ModelKind] = {
 def _hf_no_name(name: str, *_):
     raise VoGError(
         f"model 'hf:{name}': a Hugging Face architecture comes from each checkpoint folder's config.json, "
-        "not from a name; pass the Trainer's checkpoint folders with model='hf' or no model"
+        "not from the model; pass the Trainer's output folder (or its checkpoint folders) as the checkpoints, "
+        "with model 'hf' or none"
     )
 
 
@@ -232,6 +233,7 @@ KINDS["hf"] = ModelKind(
     check=_hf_no_name,
     build=_hf_no_name,
     owns=lambda module: isinstance(module, hf.LogitsOf),
+    name_of=lambda module: None,  # named by its folder's config.json, never by a name
     preprocessing=lambda module, kwargs: module.vog_preprocessing,
     transform=hf.transform,
 )
@@ -268,6 +270,8 @@ def parse(spec) -> tuple[ModelKind, str, dict] | None:
     if not sep or kind is None:
         return None
     rest = rest.strip()
+    if kind.build is _hf_no_name:  # 'hf:PATH' most often: said as such, not as a bad name
+        _hf_no_name(rest)
     name, kwargs = rest, {}
     if rest.endswith(")") and "(" in rest:
         name = rest[: rest.index("(")].strip()

@@ -4,14 +4,24 @@ transformers' own loaders: a ViT, a ResNet and a ConvNeXt from tiny configs."""
 import json
 import os
 import shutil
+from collections import OrderedDict
 
 import pytest
+import torch
 
 import fiftyone_vog as fov
 from fiftyone_vog.errors import VoGError
 
 from conftest import CLASSES
-from hf_eco import assert_close, hf_dataset, images32, reference, save_checkpoints  # noqa: F401  (fixtures)
+from hf_eco import (  # noqa: F401  (fixtures)
+    assert_close,
+    hf_dataset,
+    images32,
+    reference,
+    save_checkpoints,
+    tiny_config,
+    transformers,
+)
 
 
 @pytest.mark.parametrize("name", ["vit", "resnet", "convnext"])
@@ -132,3 +142,28 @@ def test_weights_that_do_not_fit_the_config_are_refused(vit_run, tmp_path, hf_da
     ):
         fov.compute_vog(hf_dataset, run)
     assert hf_dataset.list_runs() == []
+
+
+def test_a_module_given_for_the_folders_scores_them_or_says_what_does_not_fit(tmp_path, hf_dataset):
+    folders = save_checkpoints(tmp_path / "run", "resnet")
+    same = lambda: transformers.AutoModelForImageClassification.from_config(tiny_config("resnet"))  # noqa: E731
+    fov.compute_vog(hf_dataset, str(tmp_path / "run"), model=same)  # the folder's weight names: loaded as they are
+    assert_close(hf_dataset.values("vog_raw"), reference(folders, hf_dataset))
+    other = torch.nn.Sequential(OrderedDict(flat=torch.nn.Flatten(), fc=torch.nn.Linear(3 * 32 * 32, 4)))
+    hf_dataset.delete_sample_field("vog_raw")
+    hf_dataset.delete_runs()
+    _refused(
+        hf_dataset,
+        str(tmp_path / "run"),
+        r"do not fit the model given \(2 missing, e\.g\. fc\.bias, fc\.weight; \d+ unexpected, e\.g\. .*\); "
+        r"leave model= out to build the architecture its config\.json names",
+        model=other,
+    )
+
+
+@pytest.mark.parametrize("model", ["hf:./run", "hf:vit_base"])
+def test_a_folder_or_name_after_hf_says_to_pass_the_folder_as_the_checkpoints(checkpoint_dir, hf_dataset, model):
+    match = (
+        rf"^model '{model}': .*config\.json, not from the model; pass the Trainer's output folder .* as the checkpoints"
+    )
+    _refused(hf_dataset, checkpoint_dir, match, model=model)
