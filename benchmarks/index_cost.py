@@ -5,7 +5,7 @@
 
 In a throw-away database (its own mongod, under a temporary folder): N image samples, then
 compute_vog's writer (``bulk_set``) writes ``vog`` and ``vog_raw`` without an index; the indexes
-compute_vog creates are built (``index_score_fields``); the same write runs again with them
+compute_vog creates are built (``indexes.index_fields``); the same write runs again with them
 (what an ``overwrite=True`` rerun pays); and the App grid's first page sorted by VoG, highest first
 (``sort_by("vog", reverse=True).limit(20)``), is timed with and without the index. Prints one
 table; index sizes are MongoDB's ``collStats.indexSizes``.
@@ -36,7 +36,7 @@ def main():
     import fiftyone as fo
     from bson import ObjectId
 
-    from fiftyone_vog.core.compute import index_score_fields
+    from fiftyone_vog.core.indexes import index_fields
     from fiftyone_vog.core.writer import bulk_set
 
     n = args.n
@@ -71,7 +71,7 @@ def main():
     rows = []
     t_write = timed(lambda: bulk_set(ds, ids, scores))
     sort_none = statistics.median(timed(first_page) for _ in range(args.repeat))
-    t_index = timed(lambda: index_score_fields(ds, list(scores)))
+    t_index = timed(lambda: index_fields(ds, list(scores), "run:vog"))
     sizes = ds._dataset._sample_collection.database.command("collStats", coll.name)["indexSizes"]
     size = {k: v for k, v in sizes.items() if k.startswith("vog")}
     t_write_idx = timed(lambda: bulk_set(ds, ids, {k: v + 1 for k, v in scores.items()}))

@@ -18,10 +18,12 @@ What it does, in order (each step prints what it did):
     both with early / middle / late windows and the softmax-probability target (``--target``; on
     digits it separates memorized and OOD samples, the logit does not — see docs/results.md);
     stores the last checkpoint's predictions in ``predictions``;
- 6. saves the views ``vog-high``, ``vog-low``, ``vog-shuffled-labels`` (training split, ``vog``)
-    and ``vog-test-high``, ``vog-test-low``, ``vog-ood`` (test + OOD, ``vog_test``, with
-    ``save_vog_views(..., name_prefix="vog-test", names={"ood": "vog-ood"})``);
- 7. writes the reports ``OUT/report/train/report.html`` and ``OUT/report/test/report.html``;
+ 6. saves the views ``vog-high``, ``vog-low``, ``vog-shuffled-labels``, ``vog-label-errors``
+    (training split, ``vog``) and ``vog-test-high``, ``vog-test-low``, ``vog-ood``,
+    ``vog-likely-ood`` (test + OOD, ``vog_test``, with ``save_vog_views(..., name_prefix="vog-test",
+    names={"ood": "vog-ood", "likely-ood": "vog-likely-ood", ...})``);
+ 7. writes the reports ``OUT/report/train/report.html`` and ``OUT/report/test/report.html``, and
+    prints their summaries: the detectors side by side, best first, and which field to open;
  8. exports the ``vog-high`` subset as a class-folder tree to ``OUT/export/vog-high/``;
  9. prints what to look at and how to open the App.
 
@@ -257,14 +259,17 @@ def main(argv=None) -> dict:
     step(6, "saving the views (fov.save_vog_views)")
     # the training split by `vog`: vog-high, vog-low, vog-shuffled-labels, vog-label-errors (by vog_loss;
     # it holds no OOD sample)
-    train_views = fov.save_vog_views(ds.match_tags("train"), vog_field="vog", percentile=10, names={"ood": None})
-    # test + OOD by `vog_test`: vog-test-high, vog-test-low, and vog-ood (no label is shuffled there)
+    train_views = fov.save_vog_views(
+        ds.match_tags("train"), vog_field="vog", percentile=10, names={"ood": None, "likely-ood": None}
+    )
+    # test + OOD by `vog_test`: vog-test-high, vog-test-low, vog-ood (the tagged 8s and 9s) and
+    # vog-likely-ood (every sample, ranked as if nobody had tagged them; no label is shuffled there)
     test_views = fov.save_vog_views(
         ds.match_tags(["test", "ood"]),
         vog_field="vog_test",
         percentile=10,
         name_prefix="vog-test",
-        names={"ood": "vog-ood", "shuffled-labels": None, "label-errors": None},
+        names={"ood": "vog-ood", "likely-ood": "vog-likely-ood", "shuffled-labels": None, "label-errors": None},
     )
     view_counts = {**train_views.counts(), **test_views.counts()}
     for name, n in view_counts.items():
@@ -294,13 +299,28 @@ def main(argv=None) -> dict:
     seconds = time.perf_counter() - t_start
     shuffled_in_high = len(ds.load_saved_view("vog-high").match(fo.ViewField("label_shuffled") == True))  # noqa: E712
     ood_in_test_high = len(ds.load_saved_view("vog-test-high").match_tags("ood"))
+    label_errors = ds.load_saved_view("vog-label-errors")
+    errors_shuffled = len(label_errors.match(fo.ViewField("label_shuffled") == True))  # noqa: E712
+    likely_ood = ds.load_saved_view("vog-likely-ood")
+    first = counts["ood"]  # as many as there are held-out digits: R-precision
+    ood_first = len(likely_ood.limit(first).match_tags("ood"))
+    verdicts = [
+        next(x.strip() for x in r["summary"].splitlines() if "Which score:" in x) for r in (rep_train, rep_test)
+    ]
     print(f"""
 Finished in {seconds:.0f}s. What to look at:
   * {shuffled_in_high} of the {view_counts["vog-high"]} samples in 'vog-high' (top 10% VoG of the training split) have a
     shuffled label, against {info["shuffled"] / info["labeled"]:.0%} of the training split overall; open 'vog-shuffled-labels' to see them all.
   * {ood_in_test_high} of the {view_counts["vog-test-high"]} samples in 'vog-test-high' (top 10% of test + OOD) are held-out digits
     8/9, against {counts["ood"] / (counts["ood"] + counts["test"]):.0%} of test + OOD overall; 'vog-ood' lists them by raw VoG (vog_test_raw).
+  * 'vog-label-errors' holds the {view_counts["vog-label-errors"]} training samples whose label had less than even odds
+    (mean loss above ln 2): {errors_shuffled} of them are shuffled ({errors_shuffled / max(1, view_counts["vog-label-errors"]):.0%} precision, {errors_shuffled / info["shuffled"]:.0%} recall).
+  * 'vog-likely-ood' ranks all of test + OOD without looking at the tags, by {test_views.sorted_by["vog-likely-ood"]}:
+    {ood_first} of its first {first} are held-out digits.
   * 'vog-low' holds the most prototypical, easy training digits.
+  * Which score to open (from the reports' detector tables):
+      training split: {verdicts[0]}
+      test + OOD:     {verdicts[1]}
   * Reports: {rep_train["html"]}
              {rep_test["html"]}
   * Export of vog-high: {export_dir}
@@ -329,6 +349,9 @@ and press Execute.""")
         "test_accuracy": float(acc),
         "shuffled_in_high": shuffled_in_high,
         "ood_in_test_high": ood_in_test_high,
+        "label_errors_shuffled": errors_shuffled,
+        "likely_ood_first": ood_first,
+        "verdicts": verdicts,
     }
 
 

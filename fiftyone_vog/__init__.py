@@ -23,6 +23,7 @@ _PUBLIC = {
     "get_vog_run": ".core.runs",
     "list_vog_runs": ".core.runs",
     "load_vog_results": ".core.runs",
+    "index_vog_fields": ".core.indexes",
     "vog_report": ".report",
     "VOG_VIEW_NAMES": ".audit.views",
     "save_vog_views": ".audit.views",

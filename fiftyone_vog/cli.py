@@ -193,7 +193,7 @@ def add_compute(sub):
 
 def run_compute(args):
     import fiftyone_vog as fov
-    from fiftyone_vog.core.compute import data_wait_hint
+    from fiftyone_vog.core.compute import data_wait_hint, not_indexed_message
 
     samples = _load_dataset(args.dataset, args.view)
     checkpoints = args.checkpoints
@@ -239,6 +239,9 @@ def run_compute(args):
     )
     print(f"  of which scoring {t['compute']:.1f}s and waiting for images {t['data_wait']:.1f}s")
     print(f"  preprocessing: {_preprocessing(res.config)}")
+    unindexed = not_indexed_message(res.config.get("indexes"))
+    if unindexed:
+        print(f"  note: {unindexed}")
     hint = data_wait_hint(t, res.config["num_workers"])
     if hint:
         print(f"  note: {hint}")
@@ -278,14 +281,17 @@ def _preprocessing(config: dict) -> str:
 def add_views(sub):
     p = sub.add_parser(
         "views",
-        help="save the vog-high, vog-low, vog-shuffled-labels and vog-ood views",
+        help="save the vog-high, vog-low, vog-shuffled-labels, vog-ood, vog-label-errors and vog-likely-ood views",
         description="Save expression-based views on the dataset: vog-high (top PERCENTILE%% by VoG, hardest "
-        "first), vog-low (bottom PERCENTILE%%, lowest first), vog-shuffled-labels (SHUFFLED_FIELD is True) and "
-        "vog-ood (tagged OOD_TAG, or OOD_FIELD is True). A view whose marker does not exist is skipped with a note. "
-        "Existing views of these names are replaced. --name-prefix PREFIX names them PREFIX-high, PREFIX-low, "
-        "PREFIX-shuffled-labels and PREFIX-ood instead, so that another score field keeps its own views.",
+        "first), vog-low (bottom PERCENTILE%%, lowest first), vog-shuffled-labels (SHUFFLED_FIELD is True), "
+        "vog-ood (tagged OOD_TAG, or OOD_FIELD is True), vog-label-errors (by the run's mean loss: those above "
+        "ln 2 by default, see --label-error-rule) and vog-likely-ood (every scored sample by the run's best OOD "
+        "score, no tag needed). A view that cannot be saved is skipped with a note. Existing views of these names "
+        "are replaced. --name-prefix PREFIX names them PREFIX-high, PREFIX-low, ... instead, so that another "
+        "score field keeps its own views. Prints each view's size and what it holds.",
         epilog="examples:\n  fiftyone-vog views my-images\n  fiftyone-vog views my-images --percentile 5 --ood-tag novel\n"
-        "  fiftyone-vog views my-images --vog-field vog_test --name-prefix vog-test",
+        "  fiftyone-vog views my-images --vog-field vog_test --name-prefix vog-test\n"
+        "  fiftyone-vog views my-images --label-error-rule percentile --percentile 20",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("dataset", help="name of the FiftyOne dataset")
@@ -299,6 +305,12 @@ def add_views(sub):
     p.add_argument("--ood-field", help="boolean field marking out-of-distribution samples (default: use --ood-tag)")
     p.add_argument("--ood-tag", default="ood", help="sample tag marking out-of-distribution samples (default: ood)")
     p.add_argument("--name-prefix", help="name the views PREFIX-high, PREFIX-low, ... (default: vog)")
+    p.add_argument(
+        "--label-error-rule",
+        choices=options.LABEL_ERROR_RULES,
+        help="which samples vog-label-errors holds: even-odds (default: mean loss above ln 2, sized by the data) "
+        "or percentile (the top PERCENTILE%%)",
+    )
     p.set_defaults(func=run_views)
 
 
@@ -320,11 +332,12 @@ def run_views(args):
             ood_field=args.ood_field,
             ood_tag=args.ood_tag,
             name_prefix=args.name_prefix,
+            label_error_rule=args.label_error_rule,
         )
     finally:
         logger.setLevel(level)
     for name, count in views.counts().items():
-        print(f"{name}\t{count} samples")
+        print(f"{name}\t{count} samples\t{ds.get_saved_view_info(name)['description']}")
     for name, reason in views.skipped.items():
         print(f"{name}\tskipped: {reason}")
     print(f"open one: fo.load_dataset({args.dataset!r}).load_saved_view({views.names['high']!r})")
@@ -406,9 +419,11 @@ def add_export(sub):
         "EXPORT_DIR/<label>/<image>; fiftyone: media and every field, re-importable; csv: EXPORT_DIR/manifest.csv "
         "with id, filepath, label and the VoG fields, in the view's order. EXPORT_DIR must be new or empty, "
         "or, with --overwrite, hold an earlier fiftyone-vog export: --overwrite replaces only the files that "
-        "export wrote (listed in its .fiftyone-vog-export.json) and refuses a directory holding anything else. "
+        "export wrote and that are unchanged (fiftyone-vog's ownership record in the FiftyOne database lists "
+        "them; its .fiftyone-vog-export.json is information only); anything else there is kept and named, and "
+        "one where the new export writes refuses it. EXPORT_DIR itself is kept as it is (mode, owner, group). "
         "Never exported to: a filesystem root, the home or working directory or their ancestors, a folder "
-        "holding the dataset's media, a symbolic link.",
+        "holding media of any dataset, a symbolic link.",
         epilog="examples:\n  fiftyone-vog export my-images --view vog-high --export-dir out/hard\n"
         "  fiftyone-vog export my-images --view vog-shuffled-labels --export-dir out/memorized --dataset-type csv",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -422,27 +437,37 @@ def add_export(sub):
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an earlier fiftyone-vog export in EXPORT_DIR: only the files it wrote "
-        "(listed in its .fiftyone-vog-export.json); a directory holding other files is refused",
+        help="replace an earlier fiftyone-vog export in EXPORT_DIR: only the files it wrote, unchanged since "
+        "(as fiftyone-vog's record lists them); anything else there is kept",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_export)
 
 
 def run_export(args):
+    import logging
+
     import fiftyone_vog as fov
 
     samples = _load_dataset(args.dataset, args.view)
-    path = fov.export_vog_subset(
-        samples,
-        args.export_dir,
-        dataset_type=args.dataset_type,
-        label_field=args.label_field,
-        vog_field=args.vog_field,
-        overwrite=args.overwrite,
-        progress=not args.quiet,
-    )
+    logger = logging.getLogger("fiftyone_vog.audit.export")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # what Overwrite kept is printed below, not warned twice
+    try:
+        path = fov.export_vog_subset(
+            samples,
+            args.export_dir,
+            dataset_type=args.dataset_type,
+            label_field=args.label_field,
+            vog_field=args.vog_field,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+        )
+    finally:
+        logger.setLevel(level)
     print(f"exported {getattr(path, 'num_samples', len(samples))} samples ({args.dataset_type}) to {path}")
+    if getattr(path, "warning", None):
+        print(f"fiftyone-vog export: {path.warning}", file=sys.stderr)
 
 
 # -- report --------------------------------------------------------------------
@@ -506,6 +531,38 @@ def run_report(args):
     print(f"{len(out['pngs'])} PNGs in {out['out_dir']}; open {out['html']} in a browser")
 
 
+# -- index ---------------------------------------------------------------------
+def add_index(sub):
+    p = sub.add_parser(
+        "index",
+        help="index VoG fields so that the App's Sort by lists them (or --drop the indexes fiftyone-vog made)",
+        description="A VoG run indexes its score, its raw score and its companions (what the App's grid and "
+        f"the saved views sort by), within MongoDB's limit of {options.MAX_INDEXES} indexes per dataset. This "
+        "indexes other fields fiftyone-vog wrote (a window's, say), or with --drop drops the indexes it "
+        "made on them (never an index it did not make). Fields fiftyone-vog did not write are refused.",
+        epilog="examples:\n  fiftyone-vog index my-images vog_late vog_late_raw\n"
+        "  fiftyone-vog index my-images vog_early --drop",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="name of the FiftyOne dataset")
+    p.add_argument("fields", nargs="+", metavar="FIELD", help="fields fiftyone-vog wrote")
+    p.add_argument("--drop", action="store_true", help="drop the indexes fiftyone-vog made on these fields")
+    p.set_defaults(func=run_index)
+
+
+def run_index(args):
+    import fiftyone_vog as fov
+
+    ds = _load_dataset(args.dataset)
+    out = fov.index_vog_fields(ds, args.fields, drop=args.drop)
+    done = out["dropped"] if args.drop else out["indexed"]
+    print(f"{'dropped the indexes of' if args.drop else 'indexed'}: {', '.join(done) or '(none)'}")
+    if out["unchanged"]:
+        why = "no index fiftyone-vog made" if args.drop else "already indexed"
+        print(f"unchanged ({why}): {', '.join(out['unchanged'])}")
+    print(f"{out['indexes']} of MongoDB's {options.MAX_INDEXES} indexes in use on {args.dataset!r}")
+
+
 # -- install-plugin ------------------------------------------------------------
 def add_install_plugin(sub):
     p = sub.add_parser(
@@ -539,7 +596,7 @@ def run_install_plugin(args):
 
 
 # -- entry point ---------------------------------------------------------------
-SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_report, add_install_plugin]
+SUBCOMMANDS = [add_compute, add_views, add_shuffle_labels, add_export, add_report, add_index, add_install_plugin]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,3 +18,12 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise VoGError(f"{name}={value!r} is not supported; choose one of {', '.join(map(repr, choices))}")
     return value
+
+
+def check_path_text(name: str, path) -> str:
+    """``path`` as text, or :class:`VoGError` when it holds a NUL byte (no path can; the OS calls
+    would raise a bare ``ValueError``)."""
+    text = str(path)
+    if "\0" in text:
+        raise VoGError(f"{name} {text!r} contains a NUL byte (\\0), which no path may hold; type the path without it")
+    return text

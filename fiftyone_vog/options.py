@@ -66,13 +66,41 @@ DEFAULT_SEED = 51
 PLUGIN_NAME = "@fiftyone-vog/vog"
 #: The kinds of saved view ``save_vog_views`` creates, in the order it creates them; a view is
 #: named ``{name_prefix}-{kind}``, ``name_prefix`` defaulting to :data:`DEFAULT_VIEW_PREFIX`.
-VIEW_KINDS = ("high", "low", "shuffled-labels", "ood", "label-errors")
+#: ``likely-ood`` ranks every scored sample by :data:`QUESTION_SCORES`' OOD score (no tag needed).
+VIEW_KINDS = ("high", "low", "shuffled-labels", "ood", "label-errors", "likely-ood")
 DEFAULT_VIEW_PREFIX = "vog"
 #: The saved views' default names: ``vog-high``, ``vog-low``, …
 VIEW_NAMES = tuple(f"{DEFAULT_VIEW_PREFIX}-{kind}" for kind in VIEW_KINDS)
+#: Which scores answer which question, best first by the AUROCs measured in docs/results.md
+#: ("Which score to trust"): the first one a run wrote is what the likely-OOD view sorts by and
+#: what the verdict of the report and the panel names when the data has no flag to measure on;
+#: with a flag, the verdict names the best of them there. A part is a companion's name, ``"raw"``
+#: (raw VoG) or ``"score"`` (the class-normalized VoG). OOD's leave out loss and margin: they read
+#: the label, which an OOD sample lacks (it gets its prediction's).
+QUESTION_SCORES = MappingProxyType(
+    {
+        "label-errors": ("loss", "margin", "score", "raw"),
+        "ood": ("energy", "maxprob", "raw", "score"),
+    }
+)
+#: ``save_vog_views``' ``label_error_rule``: which samples ``vog-label-errors`` holds.
+#: ``"even-odds"``: mean loss of the used label above :data:`EVEN_ODDS_LOSS` (its geometric-mean
+#: probability over the checkpoints below 1/2), sized by the data, chosen by the precision and
+#: recall measured in docs/views-shuffle-export.md; ``"percentile"``: the top ``percentile``%.
+LABEL_ERROR_RULES = ("even-odds", "percentile")
+#: The default rule for the run's own loss companion (a score field the user names gets
+#: ``"percentile"``: the loss threshold means nothing for another score).
+DEFAULT_LABEL_ERROR_RULE = LABEL_ERROR_RULES[0]
+#: ln 2: the mean cross-entropy above which the used label had less than even odds.
+EVEN_ODDS_LOSS = math.log(2)
 #: ``export_vog_subset``'s ``dataset_type`` choices; the first is the default.
 EXPORT_TYPES = ("image-classification-dir", "fiftyone", "csv")
 DEFAULT_EXPORT_TYPE = EXPORT_TYPES[0]
+#: MongoDB's limit of indexes per collection (``_id`` included): a run indexes only the fields the
+#: App's grid and the saved views need (fiftyone_vog/core/indexes.py), the rest on request.
+MAX_INDEXES = 64
+#: The operator (and the CLI's ``index`` subcommand) that indexes other VoG fields, or drops them.
+INDEX_OPERATOR = "index_vog_fields"
 #: ``save_vog_views``' slice size in percent: ``PERCENTILE_MIN < percentile <= PERCENTILE_MAX``.
 PERCENTILE_MIN, PERCENTILE_MAX = 0, 100
 
@@ -156,6 +184,14 @@ def check_seed(seed, what: str = "seed") -> int:
     ):
         raise OptionError(f"seed must be an integer ≥ 0, got {seed!r}; e.g. {DEFAULT_SEED}")
     return int(seed)
+
+
+def check_label_error_rule(rule) -> str | None:
+    """``save_vog_views``' ``label_error_rule``: None (the default for the field) or one of
+    :data:`LABEL_ERROR_RULES`."""
+    if rule is None or rule in LABEL_ERROR_RULES:
+        return rule
+    raise OptionError(f"label_error_rule must be one of {', '.join(LABEL_ERROR_RULES)}, got {rule!r}")
 
 
 def check_percentile(percentile) -> float:

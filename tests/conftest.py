@@ -223,6 +223,15 @@ def named_dataset(image_dir, request):
 
 
 @pytest.fixture
+def env():
+    """The session's environment for subprocesses, with tests/ on the path so that
+    "conftest:small_model" imports."""
+    e = os.environ.copy()
+    e["PYTHONPATH"] = os.pathsep.join([TESTS_DIR, e.get("PYTHONPATH", "")])
+    return e
+
+
+@pytest.fixture
 def scored_run(dataset, checkpoint_dir):
     """A dataset with an existing VoG run, and a snapshot of everything it holds."""
     import fiftyone_vog as fov
@@ -239,6 +248,29 @@ def scored_run(dataset, checkpoint_dir):
         )
 
     return dataset, snapshot
+
+
+@pytest.fixture
+def no_deletes_outside(tmp_path, monkeypatch):
+    """A safety net for the export tests: removing anything outside this test's tmp_path fails
+    (PermissionError) instead. (The code before the fix would have removed '/', the home
+    directory, ... for real.)"""
+    base = os.path.realpath(tmp_path)
+
+    def guard(name, fn):
+        def wrapped(path, *a, **k):
+            if k.get("dir_fd") is not None:  # inside a guarded rmtree
+                return fn(path, *a, **k)
+            real = os.path.realpath(os.path.abspath(os.fspath(path)))
+            if not (real == base or real.startswith(base + os.sep) or ".partial-" in os.path.basename(real)):
+                raise PermissionError(f"test guard: {name}({path!r}) is outside the test's folder")
+            return fn(path, *a, **k)
+
+        return wrapped
+
+    monkeypatch.setattr(shutil, "rmtree", guard("rmtree", shutil.rmtree))
+    for name in ("unlink", "remove", "rmdir"):
+        monkeypatch.setattr(os, name, guard(name, getattr(os, name)))
 
 
 def interrupt_after(ds, checkpoint_dir, monkeypatch, batches, **kw):

@@ -40,7 +40,16 @@ from .binned import (
     window_decile_comparison,
 )
 from .common import assign_bins, to_jsonable
-from .detectors import COMPANION_SIGNS, DetectorTable, detector_table, detector_table_from_view, score_direction
+from .detectors import (
+    COMPANION_SIGNS,
+    VERDICT_QUESTIONS,
+    DetectorTable,
+    detector_lines,
+    detector_table,
+    detector_table_from_view,
+    score_direction,
+    score_verdict,
+)
 from .from_view import *  # noqa: F403  (the *_from_view wrappers, listed in FROM_VIEW)
 from .from_view import FROM_VIEW, read_correct, read_flag
 from .ranking import (
@@ -77,4 +86,7 @@ __all__ = [
     "detector_table_from_view",
     "COMPANION_SIGNS",
     "score_direction",
+    "score_verdict",
+    "detector_lines",
+    "VERDICT_QUESTIONS",
 ]

@@ -19,7 +19,16 @@ from ..options import COMPANION_SIGNS
 from .common import _as_bool, _as_scores, _Result
 from .ranking import detection_metrics
 
-__all__ = ["DetectorTable", "detector_table", "detector_table_from_view", "COMPANION_SIGNS", "score_direction"]
+__all__ = [
+    "DetectorTable",
+    "detector_table",
+    "detector_table_from_view",
+    "COMPANION_SIGNS",
+    "score_direction",
+    "score_verdict",
+    "detector_lines",
+    "VERDICT_QUESTIONS",
+]
 
 
 def score_direction(name: str) -> int:
@@ -141,3 +150,78 @@ def detector_table_from_view(
         raise VoGError(f"no sample has a value in every one of {list(fields)} and a known flag")
     arrays = {f: np.array(v, dtype=object)[keep].astype(np.float64) for f, v in values.items()}
     return detector_table(arrays, flag[keep], k=k)
+
+
+# -- which score to open: the verdict the report's summary and the App's panel both print --------
+#: The questions of the verdict, in its order: ``{question: (its words, the flag it is measured on)}``;
+#: a detector table answers a question when it was built for that flag (its ``kind``).
+VERDICT_QUESTIONS = {
+    "label-errors": ("label errors", "the shuffled labels"),
+    "ood": ("out-of-distribution", "the OOD-marked samples"),
+}
+
+
+def _rows(table) -> list[dict]:
+    return table.rows if isinstance(table, DetectorTable) else list(table.get("rows", []))
+
+
+def _best_row(table, candidates=None) -> dict | None:
+    """The first row (the rows are best first) whose AUROC is defined and, with ``candidates``,
+    whose score is one of them; None when there is none."""
+    for r in _rows(table) if table else []:
+        a = r.get("auroc")
+        if a is not None and not math.isnan(a) and (candidates is None or r["score"] in candidates):
+            return r
+    return None
+
+
+def score_verdict(tables: Mapping[str, object], beside=None) -> str:
+    """One line: which field to open for label errors and which for OOD, with its AUROC.
+
+    Args:
+        tables: ``{question: detector table}`` for the questions of :data:`VERDICT_QUESTIONS` the
+            data has a flag for (a :class:`DetectorTable` or its ``to_dict()``). The answer is the
+            table's best score among the question's candidates
+            (:data:`~fiftyone_vog.options.QUESTION_SCORES`: for OOD only scores that do not read
+            the label, since with ``label_mode="auto"`` a labeled sample's loss and margin are of
+            its label and an OOD sample's of its prediction). A question without a table, or
+            without a defined AUROC, is answered by the candidates' measured order instead, and
+            says so.
+        beside: the run's :class:`~fiftyone_vog.core.naming.ScoreFields`, which names the
+            candidates; without it every score of a table is a candidate and an unmeasured
+            answer names no field.
+    """
+    from ..options import QUESTION_SCORES
+
+    parts = []
+    for question, (what, flag) in VERDICT_QUESTIONS.items():
+        candidates = None
+        if beside is not None:
+            candidates = {f for f in map(beside.part, QUESTION_SCORES[question]) if f}
+        best = _best_row(tables.get(question), candidates)
+        if best is not None:
+            parts.append(f"for {what} open {best['score']} (AUROC {best['auroc']:.3f} on {flag} here)")
+        else:
+            field = beside.preferred(question) if beside is not None else None
+            parts.append(
+                f"for {what} open {field or 'its score'} (not measured on this data: the best in docs/results.md)"
+            )
+    return "Which score: " + "; ".join(parts)
+
+
+def detector_lines(flag: str, table, indent: str = "    ") -> list[str]:
+    """A detector table as aligned text lines, best first: a heading, then one row per score (a
+    table without a defined AUROC, e.g. nothing flagged, is its heading alone, saying so)."""
+    t = table.to_dict() if isinstance(table, DetectorTable) else table
+    rows = _rows(t)
+    head = f"{indent}{flag}: {t['n_flagged']} of {t['n']} flagged"
+    if _best_row(t) is None:
+        return [head + " (nothing to rank: every sample or none is flagged)"]
+    f = lambda v: "n/a" if v is None or v != v else f"{v:.3f}"  # noqa: E731
+    w = max([len(r["score"]) for r in rows] + [5])
+    lines = [head + f" (precision@k at k = {t['k']})", f"{indent}  {'score':{w}}  flags  AUROC  AUPRC  precision@k"]
+    lines += [
+        f"{indent}  {r['score']:{w}}  {r['direction']:5}  {f(r['auroc']):>5}  {f(r['auprc']):>5}  {f(r['precision_at_k']):>5}"
+        for r in rows
+    ]
+    return lines

@@ -73,6 +73,7 @@ FORM_LABELS = {
     "save_vog_views": {
         "vog_field": "VoG field",
         "percentile": "Percentile",
+        "label_error_rule": "Label-error rule",
         "shuffled_field": "Shuffled-label flag",
         "ood_field": "OOD flag field",
         "ood_tag": "OOD tag",
@@ -90,6 +91,10 @@ FORM_LABELS = {
         "mode": "Mode",
         "overwrite": "Overwrite",
     },
+    options.INDEX_OPERATOR: {
+        "fields": "Fields",
+        "drop": "Drop",
+    },
     "export_vog_subset": {
         "saved_view": "Saved view",
         "export_dir": "Export directory",
@@ -106,6 +111,7 @@ _OPERATOR_OF = {
     "shuffle_labels": ("shuffle_labels", "Shuffle labels", None),
     "restore_labels": ("shuffle_labels", "Shuffle labels", "'Action' set to restore"),
     "export_vog_subset": ("export_vog_subset", "Export VoG subset", None),
+    options.INDEX_OPERATOR: (options.INDEX_OPERATOR, "Index VoG fields", None),
 }
 _VALUE = r"'[^']*'|\"[^\"]*\"|True|False|None|-?\d+(?:\.\d+)?"
 
@@ -821,14 +827,23 @@ def save_vog_views_form(ctx, inputs):
             "percentile",
             default=10,
             label="Percentile",
-            description="vog-high / vog-low hold the top / bottom percentile of scores, vog-label-errors "
-            "the top percentile by mean loss (<field>_loss); "
-            f"({options.PERCENTILE_MIN}, {options.PERCENTILE_MAX}]",
+            description="vog-high / vog-low hold the top / bottom percentile of scores (and vog-label-errors "
+            f"with the percentile rule); ({options.PERCENTILE_MIN}, {options.PERCENTILE_MAX}]",
         )
         try:
             options.check_percentile(ctx.params.get("percentile", 10))
         except options.OptionError as e:
             _invalid(prop, str(e))
+        _choice(
+            inputs,
+            "label_error_rule",
+            options.LABEL_ERROR_RULES,
+            options.DEFAULT_LABEL_ERROR_RULE,
+            "Label-error rule",
+            "Which samples vog-label-errors holds: even-odds, those whose mean loss is above ln 2 "
+            "(sized by the data); percentile, the top percentile by mean loss",
+            ctx,
+        )
         bools = _fields_of(ctx.dataset, ftype=fo.BooleanField)
         from ..audit.views import save_vog_views
 
@@ -857,8 +872,8 @@ def save_vog_views_form(ctx, inputs):
             required=False,
             label="Name prefix",
             description="Name the views PREFIX-high, PREFIX-low, PREFIX-shuffled-labels, PREFIX-ood, "
-            "PREFIX-label-errors (default: vog), e.g. vog-test to keep another score field's views "
-            "beside these",
+            "PREFIX-label-errors, PREFIX-likely-ood (default: vog), e.g. vog-test to keep another score "
+            "field's views beside these",
         )
         prefix = _name_prefix(ctx.params)
         try:
@@ -866,7 +881,12 @@ def save_vog_views_form(ctx, inputs):
         except VoGError as e:
             _invalid(prefix_prop, str(e))
             names = list(VIEW_NAMES)
-        inputs.bool("overwrite", default=True, label="Overwrite", description="Replace saved views of the same names")
+        inputs.bool(
+            "overwrite",
+            default=True,
+            label="Overwrite",
+            description="Replace saved views of the same names that Save VoG views saved (never one of yours)",
+        )
         _dropdown(inputs, "load_view", names, names[0], "Open afterwards", "Saved view to load in the App")
 
 
@@ -1037,9 +1057,10 @@ def export_vog_subset_form(ctx, inputs):
 
 #: What the form says Overwrite does (the same rule as ``fov.export_vog_subset(overwrite=True)``).
 OVERWRITE_HELP = (
-    "Replace an earlier export of this plugin in that directory: only the files it wrote "
-    "(listed in its .fiftyone-vog-export.json) are removed. A directory holding anything "
-    "else, or the dataset's media, is never overwritten"
+    "Replace an earlier export of this plugin in that directory: only the files it wrote and that "
+    "are unchanged are removed (fiftyone-vog's record in the database lists them; its "
+    ".fiftyone-vog-export.json is information only). Anything else there is kept, and a "
+    "dataset's media are never overwritten"
 )
 
 
@@ -1051,3 +1072,48 @@ def export_dir_kwargs(ctx) -> str:
     path = check_app_path(ctx, p["export_dir"], "export directory")
     check_export_dir(path, ctx.dataset, bool(p.get("overwrite", False)))  # the media of the whole dataset
     return path
+
+
+# -- index_vog_fields -------------------------------------------------------------
+def index_vog_fields_form(ctx, inputs):
+    """The Index VoG fields form: the fields fiftyone-vog wrote that have no index (or, with Drop,
+    those with an index it created); the API's checks (MongoDB's budget) as an inline error."""
+    from ..core import ownership
+    from ..core.indexes import MAX_INDEXES, check_index_request, index_count, indexed_fields
+
+    drop = bool(ctx.params.get("drop", False))
+    inputs.bool(
+        "drop",
+        default=False,
+        label="Drop",
+        description="Drop the indexes fiftyone-vog created on these fields instead (frees MongoDB's budget)",
+    )
+    ours = [e.name for e in ownership.listing(ctx.dataset, kind=ownership.FIELD)]
+    if drop:
+        recorded = {e.options.get("field") for e in ownership.listing(ctx.dataset, kind=ownership.INDEX)}
+        choices = [n for n in ours if n in recorded]
+    else:
+        have = indexed_fields(ctx.dataset)
+        choices = [n for n in ours if n not in have]
+    if not choices:
+        what = "no index fiftyone-vog created" if drop else "no field fiftyone-vog wrote without an index"
+        prop = inputs.view("nothing", types.Warning(label=f"This dataset has {what}"))
+        prop.invalid = True
+        return
+    dd = types.DropdownView(multiple=True)
+    for name in choices:
+        dd.add_choice(name, label=name)
+    prop = inputs.list(
+        "fields",
+        types.String(),
+        label="Fields",
+        description=f"Index these so that the grid's Sort by lists them ({index_count(ctx.dataset)} of "
+        f"MongoDB's {MAX_INDEXES} indexes in use)",
+        view=dd,
+    )
+    fields = _split(ctx.params.get("fields"))
+    if fields:
+        try:
+            check_index_request(ctx.dataset, fields, drop)
+        except VoGError as e:
+            _invalid(prop, str(e))

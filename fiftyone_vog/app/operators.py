@@ -25,7 +25,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ..errors import VoGError
-from ..options import PLUGIN_NAME
+from ..options import INDEX_OPERATOR, PLUGIN_NAME
 from .forms import (  # noqa: F401  (re-exported: callers and tests import these from here)
     ALLOW_IMPORTS,
     CHOICES,
@@ -33,6 +33,7 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
     TRUTHY,
     VIEW_NAMES,
     _name_prefix,
+    _split,
     api_kwargs,
     app_message,
     app_messages,
@@ -42,6 +43,7 @@ from .forms import (  # noqa: F401  (re-exported: callers and tests import these
     export_vog_subset_form,
     from_the_app,
     imports_allowed,
+    index_vog_fields_form,
     parse_checkpoints,
     parse_windows,
     save_vog_views_form,
@@ -162,7 +164,7 @@ class ComputeVoG(foo.Operator):
         kwargs = compute_vog_kwargs(ctx)
         samples = ctx.target_view()
         existing = set(ctx.dataset.get_field_schema())
-        from ..core.compute import compute_vog, data_wait_hint
+        from ..core.compute import compute_vog, data_wait_hint, not_indexed_message
 
         if ctx.delegated:
             results = compute_vog(samples, progress=_delegated_progress(ctx, "Scoring"), **kwargs)
@@ -179,6 +181,9 @@ class ComputeVoG(foo.Operator):
             # The App applies the dataset's sidebar groups when it loads a dataset; a reload_dataset keeps
             # the groups it shows and lists new fields under PRIMITIVES until the page is reloaded.
             message += " (reload the page to see them in the sidebar's VoG group)"
+        unindexed = not_indexed_message(results.config.get("indexes"))
+        if unindexed:  # the App's Sort by lists indexed fields only: never a silent gap
+            message += f". Note: {app_message(unindexed, 'compute_vog')}"
         hint = data_wait_hint(results.timings, results.config["num_workers"])
         if hint:
             message += f". Note: {app_message(hint, 'compute_vog')}"  # the form's control, not --num-workers
@@ -193,7 +198,8 @@ class SaveVoGViews(foo.Operator):
         return foo.OperatorConfig(
             name="save_vog_views",
             label="Save VoG views",
-            description="Saved views vog-high, vog-low, vog-shuffled-labels, vog-ood and vog-label-errors",
+            description="Saved views vog-high, vog-low, vog-shuffled-labels, vog-ood, vog-label-errors and "
+            "vog-likely-ood",
             icon="bookmarks",
             dynamic=True,
         )
@@ -219,7 +225,7 @@ class SaveVoGViews(foo.Operator):
             **api_kwargs(
                 save_vog_views,
                 p,
-                ("vog_field", "percentile", "shuffled_field", "ood_field", "ood_tag", "overwrite"),
+                ("vog_field", "percentile", "label_error_rule", "shuffled_field", "ood_field", "ood_tag", "overwrite"),
                 {"percentile": float, "overwrite": bool},
             ),
         )
@@ -358,13 +364,60 @@ class ExportVoGSubset(foo.Operator):
             overwrite=bool(p.get("overwrite", False)),
             progress=_delegated_progress(ctx, "Exporting") if ctx.delegated else False,
         )
-        return {"export_dir": str(path), "num_samples": int(getattr(path, "num_samples", 0))}
+        out = {"export_dir": str(path), "num_samples": int(getattr(path, "num_samples", 0))}
+        if getattr(path, "warning", None):  # what Overwrite kept (not written by fiftyone-vog)
+            out["warning"] = app_message(path.warning, "export_vog_subset")
+        return out
 
     def resolve_output(self, ctx):
         outputs = types.Object()
         outputs.str("export_dir", label="Exported to")
         outputs.int("num_samples", label="Samples exported")
+        outputs.str("warning", label="Kept")
         return types.Property(outputs, view=types.View(label="Export complete"))
 
 
-OPERATORS = (ComputeVoG, SaveVoGViews, ShuffleLabels, ExportVoGSubset)
+# -- index_vog_fields --------------------------------------------------------------
+class IndexVoGFields(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name=INDEX_OPERATOR,
+            label="Index VoG fields",
+            description="Index VoG fields so that the grid's Sort by lists them, or drop the indexes fiftyone-vog made",
+            icon="sort",
+            dynamic=True,
+        )
+
+    def __call__(self, dataset, **kwargs):
+        return _execute(self, dataset, kwargs)
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        index_vog_fields_form(ctx, inputs)
+        app_messages(ctx, inputs, INDEX_OPERATOR)
+        return types.Property(inputs, view=types.View(label="Index VoG fields"))
+
+    @reported
+    def execute(self, ctx):
+        from ..core.indexes import index_vog_fields
+
+        p = ctx.params
+        out = index_vog_fields(ctx.dataset, _split(p.get("fields")), drop=bool(p.get("drop", False)))
+        done = out["dropped"] if p.get("drop") else out["indexed"]
+        verb = "Dropped the indexes of" if p.get("drop") else "Indexed"
+        summary = f"{verb} {', '.join(done) or 'no field'}; {out['indexes']} indexes in use"
+        if out["unchanged"]:
+            summary += f"; unchanged: {', '.join(out['unchanged'])}"
+        if not ctx.delegated:
+            ctx.ops.notify(summary, variant="success")
+            ctx.ops.reload_dataset()
+        return {**out, "summary": summary}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("summary", label="What was done")
+        return types.Property(outputs, view=types.View(label="Index VoG fields"))
+
+
+OPERATORS = (ComputeVoG, SaveVoGViews, ShuffleLabels, ExportVoGSubset, IndexVoGFields)

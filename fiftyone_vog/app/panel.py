@@ -15,6 +15,7 @@ import numpy as np
 from fiftyone import ViewField as F
 
 # the numbers the panel draws are computed in fiftyone_vog.analysis (names kept here for callers)
+from ..analysis.detectors import score_verdict
 from ..analysis.summary import (  # noqa: F401
     NUM_BINS,
     NUM_DECILES,
@@ -61,7 +62,8 @@ def view_stats(samples, vog_field: str, label_field: str | None = None, pred_fie
     # class means of a class-normalized score are 0 by construction: use the raw score for them
     from ..core.naming import score_fields
 
-    raw_field = score_fields(samples, vog_field).raw_or_score
+    beside = score_fields(samples, vog_field)
+    raw_field = beside.raw_or_score
     fields = [vog_field, raw_field]
     if label_field:
         fields.append(f"{label_field}.label")
@@ -86,31 +88,37 @@ def view_stats(samples, vog_field: str, label_field: str | None = None, pred_fie
         "deciles": decile_table(scores, errors),
         "class_field": raw_field,
         "classes": class_means(raw, labels) if labels is not None and raw.size == scores.size else [],
-        "detectors": detector_tables(samples, vog_field, label_field, pred_field),
+        "detectors": (tables := detector_tables(samples, vog_field, label_field, pred_field)),
+        "verdict": score_verdict({t["kind"]: t for t in tables}, beside),
     }
 
 
 def detector_tables(samples, vog_field, label_field=None, pred_field=None) -> list[dict]:
-    """``[{"flag", "rows", "k", "n", "n_flagged"}]``: VoG and its companions side by side for each
-    flag the view has (the ``label_shuffled`` field, the ``ood`` tag, misclassified), best first."""
+    """``[{"flag", "kind", "rows", "k", "n", "n_flagged"}]``: VoG and its companions side by side for
+    each flag the view has (the ``label_shuffled`` field, the ``ood`` tag, misclassified), best
+    first; ``kind`` is the question the flag answers (``"label-errors"``, ``"ood"``, ``"misclassified"``)."""
     from ..analysis import detector_table_from_view
 
     schema = samples.get_field_schema()
     flags = []
     if isinstance(schema.get("label_shuffled"), fo.BooleanField):
-        flags.append(("shuffled labels", dict(flag_field="label_shuffled")))
+        flags.append(("label-errors", "shuffled labels", dict(flag_field="label_shuffled")))
     if samples.count_sample_tags().get("ood"):
-        flags.append(("ood tag", dict(tag="ood")))
+        flags.append(("ood", "ood tag", dict(tag="ood")))
     if label_field and pred_field:
-        flags.append((f"misclassified ({pred_field})", dict(misclassified=pred_field, label_field=label_field)))
+        flags.append(
+            ("misclassified", f"misclassified ({pred_field})", dict(misclassified=pred_field, label_field=label_field))
+        )
     out = []
-    for name, kw in flags:
+    for kind, name, kw in flags:
         try:  # a flag with one class or no overlap with the scores is left out, never an error
             t = detector_table_from_view(samples, vog_field, **kw)
         except Exception:
             continue
         if 0 < t.n_flagged < t.n:
-            out.append({"flag": name, "rows": t.to_dict()["rows"], "k": t.k, "n": t.n, "n_flagged": t.n_flagged})
+            out.append(
+                {"flag": name, "kind": kind, "rows": t.to_dict()["rows"], "k": t.k, "n": t.n, "n_flagged": t.n_flagged}
+            )
     return out
 
 
@@ -284,6 +292,9 @@ class VoGPanel(foo.Panel):
             on_click=self.on_click_histogram,
         )
         panel.plot("deciles", data=_decile_traces(stats), layout=_decile_layout(stats), on_click=self.on_click_deciles)
+        # the same one line as the report's summary; a stable element the browser walk reads
+        if stats.get("verdict"):
+            panel.md(stats["verdict"], name="verdict")
         if stats.get("detectors"):
             panel.md(
                 "#### Detectors side by side (best first)\n\n" + detectors_markdown(stats["detectors"]),

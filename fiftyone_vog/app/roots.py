@@ -18,7 +18,8 @@ from __future__ import annotations
 import glob
 import os
 
-from ..errors import VoGError
+from ..core.ownership import export_dir_name
+from ..errors import VoGError, check_path_text
 
 APP_ROOTS = "FIFTYONE_VOG_APP_ROOTS"
 
@@ -125,9 +126,10 @@ def outside_message(what: str, path, roots: list[str]) -> str:
 
 
 def _inside(path: str, roots: list[str]) -> bool:
-    """``path`` lies inside a root both as written and with its links resolved."""
+    """``path`` lies inside a root both as written and with its links resolved (before any ``..``:
+    ``root/link/..`` is the folder above the link's target, as the OS opens it)."""
     lexical = _norm(path)
-    real = os.path.realpath(lexical)
+    real = os.path.realpath(os.path.join(os.getcwd(), os.path.expanduser(str(path))))
     return any(_is_within(lexical, r) or _is_within(lexical, _norm(r)) for r in roots) and any(
         _is_within(real, r) for r in roots
     )
@@ -145,11 +147,13 @@ def _literal_prefix(spec: str) -> str:
 
 
 def check_app_path(ctx, path, what: str = "path", roots: list[str] | None = None) -> str:
-    """``path`` normalized, or :class:`VoGError` when it is outside the App roots."""
+    """``path`` absolute with the links above its last name resolved, or :class:`VoGError` when it
+    is outside the App roots."""
+    check_path_text(what, path)
     roots = app_roots(ctx) if roots is None else roots
     if not _inside(str(path), roots):
         raise VoGError(outside_message(what, path, roots))
-    return _norm(path)
+    return export_dir_name(os.path.expanduser(str(path)))  # as the OS resolves it (links before ``..``)
 
 
 def check_app_checkpoints(ctx, spec) -> list[str] | None:

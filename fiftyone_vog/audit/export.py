@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import uuid
 
 from ..errors import VoGError
 from ..inputs.labels import check_classification_field
 from ..options import DEFAULT_EXPORT_TYPE, EXPORT_TYPES
-from .export_safety import check_export_dir, describe_os_error, remove_partial, replace_dir, write_marker
+from .export_safety import abandon, check_export_dir, commit, describe_os_error, stage
 
 #: ``dataset_type`` → what is written.
 DATASET_TYPES = dict(
@@ -86,6 +85,14 @@ class ExportResult(str):
     warning: str | None = None
 
 
+def _abandon(st) -> str | None:
+    """Undo a failed export (see :func:`~fiftyone_vog.audit.export_safety.abandon`); never raises."""
+    try:
+        return abandon(st)
+    except Exception as e:  # the original error matters more
+        return f"could not remove the partial export in {st.path}: {e}"
+
+
 def _write_csv(samples, path, label_field, fields):
     ids, filepaths = samples.values(["id", "filepath"])
     labels = samples.values(f"{label_field}.label") if label_field else [None] * len(ids)
@@ -126,20 +133,25 @@ def export_vog_subset(
         label_field: the ``fo.Classification`` field giving the label.
         vog_field: the run key whose fields go into the CSV (``"csv"`` only: the FiftyOne
             dataset holds every field, the directory tree none).
-        overwrite: replace an earlier export of ours in ``export_dir``: only the files it wrote,
-            listed in its marker ``.fiftyone-vog-export.json``. A non-empty directory without
-            that marker, or holding anything the marker does not list, is refused whatever
-            ``overwrite`` says; so are filesystem roots, the home and working directories and
-            their ancestors, folders holding the dataset's media, and symbolic links.
+        overwrite: replace an earlier export of ours in ``export_dir``: only the files and
+            folders fiftyone-vog's ownership record lists as written there and that are unchanged
+            since (not the marker ``.fiftyone-vog-export.json``, which is information only).
+            Anything else there is kept and named in the result's ``warning``; one that is where
+            the new export writes refuses it, before anything is removed. A non-empty directory
+            the record lists no export in is refused whatever ``overwrite`` says; so are
+            filesystem roots, the home and working directories and their ancestors, folders
+            holding media of any dataset, and symbolic links.
         progress: FiftyOne's progress convention for the media exports.
 
     Returns:
         the export directory, or the manifest's path for ``"csv"``: a ``str`` whose
         ``num_samples`` is the number of samples exported.
 
-    The export is written to a temporary sibling directory and moved into place when complete,
-    so a failure leaves ``export_dir`` as it was; a write that fails (a full disk, no permission)
-    raises :class:`VoGError` in one line.
+    ``export_dir`` itself is kept as it is (inode, mode, owner, group) or made: the export is
+    built in a hidden folder inside it and moved into place when complete, so a failure leaves
+    ``export_dir`` as it was; a write that fails (a full disk, no permission) raises
+    :class:`VoGError` in one line. Every file and folder written is recorded (owner
+    ``export:<id>``, with the dataset).
     """
     import fiftyone as fo
 
@@ -155,41 +167,33 @@ def export_vog_subset(
             f"no VoG field {vog_field!r} on {samples._dataset.name!r}; run fov.compute_vog first or pass vog_field="
         )
 
-    parent = os.path.dirname(export_dir)
-    tmp = os.path.join(parent, f".{os.path.basename(export_dir)}.partial-{uuid.uuid4().hex[:12]}")
     num = len(samples)
     try:
-        os.makedirs(parent, exist_ok=True)
-        os.makedirs(tmp)  # not mkdtemp: its 0700 mode would stick to the export
+        st = stage(export_dir, samples._dataset)  # the directory kept as it is, or made; a hidden folder in it
     except OSError as e:
         raise VoGError(describe_os_error(e, export_dir)) from None
     try:
         if dataset_type == "csv":
-            _write_csv(samples, os.path.join(tmp, MANIFEST_NAME), label_field, fields)
-        elif dataset_type == "fiftyone":
-            samples.export(
-                export_dir=tmp,
-                dataset_type=fo.types.FiftyOneDataset,
-                export_media=True,
-                overwrite=True,
-                progress=progress,
-            )
+            os.mkdir(st.build)
+            _write_csv(samples, os.path.join(st.build, MANIFEST_NAME), label_field, fields)
         else:
+            kind = "FiftyOneDataset" if dataset_type == "fiftyone" else "ImageClassificationDirectoryTree"
             samples.export(
-                export_dir=tmp,
-                dataset_type=fo.types.ImageClassificationDirectoryTree,
-                label_field=label_field,
+                export_dir=st.build,  # a new folder, so no overwrite: FiftyOne's also removes empty parents
+                dataset_type=getattr(fo.types, kind),
+                label_field=None if dataset_type == "fiftyone" else label_field,
                 export_media=True,
-                overwrite=True,
+                overwrite=False,
                 progress=progress,
             )
-        write_marker(tmp, dict(dataset=samples._dataset.name, dataset_type=dataset_type, num_samples=num))
-        warning = replace_dir(tmp, export_dir)  # only an empty dir or our own earlier export is replaced
+        info = dict(dataset=samples._dataset.name, dataset_type=dataset_type, num_samples=num)
+        warning = commit(st, overwrite, info)  # nothing fiftyone-vog did not write is removed or replaced
     except OSError as e:
-        remove_partial(tmp)
-        raise VoGError(describe_os_error(e, export_dir)) from None
+        raise VoGError(describe_os_error(e, export_dir, _abandon(st))) from None
     except BaseException:
-        remove_partial(tmp)
+        note = _abandon(st)
+        if note:
+            logger.warning(note)
         raise
     if warning:
         logger.warning(warning)

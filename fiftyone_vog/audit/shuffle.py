@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ..core import ownership
 from ..errors import VoGError
 from ..inputs.labels import check_classification_field, declared_classes
 from ..options import DEFAULT_SEED, SHUFFLE_MODES, OptionError, check_seed
@@ -17,8 +18,13 @@ from ..options import DEFAULT_SEED, SHUFFLE_MODES, OptionError, check_seed
 MODES = SHUFFLE_MODES
 #: the label field whose flag keeps the historic name ``label_shuffled`` (saved views, DESIGN.md)
 DEFAULT_LABEL_FIELD = "ground_truth"
-#: key of the field ``info`` that records which label field's audit a flag / backup field belongs to
+#: key of the field ``info`` that also says which label field's audit a flag / backup field belongs to
+#: (what versions before the ownership record read; :func:`~fiftyone_vog.core.ownership.adopt_legacy`
+#: takes such fields over)
 INFO_KEY = "fiftyone_vog_shuffle"
+#: the roles of the audit's two fields in the ownership record (owner ``shuffle:<label_field>``)
+FLAG, ORIGINAL = "flag", "original"
+_ROLE_WORDS = {FLAG: "flag field", ORIGINAL: "original-label field"}
 
 
 def _original_field(label_field, original_field):
@@ -32,20 +38,17 @@ def default_flag_field(label_field: str) -> str:
 
 
 def audit_owner(samples, name: str) -> str | None:
-    """The label field whose shuffle wrote field ``name`` (recorded in the field's ``info``), or
-    None when the field is absent or carries no record (a field of someone else, or of an older
-    version of this package)."""
-    field = samples._dataset.get_field(name) if name else None
-    info = getattr(field, "info", None) or {}
-    rec = info.get(INFO_KEY) if isinstance(info, dict) else None
-    return rec.get("label_field") if isinstance(rec, dict) else None
+    """The label field whose shuffle wrote field ``name`` (by the ownership record), or None when
+    no shuffle did (a field of someone else, a VoG run's, or absent)."""
+    e = ownership.entry(samples._dataset, ownership.FIELD, name) if name else None
+    kind, _, label_field = e.owner.partition(":") if e else ("", "", None)
+    return label_field if kind == "shuffle" else None
 
 
-def _audit_record(samples, name: str) -> dict:
-    field = samples._dataset.get_field(name)
-    info = getattr(field, "info", None) or {}
-    rec = info.get(INFO_KEY) if isinstance(info, dict) else None
-    return rec if isinstance(rec, dict) else {}
+def _audit_entry(samples, name: str):
+    """The ownership record of field ``name`` when a shuffle wrote it, else None."""
+    e = ownership.entry(samples._dataset, ownership.FIELD, name) if name else None
+    return e if e is not None and e.owner.startswith("shuffle:") else None
 
 
 def backup_fields(samples) -> set[str]:
@@ -54,12 +57,12 @@ def backup_fields(samples) -> set[str]:
     import fiftyone as fo
 
     schema = samples._dataset.get_field_schema(embedded_doc_type=fo.Classification)
-    out = set()
-    for name in schema:
-        rec = _audit_record(samples, name)
-        if rec.get("role") == "original" or (name.endswith("_original") and name[: -len("_original")] in schema):
-            out.add(name)
-    return out
+    recorded = {e.name for e in ownership.listing(samples._dataset, kind=ownership.FIELD) if e.role == ORIGINAL}
+    return {
+        name
+        for name in schema
+        if name in recorded or (name.endswith("_original") and name[: -len("_original")] in schema)
+    }
 
 
 def label_fields(samples) -> list[str]:
@@ -101,16 +104,48 @@ def shuffle_problem(samples, label_field, flag_field, original_field, overwrite,
         return "flag_field", "label_field, flag_field and original_field must be three different fields"
     ds = samples._dataset
     schema = ds.get_field_schema()
-    for param, name in (("flag_field", flag_field), ("original_field", original_field)):
-        owner = audit_owner(ds, name) if name in schema else None
-        if owner is not None and owner != label_field:
-            return param, (f"field {name!r} belongs to the shuffle of {owner!r}, not of {label_field!r}; {h[param]}")
+    e = _audit_entry(ds, label_field)
+    if e is not None:
+        of = e.owner.partition(":")[2]
+        return "label_field", (
+            f"field {label_field!r} is the {_ROLE_WORDS.get(e.role, 'field')} of the shuffle of {of!r}; shuffling it "
+            f"would make restoring {of!r} write wrong labels: shuffle {of!r} itself, or restore it first"
+        )
+    for param, role, name in (("flag_field", FLAG, flag_field), ("original_field", ORIGINAL, original_field)):
+        if name in schema:
+            problem = _not_the_audits(ds, name, label_field, role, h[param], "overwrites")
+            if problem is not None:
+                return param, problem
     existing = [f for f in (flag_field, original_field) if f in schema]
     if existing and not overwrite:
         return "label_field", (
             f"the labels of {label_field!r} look already shuffled on {ds.name!r} (field "
             f"{existing[0]!r} exists); " + h["overwrite"].format(lf=label_field)
         )
+    return None
+
+
+def _not_the_audits(ds, name, label_field, role, hint, verb) -> str | None:
+    """Why the existing field ``name`` is not the ``role`` field of ``label_field``'s shuffle by the
+    ownership record (one line, ending in ``hint``), or None when it is. ``verb``: what the caller
+    would do to it ("overwrites": shuffle; else a restore)."""
+    e = ownership.entry(ds, ownership.FIELD, name)
+    if e is None:
+        return (
+            f"field {name!r} exists and was not written by fiftyone-vog's shuffle of {label_field!r}; "
+            f"it never {verb} it: {hint}"
+        )
+    if e.owner != ownership.shuffle_owner(label_field):
+        if e.owner.startswith("shuffle:"):
+            of = e.owner.partition(":")[2]
+            if verb != "overwrites" and role == FLAG and e.role == FLAG:
+                return f"field {name!r} flags the shuffle of {of!r}, not of {label_field!r}; restore {of!r} to clear it, or {hint}"
+            if verb != "overwrites" and role == ORIGINAL and e.role == ORIGINAL:
+                return f"field {name!r} keeps the original labels of {of!r}, not of {label_field!r}; {hint}"
+            return f"field {name!r} belongs to the shuffle of {of!r}, not of {label_field!r}; {hint}"
+        return f"field {name!r} belongs to {ownership.describe_owner(e.owner)}, not to the shuffle of {label_field!r}; {hint}"
+    if e.role != role:
+        return f"field {name!r} is the {_ROLE_WORDS.get(e.role, e.role)} of the shuffle of {label_field!r}, not its {_ROLE_WORDS[role]}; {hint}"
     return None
 
 
@@ -205,12 +240,15 @@ def shuffle_labels(
     ds = dataset._dataset
     schema = ds.get_field_schema()
     existing = [f for f in (flag_field, original_field) if f in schema]
-    if existing:
+    if existing:  # both the audit's own (shuffle_problem): restored and removed first
         restore_labels(ds, label_field=label_field, flag_field=flag_field, original_field=original_field)
         schema = ds.get_field_schema()
     for name in (flag_field, original_field):
-        if name in schema:  # restore could not remove it: not ours
-            raise VoGError(f"field {name!r} already exists; choose another name")
+        if name in schema:  # restore cleared it on this view only: samples elsewhere still hold it
+            raise VoGError(
+                f"field {name!r} still holds the earlier shuffle's values on samples outside this view; "
+                f"restore {label_field!r} on the whole dataset first (fov.restore_labels(dataset, label_field={label_field!r}))"
+            )
 
     labeled = dataset.exists(f"{label_field}.label")
     ids, labels = labeled.values(["id", f"{label_field}.label"])
@@ -241,25 +279,28 @@ def shuffle_labels(
 
     originals = labeled.values(label_field)
     created = []
+    owner = ownership.shuffle_owner(label_field)
     record = {"label_field": label_field, "flag_field": flag_field, "original_field": original_field}
     try:
         ds.add_sample_field(
             original_field,
             fo.EmbeddedDocumentField,
             embedded_doc_type=fo.Classification,
-            info={INFO_KEY: {**record, "role": "original"}},
+            info={INFO_KEY: {**record, "role": ORIGINAL}},
         )
         created.append(original_field)
+        ownership.record(ds, ownership.FIELD, original_field, owner, role=ORIGINAL, options=record)
         labeled.set_values(original_field, dict(zip(ids, (c.copy() for c in originals))), key_field="id")
-        ds.add_sample_field(flag_field, fo.BooleanField, info={INFO_KEY: {**record, "role": "flag"}})
+        ds.add_sample_field(flag_field, fo.BooleanField, info={INFO_KEY: {**record, "role": FLAG}})
         created.append(flag_field)
+        ownership.record(ds, ownership.FIELD, flag_field, owner, role=FLAG, options=record)
         labeled.set_values(flag_field, dict(zip(ids, flags)), key_field="id")
         if changed:
             labeled.set_values(f"{label_field}.label", {ids[i]: new[i] for i in changed}, key_field="id")
     except BaseException:
         labeled.set_values(f"{label_field}.label", dict(zip(ids, labels)), key_field="id")
         for name in created:
-            ds.delete_sample_field(name)
+            ownership.delete_field(ds, name, owner)
         raise
 
     by_class: dict[str, int] = {}
@@ -328,42 +369,42 @@ def restore_labels(
     # samples outside `dataset` still holding a flag or an original (dataset is a view of ds)
     elsewhere = sum(len(ds.exists(name)) - len(dataset.exists(name)) for name in present)
     deleted = []
-    for name in present:
+    owner = ownership.shuffle_owner(label_field)
+    for name in present:  # both the audit's own (restore_problem)
         if elsewhere:
             dataset.set_values(name, [None] * len(dataset))
         else:
-            ds.delete_sample_field(name)
+            ownership.delete_field(ds, name, owner)
             deleted.append(name)
     return {"restored": restored, "checked": checked, "deleted_fields": deleted}
 
 
 def restore_problem(samples, label_field, flag_field, original_field, hints="api"):
     """``(flag_field, problem)``: the flag that a restore of ``label_field`` clears (the one its
-    shuffle recorded, else :func:`default_flag_field`), and why it cannot (``(param, message)``) or None."""
+    shuffle recorded, else :func:`default_flag_field`), and why it cannot (``(param, message)``) or
+    None. Both fields, where they exist, must be the ones the ownership record lists as that
+    shuffle's flag and original-label fields: a restore writes ``label_field`` from the one and
+    deletes both."""
     original_field = _original_field(label_field, original_field)
     ds = samples._dataset
     schema = ds.get_field_schema()
-    rec = _audit_record(ds, original_field) if original_field in schema else {}
-    if rec.get("label_field") not in (None, label_field):
-        return flag_field or default_flag_field(label_field), (
-            "original_field",
-            f"field {original_field!r} keeps the original labels of {rec['label_field']!r}, not of "
-            f"{label_field!r}; {HINTS[hints]['original_field']}",
-        )
-    recorded = rec.get("flag_field")
+    h = HINTS[hints]
+    if original_field in schema:
+        problem = _not_the_audits(ds, original_field, label_field, ORIGINAL, h["original_field"], "restores from")
+        if problem is not None:
+            return flag_field or default_flag_field(label_field), ("original_field", problem)
+    e = ownership.entry(ds, ownership.FIELD, original_field) if original_field in schema else None
+    recorded = (e.options or {}).get("flag_field") if e is not None else None
     flag_field = flag_field or recorded or default_flag_field(label_field)
-    owner = audit_owner(ds, flag_field) if flag_field in schema else None
-    if owner is not None and owner != label_field:
-        return flag_field, (
-            "flag_field",
-            f"field {flag_field!r} flags the shuffle of {owner!r}, not of {label_field!r}; "
-            f"restore {owner!r} to clear it, or {HINTS[hints]['flag_field']}",
-        )
+    if flag_field in schema:
+        problem = _not_the_audits(ds, flag_field, label_field, FLAG, h["flag_field"], "deletes")
+        if problem is not None:
+            return flag_field, ("flag_field", problem)
     if recorded and flag_field != recorded and flag_field in schema:
         return flag_field, (
             "flag_field",
             f"the shuffle of {label_field!r} flagged its samples in {recorded!r}, not "
-            f"{flag_field!r}; leave the flag field empty or {HINTS[hints]['flag_field']}",
+            f"{flag_field!r}; leave the flag field empty or {h['flag_field']}",
         )
     if original_field not in schema and flag_field not in schema:
         return flag_field, (

@@ -1,5 +1,5 @@
 """Saved views over VoG scores: ``vog-high``, ``vog-low``, ``vog-shuffled-labels``, ``vog-ood``,
-``vog-label-errors``.
+``vog-label-errors``, ``vog-likely-ood``.
 
 Every view is an expression (``match`` on a threshold or a marker, then ``sort_by``), never a
 list of sample ids, so it follows later edits of the fields it reads: a sample whose score
@@ -19,16 +19,28 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..core import ownership
 from ..core.naming import companion_field_name, score_fields
 from ..errors import VoGError
-from ..options import DEFAULT_VIEW_PREFIX, VIEW_KINDS, VIEW_NAMES, OptionError, check_percentile
+from ..options import (
+    COMPANION_SIGNS,
+    DEFAULT_LABEL_ERROR_RULE,
+    DEFAULT_VIEW_PREFIX,
+    EVEN_ODDS_LOSS,
+    QUESTION_SCORES,
+    VIEW_KINDS,
+    VIEW_NAMES,
+    OptionError,
+    check_label_error_rule,
+    check_percentile,
+)
 
 logger = logging.getLogger(__name__)
 
 #: The saved views :func:`save_vog_views` creates, in the order it creates them, and their kinds
 #: (a view is named ``{name_prefix}-{kind}``): the options table's.
 VOG_VIEW_NAMES, VIEW_KINDS = VIEW_NAMES, VIEW_KINDS
-VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD, VOG_LABEL_ERRORS = VOG_VIEW_NAMES
+VOG_HIGH, VOG_LOW, VOG_SHUFFLED, VOG_OOD, VOG_LABEL_ERRORS, VOG_LIKELY_OOD = VOG_VIEW_NAMES
 #: The companion that ranks label errors: the mean loss of the used label over the checkpoints,
 #: the strongest label-error score we measured (docs/results.md).
 LABEL_ERROR_COMPANION = "loss"
@@ -39,8 +51,8 @@ def vog_view_names(name_prefix: str | None = None) -> list[str]:
     """Names of the saved views :func:`save_vog_views` creates with this ``name_prefix``.
 
     ``None`` gives the default names ``vog-high``, ``vog-low``, ``vog-shuffled-labels``,
-    ``vog-ood``, ``vog-label-errors``; ``"vog-test"`` gives ``vog-test-high``, …
-    ``vog-test-label-errors``.
+    ``vog-ood``, ``vog-label-errors``, ``vog-likely-ood``; ``"vog-test"`` gives ``vog-test-high``,
+    … ``vog-test-likely-ood``.
     """
     return list(view_names(name_prefix).values())
 
@@ -83,7 +95,8 @@ class VoGViews(dict):
         names: ``{kind: view name}`` of every view the call was asked for (kinds in :data:`VIEW_KINDS`).
         skipped: views not saved because their marker (field or tag) does not exist.
         thresholds: ``{"high": t_high, "low": t_low}``, the VoG cut-offs used, and
-            ``"label-errors"``: the loss cut-off of ``vog-label-errors`` when it was saved.
+            ``"label-errors"``: the loss cut-off of ``vog-label-errors`` when it was saved
+            (under the ``"even-odds"`` rule the smallest float above ln 2).
         scored: number of samples with a score (not None, not NaN).
         k: the slice size before ties, ``ceil(percentile / 100 × scored)``.
         sorted_by: ``{view name: score field}`` each saved view is sorted by (see
@@ -130,6 +143,25 @@ def percentile_thresholds(values, percentile: float) -> tuple[float, float, int,
     return float(s[n - k]), float(s[k - 1]), k, n
 
 
+def label_error_threshold(losses, rule: str, percentile: float) -> float:
+    """The cut-off of ``vog-label-errors``: a sample is in it when its score is ``>=`` this.
+
+    ``rule="even-odds"``: ln 2 for any data (a mean cross-entropy above it means the used label's
+    geometric-mean probability over the checkpoints was below 1/2), so the view's size is the
+    number of such samples; ``"percentile"``: the k-th largest score, as
+    :func:`percentile_thresholds` (``losses`` may then hold None and NaN).
+    """
+    if rule == "even-odds":
+        return float(np.nextafter(EVEN_ODDS_LOSS, np.inf))  # strictly above ln 2
+    return percentile_thresholds(losses, percentile)[0]
+
+
+def _numeric(schema, name) -> bool:
+    import fiftyone as fo
+
+    return isinstance(schema.get(name), (fo.FloatField, fo.IntField))
+
+
 def _check_vog_field(dataset, vog_field):
     import fiftyone as fo
 
@@ -166,6 +198,7 @@ def save_vog_views(
     name_prefix: str | None = None,
     names: Mapping[str, str | None] | None = None,
     label_error_field: str | None = None,
+    label_error_rule: str | None = None,
 ) -> VoGViews:
     """Save the VoG views on ``dataset`` and return them.
 
@@ -180,10 +213,18 @@ def save_vog_views(
         :func:`fiftyone_vog.shuffle_labels`), VoG descending.
       - ``vog-ood``: samples whose boolean ``ood_field`` is True when ``ood_field`` is given,
         else samples tagged ``ood_tag``; VoG descending.
-      - ``vog-label-errors``: the top ``percentile``% by ``label_error_field`` (default
-        ``{vog_field}_loss``, the mean loss companion that :func:`fiftyone_vog.compute_vog`
-        writes), highest loss first: the likely label errors. Skipped when that field is absent
-        (a run with ``companions=False``).
+      - ``vog-label-errors``: the likely label errors, highest ``label_error_field`` first
+        (default: the run's recorded mean-loss companion, ``{vog_field}_loss``). Which samples:
+        ``label_error_rule="even-odds"`` (the default for the run's loss) those whose mean loss of
+        the used label is above ln 2 — their label's geometric-mean probability over the
+        checkpoints is below 1/2 — so the data sets the size; ``"percentile"`` (the default for a
+        ``label_error_field`` of yours) the top ``percentile``%. Skipped, with the reason, when the
+        run recorded no loss companion (``companions=False``; a field of that name that the run
+        did not write, or that is not numeric, is not used).
+      - ``vog-likely-ood``: every sample with a value in the run's best OOD score — the first of
+        its energy, max-softmax and raw VoG fields (:data:`~fiftyone_vog.options.QUESTION_SCORES`,
+        the order measured in docs/results.md) — most likely out-of-distribution first. Needs no
+        OOD tag or field: the view for curation, where ``vog-ood`` needs the samples marked.
 
     Thresholds: over the ``n`` samples whose score is not None or NaN, ``k = ceil(percentile/100
     × n)``; ``t_high`` is the k-th largest score and ``t_low`` the k-th smallest. Ties at a
@@ -204,39 +245,64 @@ def save_vog_views(
         shuffled_field: boolean field marking samples with shuffled labels.
         ood_field: boolean field marking out-of-distribution samples; ``None`` to use ``ood_tag``.
         ood_tag: sample tag marking out-of-distribution samples.
-        overwrite: replace saved views of the same names (default); ``False`` raises if one exists.
+        overwrite: replace saved views of the same names that save_vog_views saved (default;
+            the ownership record says which: a view of that name you saved yourself is refused,
+            never replaced); ``False`` raises if one exists.
         name_prefix: the views are named ``{name_prefix}-high``, ``-low``, ``-shuffled-labels``,
             ``-ood``; ``None`` for the default ``vog`` (``vog-high``, …). Use one prefix per score
             field or split, e.g. ``vog_field="vog_test", name_prefix="vog-test"``.
         names: ``{kind: name}`` overriding single names, kinds ``"high"``, ``"low"``,
-            ``"shuffled-labels"``, ``"ood"``, ``"label-errors"``; a kind mapped to ``None`` is not saved (and a saved
-            view of its name is left alone). E.g. ``names={"ood": "vog-ood"}`` with
+            ``"shuffled-labels"``, ``"ood"``, ``"label-errors"``, ``"likely-ood"``; a kind mapped to
+            ``None`` is not saved (and a saved view of its name is left alone). E.g. ``names={"ood": "vog-ood"}`` with
             ``name_prefix="vog-test"`` saves ``vog-test-high``, ``vog-test-low``,
             ``vog-test-shuffled-labels`` and ``vog-ood``.
         label_error_field: the score that ranks ``vog-label-errors`` (high = likely wrong label);
-            default ``{vog_field}_loss``.
+            default: the loss companion the run ``vog_field`` recorded.
+        label_error_rule: ``"even-odds"`` or ``"percentile"`` (above); None: ``"even-odds"`` for
+            the run's loss, ``"percentile"`` for a ``label_error_field`` you name.
 
     Returns:
         :class:`VoGViews`, a ``{name: DatasetView}`` dict of the views saved. A marker view whose
         field or tag does not exist (or, for the tag, marks no sample of ``dataset``) is skipped,
         not an error: its reason is in ``.skipped`` and logged as a warning. When ``overwrite``,
-        a saved view of that name left from an earlier call **over the same samples and score
-        field** is deleted (it would describe a marker that is gone); a view of that name saved
-        by a call over other samples or another field (say the test split's ``vog-ood``) is kept.
+        a saved view of that name that an earlier call **over the same samples and score field**
+        saved (by the ownership record) is deleted (it would describe a marker that is gone); a
+        view of that name saved by a call over other samples or another field (say the test
+        split's ``vog-ood``), or not by save_vog_views at all, is kept.
 
     Raises:
-        VoGError: ``vog_field`` missing or holding no score, a bad percentile, prefix or names,
-            or a view that exists while ``overwrite=False``.
+        VoGError: ``vog_field`` missing or holding no score, a bad percentile, prefix, names or
+            rule, a ``label_error_field`` that is not numeric (or ``"even-odds"`` with one), a
+            view that exists while ``overwrite=False``, or a saved view of one of the names that
+            save_vog_views did not save (checked before any view is saved).
     """
     from fiftyone import ViewField as F
 
     ds = dataset._dataset
     try:
         percentile = check_percentile(percentile)  # the rule the App's form checks too
+        label_error_rule = check_label_error_rule(label_error_rule)
     except OptionError as e:
         raise VoGError(str(e)) from None
     kind_names = view_names(name_prefix, names)
     _check_vog_field(ds, vog_field)
+    schema = ds.get_field_schema()
+    beside = score_fields(dataset, vog_field)
+    if label_error_field is not None:
+        if not _numeric(schema, label_error_field):
+            what = (
+                "does not exist"
+                if label_error_field not in schema
+                else f"is a {type(schema[label_error_field]).__name__}"
+            )
+            raise VoGError(
+                f"label_error_field={label_error_field!r} {what}; name a numeric score field (high = likely wrong label)"
+            )
+        if label_error_rule == "even-odds" and label_error_field != beside.companions.get(LABEL_ERROR_COMPANION):
+            raise VoGError(
+                f"label_error_rule='even-odds' thresholds the run's mean loss; {label_error_field!r} is not it: "
+                "pass label_error_rule='percentile'"
+            )
     if not overwrite:
         taken = [n for n in kind_names.values() if ds.has_saved_view(n)]
         if taken:
@@ -316,37 +382,70 @@ def save_vog_views(
             )
 
     thresholds = {"high": t_high, "low": t_low}
-    sort_fields = {}
+    ranked_by = {}  # {view name: the score it ranks by}, where that is not vog_field
     if "label-errors" in kind_names:
-        loss_field = label_error_field or companion_field_name(vog_field, LABEL_ERROR_COMPANION)
-        sort_fields[kind_names["label-errors"]] = loss_field
-        loss_values = dataset.values(loss_field) if loss_field in ds.get_field_schema() else []
-        if any(v is not None and v == v for v in loss_values):
-            t_loss = percentile_thresholds(loss_values, percentile)[0]
+        run_loss = beside.companions.get(LABEL_ERROR_COMPANION)
+        loss_field = label_error_field or run_loss
+        rule = label_error_rule or (DEFAULT_LABEL_ERROR_RULE if loss_field == run_loss else "percentile")
+        ranked_by[kind_names["label-errors"]] = loss_field or companion_field_name(vog_field, LABEL_ERROR_COMPANION)
+        loss_values = dataset.values(loss_field) if loss_field else []
+        if loss_field is None:
+            skip("label-errors", _why_no_companion(schema, vog_field, LABEL_ERROR_COMPANION))
+        elif not any(v is not None and v == v for v in loss_values):
+            skip("label-errors", f"field {loss_field!r} holds no score here; compute VoG on these samples")
+        else:
+            t_loss = label_error_threshold(loss_values, rule, percentile)
             thresholds["label-errors"] = t_loss
+            which = (
+                f"mean loss of the used label > ln 2 = {EVEN_ODDS_LOSS:.4g} (its geometric-mean probability over "
+                "the checkpoints below 1/2; rule 'even-odds')"
+                if rule == "even-odds"
+                else f"top {percentile:g}% by {loss_field} (>= {t_loss:.6g})"
+            )
             add(
                 "label-errors",
                 dataset.match(F(loss_field) >= t_loss).sort_by(loss_field, reverse=True),
-                f"top {percentile:g}% by {loss_field} (>= {t_loss:.6g}), likely label errors, highest loss first",
-            )
-        else:
-            skip(
-                "label-errors",
-                f"field {loss_field!r} does not exist or holds no score; compute VoG with "
-                "companions=True (the default) or pass label_error_field",
+                f"likely label errors: {which}, by {loss_field}, highest first",
+                field=loss_field,
             )
 
+    if "likely-ood" in kind_names:
+        ood_score = beside.preferred("ood")
+        ranked_by[kind_names["likely-ood"]] = ood_score
+        scored = dataset.match(F(ood_score) >= float("-inf"))  # drops None and NaN
+        if len(scored) == 0:
+            skip("likely-ood", f"no sample has a value in {ood_score!r}; compute VoG on these samples")
+        else:
+            part = next(p for p in QUESTION_SCORES["ood"] if beside.part(p) == ood_score)
+            high = COMPANION_SIGNS.get(part, 1) > 0
+            add(
+                "likely-ood",
+                scored.sort_by(ood_score, reverse=high),
+                f"likely out-of-distribution, no tag needed: every sample scored in {ood_score}, "
+                f"{'highest' if high else 'lowest'} first (the run's best OOD score by the AUROCs in docs/results.md)",
+                field=ood_score,
+            )
+
+    owner, base = ownership.views_owner(vog_field), _base_stages(dataset)
+    fix = (
+        "pass name_prefix= (or names=) to save the VoG views under other names, or delete or rename that view yourself"
+    )
+    for name in views:  # all checked before any is saved: only views save_vog_views saved are replaced
+        ownership.check_view_replaceable(ds, name, owner, fix)
     for name, view in views.items():
-        ds.save_view(name, view, description=descriptions[name], overwrite=overwrite)
+        ownership.save_view(ds, name, view, owner, descriptions[name], {"base": base, "field": ranked_by.get(name)})
     for name, reason in skipped.items():
         if overwrite and ds.has_saved_view(name):
-            if _saved_by_same_call(ds, name, dataset, sort_fields.get(name, vog_field)):
-                ds.delete_saved_view(name)
+            e = ownership.entry(ds, ownership.VIEW, name)
+            same = e is not None and e.owner == owner and e.options.get("base") == base
+            if same and e.options.get("field") == ranked_by.get(name):
+                ownership.delete_view(ds, name, owner)  # the same call's: it describes a marker that is gone
                 skipped[name] = reason + f" (deleted the earlier saved view {name!r})"
             else:
-                skipped[name] = (
-                    reason + f" (kept the saved view {name!r}: it was saved over other samples or another field)"
+                why = (
+                    "fiftyone-vog did not save it" if e is None else "it was saved over other samples or another field"
                 )
+                skipped[name] = reason + f" (kept the saved view {name!r}: {why})"
         logger.warning("fiftyone-vog: saved view %r skipped: %s", name, skipped[name])
     return VoGViews(
         {name: ds.load_saved_view(name) for name in views},
@@ -357,6 +456,17 @@ def save_vog_views(
         names=kind_names,
         sorted_by=sorted_by,
     )
+
+
+def _why_no_companion(schema, vog_field, companion) -> str:
+    """Why the run ``vog_field`` has no ``companion`` field to sort by, and what to do."""
+    name = companion_field_name(vog_field, companion)
+    fix = "compute VoG with companions=True (the default) or pass label_error_field"
+    if name not in schema:
+        return f"the run {vog_field!r} wrote no {name!r} (computed with companions=False); {fix}"
+    if not _numeric(schema, name):
+        return f"field {name!r} is a {type(schema[name]).__name__}, not a score of the run {vog_field!r}; {fix}"
+    return f"field {name!r} was not written by the run {vog_field!r} (its recorded fields do not list it); {fix}"
 
 
 def _scoring_field(ds, marked, vog_field) -> str | None:
@@ -384,16 +494,9 @@ def _scoring_field(ds, marked, vog_field) -> str | None:
     return best if best_count else None
 
 
-def _saved_by_same_call(ds, name, samples, vog_field) -> bool:
-    """Whether saved view ``name`` is what :func:`save_vog_views` saves over ``samples`` and
-    ``vog_field``: the same stages, then one marker stage and a sort by ``vog_field``."""
-    try:
-        saved = ds.load_saved_view(name)._serialize(include_uuids=False)
-    except Exception:  # a view that no longer loads (its fields are gone) is not ours to judge
-        return False
-    base = samples.view()._serialize(include_uuids=False)
-    if len(saved) != len(base) + 2 or saved[: len(base)] != base:
-        return False
-    sort = saved[-1]
-    kwargs = dict(sort.get("kwargs", []))
-    return sort.get("_cls", "").endswith(".SortBy") and kwargs.get("field_or_expr") == vog_field
+def _base_stages(samples) -> str:
+    """The stages of ``samples`` as one string (empty for a whole dataset): which samples a call of
+    :func:`save_vog_views` was over, kept with the views it saved."""
+    import json
+
+    return json.dumps(samples.view()._serialize(include_uuids=False), sort_keys=True, default=str)

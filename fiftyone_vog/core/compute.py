@@ -53,7 +53,8 @@ from ..inputs.images import (
 from ..inputs.manifest import Manifest
 from ..options import DEFAULTS, NORMALIZATIONS
 from . import distributed, preflight
-from .locks import locked
+from .indexes import not_indexed_message  # noqa: F401  (the doors' import)
+from .locks import claim_fields, locked
 from .naming import (  # ALL: the window of every checkpoint; RAW: the raw fields' suffix
     ALL,
     RAW,
@@ -391,6 +392,9 @@ def _validate(args: Args) -> Plan:
             data.duplicates,
         )
     extra = companion_fields(a.vog_field, window_idx) if a.companions else {}
+    # claimed before any check or work: no other run (of another key) writes these fields meanwhile
+    outputs = [*(f for pair in fields.values() for f in pair), *(f for c in extra.values() for f in c.values())]
+    claim_fields(a.samples._dataset, a.vog_field, outputs)
     _check_overwrite(
         a.samples,
         a.vog_field,
@@ -606,10 +610,17 @@ def _write(plan: Plan, loaded: Loaded, scored: RawScores, scores: Scores) -> VoG
         predicted=raw.predicted,
         classes=data.classes,
     )
+
+    def stored_results():
+        finish_timings()
+        results.config.indexes = config["indexes"]  # what write_run indexed, as the stored config says
+        return results
+
     if plan.is_main:  # the run's results are saved by write_run, inside its all-or-nothing block
-        write_run(a.samples, data.ids, scores.values, a.vog_field, config, lambda: (finish_timings(), results)[1])
+        roles = _field_roles(plan)
+        index = [n for n, role in roles.items() if role in INDEXED_ROLES]
+        write_run(a.samples, data.ids, scores.values, a.vog_field, config, stored_results, roles=roles, index=index)
         try:
-            index_score_fields(a.samples._dataset, list(scores.values))
             scored.partial.clear()
         except KeyboardInterrupt as e:
             e.fiftyone_vog_state = "written"
@@ -824,49 +835,42 @@ def _workers(num_workers: int | None, dev: torch.device) -> int:
     return 0 if dev.type == "cpu" else min(8, os.cpu_count() or 1)
 
 
-def index_score_fields(dataset, names) -> None:
-    """An index on each score field: the App's grid offers "Sort by" only on indexed fields when
-    query performance mode is on, and sorting a large dataset by an indexed field is fast
-    (cost measured in docs/performance.md). :func:`delete_vog_run` drops them with the fields
-    (FiftyOne drops a field's indexes when it deletes the field). A
-    failure is logged, not raised: the scores are written and usable without an index."""
-    import logging
+#: The roles of the fields a run writes that it indexes (:mod:`.indexes`): what the App's grid and
+#: the saved views sort by. Window fields are indexed on request (``fiftyone-vog index``).
+INDEXED_ROLES = ("score", "raw", "companion")
 
-    for name in names:
-        try:
-            dataset.create_index(name)
-        except Exception as e:
-            logging.getLogger(__name__).warning(
-                "fiftyone-vog: could not index %r (sorting by it in the App's query performance mode needs it): %s",
-                name,
-                e,
-            )
+
+def _field_roles(plan: Plan) -> dict[str, str]:
+    """``{field: role}`` of every field the run writes, as the ownership record keeps them:
+    ``score`` / ``raw`` (the window of every checkpoint), ``companion`` (its companions), and
+    ``window`` / ``window-raw`` / ``window-companion`` for the other windows."""
+    roles = {}
+    for w, (norm, raw) in plan.fields.items():
+        prefix = "" if w == ALL else "window-"
+        roles[norm], roles[raw] = ("score" if w == ALL else "window"), f"{prefix}raw"
+    for w, names in plan.companion_fields.items():
+        for name in names.values():
+            roles[name] = "companion" if w == ALL else "window-companion"
+    return roles
 
 
 def _check_overwrite(samples, vog_field, fields, overwrite):
-    """Up front (under the run lock): the output fields must be free, or this run's own (then
-    overwritten only with ``overwrite``) — never another VoG run's, nor a field or run that no VoG
-    run wrote; without overwrite, no earlier write of this key may have been killed half way."""
+    """Up front (under the run lock, the output fields claimed): the output fields must be free,
+    or this run's own by the ownership record (then overwritten only with ``overwrite``) — never
+    another VoG run's, nor a field or run that no VoG run wrote; without overwrite, no earlier
+    write of this key may have been killed half way, and no fields of an unregistered run of this
+    key (an interrupted run, FiftyOne's ``delete_run`` while it computed) may be left."""
+    from . import ownership
     from .locks import mixed_message, unfinished_writes
 
     ds = samples._dataset
-    schema = ds.get_field_schema()
     names = [f for pair in fields.values() for f in pair]
-    preflight.check_output_fields(samples, names)
-    owners = field_owners(ds, exclude=vog_field)
-    for name in names:
-        if name in owners:
-            raise VoGError(
-                f"field {name!r} belongs to the VoG run {owners[name]!r} of dataset {ds.name!r}; a run never "
-                f"writes another run's fields: choose another vog_field or window name, or delete that run "
-                f"first (fov.delete_vog_run(dataset, {owners[name]!r}))"
-            )
     if ds.has_run(vog_field) and not is_vog_run(ds, vog_field):
         raise VoGError(
             f"dataset {ds.name!r} has a run {vog_field!r} that is not a VoG run; fiftyone-vog never replaces "
             f"it: choose another vog_field"
         )
-    preflight.check_output_fields(samples, names, key=vog_field)  # and no field a VoG run did not write
+    preflight.check_output_fields(samples, names, key=vog_field)  # another type, run or the user's: refused
     if overwrite:
         return  # rewriting every field is also the repair of a killed write
     for doc in unfinished_writes(ds, [vog_field]):
@@ -876,9 +880,13 @@ def _check_overwrite(samples, vog_field, fields, overwrite):
             f"a VoG run with key {vog_field!r} already exists on dataset {ds.name!r}; pass overwrite=True "
             f"(CLI: --overwrite) to replace it, or choose another vog_field"
         )
-    taken = [f for pair in fields.values() for f in pair if f in schema]
-    if taken:
-        raise VoGError(f"field {taken[0]!r} already exists; pass overwrite=True or choose another vog_field")
+    left = ownership.names(ds, ownership.run_owner(vog_field))
+    if left:
+        raise VoGError(
+            f"fields {left} of a VoG run {vog_field!r} that is no longer registered are left on dataset "
+            f"{ds.name!r} (an interrupted run, or FiftyOne's delete_run while it computed); pass overwrite=True "
+            f"(CLI: --overwrite) to replace them, or remove them with fov.delete_vog_run(dataset, {vog_field!r})"
+        )
 
 
 def _summary(raw) -> dict:

@@ -32,6 +32,8 @@ from ..errors import VoGError
 from ..options import TRANSFORMS
 
 LOCKS = "fiftyone_vog.locks"
+#: The key prefix of a run's claim on an output field (run keys are field names: no ':' in them).
+FIELD_CLAIM = "field:"
 WRITING = "fiftyone_vog.writing"
 
 
@@ -156,12 +158,59 @@ class RunLock:
             "other processes keep taking it; try again"
         )
 
+    def claim_fields(self, names) -> None:
+        """Claim the output fields ``names`` for this run, all or none, before any work: one
+        document per field (key ``field:<name>``) beside the run lock, with its token and
+        heartbeat, so that two runs of different keys never write the same field at once (run
+        ``vog`` with window ``x`` and run ``vog_x`` both write ``vog_x``). A claim whose holder is
+        stale (the run lock's rules) is taken over; a live one is refused in one line. Released
+        with the lock."""
+        from pymongo.errors import DuplicateKeyError
+
+        timeout = _timeout()
+        try:
+            for name in dict.fromkeys(names):
+                for _ in range(3):
+                    now = _now()
+                    doc = {
+                        "dataset_id": self.dataset_id,
+                        "key": f"{FIELD_CLAIM}{name}",
+                        "token": self.token,
+                        "run": self.key,
+                        "what": "compute",
+                        "holder": _holder(),
+                        "since": now,
+                        "heartbeat": now,
+                    }
+                    try:
+                        self._coll.insert_one(doc)
+                        break
+                    except DuplicateKeyError:
+                        pass
+                    other = self._coll.find_one({"dataset_id": self.dataset_id, "key": doc["key"]})
+                    if other is None:
+                        continue  # released meanwhile: try again
+                    if other.get("token") == self.token:
+                        break  # claimed already (a name given twice)
+                    if _stale(other, timeout) is None:
+                        raise VoGError(
+                            f"field {name!r} of dataset {self._name!r} is being written by the VoG run "
+                            f"{other.get('run')!r} ({_describe(other)}); a run never writes another run's fields: "
+                            "choose another vog_field or window name, or wait for that run to finish"
+                        )
+                    self._coll.delete_one({"_id": other["_id"], "token": other.get("token")})  # only that stale one
+                else:
+                    raise VoGError(f"could not claim field {name!r} of dataset {self._name!r}: try again")
+        except BaseException:
+            self._coll.delete_many({"dataset_id": self.dataset_id, "token": self.token, "key": {"$ne": self.key}})
+            raise
+
     def _heartbeat(self) -> None:
         period = max(0.5, _timeout() / 10)
         while not self._stop.wait(period):
             try:
-                self._coll.update_one(
-                    {"dataset_id": self.dataset_id, "key": self.key, "token": self.token},
+                self._coll.update_many(
+                    {"dataset_id": self.dataset_id, "token": self.token},
                     {"$set": {"heartbeat": _now()}},
                 )
             except Exception:  # the database is away for a moment: the next beat tries again
@@ -180,7 +229,7 @@ class RunLock:
     def release(self) -> None:
         self._stop.set()
         try:
-            self._coll.delete_one({"dataset_id": self.dataset_id, "key": self.key, "token": self.token})
+            self._coll.delete_many({"dataset_id": self.dataset_id, "token": self.token})  # the lock and its claims
         except Exception:  # stale after the timeout, then taken over: nothing is lost
             pass
 
@@ -382,6 +431,13 @@ def holds_lock(dataset, key: str) -> bool:
     """Whether this thread's run (:func:`locked`) holds the lock of ``(dataset, key)``."""
     lock = _current.get()
     return lock is not None and lock.dataset_id == str(dataset._doc.id) and lock.key == key
+
+
+def claim_fields(dataset, key: str, names) -> None:
+    """Claim ``names`` for the run ``key`` this thread computes (:meth:`RunLock.claim_fields`);
+    no-op when this thread holds no lock (not the writing rank, or a step called on its own)."""
+    if holds_lock(dataset, key):
+        _current.get().claim_fields(names)
 
 
 def check_current(dataset, key: str) -> None:

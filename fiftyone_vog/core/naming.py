@@ -149,8 +149,9 @@ def recorded_fields(samples, score_field: str) -> list[str] | None:
 
 class ScoreFields:
     """The fields beside one score field of ``samples`` (:func:`score_fields`): each name from
-    the naming rule, present when the view has it and, where a run recorded its fields, the run
-    wrote it (a user's own ``vog_loss`` beside a run without companions is not a companion)."""
+    the naming rule, present when the view has it as a numeric field and, where a run recorded
+    its fields, the run wrote it (a user's own ``vog_loss`` beside a run without companions, or
+    a text field of that name, is not a companion)."""
 
     def __init__(self, score: str, schema, recorded=None):
         self.score = score
@@ -180,6 +181,20 @@ class ScoreFields:
 
         return {c: n for c in COMPANIONS if self.has(n := companion_field_name(self.score, c))}
 
+    def part(self, name: str) -> str | None:
+        """The field of one part of :data:`~fiftyone_vog.options.QUESTION_SCORES`: ``"score"``
+        (the score field itself), ``"raw"``, or a companion's name; None when absent."""
+        if name == "score":
+            return self.score
+        return self.raw if name == RAW else self._get(companion_field_name(self.score, name))
+
+    def preferred(self, question: str) -> str | None:
+        """The field that answers ``question`` (``"label-errors"``, ``"ood"``) best by the
+        measurements behind :data:`~fiftyone_vog.options.QUESTION_SCORES`, of those present."""
+        from ..options import QUESTION_SCORES
+
+        return next((f for f in map(self.part, QUESTION_SCORES[question]) if f), None)
+
     def window(self, window: str) -> str | None:
         """The score field of ``window`` of this run (``vog_early``), None when absent."""
         return self._get(window_field_name(self.score, window))
@@ -192,4 +207,8 @@ def score_fields(samples, score_field: str) -> ScoreFields:
     """What lies beside ``score_field`` on ``samples`` (a dataset or view): its raw score, its
     companions, its windows — the run's recorded field list where it has one, the naming rule
     for runs of earlier versions and for fields no run recorded."""
-    return ScoreFields(score_field, samples.get_field_schema(), recorded_fields(samples, score_field))
+    import fiftyone as fo
+
+    schema = samples.get_field_schema()
+    numeric = [name for name, f in schema.items() if isinstance(f, (fo.FloatField, fo.IntField))]
+    return ScoreFields(score_field, numeric, recorded_fields(samples, score_field))

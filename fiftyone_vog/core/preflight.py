@@ -73,36 +73,39 @@ def check_labels(samples, label_field: str, label_mode: str) -> None:
 
 
 def check_output_fields(samples, fields: Sequence[str], what: str = "vog_field", key: str | None = None) -> None:
-    """The output fields may exist only as float fields that this project wrote: fields of the VoG
-    run ``key`` (or of its write that was killed half way, which rewriting repairs). Any other
-    type is another field's data, and a float field no VoG run wrote is the user's: no overwrite
-    replaces either."""
+    """The output fields may exist only as float fields that the ownership record
+    (:mod:`.ownership`) lists as the VoG run ``key``'s — registered or not (a killed write's, an
+    interrupted run's), which rewriting replaces. Any other type is another field's data; a field
+    of another VoG run is that run's; a field no record lists is the user's: no overwrite
+    replaces any of them."""
     import fiftyone as fo
 
-    schema = samples._dataset.get_field_schema()
+    from . import ownership
+
+    ds = samples._dataset
+    schema = ds.get_field_schema()
     for name in fields:
         if name in schema and not isinstance(schema[name], fo.FloatField):
             raise VoGError(f"field {name!r} exists with type {type(schema[name]).__name__}; choose another {what}")
     if key is None:
         return
-    ours = fields_of_key(samples._dataset, key)
     for name in fields:
-        if name in schema and name not in ours:
+        if name not in schema:
+            continue
+        owner = ownership.owner_of(ds, ownership.FIELD, name)
+        if owner == ownership.run_owner(key):
+            continue
+        if owner is not None and owner.startswith("run:"):
+            other = owner.partition(":")[2]
             raise VoGError(
-                f"field {name!r} exists and no VoG run wrote it; fiftyone-vog never overwrites a field it "
-                f"did not write: choose another {what} (or window name), or delete or rename that field yourself"
+                f"field {name!r} belongs to the VoG run {other!r} of dataset {ds.name!r}; a run never "
+                f"writes another run's fields: choose another vog_field or window name, or delete that run "
+                f"first (fov.delete_vog_run(dataset, {other!r}))"
             )
-
-
-def fields_of_key(dataset, key: str) -> set[str]:
-    """The fields a VoG run ``key`` wrote (its config's list) or that a killed write of ``key`` listed."""
-    from .locks import unfinished_writes
-    from .runs import is_vog_run, run_fields
-
-    out = set(run_fields(dataset, key)) if is_vog_run(dataset, key) else set()
-    for doc in unfinished_writes(dataset, [key]):
-        out.update(doc.get("fields") or [])
-    return out
+        raise VoGError(
+            f"field {name!r} exists and no VoG run wrote it; fiftyone-vog never overwrites a field it "
+            f"did not write: choose another {what} (or window name), or delete or rename that field yourself"
+        )
 
 
 _CACHE: OrderedDict = OrderedDict()

@@ -2,8 +2,9 @@
 
 FiftyOne finds these classes by the ``cls`` path it stores with each run, so its own
 ``dataset.delete_run(key)``, ``rename_run`` and ``list_runs(method=...)`` do the right thing:
-deleting a VoG run removes the fields it wrote (those no other run owns), their indexes and the
-partial scores of interrupted runs under its key. Runs written before this type existed (a plain
+deleting a VoG run removes the fields the ownership record (:mod:`.ownership`) lists as its own,
+their indexes and the partial scores of interrupted runs under its key; renaming it hands that
+record to the new key. Runs written before this type existed (a plain
 ``RunConfig`` with our method string) still list and load; :func:`upgrade_run` gives them the
 type the next time they are touched.
 """
@@ -51,10 +52,11 @@ class VoGRun(fors.Run):
         return list(getattr(self.config, "fields", []))
 
     def cleanup(self, samples, key):
-        """What ``dataset.delete_run(key)`` calls: the run's fields (those no other run claims),
-        their indexes, its partial scores and its "writing" mark go — under the run lock: while
-        another process computes that key the fields stay (FiftyOne logs why and drops the run
-        record regardless; that process's write registers its run when it ends)."""
+        """What ``dataset.delete_run(key)`` calls: the fields the ownership record lists as the
+        run's (:mod:`.ownership`), their indexes, its partial scores and its "writing" mark go —
+        under the run lock: while another process computes that key the fields stay (FiftyOne logs
+        why and drops the run record regardless; the record still lists the fields as the run's,
+        so :func:`delete_vog_run` or a compute with ``overwrite`` of that key cleans them later)."""
         from .locks import holds_lock, run_lock
 
         dataset = samples._root_dataset
@@ -65,8 +67,11 @@ class VoGRun(fors.Run):
             cleanup_run(dataset, key, self.get_fields(samples, key))
 
     def rename(self, samples, key, new_key):
-        """Nothing to move: the fields keep their names (as FiftyOne's brain runs' do) and stay
-        listed in the config, and partial scores belong to the field name, not the run key."""
+        """The fields keep their names (as FiftyOne's brain runs' do) and stay listed in the
+        config; the ownership record hands them (and their indexes) to the new key."""
+        from . import ownership
+
+        ownership.transfer_owner(samples._root_dataset, ownership.run_owner(key), ownership.run_owner(new_key))
 
 
 class VoGResults(fors.RunResults):
@@ -130,33 +135,45 @@ def run_fields(dataset, key: str) -> list[str]:
 
 
 def field_owners(dataset, exclude: str | None = None) -> dict[str, str]:
-    """``{field: run key}`` of the fields the VoG runs of ``dataset`` (but ``exclude``) wrote."""
+    """``{field: run key}`` of the fields the ownership record lists as a VoG run's (but run
+    ``exclude``'s) on ``dataset`` — whether or not that run is still registered."""
+    from . import ownership
+
     out = {}
-    for k in vog_run_keys(dataset):
-        if k != exclude:
-            for name in run_fields(dataset, k):
-                out.setdefault(name, k)
+    for name, owner in ownership.owners(dataset, ownership.FIELD, family="run").items():
+        key = owner.partition(":")[2]
+        if key != exclude:
+            out[name] = key
     return out
 
 
-def cleanup_run(dataset, key: str, fields) -> None:
-    """Delete ``fields`` of run ``key`` but any another VoG run claims (kept, with a warning; the
-    indexes go with the fields), the partial scores under ``key`` and its "writing" mark."""
+def cleanup_run(dataset, key: str, fields=()) -> None:
+    """Delete the fields the ownership record lists as run ``key``'s (with the indexes on them),
+    the partial scores under ``key`` and its "writing" mark. A field of ``fields`` (the run's
+    config) that the record does not list as the run's — another run's, or the user's — is kept,
+    with a warning."""
     import logging
 
+    from . import ownership
     from .locks import clear_writing
     from .resume import drop_partials
 
+    owner = ownership.run_owner(key)
     drop_partials(dataset, key)
+    mine = ownership.names(dataset, owner)
     schema = dataset.get_field_schema()
-    owners = field_owners(dataset, exclude=key)
     for name in fields:
-        if name in owners:
+        if name in schema and name not in mine:
+            theirs = ownership.owner_of(dataset, ownership.FIELD, name)
             logging.getLogger(__name__).warning(
-                "kept field %r: the VoG run %r of dataset %r claims it too", name, owners[name], dataset.name
+                "kept field %r of dataset %r: %s",
+                name,
+                dataset.name,
+                f"it belongs to {ownership.describe_owner(theirs)}" if theirs else "fiftyone-vog did not write it",
             )
-        elif name in schema:
-            dataset.delete_sample_field(name)
+    for name in mine:
+        ownership.delete_field(dataset, name, owner)
+    ownership.forget_owner(dataset, owner)  # anything else it held (a stale index record)
     clear_writing(dataset, key)  # its fields are gone: nothing is left mixed
 
 
@@ -201,16 +218,25 @@ def load_vog_results(dataset, key: str = "vog"):
 
 def delete_vog_run(dataset, key: str = "vog", delete_fields: bool = True) -> None:
     """Delete a VoG run, the partial scores interrupted runs left under its key, and (by
-    default) the fields it wrote — but never a field another VoG run also claims (kept, with a
-    warning), with their indexes; ``delete_fields=False`` keeps both. Refused while another process
-    computes that key. ``dataset.delete_run(key)`` does the same."""
+    default) the fields the ownership record lists as the run's, with their indexes — never a
+    field of another run or of the user (kept, with a warning). ``delete_fields=False`` keeps the
+    fields and their indexes and hands them to the user (fiftyone-vog never touches them again).
+    Also cleans up after a run whose FiftyOne record is gone but whose fields are left (an
+    interrupted compute, FiftyOne's ``delete_run`` while it computed). Refused while another
+    process computes that key. ``dataset.delete_run(key)`` does the same."""
+    from . import ownership
     from .locks import run_lock
     from .resume import drop_partials
 
     with run_lock(dataset, key, what="delete"):
-        get_vog_run(dataset, key)  # refuses a key that is not a VoG run
+        owner = ownership.run_owner(key)
+        registered = dataset.has_run(key)
+        if registered or not ownership.listing(dataset, owner=owner):
+            get_vog_run(dataset, key)  # refuses a key that is not a VoG run, and nothing at all
         if delete_fields:
-            cleanup_run(dataset, key, run_fields(dataset, key))
+            cleanup_run(dataset, key, run_fields(dataset, key) if registered else ())
         else:
             drop_partials(dataset, key)
-        fors.Run.delete_run(dataset, key, cleanup=False)  # cleaned up above, for old-style runs too
+            ownership.forget_owner(dataset, owner)  # the user's now
+        if registered:
+            fors.Run.delete_run(dataset, key, cleanup=False)  # cleaned up above, for old-style runs too

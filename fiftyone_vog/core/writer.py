@@ -18,20 +18,29 @@ from .runs import VoGRunConfig
 logger = logging.getLogger(__name__)
 
 
-def write_run(samples, ids, scores, vog_field, config, results=None):
-    """Declare fields, write all values in bulk, register the run and save its results — all
-    or nothing.
-    (Field names and types were checked up front by :func:`fiftyone_vog.core.compute._check_overwrite`.)
+def write_run(samples, ids, scores, vog_field, config, results=None, roles=None, index=()):
+    """Declare fields, write all values in bulk, index the fields ``index`` names, register the
+    run and save its results — all or nothing.
+    (Field names, types and owners were checked up front by
+    :func:`fiftyone_vog.core.compute._check_overwrite`.)
+
+    Each field this call creates is recorded in the ownership record (:mod:`.ownership`) as the
+    run's (owner ``run:{vog_field}``, role from ``roles``), each index it creates too
+    (:func:`.indexes.index_fields`; what was and was not indexed goes into ``config["indexes"]``).
+    Once the new run is registered, the fields the record lists as the run's that this write did
+    not write (an earlier run of the key with other windows, companions or after a rename) are
+    deleted: the run it replaced leaves nothing behind.
 
     On any failure (``BaseException``: Ctrl-C included) the dataset is put back as it was:
-    fields this call created are deleted, fields that existed get their old value back on
-    every sample that may have been written (an absent key absent again, ``None`` as
-    ``None``), and an earlier run under ``vog_field`` stays registered, untouched; then the
-    original error propagates. If putting back fails too, a :class:`VoGError` says which
-    fields may be mixed and how to recover. While putting back, SIGINT/SIGTERM are held back
-    (:mod:`fiftyone_vog.core.signals`); a "writing" mark persisted before the first chunk
-    and cleared once complete or undone tells later calls about a write that was killed
-    (:mod:`fiftyone_vog.core.locks`).
+    fields and indexes this call created are deleted (through the record), fields that existed
+    get their old value back on every sample that may have been written (an absent key absent
+    again, ``None`` as ``None``), and an earlier run under ``vog_field`` stays registered,
+    untouched; then the original error propagates. If putting back fails too, a
+    :class:`VoGError` says which fields may be mixed and how to recover. The first SIGINT,
+    SIGTERM or SIGHUP interrupts the write (the undo follows); every later one is held back until
+    the undo is done, then a SIGTERM/SIGHUP is acted on (:mod:`fiftyone_vog.core.signals`, main
+    thread). A "writing" mark persisted before the first chunk and cleared once complete or
+    undone tells later calls about a write that was killed (:mod:`fiftyone_vog.core.locks`).
 
     Why a snapshot of the old values and not a MongoDB transaction: transactions need a
     replica set (FiftyOne's bundled mongod is a standalone server) and are capped at 60 s,
@@ -45,50 +54,74 @@ def write_run(samples, ids, scores, vog_field, config, results=None):
 
     import fiftyone as fo
 
-    from . import locks
+    from . import locks, ownership
+    from .indexes import index_fields
     from .signals import deferred_signals
 
     ds = samples._dataset
+    owner = ownership.run_owner(vog_field)
+    roles = roles or {}
     schema = ds.get_field_schema()
     old = _read_values(samples, ids, [n for n in scores if n in schema])
     groups = copy.deepcopy(ds.app_config.sidebar_groups)
-    created, written, old_run = [], [], _NOT_TAKEN
+    created, indexes, written, old_run = [], [], [], _NOT_TAKEN
     locks.check_current(ds, vog_field)  # still ours: a lock that went stale may have been taken over
-    try:
-        # persisted before the first chunk, deleted once complete or undone: a SIGKILL leaves it behind
-        locks.mark_writing(samples, vog_field, scores, config)
-        for name in scores:
-            if name not in schema:
-                ds.add_sample_field(name, fo.FloatField)
-                created.append(name)
-        bulk_set(samples, ids, scores, written=written)
-        old_run = _take_run(samples, vog_field)
-        samples._root_dataset.save()  # the dataset no longer lists the old run; its document stays
-        run_config = VoGRunConfig(**config)  # FiftyOne stores its class path: delete_run cleans up
-        samples.register_run(vog_field, run_config, overwrite=True, cleanup=False)
-        if results is not None:  # ``results()`` builds the run's results (RunResults)
-            # not cached by FiftyOne: the object compute_vog returns holds the arrays, the stored one not
-            samples._dataset.save_run_results(vog_field, results(), cache=False)
+    # the first signal interrupts the write; any later one waits until the undo is done
+    with deferred_signals(first_interrupts=True):
         try:
-            ds.app_config.sidebar_groups = _sidebar_groups(ds, list(scores))
-            ds.save()
-        except Exception:  # a sidebar nicety must never fail a finished computation
-            pass
-    except BaseException as err:
-        # a second Ctrl-C (or a SIGTERM) must not cut the undo short: held back until it is done
-        with deferred_signals(drop_sigint=True):
-            _undo_write(samples, ids, vog_field, old, written, created, old_run, groups, err)
-            _clear_mark(ds, vog_field)  # kept (the fields may be mixed) if the undo failed
-        if isinstance(err, KeyboardInterrupt):
-            err.fiftyone_vog_state = "restored"
-        raise
-    try:
-        with deferred_signals():
-            _clear_mark(ds, vog_field)
-            _drop_run_doc(samples, vog_field, old_run)
-    except KeyboardInterrupt as err:
-        err.fiftyone_vog_state = "written"
-        raise
+            # persisted before the first chunk, deleted once complete or undone: a SIGKILL leaves it behind
+            locks.mark_writing(samples, vog_field, scores, config)
+            for name in scores:
+                if name not in schema:
+                    with deferred_signals():  # a field and its record: never one without the other
+                        ds.add_sample_field(name, fo.FloatField)
+                        created.append(name)
+                        ownership.record(ds, ownership.FIELD, name, owner, role=roles.get(name, "score"))
+            bulk_set(samples, ids, scores, written=written)
+            config["indexes"] = {
+                **index_fields(ds, [n for n in index if n in scores], owner, created=indexes),
+                "on_request": [n for n in scores if n not in index],  # fov.index_vog_fields indexes them
+            }
+            old_run = _take_run(samples, vog_field)
+            samples._root_dataset.save()  # the dataset no longer lists the old run; its document stays
+            run_config = VoGRunConfig(**config)  # FiftyOne stores its class path: delete_run cleans up
+            samples.register_run(vog_field, run_config, overwrite=True, cleanup=False)
+            if results is not None:  # ``results()`` builds the run's results (RunResults)
+                # not cached by FiftyOne: the object compute_vog returns holds the arrays, the stored one not
+                samples._dataset.save_run_results(vog_field, results(), cache=False)
+            try:
+                ds.app_config.sidebar_groups = _sidebar_groups(ds, list(scores))
+                ds.save()
+            except Exception:  # a sidebar nicety must never fail a finished computation
+                pass
+        except BaseException as err:
+            with deferred_signals(drop_sigint=True):  # also inside the outer block: nothing cuts the undo short
+                _undo_write(samples, ids, vog_field, old, written, created, indexes, old_run, groups, err)
+                _clear_mark(ds, vog_field)  # kept (the fields may be mixed) if the undo failed
+            if isinstance(err, KeyboardInterrupt):
+                err.fiftyone_vog_state = "restored"
+            raise
+        try:
+            with deferred_signals():
+                _clear_mark(ds, vog_field)
+                _drop_run_doc(samples, vog_field, old_run)
+                _drop_replaced_fields(ds, owner, scores)
+        except KeyboardInterrupt as err:
+            err.fiftyone_vog_state = "written"
+            raise
+
+
+def _drop_replaced_fields(ds, owner, scores) -> None:
+    """After a successful write: delete the fields the record lists as the run's that this write
+    did not write (they describe the run it replaced)."""
+    from . import ownership
+
+    for name in ownership.names(ds, owner):
+        if name not in scores:
+            try:
+                ownership.delete_field(ds, name, owner)
+            except Exception as e:  # still recorded as the run's: the next overwrite or delete removes it
+                logger.warning("could not delete field %r left by the VoG run it replaced: %s", name, e)
 
 
 def _clear_mark(ds, key) -> None:
@@ -216,7 +249,9 @@ def _take_run(samples, key):
     """Take the run ``key`` off the (in-memory) dataset document but keep the run's document
     and results in the database, so that a failed write can put it back as it was; None if
     there is none. The caller saves the dataset."""
-    runs = samples._root_dataset._doc.runs
+    doc = samples._root_dataset._doc
+    doc.reload("runs")  # as the database has them now: another process may have deleted the run meanwhile
+    runs = doc.runs
     if key not in runs:
         return None
     doc = runs[key]
@@ -251,13 +286,22 @@ def _drop_run_doc(samples, key, old_run) -> None:
         logger.warning("could not delete the replaced run document of %r: %s", key, e)
 
 
-def _undo_write(samples, ids, vog_field, old, written, created, old_run, groups, err) -> None:
+def _undo_write(samples, ids, vog_field, old, written, created, indexes, old_run, groups, err) -> None:
     """Put the dataset back as it was before :func:`write_run` (see there); raise a
     :class:`VoGError` naming what may be left mixed if that fails."""
     import fiftyone.core.sample as fos
 
+    from . import ownership
+
     ds = samples._dataset
+    owner = ownership.run_owner(vog_field)
     problems = []
+    for index in indexes:  # on fields that existed (those on created fields go with them)
+        try:
+            if ownership.owns(ds, ownership.INDEX, index, owner):
+                ownership.drop_index(ds, index, owner)
+        except Exception as e:
+            problems.append((f"the new index {index!r} was left behind", e))
     if old is not None and written:
         try:
             _restore_values(samples, ids, old, written)
@@ -278,7 +322,7 @@ def _undo_write(samples, ids, vog_field, old, written, created, old_run, groups,
         pass  # cosmetic, and deleting the created fields below takes them off the sidebar
     for name in created:
         try:
-            ds.delete_sample_field(name)
+            ownership.delete_field(ds, name, owner)  # recorded as the run's when it was created
         except Exception as e:
             problems.append((f"the new field {name!r} was left behind", e))
     try:

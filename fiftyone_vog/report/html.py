@@ -596,29 +596,31 @@ def build_per_class(ctx: ReportContext) -> Block | Skip:
 
 def build_detectors(ctx: ReportContext) -> Block | Skip:
     """VoG (z-scored, raw) and the companions side by side, per flag the user has."""
-    flags = []
+    flags = []  # (the question it answers, as the verdict names it; the flag; how it is read)
     if ctx.shuffled_usable:
-        flags.append(("shuffled labels", dict(flag_field=ctx.shuffled_field)))
+        flags.append(("label-errors", "shuffled labels", dict(flag_field=ctx.shuffled_field)))
     if ctx.ood_usable:
         kw = dict(flag_field=ctx.ood_field) if ctx.ood_field else dict(tag=ctx.ood_tag)
-        flags.append((f"out-of-distribution ({ctx.ood[2]})", kw))
+        flags.append(("ood", f"out-of-distribution ({ctx.ood[2]})", kw))
     if ctx.preds is not None and ctx.labels is not None:
         flags.append(
             (
+                "misclassified",
                 f"misclassified ({ctx.pred_field} ≠ {ctx.label_field})",
                 dict(misclassified=ctx.pred_field, label_field=ctx.label_field),
             )
         )
     tables, body = {}, ""
-    for what, kw in flags:
+    for kind, what, kw in flags:
         try:
             t = A.detector_table_from_view(ctx.samples, ctx.vog_field, **kw)
         except VoGError:
             continue
-        tables[what] = t.to_dict()
+        tables[what] = {**t.to_dict(), "kind": kind}
         body += f"<h3>{html.escape(what)}</h3>" + _rows_table(t)
     if not tables:
         return Skip("no flag to compare against: shuffled labels, an OOD marking, or predictions (pred_field)")
+    body += f'<p class="verdict" id="verdict">{html.escape(_verdict(tables, ctx.beside))}</p>'
     return Block(
         body,
         tables,
@@ -765,7 +767,7 @@ def vog_report(
                 results[sec.key] = built.result
         blocks.append(render_section(sec, built))
 
-    summary = _summary(samples, vog_field, ctx.scores, statuses, results)
+    summary = _summary(ctx, statuses, results)
     html_path = os.path.join(out_dir, "report.html")
     _write_html(html_path, samples, vog_field, summary, blocks)
     stored = _store(samples, vog_field, results, statuses, html_path)
@@ -817,7 +819,14 @@ def _img(path) -> str:
     return f'<figure><img alt="{name}" src="data:image/png;base64,{data}"><figcaption>{name}</figcaption></figure>'
 
 
-def _summary(samples, vog_field, s, sections, results) -> str:
+def _verdict(tables: dict, beside) -> str:
+    """The one-line verdict (:func:`~fiftyone_vog.analysis.score_verdict`) of the detectors
+    section's ``{flag: table}``, each table marked with the question it answers (``kind``)."""
+    return A.score_verdict({t["kind"]: t for t in tables.values()}, beside)
+
+
+def _summary(ctx, sections, results) -> str:
+    samples, vog_field, s = ctx.samples, ctx.vog_field, ctx.scores
     name = samples._dataset.name
     lines = [
         f"VoG report for {name!r}: {s.size} samples scored in {vog_field!r} "
@@ -835,17 +844,23 @@ def _summary(samples, vog_field, s, sections, results) -> str:
     if "memorization" in results:
         t = results["memorization"]["ttest"]
         lines.append(
-            f"  shuffled vs clean: mean {_fmt(t['mean_flagged'])} vs {_fmt(t['mean_other'])}, "
-            f"Welch p = {_fmt(t['p_value'])}, AUROC {_fmt(results['memorization']['detection']['auroc'])}"
+            f"  shuffled vs clean by {vog_field}: mean {_fmt(t['mean_flagged'])} vs {_fmt(t['mean_other'])}, "
+            f"Welch p = {_fmt(t['p_value'])}, AUROC of {vog_field} {_fmt(results['memorization']['detection']['auroc'])}"
         )
     if "ood" in results:
-        o = results["ood"]["share"]
+        o, by = results["ood"]["share"], results["ood"]["score_field"]
         lines.append(
-            f"  OOD: {o['n_flagged']} samples, top-bin over-index {_fmt(o['over_index'][-1])}, "
-            f"AUROC {_fmt(results['ood']['detection']['auroc'])}"
+            f"  OOD by {by}: {o['n_flagged']} samples, top-bin over-index {_fmt(o['over_index'][-1])}, "
+            f"AUROC of {by} {_fmt(results['ood']['detection']['auroc'])}"
         )
     if "per_class" in results:
         lines.append(f"  per class: Pearson(mean VoG, FNR) = {_fmt(results['per_class']['pearson'])}")
+    tables = results.get("detectors", {})
+    if tables:
+        lines.append("  detectors side by side, best first by AUROC ('low': a low value flags):")
+        for flag, t in tables.items():
+            lines += A.detector_lines(flag, t)
+    lines.append("  " + _verdict(tables, ctx.beside))
     skipped = [k for k, v in sections.items() if v["status"] == "skipped"]
     if skipped:
         notes = [f"{k} ({sections[k]['note']})" for k in skipped]

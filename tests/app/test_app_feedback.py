@@ -148,6 +148,7 @@ def test_form_labels_are_the_forms_own(dataset, checkpoint_dir, scored_run, allo
         "save_vog_views": {},
         "shuffle_labels": {},
         "export_vog_subset": {"dataset_type": "csv"},
+        "index_vog_fields": {"drop": True},  # the run has no unindexed field: offer the drop
     }
     for op, labels in FORM_LABELS.items():
         props, _ = _form(f"{PLUGIN}/{op}", ds, params[op])

@@ -27,7 +27,9 @@ def _requests(result, name):
     return [r for r in result.executor._requests if r.operator_uri == name]
 
 
-def test_score_fields_are_indexed_and_the_index_goes_with_the_run(dataset, checkpoint_dir, monkeypatch):
+def test_sorted_fields_are_indexed_and_the_index_goes_with_the_run(dataset, checkpoint_dir, monkeypatch):
+    """The score, its raw score and its companions (what the grid and the saved views sort by); a
+    window's fields on request (tests/core/test_index_budget.py)."""
     monkeypatch.setenv("FIFTYONE_VOG_ALLOW_IMPORTS", "1")
     before = set(dataset.list_indexes())
     foo.execute_operator(
@@ -41,8 +43,9 @@ def test_score_fields_are_indexed_and_the_index_goes_with_the_run(dataset, check
             },
         },
     )
-    fields = ["vog", "vog_raw", "vog_early", "vog_early_raw", "vog_late", "vog_late_raw"]
+    fields = ["vog", "vog_raw", "vog_loss", "vog_margin", "vog_maxprob", "vog_energy"]
     assert set(fields) <= set(dataset.list_indexes())
+    assert not {"vog_early", "vog_early_raw", "vog_late", "vog_late_raw"} & set(dataset.list_indexes())
     # the index serves the sort the grid asks for
     plan = dataset._sample_collection.find({}).sort("vog", -1).explain()
     assert "IXSCAN" in str(plan["queryPlanner"]["winningPlan"])

@@ -26,7 +26,14 @@ def test_plugin_name_is_fiftyone_yml_name():
 
 
 def test_view_names_and_export_types_come_from_the_options_table():
-    assert options.VIEW_NAMES == ("vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-label-errors")
+    assert options.VIEW_NAMES == (
+        "vog-high",
+        "vog-low",
+        "vog-shuffled-labels",
+        "vog-ood",
+        "vog-label-errors",
+        "vog-likely-ood",
+    )
     assert views.VOG_VIEW_NAMES is forms.VIEW_NAMES is options.VIEW_NAMES
     assert views.VIEW_KINDS is options.VIEW_KINDS and views.VOG_HIGH == "vog-high"
     assert views.vog_view_names() == list(options.VIEW_NAMES)

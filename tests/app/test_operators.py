@@ -306,16 +306,46 @@ def test_save_vog_views_operator(operator_scored):
         f"{PLUGIN}/save_vog_views",
         ctx={"dataset": operator_scored, "params": {"vog_field": "vog", "percentile": 10, "load_view": "vog-high"}},
     )
+    loss = np.array(operator_scored.values("vog_loss"))
+    errors = int((loss > np.log(2)).sum())  # the even-odds rule, the default
     assert {r["view"]: r["samples"] for r in result.result["views"]} == {
         "vog-high": 4,
         "vog-low": 4,
-        "vog-label-errors": 4,
+        "vog-label-errors": errors,
+        "vog-likely-ood": 40,
+    }
+    # the result table names the field each view sorts by (was vog for vog-label-errors)
+    assert {r["view"]: r["sorted_by"] for r in result.result["views"]} == {
+        "vog-high": "vog",
+        "vog-low": "vog",
+        "vog-label-errors": "vog_loss",
+        "vog-likely-ood": "vog_energy",
     }
     assert {r["view"] for r in result.result["skipped"]} == {"vog-shuffled-labels", "vog-ood"}
-    loss = np.array(operator_scored.values("vog_loss"))
+    ids = operator_scored.values("id")
     assert operator_scored.load_saved_view("vog-label-errors").values("id") == [
-        operator_scored.values("id")[i] for i in np.argsort(-loss)[:4]
+        ids[i] for i in np.argsort(-loss, kind="stable")[:errors]
     ]
+    energy = np.array(operator_scored.values("vog_energy"))
+    assert operator_scored.load_saved_view("vog-likely-ood").values("id") == [ids[i] for i in np.argsort(-energy)]
+    # the percentile rule, from the form's choice
+    props, val = resolve_form(
+        f"{PLUGIN}/save_vog_views", operator_scored, {"vog_field": "vog", "label_error_rule": "percentile"}
+    )
+    assert not val.invalid and [c.value for c in props["label_error_rule"].view.choices] == ["even-odds", "percentile"]
+    result = foo.execute_operator(
+        f"{PLUGIN}/save_vog_views",
+        ctx={
+            "dataset": operator_scored,
+            "params": {"vog_field": "vog", "percentile": 10, "label_error_rule": "percentile"},
+        },
+    )
+    assert {r["view"]: r["samples"] for r in result.result["views"]}["vog-label-errors"] == 4
+    assert operator_scored.load_saved_view("vog-label-errors").values("id") == [ids[i] for i in np.argsort(-loss)[:4]]
+    result = foo.execute_operator(
+        f"{PLUGIN}/save_vog_views",
+        ctx={"dataset": operator_scored, "params": {"vog_field": "vog", "percentile": 10, "load_view": "vog-high"}},
+    )
     ids, vog = operator_scored.values("id"), np.array(operator_scored.values("vog"))
     order = np.argsort(-vog)
     assert operator_scored.load_saved_view("vog-high").values("id") == [ids[i] for i in order[:4]]
@@ -334,12 +364,14 @@ def test_save_vog_views_operator_name_prefix(operator_scored):
         "vog-b-shuffled-labels",
         "vog-b-ood",
         "vog-b-label-errors",
+        "vog-b-likely-ood",
     ]
     result = foo.execute_operator(f"{PLUGIN}/save_vog_views", ctx={"dataset": operator_scored, "params": params})
     assert {r["view"]: r["samples"] for r in result.result["views"]} == {
         "vog-b-high": 4,
         "vog-b-low": 4,
-        "vog-b-label-errors": 4,
+        "vog-b-label-errors": int((np.array(operator_scored.values("vog_loss")) > np.log(2)).sum()),
+        "vog-b-likely-ood": 40,
     }
     assert {r["view"] for r in result.result["skipped"]} == {"vog-b-shuffled-labels", "vog-b-ood"}
     ids, vog = operator_scored.values("id"), np.array(operator_scored.values("vog"))

@@ -41,10 +41,14 @@ def test_every_operator_and_the_panel_register_without_errors(installed):
     registered = sorted(op.name for op in pctx.instances)
     # the manifest filters silently: a class it does not list, or a listed name without a class, is dropped
     assert registered == sorted(MANIFEST["operators"] + MANIFEST["panels"])
-    assert registered == sorted(["compute_vog", "save_vog_views", "shuffle_labels", "export_vog_subset", "vog_panel"])
+    assert registered == sorted(
+        ["compute_vog", "save_vog_views", "shuffle_labels", "export_vog_subset", "index_vog_fields", "vog_panel"]
+    )
 
 
-@pytest.mark.parametrize("name", ["compute_vog", "save_vog_views", "shuffle_labels", "export_vog_subset"])
+@pytest.mark.parametrize(
+    "name", ["compute_vog", "save_vog_views", "shuffle_labels", "export_vog_subset", "index_vog_fields"]
+)
 def test_operator_uris_resolve(installed, name):
     op = foo.get_operator(f"{PLUGIN}/{name}")
     assert op.uri == f"{PLUGIN}/{name}"
@@ -91,7 +95,7 @@ def test_copied_plugin_loads_standalone(tmp_path, monkeypatch):
     monkeypatch.setattr(fo.config, "plugins_dir", str(plugins))
     pctx = _context()
     assert pctx.errors == [], "\n".join(pctx.errors)
-    assert len(pctx.instances) == 5
+    assert len(pctx.instances) == len(MANIFEST["operators"]) + len(MANIFEST["panels"]) == 6
     assert pctx.plugin_definition.directory == str(plugins / "fiftyone-vog")
 
 

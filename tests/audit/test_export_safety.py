@@ -1,6 +1,6 @@
 """Export never deletes what it did not write: media, foreign files, roots, home, the working
-directory, links out; Overwrite replaces only an earlier export of ours (its marker); a failed
-write is one line and leaves nothing behind. Real files, real datasets, a real CLI process."""
+directory, links out; Overwrite replaces only what the ownership record lists as an earlier
+export's (the marker is information); a failed write is one line and leaves nothing behind. Real files, real datasets, a real CLI process."""
 
 import json
 import os
@@ -12,6 +12,7 @@ import sys
 import fiftyone as fo
 import fiftyone.operators as foo
 import pytest
+from fiftyone.operators.executor import ExecutionError
 
 import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
@@ -23,26 +24,7 @@ DATASET_NAME = "export-safety-test"  # the conftest fixture named_dataset
 EXPORT = "@fiftyone-vog/vog/export_vog_subset"
 
 
-@pytest.fixture(autouse=True)
-def no_deletes_outside(tmp_path, monkeypatch):
-    """A safety net: removing anything outside this test's tmp_path fails (PermissionError) instead.
-    (The code before the fix would have removed '/', the home directory, ... for real.)"""
-    base = os.path.realpath(tmp_path)
-
-    def guard(name, fn):
-        def wrapped(path, *a, **k):
-            if k.get("dir_fd") is not None:  # inside a guarded rmtree
-                return fn(path, *a, **k)
-            real = os.path.realpath(os.path.abspath(os.fspath(path)))
-            if not (real == base or real.startswith(base + os.sep) or ".partial-" in os.path.basename(real)):
-                raise PermissionError(f"test guard: {name}({path!r}) is outside the test's folder")
-            return fn(path, *a, **k)
-
-        return wrapped
-
-    monkeypatch.setattr(shutil, "rmtree", guard("rmtree", shutil.rmtree))
-    for name in ("unlink", "remove", "rmdir"):
-        monkeypatch.setattr(os, name, guard(name, getattr(os, name)))
+pytestmark = pytest.mark.usefixtures("no_deletes_outside")
 
 
 def _all_files(d):
@@ -134,48 +116,103 @@ def test_a_symlink_pointing_out_is_refused(dataset, tmp_path):
         with pytest.raises(fov.VoGError, match="is a symbolic link.*do not follow links"):
             fov.export_vog_subset(dataset.limit(2), link, dataset_type="csv", overwrite=overwrite)
     assert _all_files(elsewhere) == ["keep.txt"] and link.is_symlink()
-    # an earlier export whose class folder was replaced by a link out: Overwrite refuses, the link's
-    # target keeps its files
+    # an earlier export whose class folder was replaced by a link out: Overwrite refuses (the new
+    # export writes there), the link's target keeps its files
     d = tmp_path / "tree"
     fov.export_vog_subset(dataset.limit(4), d)
     label = sorted(p for p in os.listdir(d) if p != MARKER)[0]
     shutil.rmtree(d / label)
     (d / label).symlink_to(elsewhere)
-    with pytest.raises(fov.VoGError, match=f"holds '{label}', which the earlier export did not write"):
+    with pytest.raises(fov.VoGError, match=f"holds '{label}', which fiftyone-vog did not write.*where this export"):
         fov.export_vog_subset(dataset.limit(4), d, overwrite=True)
-    assert _all_files(elsewhere) == ["keep.txt"]
+    assert _all_files(elsewhere) == ["keep.txt"] and (d / label).is_symlink()
 
 
-def test_overwrite_replaces_only_what_our_marker_lists(dataset, tmp_path):
+def test_a_link_then_dotdot_is_checked_where_the_os_resolves_it(own_media, tmp_path, monkeypatch):
+    """``a/link/..`` is the folder above the link's target (the OS resolves the link first), not
+    ``a`` as a lexical normpath says: the checks, the App roots and the export itself use that."""
+    ds, media = own_media
+    (media / "sub").mkdir()
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "to-media").symlink_to(media / "sub")
+    before = _all_files(media)
+    for overwrite in (False, True):  # it is the media folder: refused whatever Overwrite says
+        with pytest.raises(fov.VoGError, match=f"export_dir {media} holds media of the dataset"):
+            fov.export_vog_subset(ds.limit(3), f"{a}/to-media/..", dataset_type="csv", overwrite=overwrite)
+    assert _all_files(media) == before and sorted(os.listdir(a)) == ["to-media"]
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    (a / "to-b").symlink_to(tmp_path / "b" / "deep")
+    out = fov.export_vog_subset(ds.limit(3), f"{a}/to-b/../out", dataset_type="csv")
+    assert out == str(tmp_path / "b" / "out" / "manifest.csv") and not os.path.lexists(a / "out")
+    # the App: inside its root as written, outside once the link is resolved
+    install_plugin()
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    root.mkdir()
+    (root / "out-link").symlink_to(outside / "deep")
+    monkeypatch.setenv("FIFTYONE_VOG_APP_ROOTS", str(root))
+    props = _form(ds, {"export_dir": f"{root}/out-link/../x", "dataset_type": "csv"})
+    assert props["export_dir"].invalid and "outside the folders the App may use" in props["export_dir"].error_message
+    with pytest.raises(ExecutionError, match="outside the folders the App may use"):
+        foo.execute_operator(EXPORT, ctx={"dataset": ds, "params": {"export_dir": f"{root}/out-link/../x"}})
+    assert os.listdir(outside) == ["deep"] and sorted(os.listdir(root)) == ["out-link"]
+
+
+def test_a_nul_byte_in_export_dir_is_one_line_everywhere(named_dataset, tmp_path, capsys):
+    """Python's file functions raise a bare ValueError for a NUL byte: the API, the form, the
+    operator and the CLI say it in one line instead (argv cannot hold a NUL: the CLI is called
+    in-process)."""
+    from fiftyone_vog.cli import main
+
+    install_plugin()
+    named_dataset.set_values("vog", [float(i) for i in range(len(named_dataset))])
+    bad = f"{tmp_path}/o\0ut"
+    with pytest.raises(fov.VoGError) as e:
+        fov.export_vog_subset(named_dataset.limit(2), bad, dataset_type="csv")
+    assert "export_dir" in str(e.value) and "NUL byte" in str(e.value) and len(str(e.value).splitlines()) == 1
+    props = _form(named_dataset, {"export_dir": bad})
+    msg = props["export_dir"].error_message
+    assert props["export_dir"].invalid and "NUL byte" in msg and "export_dir" not in msg.replace(str(tmp_path), ""), msg
+    with pytest.raises(ExecutionError, match="NUL byte"):
+        foo.execute_operator(EXPORT, ctx={"dataset": named_dataset, "params": {"export_dir": bad}})
+    capsys.readouterr()
+    assert main(["export", DATASET_NAME, "--export-dir", bad, "--dataset-type", "csv", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "NUL byte" in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_overwrite_replaces_only_what_the_record_lists(dataset, tmp_path):
     dataset.set_values("vog", [float(i) for i in range(len(dataset))])
     d = tmp_path / "hard"
     first = fov.export_vog_subset(dataset.limit(8), d)
     marker = json.loads((d / MARKER).read_text())
-    assert marker["kind"] == "fiftyone-vog export" and marker["num_samples"] == 8
+    assert marker["kind"] == "fiftyone-vog export" and marker["num_samples"] == 8 and marker["export_id"]
     assert sorted(marker["files"]) == sorted(f for f in _all_files(d) if f != MARKER)
-    assert first.num_samples == 8
+    assert first.num_samples == 8 and first.warning is None
     # without Overwrite: refused, named
     with pytest.raises(fov.VoGError, match="already holds files.*overwrite=True"):
         fov.export_vog_subset(dataset.limit(3), d)
     # with Overwrite: the earlier export is replaced, folders of labels no longer exported are gone
     out = fov.export_vog_subset(dataset.limit(3), d, overwrite=True)
     labels = set(dataset.limit(3).values("ground_truth.label"))
-    assert set(os.listdir(d)) == labels | {MARKER} and out.num_samples == 3
-    # a file the user added since: refused whatever Overwrite says, and kept with the export
+    assert set(os.listdir(d)) == labels | {MARKER} and out.num_samples == 3 and out.warning is None
+    # a file the user added since is kept, and named
     (d / "my-notes.txt").write_text("mine")
-    now = _all_files(d)
-    with pytest.raises(fov.VoGError, match="holds 'my-notes.txt', which the earlier export did not write"):
-        fov.export_vog_subset(dataset.limit(5), d, overwrite=True)
-    assert _all_files(d) == now
+    out = fov.export_vog_subset(dataset.limit(5), d, overwrite=True)
+    assert (d / "my-notes.txt").read_text() == "mine" and "'my-notes.txt'" in out.warning
     # a marker edited to list files outside the directory removes nothing outside
     (tmp_path / "victim.txt").write_text("v")
-    os.remove(d / "my-notes.txt")
     m = json.loads((d / MARKER).read_text())
     m["files"] += ["../victim.txt", str(tmp_path / "victim.txt")]
-    (d / MARKER).write_text(json.dumps(m))
+    (d / MARKER).write_text(json.dumps(m))  # the marker is the user's now: kept, and in the way
+    with pytest.raises(fov.VoGError, match=f"holds '{MARKER}', which fiftyone-vog did not write"):
+        fov.export_vog_subset(dataset.limit(5), d, dataset_type="csv", overwrite=True)
+    os.remove(d / MARKER)
     fov.export_vog_subset(dataset.limit(5), d, dataset_type="csv", overwrite=True)
     assert (tmp_path / "victim.txt").read_text() == "v"
-    assert sorted(os.listdir(d)) == [MARKER, "manifest.csv"] and len(_csv_rows(d / "manifest.csv")) == 6
+    assert sorted(os.listdir(d)) == [MARKER, "manifest.csv", "my-notes.txt"] and len(_csv_rows(d / "manifest.csv")) == 6
     assert sorted(os.listdir(tmp_path)) == ["hard", "victim.txt"]  # no partial or old copy left
 
 
@@ -275,7 +312,8 @@ def test_the_form_says_what_overwrite_replaces_and_offers_vog_fields_only_for_cs
     dataset.set_values("vog", [1.0] * len(dataset))
     props = _form(dataset, {"export_dir": str(tmp_path / "new")})
     help_text = props["overwrite"].view.description
-    assert MARKER in help_text and "only the files it wrote" in help_text and "never overwritten" in help_text
+    assert "only the files it wrote" in help_text and "record" in help_text and "never overwritten" in help_text
+    assert f"{MARKER} is information only" in help_text
     assert "vog_field" not in props  # ignored by the tree: not offered
     props = _form(dataset, {"export_dir": str(tmp_path / "new"), "dataset_type": "csv"})
     assert isinstance(props["vog_field"].view, fo.operators.types.DropdownView)
@@ -293,4 +331,5 @@ def test_cli_help_says_what_overwrite_replaces(capsys):
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--overwrite replaces only the files that export wrote" in out and MARKER in out.replace("- ", "-")
+    assert "--overwrite replaces only the files that export wrote and that are unchanged" in out
+    assert "ownership record" in out and f"{MARKER} is information only" in out.replace("- ", "-")

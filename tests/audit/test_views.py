@@ -32,7 +32,14 @@ def _naive(ids, values, k, high):
 
 
 def test_names():
-    assert fov.vog_view_names() == ["vog-high", "vog-low", "vog-shuffled-labels", "vog-ood", "vog-label-errors"]
+    assert fov.vog_view_names() == [
+        "vog-high",
+        "vog-low",
+        "vog-shuffled-labels",
+        "vog-ood",
+        "vog-label-errors",
+        "vog-likely-ood",
+    ]
     assert list(fov.VOG_VIEW_NAMES) == fov.vog_view_names()
 
 
@@ -120,11 +127,11 @@ def test_missing_markers_are_skipped_with_a_note(dataset, caplog):
     dataset.set_values("vog", SCORES)
     with caplog.at_level(logging.WARNING, logger="fiftyone_vog.audit.views"):
         views = fov.save_vog_views(dataset, shuffled_field="flipped", ood_field="novel")
-    assert set(views) == {"vog-high", "vog-low"}
+    assert set(views) == {"vog-high", "vog-low", "vog-likely-ood"}  # no raw field: likely-ood by vog itself
     assert "field 'flipped' does not exist" in views.skipped["vog-shuffled-labels"]
     assert "field 'novel' does not exist" in views.skipped["vog-ood"]
     assert "vog-shuffled-labels" in caplog.text and "vog-ood" in caplog.text
-    assert sorted(dataset.list_saved_views()) == ["vog-high", "vog-low"]
+    assert sorted(dataset.list_saved_views()) == ["vog-high", "vog-likely-ood", "vog-low"]
     # tag missing: skipped; a stale saved view of that name is removed
     dataset.select(dataset.values("id")[:2]).tag_samples("ood")
     fov.save_vog_views(dataset)
@@ -189,6 +196,7 @@ def test_view_names_for_a_prefix():
         "vog-test-shuffled-labels",
         "vog-test-ood",
         "vog-test-label-errors",
+        "vog-test-likely-ood",
     ]
     assert fov.vog_view_names(None) == fov.vog_view_names() == list(fov.VOG_VIEW_NAMES)
     for bad in ("", "  ", " vog", 3):
@@ -202,13 +210,14 @@ def test_name_prefix_saves_its_own_set_beside_the_default(dataset):
     dataset.select(dataset.values("id")[:3]).tag_samples("ood")
     default = fov.save_vog_views(dataset, percentile=10)
     other = fov.save_vog_views(dataset, vog_field="vog_b", percentile=10, name_prefix="vog-b")
-    assert set(other) == {"vog-b-high", "vog-b-low", "vog-b-ood"}
+    assert set(other) == {"vog-b-high", "vog-b-low", "vog-b-ood", "vog-b-likely-ood"}
     assert other.names == {
         "high": "vog-b-high",
         "low": "vog-b-low",
         "shuffled-labels": "vog-b-shuffled-labels",
         "ood": "vog-b-ood",
         "label-errors": "vog-b-label-errors",
+        "likely-ood": "vog-b-likely-ood",
     }
     assert "vog-b-shuffled-labels" in other.skipped  # no label_shuffled field
     assert sorted(dataset.list_saved_views()) == sorted([*default, *other])
@@ -222,7 +231,9 @@ def test_names_rename_or_leave_out_single_views(dataset):
     dataset.set_values("vog", SCORES)
     dataset.set_values("label_shuffled", [i % 5 == 0 for i in range(40)])
     views = fov.save_vog_views(
-        dataset, name_prefix="run2", names={"ood": "vog-ood", "shuffled-labels": None, "label-errors": None}
+        dataset,
+        name_prefix="run2",
+        names={"ood": "vog-ood", "shuffled-labels": None, "label-errors": None, "likely-ood": None},
     )
     assert views.names == {"high": "run2-high", "low": "run2-low", "ood": "vog-ood"}
     assert set(views) == {"run2-high", "run2-low"} and set(views.skipped) == {"vog-ood"}  # no sample is tagged
@@ -248,7 +259,7 @@ def test_a_call_without_ood_samples_keeps_another_calls_vog_ood(dataset):
     train.set_values("vog", SCORES[:24])
     test.set_values("vog_test", SCORES[24:])
     tv = fov.save_vog_views(test, vog_field="vog_test", name_prefix="vog-test", names={"ood": "vog-ood"})
-    assert set(tv) == {"vog-test-high", "vog-test-low", "vog-ood"}
+    assert set(tv) == {"vog-test-high", "vog-test-low", "vog-ood", "vog-test-likely-ood"}
     assert set(dataset.load_saved_view("vog-ood").values("id")) == set(ids[30:36])
     for _ in range(2):  # in either order, and again
         views = fov.save_vog_views(train, vog_field="vog")

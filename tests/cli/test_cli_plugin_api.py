@@ -52,7 +52,7 @@ def test_views_shuffle_export_in_process(named, capsys, tmp_path):
 
     rc, out, err = _main(capsys, "views", named.name, "--percentile", "5")
     assert rc == 0, err
-    lines = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    lines = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
     assert lines["vog-high"] == "2 samples" and lines["vog-low"] == "2 samples"
     assert lines["vog-shuffled-labels"] == "10 samples"
     assert lines["vog-ood"].startswith("skipped: no sample is tagged 'ood'")
@@ -62,7 +62,7 @@ def test_views_shuffle_export_in_process(named, capsys, tmp_path):
     # another set of views beside the first: --name-prefix
     rc, out, err = _main(capsys, "views", named.name, "--percentile", "10", "--name-prefix", "vog-10")
     assert rc == 0, err
-    lines = dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+    lines = dict(line.split("\t")[:2] for line in out.splitlines() if "\t" in line)
     assert lines["vog-10-high"] == "4 samples" and lines["vog-10-shuffled-labels"] == "10 samples"
     assert lines["vog-10-ood"].startswith("skipped:") and "load_saved_view('vog-10-high')" in out
     assert named.load_saved_view("vog-high").values("vog") == [39.0, 38.0]  # the first set is untouched

@@ -55,10 +55,15 @@ def test_fiftyones_delete_run_keeps_the_fields_while_the_key_is_locked(computed,
 
 
 def test_fiftyones_delete_run_keeps_a_field_another_run_claims(computed, checkpoint_dir):
+    """A dataset from before the ownership record where an old-style run (a plain RunConfig with
+    our method) lists vog_raw as its own too: the record adopts it once, for one run only."""
+    from fiftyone_vog.core import ownership
+
     dataset, _ = computed
-    # an old-style run (a plain RunConfig with our method) that lists vog_raw as its own
     cfg = dataset.init_run(method=RUN_METHOD, vog_field="old", fields=["old", "vog_raw"])
     dataset.register_run("old", cfg)
+    ownership._coll().delete_many({"dataset_id": str(dataset._doc.id)})  # as written by an earlier version
+    assert ownership.owner_of(dataset, ownership.FIELD, "vog_raw") == "run:old"  # runs adopted in key order
     dataset.delete_run("vog")
     assert "vog_raw" in dataset.get_field_schema() and "vog" not in dataset.get_field_schema()
 

@@ -6,7 +6,6 @@ each bulk write to the dataset's samples slowed down, so that a signal lands ins
 it touches a file when the write has begun and, if told, waits for a "go" file before writing.
 """
 
-import os
 import re
 import shlex
 import signal
@@ -21,7 +20,7 @@ import pytest
 
 import fiftyone_vog as fov
 
-from conftest import TESTS_DIR, small_model
+from conftest import small_model
 
 DATASET_NAME = "write-concurrency"  # the conftest fixture named_dataset
 CLI = [sys.executable, "-m", "fiftyone_vog.cli"]
@@ -50,14 +49,6 @@ pymongo.collection.Collection.bulk_write = bulk_write
 from fiftyone_vog.cli import main
 sys.exit(main(sys.argv[1:]))
 """
-
-
-@pytest.fixture
-def env():
-    """The session's environment, with tests/ on the path so that "conftest:small_model" imports."""
-    e = os.environ.copy()
-    e["PYTHONPATH"] = os.pathsep.join([TESTS_DIR, e.get("PYTHONPATH", "")])
-    return e
 
 
 def _compute_args(checkpoint_dir, *extra):

@@ -287,7 +287,7 @@ def test_compute_vog_from_the_operator_browser(app, page, torchscript_checkpoint
     ]
     _close_dialogs(page)
     # The grid's "Sort by" lists indexed fields only where the App's query performance mode is on;
-    # compute_vog indexes every field it writes (issue 11, part 7)
+    # compute_vog indexes its score, raw score and companions (issue 11, part 7; issue 16)
     assert {"vog", "vog_raw"} <= set(ds.list_indexes())
     # The App applies the dataset's sidebar groups when it loads the dataset (its reload_dataset keeps the
     # groups on screen and lists new fields under PRIMITIVES); the operator's message asks for a page reload.
@@ -418,6 +418,12 @@ def test_vog_panel(app, page):
     page.get_by_text("samples scored in this view").wait_for()
     page.locator(".js-plotly-plot").nth(1).locator(".barlayer path").first.wait_for(state="attached")
     assert page.get_by_text("error rate by vog decile").count() >= 1
+    # which score to trust, said in the panel (issue 18): the same one line as the report's summary
+    verdict = page.get_by_text("Which score:").first
+    verdict.wait_for()
+    assert (
+        "for label errors open " in verdict.inner_text() and "for out-of-distribution open " in verdict.inner_text()
+    ), verdict.inner_text()
     _shot(page, "app-panel.png")
     # the tallest bar of the error-rate chart (the second plot), clicked where a user clicks
     boxes = (

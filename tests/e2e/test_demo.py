@@ -6,6 +6,7 @@ isolated FiftyOne database: 320 digits (32 per class), 6 epochs.
 
 import importlib.util
 import json
+import math
 import os
 import sys
 
@@ -29,11 +30,17 @@ def load_demo():
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    import contextlib
+    import io
+
     import fiftyone as fo
 
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("demo")
-    res = load_demo().main(["--size", "small", "--out", str(out), "--dataset-name", NAME])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        res = load_demo().main(["--size", "small", "--out", str(out), "--dataset-name", NAME])
+    res["printed"] = printed.getvalue()
     torch.set_num_threads(threads)
     yield res, out
     if fo.dataset_exists(NAME):
@@ -102,6 +109,7 @@ def test_views_are_saved_and_sorted(demo_run):
         "vog-test-high",
         "vog-test-low",
         "vog-ood",
+        "vog-likely-ood",
     }
     assert set(ds.list_saved_views()) == names  # no vog-test-shuffled-labels / vog-test-ood: left out
     assert set(res["views"]) == names
@@ -117,6 +125,16 @@ def test_views_are_saved_and_sorted(demo_run):
     assert "by vog_test_raw" in ds.get_saved_view_info("vog-ood")["description"]
     test_low = ds.load_saved_view("vog-test-low").values("vog_test")
     assert test_low == sorted(test_low) and len(test_low) >= 13  # 10% of 128, rounded up
+    # vog-likely-ood: all of test + OOD, by the run's energy, without reading the tags
+    likely = ds.load_saved_view("vog-likely-ood")
+    assert len(likely) == 128 and likely.values("vog_test_energy") == sorted(
+        likely.values("vog_test_energy"), reverse=True
+    )
+    assert res["likely_ood_first"] == len(likely.limit(64).match_tags("ood"))
+    # vog-label-errors: the training samples whose mean loss is above ln 2
+    loss = ds.match_tags("train").values("vog_loss")
+    errors = ds.load_saved_view("vog-label-errors").values("vog_loss")
+    assert errors == sorted((v for v in loss if v > math.log(2)), reverse=True)
     test_high = ds.load_saved_view("vog-test-high")
     assert min(test_high.values("vog_test")) >= max(
         v for v in ds.match_tags(["test", "ood"]).values("vog_test") if v not in test_high.values("vog_test")
@@ -132,6 +150,49 @@ def test_reports_and_export_exist(demo_run):
     exported = [f for _, _, files in os.walk(res["export"]) for f in files if f.endswith(".png")]
     assert len(exported) == res["views"]["vog-high"]
     assert set(os.listdir(res["export"])) - {".fiftyone-vog-export.json"} <= {str(d) for d in range(8)}  # class folders
+
+
+def test_printed_output_shows_the_detector_tables_and_which_score(demo_run):
+    """What make demo prints: each report's detectors side by side, best first, and the verdict."""
+    import fiftyone as fo
+
+    from fiftyone_vog.analysis import detector_table_from_view
+
+    res, _ = demo_run
+    printed = res["printed"]
+    ds = fo.load_dataset(NAME)
+    train = detector_table_from_view(ds.match_tags("train"), "vog", flag_field="label_shuffled")
+    ood = detector_table_from_view(ds.match_tags(["test", "ood"]), "vog_test", tag="ood")
+    lines = printed.splitlines()
+    for heading, table in (("shuffled labels:", train), ("out-of-distribution (tag 'ood'):", ood)):
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith(heading))
+        assert [line.split()[0] for line in lines[start + 2 : start + 2 + len(table.rows)]] == [
+            r["score"] for r in table.rows
+        ]
+    assert "OOD by vog_test_raw:" in printed and "AUROC of vog_test_raw" in printed
+    assert len(res["verdicts"]) == 2 and all(
+        v.startswith("Which score: for label errors open ") for v in res["verdicts"]
+    )
+    assert f"training split: {res['verdicts'][0]}" in printed and f"test + OOD:     {res['verdicts'][1]}" in printed
+    assert "'vog-likely-ood' ranks all of test + OOD without looking at the tags, by vog_test_energy" in printed
+
+
+def test_label_error_rules_measure_the_demos_split(demo_run, capsys):
+    """examples/label_error_rules.py (the docs' precision/recall table) against a count by hand."""
+    import fiftyone as fo
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("label_error_rules", os.path.join(EXAMPLES, "label_error_rules.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    got = module.main(["--dataset", NAME])[NAME]
+    train = fo.load_dataset(NAME).match_tags("train")
+    loss, flag = (np.array(train.values(f)) for f in ("vog_loss", "label_shuffled"))
+    sel = loss > math.log(2)
+    assert got["even-odds"]["n"] == sel.sum() == len(fo.load_dataset(NAME).load_saved_view("vog-label-errors"))
+    assert got["even-odds"]["recall"] == (sel & flag).sum() / flag.sum()
+    assert got["percentile"]["n"] == math.ceil(0.1 * len(loss))
+    assert "| vog-digits-test | even-odds |" in capsys.readouterr().out
 
 
 def test_rerun_replaces_the_dataset_and_stale_checkpoints(demo_run, capsys):
