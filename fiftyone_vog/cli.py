@@ -87,17 +87,35 @@ def add_compute(sub):
         help="score every sample of a dataset by VoG and write the fields",
         description="Score every sample of a FiftyOne dataset by Variance of Gradients across training "
         "checkpoints; writes VOG_FIELD (class-normalized), VOG_FIELD_raw and one pair per window.",
-        epilog="example: fiftyone-vog compute my-images --checkpoints 'runs/exp1/epoch_*.pt' --model resnet18",
+        epilog="examples: fiftyone-vog compute my-images --checkpoints 'runs/exp1/epoch_*.pt' --model resnet18; "
+        "fiftyone-vog compute my-images --checkpoints runs/exp1 (a folder with vog_checkpoints.json, or timm's "
+        "train.py output: no --model); fiftyone-vog compute my-images --checkpoints 'runs/exp1/*.ckpt' "
+        "--model timm:convnext_tiny; fiftyone-vog compute my-images --checkpoints runs/hf (a Hugging Face "
+        "Trainer output folder: its checkpoint-*/ folders by step, architecture, class order and preprocessing "
+        "from config.json and preprocessor_config.json; no --model)",
     )
     p.add_argument("dataset", help="name of the FiftyOne dataset")
     p.add_argument("--view", help="score only this saved view of the dataset")
     p.add_argument(
-        "--checkpoints", required=True, help="glob (quote it), directory, or comma-separated files in training order"
+        "--checkpoints",
+        required=True,
+        help="glob (quote it), directory, or comma-separated files in training order; a directory with a "
+        "vog_checkpoints.json manifest (CheckpointSaver, the Lightning and Hugging Face callbacks) gives the "
+        "order, model, classes and transform; a Hugging Face Trainer output folder or a glob such as "
+        "'runs/hf/checkpoint-*' gives its checkpoint folders by step",
     )
     p.add_argument(
         "--model",
-        help="torchvision name (resnet18), 'package.module:callable'; omit for TorchScript "
-        "checkpoints (with --allow-torchscript)",
+        help="torchvision name (resnet18), timm name (timm:resnet18, timm:vit_tiny_patch16_224(img_size=32); "
+        "pip install 'fiftyone-vog[timm]'), 'package.module:callable'; omit when the checkpoints' manifest or "
+        "timm's train.py names it, and for TorchScript checkpoints (with --allow-torchscript); hf (or omitted) for "
+        "Hugging Face checkpoint folders: the architecture in their config.json, never code from the folder "
+        "(pip install 'fiftyone-vog[transformers]')",
+    )
+    p.add_argument(
+        "--state-dict-key",
+        help="the entry of each training checkpoint holding the weights (default: the trained weights, "
+        "state_dict; state_dict_ema: timm's EMA weights)",
     )
     p.add_argument(
         "--num-classes", type=int, help="output size to build the architecture with (default: number of classes)"
@@ -118,7 +136,11 @@ def add_compute(sub):
     p.add_argument("--vog-field", default=D["vog_field"], help="output field and run key (default: %(default)s)")
     p.add_argument("--windows", help="'thirds', or NAME=SPEC pairs such as 'early=0:3,late=-3:' (indices or slices)")
     p.add_argument(
-        "--transform", default=D["transform"], help=f"{' | '.join(options.TRANSFORMS)} (default: %(default)s)"
+        "--transform",
+        default=D["transform"],
+        help=f"{' | '.join(options.TRANSFORMS)} or a JSON description such as "
+        '\'{"kind": "timm", "data_config": {...}}\' (default: %(default)s: the manifest\'s, else the model\'s own '
+        "preprocessing — a timm model's eval transform —, else rgb)",
     )
     p.add_argument("--batch-size", type=int, default=D["batch_size"])
     p.add_argument("--num-workers", type=int, help="image-decoding processes (default: 0 on CPU, up to 8 on GPU)")
@@ -196,7 +218,7 @@ def run_compute(args):
         normalization=args.normalization,
         vog_field=args.vog_field,
         windows=_windows(args.windows),
-        transform=args.transform,
+        transform=_transform(args.transform),
         batch_size=args.batch_size,
         device=args.device,
         num_workers=args.num_workers,
@@ -212,6 +234,7 @@ def run_compute(args):
         strategy=args.strategy,
         autocast=args.autocast,
         channels_last=args.channels_last,
+        state_dict_key=args.state_dict_key,
     )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
         return
@@ -222,6 +245,7 @@ def run_compute(args):
     )
     print(f"  of which scoring {t['compute']:.1f}s and waiting for images {t['data_wait']:.1f}s")
     print(f"  {threads_line(res.config)}")
+    print(f"  preprocessing: {_preprocessing(res.config)}")
     unindexed = not_indexed_message(res.config.get("indexes"))
     if unindexed:
         print(f"  note: {unindexed}")
@@ -229,6 +253,35 @@ def run_compute(args):
     if hint:
         print(f"  note: {hint}")
     print(f"sort hardest first: dataset.sort_by({res.vog_field!r}, reverse=True)")
+
+
+def _transform(text: str):
+    """``--transform``: a preset name, or a JSON transform description."""
+    import json
+
+    if not text.strip().startswith("{"):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CLIError(
+            f'--transform: invalid JSON ({e}); e.g. \'{{"kind": "timm", "data_config": {{...}}}}\''
+        ) from None
+
+
+def _preprocessing(config: dict) -> str:
+    """The run's preprocessing and where it came from, in words."""
+    from fiftyone_vog.inputs.kinds import transform_summary
+
+    used = config.get("preprocessing") or {}
+    source = {
+        "argument": "--transform",
+        "manifest": "the checkpoints' manifest",
+        "checkpoint": "timm's training arguments in the checkpoints",
+        "model": "the model's own",
+        "default": "the default",
+    }.get(used.get("source"), "?")
+    return f"{transform_summary(used.get('transform'))} ({source})"
 
 
 # -- views -------------------------------------------------------------------

@@ -20,7 +20,9 @@ TARGETS = ("logit", "probability")
 STATISTICS = ("variance", "std")
 CHANNEL_REDUCTIONS = ("sum", "mean")
 NORMALIZATIONS = ("zscore", "abs", "none")
-TRANSFORMS = ("rgb", "gray", "cifar", "imagenet")  # the presets; Python callers may pass a callable
+#: ``transform=``: ``auto`` (the checkpoints' manifest's, else the model's own preprocessing, e.g. a
+#: timm model's eval transform, else ``rgb``) or a preset; Python callers may pass a callable.
+TRANSFORMS = ("auto", "rgb", "gray", "cifar", "imagenet")
 #: ``precision=``: the engine's floating point type.
 PRECISIONS = ("float32", "float64")
 #: ``strategy=``: checkpoints one after another (``loop``) or in one batched pass (``vmap``).
@@ -61,7 +63,7 @@ MEMORIZING_RECIPE = MappingProxyType(
 #: ``"logit"`` stays available, exactly. The API, the CLI and the App form all read it here.
 DEFAULT_TARGET = "probability"
 #: ``compute_vog``'s defaults, which its signature, the CLI's ``compute`` and the App's Compute VoG
-#: form all read here (``transform``: the API's ``None`` means this preset).
+#: form all read here (``transform``: the API's ``None`` means ``"auto"``).
 DEFAULTS = MappingProxyType(
     {
         "label_field": "ground_truth",
@@ -71,7 +73,7 @@ DEFAULTS = MappingProxyType(
         "channel_reduction": "sum",
         "normalization": "zscore",
         "vog_field": "vog",
-        "transform": "rgb",
+        "transform": "auto",
         "batch_size": 64,
         "precision": "float32",
     }

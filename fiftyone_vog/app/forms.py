@@ -68,6 +68,7 @@ FORM_LABELS = {
         "autocast": "Mixed precision",
         "resume": "Resume",
         "allow_pickle": "Allow pickled checkpoints",
+        "state_dict_key": "Weights entry",
     },
     "save_vog_views": {
         "vog_field": "VoG field",
@@ -323,7 +324,9 @@ def _where(path: str) -> str:
 def compute_vog_form(ctx, inputs):
     """The Compute VoG form; every check that needs the server happens here."""
     from ..core.compute import field_names, resolve_windows
-    from ..inputs.checkpoints import known_architectures, model_factory
+    from ..inputs.checkpoints import known_architectures, manifest_of, model_factory
+    from ..inputs.hf import MODEL as HF_MODEL
+    from ..inputs.kinds import KINDS, kind_names
 
     inputs.view_target(ctx, action_description="Score")
     allowed = imports_allowed(ctx)
@@ -347,21 +350,32 @@ def compute_vog_form(ctx, inputs):
             where = _where(spec.split(",")[0].strip()) if isinstance(spec, str) else ""
             _invalid(prop, f"{e}{where}")
         else:
+            manifest = manifest_of(parse_checkpoints(spec))  # read (inside the App roots) by the line above
+            recorded = f" (recorded in {manifest.path.name})" if manifest is not None else ""
             inputs.view(
-                "checkpoints_found", types.Notice(label=f"{len(paths)} checkpoints: {paths[0].name} … {paths[-1].name}")
+                "checkpoints_found",
+                types.Notice(label=f"{len(paths)} checkpoints{recorded}: {paths[0].name} … {paths[-1].name}"),
             )
 
     architectures = types.AutocompleteView(allow_user_input=True)
-    for name in known_architectures():
+    typed = params.get("model") or ""
+    # -- other libraries' architectures by name (inputs.kinds): offered once their prefix is typed
+    kind_choices = [
+        n for prefix in KINDS if typed.startswith(f"{prefix}:") for n in kind_names(prefix, typed[len(prefix) + 1 :])
+    ]
+    for name in [*known_architectures(), *kind_choices]:
         architectures.add_choice(name, label=name)
+    architectures.add_choice(HF_MODEL, label=f"{HF_MODEL}: Hugging Face folder (architecture from its config.json)")
     prop = inputs.str(
         "model",
         label="Model",
         view=architectures,
-        description="An architecture of this package (SmallCNN, MLP) or torchvision (resnet18, ...); "
+        description="An architecture of this package (SmallCNN, MLP) or torchvision (resnet18, ...), or timm "
+        "by name (timm:resnet18, timm:vit_tiny_patch16_224(img_size=32)), or hf for Hugging Face Trainer "
+        "folders (checkpoint-*/ with config.json; also found by itself when empty; never their code); "
         f"any other 'package.module:callable' if the server sets {ALLOW_IMPORTS}=1; "
-        "empty for TorchScript checkpoints (code: only if the server sets "
-        f"{ALLOW_IMPORTS}=1)",
+        "empty when the checkpoints' manifest or timm's train.py names it, and for TorchScript checkpoints "
+        f"(code: only if the server sets {ALLOW_IMPORTS}=1)",
     )
     model = params.get("model") or None
     if model:
@@ -432,7 +446,16 @@ def compute_vog_form(ctx, inputs):
         "Class-normalized z-score (paper), its absolute value, or none",
         ctx,
     )
-    _choice(inputs, "transform", CHOICES["transform"], D["transform"], "Transform", "Image preprocessing preset", ctx)
+    _choice(
+        inputs,
+        "transform",
+        CHOICES["transform"],
+        D["transform"],
+        "Transform",
+        "Image preprocessing: auto is the checkpoints' manifest's, else the model's own (a timm model's eval "
+        "transform), else rgb; or a preset",
+        ctx,
+    )
 
     prop = inputs.str(
         "windows",
@@ -545,6 +568,12 @@ def compute_vog_form(ctx, inputs):
             f"unpickling checkpoints from the App is disabled; the server's owner can allow it "
             f"by setting {ALLOW_IMPORTS}=1",
         )
+    inputs.str(
+        "state_dict_key",
+        label="Weights entry",
+        description="The entry of each training checkpoint holding the weights; empty: the trained weights "
+        "(state_dict); state_dict_ema: timm's EMA weights",
+    )
     _check_run_inline(ctx, inputs, paths, windows, allowed)
 
 
@@ -596,30 +625,42 @@ def _check_run_inline(ctx, inputs, paths, windows, allowed):
     ):
         return
     try:
-        _check_model_inline(p, props, check, samples, label_field, paths, allowed)
+        _check_model_inline(inputs, p, props, check, samples, label_field, paths, allowed)
     except Exception:  # anything but a VoGError: the form stays usable, the run reports it
         pass
 
 
-def _check_model_inline(p, props, check, samples, label_field, paths, allowed):
-    """Load the first checkpoint into the model and run it on one image of the view."""
+def _check_model_inline(inputs, p, props, check, samples, label_field, paths, allowed):
+    """Load the first checkpoint into the model and run it on one image of the view; say which
+    preprocessing the run will use."""
     from ..core import preflight
-    from ..inputs.images import ImageDataset, resolve_classes
+    from ..inputs import hf
+    from ..inputs.checkpoints import manifest_model, manifest_of, script_model
+    from ..inputs.images import ImageDataset, resolve_classes, resolve_transform
+    from ..inputs.kinds import transform_summary
 
+    manifest = manifest_of(parse_checkpoints(p.get("checkpoints")))
+    labels = samples.distinct(f"{label_field}.label")
+    given = lambda: manifest.check_classes(_split(p.get("classes"))) if manifest else _split(p.get("classes"))
+    if hf.is_checkpoint_folder(paths[0]):  # -- Hugging Face folders: architecture and class order in config.json
+        given, ok = _check_hf_inline(inputs, p, check, samples, label_field, paths, given, labels)
+        if not ok:
+            return
     classes, ok = check(
-        "classes",
-        lambda: resolve_classes(
-            samples, label_field, _split(p.get("classes")), samples.distinct(f"{label_field}.label")
-        ),
+        "classes", lambda: resolve_classes(samples, label_field, given() if callable(given) else given, labels)
     )
     if not ok:
         return
+    model, ok = check("model", lambda: p.get("model") or manifest_model(manifest))
+    if not ok:
+        return
+    model, script_args = script_model(model, paths[0])
     module, ok = check(
         "model",
         preflight.load_one,
         paths[0],
-        p.get("model") or None,
-        len(classes),
+        model,
+        (manifest.num_classes if manifest and manifest.num_classes else None) or len(classes),
         bool(p.get("allow_pickle")) and allowed,
         allowed,
         allowed,
@@ -628,12 +669,68 @@ def _check_model_inline(p, props, check, samples, label_field, paths, allowed):
         if p.get("classes") and "size mismatch" in props["model"].error_message:
             _invalid(props["classes"], props["model"].error_message)
         return
+    transform, source = resolve_transform(
+        p.get("transform", D["transform"]), module, model, manifest.transform if manifest else None, script_args
+    )
+    inputs.view(
+        "transform_used",
+        types.Notice(label=f"Preprocessing: {transform_summary(transform)} ({TRANSFORM_SOURCES[source]})"),
+    )
     first = samples.select_fields().first()
-    x = ImageDataset([first.id], [first.filepath], [0], p.get("transform", D["transform"]))[0][0][None]
+    x = ImageDataset([first.id], [first.filepath], [0], transform)[0][0][None]
     try:
         preflight.check_outputs(module, x, len(classes))
     except VoGError as e:
         _invalid(props["classes" if "classes were given" in str(e) else "transform"], str(e))
+
+
+def _check_hf_inline(inputs, p, check, samples, label_field, paths, given, labels):
+    """Hugging Face checkpoint folders: their architecture is one transformers builds (never code from
+    the folder) and their ``id2label`` fits the view's labels, each said on the control that fixes it;
+    a notice says what was found. Returns ``(the classes in the model's order, ok)``."""
+    from ..inputs import hf
+    from ..inputs.labels import declared_classes
+
+    names, ok = check("model", hf.check_architectures, paths, p.get("model") or None)
+    if not ok:
+        return None, False
+    found, ok = check("classes", lambda: hf.resolve_classes(given(), paths))
+    if not ok:
+        return None, False
+    classes, where = found
+    unknown = sorted({l for l in labels if l is not None} - set(classes))
+    if unknown:
+        _invalid(
+            inputs.properties["classes"],
+            f"labels {unknown[:5]} in {label_field!r} are not among the model's classes {classes[:10]} "
+            f"({where or 'classes='}); score a view without them",
+        )
+        return None, False
+    declared = declared_classes(samples, label_field)
+    order = (
+        "; the dataset lists them in another order: labels are matched by name"
+        if declared and set(declared) == set(classes) and list(declared) != classes
+        else ""
+    )
+    shown = ", ".join(classes[:8]) + (" …" if len(classes) > 8 else "")
+    inputs.view(
+        "hf_found",
+        types.Notice(
+            label=f"Hugging Face checkpoints: {names[-1] if names else 'the model given'} from config.json; "
+            f"classes in the model's order ({'id2label' if where else 'Classes'}): {shown}{order}"
+        ),
+    )
+    return classes, True
+
+
+#: Where the run's transform came from (:func:`fiftyone_vog.inputs.images.resolve_transform`), in the form's words.
+TRANSFORM_SOURCES = {
+    "argument": "chosen here",
+    "manifest": "recorded with the checkpoints",
+    "checkpoint": "timm's training arguments in the checkpoints",
+    "model": "the model's own",
+    "default": "the default",
+}
 
 
 #: Server-side caps on what an App user may ask of the server (environment variables).
@@ -679,8 +776,11 @@ def compute_vog_kwargs(ctx) -> dict:
     num_workers = (
         None if p.get("num_workers") is None else _capped(p, "num_workers", 0, max_workers, "the server's CPU cores")
     )
+    spec = parse_checkpoints(p["checkpoints"])
+    files = check_app_checkpoints(ctx, spec)  # re-checked: App roots
+    folder = isinstance(spec, str) and os.path.isdir(os.path.expanduser(spec))
     return dict(
-        checkpoints=check_app_checkpoints(ctx, parse_checkpoints(p["checkpoints"])),  # re-checked: App roots
+        checkpoints=spec if folder else files,  # a folder as itself: its manifest is read by the run
         model=p.get("model") or None,
         label_field=p.get("label_field") or D["label_field"],
         classes=_split(p.get("classes")),
@@ -701,6 +801,7 @@ def compute_vog_kwargs(ctx) -> dict:
         autocast=None if p.get("autocast", "none") in (None, "none") else p["autocast"],
         resume=bool(p.get("resume", False)),
         allow_pickle=bool(p.get("allow_pickle", False)),
+        state_dict_key=p.get("state_dict_key") or None,
         allow_torchscript=allowed,  # TorchScript is code: only the server owner's switch allows it
         _allow_import=allowed,
     )

@@ -173,9 +173,11 @@ def check_app_checkpoints(ctx, spec) -> list[str] | None:
 
     Checked before anything is listed or opened (a glob part by part, each folder it lists and
     each match, links resolved; each named file or folder), then again for every file it
-    resolves to (a link inside a root may point out). Returns the
-    resolved files in order, or None for an empty spec.
+    resolves to (a link inside a root may point out), and for a Hugging Face checkpoint folder
+    every file in it that a run reads. Returns the resolved files (or folders) in order, or None
+    for an empty spec.
     """
+    from ..inputs import hf
     from ..inputs.checkpoints import checkpoint_entries, resolve_checkpoints
 
     if spec is None or spec == "":
@@ -187,6 +189,8 @@ def check_app_checkpoints(ctx, spec) -> list[str] | None:
             raise VoGError(outside_message("checkpoints", spec if isinstance(spec, str) else entry, roots))
     paths = resolve_checkpoints(spec)
     for p in paths:
-        if not _inside(str(p), roots):
-            raise VoGError(outside_message("checkpoints", spec if isinstance(spec, str) else p, roots))
+        # a Hugging Face checkpoint folder: the files the run reads in it, whose links may point out too
+        for f in hf.folder_files(p) if hf.is_checkpoint_folder(p) else [p]:
+            if not _inside(str(p), roots) or not _inside(str(f), roots):
+                raise VoGError(outside_message("checkpoints", spec if isinstance(spec, str) else p, roots))
     return [str(p) for p in paths]

@@ -31,8 +31,27 @@ from ..engine import (
     class_normalize,
     class_statistics,
 )
-from ..inputs.checkpoints import ModelSpec, check_distinct, check_distinct_weights, load_models, resolve_checkpoints
-from ..inputs.images import ImageDataset, ViewData, image_pixel_limit, make_loader, read_view
+from ..inputs import hf
+from ..inputs.checkpoints import (
+    ModelSpec,
+    check_distinct,
+    check_distinct_weights,
+    load_models,
+    manifest_model,
+    manifest_of,
+    resolve_checkpoints,
+    script_model,
+)
+from ..inputs.images import (
+    ImageDataset,
+    ViewData,
+    image_pixel_limit,
+    make_loader,
+    read_view,
+    resolve_transform,
+    transform_record,
+)
+from ..inputs.manifest import Manifest
 from ..options import DEFAULTS, NORMALIZATIONS
 from . import distributed, preflight
 from .indexes import not_indexed_message  # noqa: F401  (the doors' import)
@@ -155,14 +174,22 @@ def companion_fields(vog_field: str, windows: Sequence[str]) -> dict[str, dict[s
 
 
 def _versions() -> dict:
+    import sys
+
     import fiftyone
     import torchvision
 
+    libraries = {  # the model libraries a run used (imported by then), as the core ones
+        name: getattr(sys.modules[name], "__version__", "?")
+        for name in ("timm", "lightning", "transformers")
+        if name in sys.modules
+    }
     return {
         "fiftyone_vog": __version__,
         "fiftyone": fiftyone.__version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
+        **libraries,
         "python": platform.python_version(),
     }
 
@@ -214,6 +241,7 @@ class Args:
     max_image_pixels: int | None
     num_threads: int | None
     companions: bool
+    state_dict_key: str | None
     _allow_import: bool
 
     @classmethod
@@ -243,6 +271,26 @@ class Plan:
     data: ViewData  # ids, paths, labels and classes of the view
     max_image_pixels: int
     t0: float  # time.perf_counter() when the run began
+    manifest: Manifest | None = None  # the checkpoint folder's vog_checkpoints.json, if any
+
+    @property
+    def model(self) -> ModelSpec:
+        """``model=``, else the architecture the manifest names (see :attr:`Loaded.model` for the
+        one a timm training script's checkpoints name)."""
+        return self.args.model if self.args.model is not None else manifest_model(self.manifest)
+
+    @property
+    def num_classes(self) -> int:
+        """The output size the architecture is built with: ``num_classes=``, the manifest's, or the classes'."""
+        for n in (self.args.num_classes, self.manifest and self.manifest.num_classes):
+            if n is not None:
+                return int(n)
+        return len(self.data.classes)
+
+    @property
+    def state_dict_key(self) -> str | None:
+        a = self.args
+        return a.state_dict_key if a.state_dict_key is not None else (self.manifest and self.manifest.state_dict_key)
 
     @property
     def num_workers(self) -> int:
@@ -266,6 +314,15 @@ class Loaded:
     dataset: ImageDataset
     engine: VoGEngine
     t_load: float  # time.perf_counter() once the models were loaded
+    model: ModelSpec = None  # the architecture: plan.model, else the one timm's training script recorded
+    transform: Any = None  # the transform used (a preset, a {"kind": ...} description or a callable)
+    transform_source: str = "argument"  # where it came from (see inputs.images.resolve_transform)
+    weights: dict | None = None  # which entry of the checkpoints held the weights (load_models' report)
+
+    @property
+    def preprocessing(self) -> dict:
+        """The run config's record of the preprocessing used and where it came from."""
+        return {"transform": transform_record(self.transform), "source": self.transform_source}
 
 
 @dataclass
@@ -310,13 +367,26 @@ def _validate(args: Args) -> Plan:
     if ctx is not None:
         dev = ctx.device(dev)
 
+    manifest = manifest_of(a.checkpoints)  # a folder's vog_checkpoints.json: order, model, classes, transform
     paths = resolve_checkpoints(a.checkpoints)
+    if manifest is not None and a.model is None:
+        manifest_model(manifest)  # a model named as code is refused before any work
     hashes = check_distinct(paths)  # the same file twice would score 0 everywhere
     preflight.check_checkpoint_files(paths, a.allow_torchscript, a._allow_import)
     window_idx = resolve_windows(a.windows, paths)
     fields = field_names(a.vog_field, window_idx)
     preflight.check_labels(a.samples, a.label_field, a.label_mode)
-    data = read_view(a.samples, a.label_field, a.classes, require_labels=a.label_mode == "true")
+    classes = a.classes if manifest is None else manifest.check_classes(a.classes)
+    classes_from = None if manifest is None or manifest.classes is None else str(manifest.path)
+    if hf.is_checkpoint_folder(paths[0]):  # Hugging Face folders: architecture and class order in config.json
+        classes, classes_from = hf.check_folders(paths, classes, a.model)
+    data = read_view(
+        a.samples,
+        a.label_field,
+        classes,
+        require_labels=a.label_mode == "true",
+        classes_from=classes_from,
+    )
     if data.duplicates:
         logger.warning(
             "fiftyone-vog: the view holds %d repeated occurrence(s) of its samples; each sample is "
@@ -333,7 +403,22 @@ def _validate(args: Args) -> Plan:
         {**fields, **{f"{w}:companions": tuple(c.values()) for w, c in extra.items()}},
         a.overwrite,
     )
-    return Plan(a, options, dev, threads, ctx, paths, hashes, window_idx, fields, extra, data, max_image_pixels, t0)
+    return Plan(
+        a,
+        options,
+        dev,
+        threads,
+        ctx,
+        paths,
+        hashes,
+        window_idx,
+        fields,
+        extra,
+        data,
+        max_image_pixels,
+        t0,
+        manifest,
+    )
 
 
 def _load(plan: Plan) -> Loaded:
@@ -341,20 +426,40 @@ def _load(plan: Plan) -> Loaded:
     check the model's output size against the classes on the first image."""
     a, data = plan.args, plan.data
     plan.threads.start()  # other processes' CPU use is measured while the checkpoints load
+    model, script_args = script_model(plan.model, plan.paths[0])
+    weights = {}
     models = load_models(
         plan.paths,
-        a.model,
-        num_classes=a.num_classes if a.num_classes is not None else len(data.classes),
+        model,
+        num_classes=plan.num_classes,
         allow_pickle=a.allow_pickle,
         allow_import=a._allow_import,
         allow_torchscript=a.allow_torchscript,
+        state_dict_key=plan.state_dict_key,
+        report=weights,
     )
     check_distinct_weights(models, plan.paths)  # the same weights in two files (check_distinct: one file twice)
+    if weights.get("ema") and plan.state_dict_key is None:
+        logger.info(
+            "fiftyone-vog: the checkpoints also hold EMA weights; scoring the trained weights (%s); "
+            "state_dict_key='state_dict_ema' scores the EMA's",
+            weights.get("state_dict_key"),
+        )
+    transform, source = resolve_transform(
+        a.transform, models[-1], model, plan.manifest.transform if plan.manifest else None, script_args
+    )
+    if source == "default" and isinstance(models[-1], hf.LogitsOf):
+        logger.warning(
+            "fiftyone-vog: %s has no %s, so the images are scored as RGB in [0, 1] at their own size; pass "
+            "transform= the preprocessing the model was trained with",
+            plan.paths[-1],
+            hf.PREPROCESSOR,
+        )
     dataset = ImageDataset(
         data.ids,
         data.filepaths,
         data.labels,
-        a.transform,  # (imports torchvision's transforms)
+        transform,  # (imports torchvision's transforms)
         max_image_pixels=plan.max_image_pixels,
     )
     t_load = time.perf_counter()
@@ -370,16 +475,18 @@ def _load(plan: Plan) -> Loaded:
         companions=a.companions,
     )
     engine.check_output_size(dataset[0][0][None], len(data.classes))
-    return Loaded(models, dataset, engine, t_load)
+    return Loaded(models, dataset, engine, t_load, model, transform, source, weights)
 
 
-def _resume_config(plan: Plan) -> dict:
+def _resume_config(plan: Plan, loaded: Loaded) -> dict:
     """Everything that changes a raw score: the key of the run's partial chunks (:mod:`.resume`)."""
     a = plan.args
     return {
         "checkpoint_sha256": plan.hashes,
-        "model": _model_spec(a.model),
+        "model": _model_spec(loaded.model),
         "num_classes": a.num_classes,
+        "state_dict_key": (loaded.weights or {}).get("state_dict_key"),
+        "preprocessing": loaded.preprocessing,
         "label_field": a.label_field,
         "classes": plan.data.classes,
         "options": vars(plan.options),
@@ -402,7 +509,7 @@ def _score(plan: Plan, loaded: Loaded) -> RawScores:
         loaded.engine,
         a.resume,
         plan.ctx,
-        _resume_config(plan),
+        _resume_config(plan, loaded),
         signatures=(data.ids, sample_signatures(data.ids, data.labels, data.filepaths)),
     )
     with torch_threads(threads):
@@ -444,8 +551,10 @@ def _run_config(plan: Plan, loaded: Loaded, scored: RawScores, scores: Scores) -
         "fields": list(scores.values),
         "checkpoints": [os.path.abspath(p) for p in plan.paths],
         "checkpoint_sha256": plan.hashes,
-        "model": _model_spec(a.model),
+        "model": _model_spec(loaded.model),
         "num_classes": a.num_classes,
+        "state_dict_key": (loaded.weights or {}).get("state_dict_key"),  # the entry that held the weights
+        "manifest": None if plan.manifest is None else str(plan.manifest.path.resolve()),
         "label_field": a.label_field,
         "classes": plan.data.classes,
         "label_mode": a.label_mode,
@@ -456,6 +565,7 @@ def _run_config(plan: Plan, loaded: Loaded, scored: RawScores, scores: Scores) -
         "companions": list(COMPANIONS) if a.companions else [],
         "windows": {w: idx for w, idx in plan.windows.items()},
         "transform": plan.transform,
+        "preprocessing": loaded.preprocessing,  # what "auto" (or the argument) resolved to, and from where
         "batch_size": int(a.batch_size),
         "num_workers": plan.num_workers,
         "device": str(dev),
@@ -559,6 +669,7 @@ def compute_vog(
     max_image_pixels: int | None = None,
     num_threads: int | None = None,
     companions: bool = True,
+    state_dict_key: str | None = None,
     _allow_import: bool = True,
 ) -> VoGResults:
     """Score every sample of ``samples`` by Variance of Gradients and write the scores.
@@ -566,9 +677,15 @@ def compute_vog(
     Args:
         samples: a FiftyOne dataset or view of images.
         checkpoints: training checkpoints in training order: a glob (naturally sorted),
-            a directory, or a list of paths.
-        model: architecture — torchvision name (``"resnet18"``), ``"package.module:callable"``,
-            an ``nn.Module`` or a factory; ``None`` for TorchScript / pickled-module checkpoints.
+            a directory, or a list of paths. A directory with a manifest (``vog_checkpoints.json``,
+            written by :class:`~fiftyone_vog.inputs.training.CheckpointSaver` and the training
+            callbacks, see :mod:`fiftyone_vog.inputs.manifest`) gives the checkpoints in its
+            training order and the defaults of ``model``, ``classes`` (checked against the
+            labels), ``num_classes``, ``transform`` and ``state_dict_key``.
+        model: architecture — torchvision name (``"resnet18"``), timm name (``"timm:resnet18"``,
+            ``"timm:vit_tiny_patch16_224(img_size=32)"``; ``pip install 'fiftyone-vog[timm]'``),
+            ``"package.module:callable"``, an ``nn.Module`` or a factory; ``None`` for TorchScript /
+            pickled-module checkpoints, or when the folder's manifest names it.
         label_field: a ``fo.Classification`` field with the labels.
         classes: class names in the model's output order (default: the dataset's classes
             for ``label_field``, else its default classes, else the sorted distinct labels).
@@ -584,8 +701,12 @@ def compute_vog(
             ``{vog_field}_{window}`` / ``{vog_field}_{window}_raw`` each window's. Also the run key.
         windows: ``None``, ``"thirds"`` or ``{name: indices | "a:b" | [paths]}`` (see
             :func:`resolve_windows`).
-        transform: ``"rgb"`` (default), ``"gray"``, ``"cifar"``, ``"imagenet"`` or a callable
-            taking an RGB ``PIL.Image`` and returning a C×H×W tensor.
+        transform: ``None`` / ``"auto"`` (default: the manifest's transform, else the model's own
+            preprocessing — a timm model's eval transform from ``timm.data.resolve_data_config`` —,
+            else ``"rgb"``), a preset ``"rgb"``, ``"gray"``, ``"cifar"``, ``"imagenet"``, a
+            description ``{"kind": "timm", "data_config": {...}}``, or a callable taking an RGB
+            ``PIL.Image`` and returning a C×H×W tensor. The run config's ``preprocessing`` records
+            what was used and where it came from.
         batch_size, num_workers: the DataLoader's; ``num_workers=None`` decodes images in the
             main process on the CPU (the model is the bottleneck there) and in up to 8 worker
             processes when scoring on a GPU, so that decoding keeps up.
@@ -626,6 +747,10 @@ def compute_vog(
             likely OOD); per window ``{vog_field}_{window}_loss`` … over the window's checkpoints
             (maxprob and energy at its last). Never class-normalized. See
             :mod:`fiftyone_vog.engine.companions`.
+        state_dict_key: the entry of each training checkpoint that holds the weights; ``None``
+            (default): the trained weights (``state_dict``, ``model_state_dict``, …), also when the
+            file keeps an EMA copy beside them; ``"state_dict_ema"``: timm's EMA weights. Recorded
+            in the run's config (the entry used).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) every process scores its shard of the samples,
     the raw scores are gathered, and rank 0 alone writes (see :mod:`fiftyone_vog.core.distributed`).

@@ -29,6 +29,7 @@ import threading
 import uuid
 
 from ..errors import VoGError
+from ..options import TRANSFORMS
 
 LOCKS = "fiftyone_vog.locks"
 #: The key prefix of a run's claim on an output field (run keys are field names: no ':' in them).
@@ -303,11 +304,20 @@ _CONFIG_KEYS = (
     "transform",
     "precision",
     "engine",
+    "manifest",
+    "state_dict_key",
 )
 
 
 def _repairable(config: dict) -> dict:
     return {k: config.get(k) for k in _CONFIG_KEYS if k in config}
+
+
+def _checkpoints(config: dict):
+    """The checkpoints of a run as given again: the folder of its manifest (whose transform and
+    weights entry "auto" reads there too), else its files."""
+    manifest = config.get("manifest")
+    return os.path.dirname(manifest) if manifest else config.get("checkpoints")
 
 
 def repair_commands(doc: dict) -> tuple[str | None, str]:
@@ -318,18 +328,23 @@ def repair_commands(doc: dict) -> tuple[str | None, str]:
     autocast = engine.get("autocast") if isinstance(engine, dict) else None
     py = [
         f"fo.load_dataset({name!r})" + (f".load_saved_view({doc['view']!r})" if doc.get("view") else ""),
-        repr(c.get("checkpoints")),
+        repr(_checkpoints(c)),
     ]
     cli = ["fiftyone-vog", "compute", name]
     if doc.get("view"):
         cli += ["--view", doc["view"]]
-    cli += ["--checkpoints", ",".join(c.get("checkpoints") or [])]
+    spec = _checkpoints(c)
+    cli += ["--checkpoints", spec if isinstance(spec, str) else ",".join(spec or [])]
     model = c.get("model")
     ok = isinstance(model, str) and not model.startswith(("nn.Module:", "factory:")) or model is None
     transform = c.get("transform")
-    ok = ok and (transform is None or transform in ("rgb", "gray", "cifar", "imagenet"))
+    ok = ok and (transform is None or transform in TRANSFORMS)
     classes = c.get("classes") or []
-    ok = ok and not any("," in str(x) for x in classes) and not any("," in p for p in c.get("checkpoints") or [])
+    paths = [spec] if isinstance(spec, str) else spec or []
+    ok = ok and not any("," in str(x) for x in classes) and not any("," in p for p in paths)
+    if c.get("state_dict_key") not in (None, "state_dict"):  # the trained weights are the default
+        cli += ["--state-dict-key", c["state_dict_key"]]
+        py.append(f"state_dict_key={c['state_dict_key']!r}")
     if doc.get("unsaved_view"):  # the CLI scores whole datasets and saved views only
         ok, py[0] = False, "<the same view>"
     py.append(f"model={model!r}" if ok or model is None else "model=<the same model>")
@@ -359,9 +374,8 @@ def repair_commands(doc: dict) -> tuple[str | None, str]:
 
         cli += ["--windows", json.dumps(c["windows"])]
         py.append(f"windows={c['windows']!r}")
-    if transform not in (None, "rgb"):
+    if transform not in (None, "auto"):  # None and "auto": the default of both
         cli += ["--transform", str(transform)]
-    if transform is not None and transform != "rgb":
         py.append(f"transform={transform!r}" if ok else "transform=<the same transform>")
     if autocast:
         cli += ["--autocast", autocast]

@@ -121,9 +121,11 @@ def load_one(
     Cached by (path, mtime, size) and the arguments: a form resolving on every keystroke loads
     each file once.
     """
+    from ..inputs import hf
     from ..inputs.checkpoints import load_models
 
-    st = os.stat(path)
+    # a Hugging Face folder: its weights file (rewritten in place, it leaves the folder's own stat alone)
+    st = os.stat(hf.weight_files(path)[0] if hf.is_checkpoint_folder(path) else path)
     key = (
         os.path.abspath(path),
         st.st_mtime_ns,

@@ -268,7 +268,7 @@ class VoGEngine:
         try:
             with torch.no_grad():
                 out = self.models[-1](self._input(x[:1]))
-        except RuntimeError as e:  # wrong channels or size for the architecture
+        except (RuntimeError, ValueError) as e:  # wrong channels or size (transformers raises ValueError)
             raise VoGError(
                 f"the model cannot take the images as transformed ({x.shape[1]}×{x.shape[2]}×{x.shape[3]}, "
                 f"channels×height×width): {str(e).splitlines()[0][:300]} — choose the transform the model was "

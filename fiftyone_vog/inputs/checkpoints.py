@@ -5,7 +5,10 @@ Supported checkpoint files:
 - plain ``state_dict`` files (``.pt``/``.pth``/``.bin``);
 - dicts that wrap one: ``{"state_dict": ...}``, ``{"model": ...}``,
   ``{"model_state_dict": ...}``, ``{"net": ...}`` (PyTorch Lightning ``.ckpt``
-  files, whose keys carry a ``model.`` prefix, included);
+  files, whose keys carry the LightningModule's attribute as a prefix, ``model.`` or any other,
+  included; timm training checkpoints ``checkpoint-*.pth.tar``, whose ``args`` is an
+  ``argparse.Namespace``, too: ``state_dict`` by default, ``state_dict_key="state_dict_ema"``
+  for their EMA weights);
 - ``.safetensors`` files;
 - TorchScript archives (``torch.jit.save``; no architecture needed), only with
   ``allow_torchscript=True``: an archive is a program (its ``__setstate__`` and ``forward``
@@ -19,6 +22,7 @@ file's bytes.
 
 from __future__ import annotations
 
+import argparse
 import copy
 import difflib
 import glob
@@ -35,8 +39,15 @@ import torch
 from torch import nn
 
 from ..errors import VoGError, check_path_text
+from . import hf
+from .kinds import kind_factory, timm_script_args, timm_script_model
+from .manifest import Manifest, read_manifest
 
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".pth.tar")
+#: Files a folder listing leaves out: copies of another checkpoint that trainers keep beside them
+#: (Lightning's ``save_last``, timm's ``train.py``), which VoG would count twice.
+FOLDER_SKIPS = ("last.ckpt", "last.pth.tar", "model_best.pth.tar")
+_FOLDER_SKIP_PREFIXES = ("recovery-",)  # timm's mid-epoch recovery checkpoints
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 _KEY_PREFIXES = ("model.", "module.", "_orig_mod.", "net.")
 
@@ -71,38 +82,120 @@ def checkpoint_entries(checkpoints) -> list[str]:
 
 
 def resolve_checkpoints(checkpoints: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """Turn a glob, a directory or a list of paths into an ordered list of files.
+    """Turn a glob, a directory or a list of paths into an ordered list of files (or of Hugging
+    Face checkpoint folders, :mod:`fiftyone_vog.inputs.hf`).
 
-    A glob or directory is naturally sorted (``epoch_2`` before ``epoch_10``);
-    a list keeps the caller's order, which must be the training order.
+    A directory with a manifest (``vog_checkpoints.json``, :mod:`fiftyone_vog.inputs.manifest`)
+    gives its checkpoints in its training order. Otherwise a glob or directory is naturally sorted
+    (``epoch_2`` before ``epoch_10``), a directory leaving out :data:`FOLDER_SKIPS`;
+    a list keeps the caller's order, which must be the training order. A Trainer's output folder
+    gives its ``checkpoint-{step}`` folders by step; a glob may match such folders.
     """
     entries = checkpoint_entries(checkpoints)
+    manifest = None
     if isinstance(checkpoints, (str, os.PathLike)):
         spec = os.path.expanduser(entries[0])
+        manifest = read_manifest(spec) if os.path.isdir(spec) else None
         # a directory and a glob list the same way: sub-directories are skipped, a broken symlink is
         # kept and refused below (skipping it would silently score fewer checkpoints)
-        if os.path.isdir(spec):
-            paths = [p for p in os.listdir(spec) if p.endswith(CHECKPOINT_SUFFIXES)]
+        if manifest is not None:
+            paths = [str(p) for p in manifest.paths()]
+            what = f"{manifest.path} lists no checkpoints"
+        elif os.path.isdir(spec) and (found := hf.trainer_folders(spec)) is not None:  # Trainer's output folder
+            paths, what = found, None
+        elif hf.is_checkpoint_folder(spec):
+            raise VoGError(
+                f"{spec} is one Hugging Face checkpoint; VoG needs several from training: pass the Trainer's "
+                f"output folder ({os.path.dirname(os.path.normpath(spec)) or '.'}) or a glob such as "
+                f"'{os.path.join(os.path.dirname(os.path.normpath(spec)), 'checkpoint-*')}'"
+            )
+        elif os.path.isdir(spec):
+            paths = [p for p in os.listdir(spec) if p.endswith(CHECKPOINT_SUFFIXES) and not _skipped(p)]
             paths = [q for q in (os.path.join(spec, p) for p in paths) if not os.path.isdir(q)]
             what = f"directory {spec!r} holds no checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
         elif glob.has_magic(spec):
-            paths = [p for p in glob.glob(spec) if not os.path.isdir(p)]
+            paths = [p for p in glob.glob(spec) if not os.path.isdir(p) or hf.is_checkpoint_folder(p)]
             what = f"no checkpoint file matches {spec!r}"
         else:
             paths = [spec]
             what = None
         if not paths:
             raise VoGError(f"{what}; pass a glob such as 'runs/exp1/epoch_*.pt' or a list of files")
-        paths = sorted(paths, key=natural_key)
+        if manifest is None:
+            paths = sorted(paths, key=natural_key)
     else:
         paths = [os.path.expanduser(p) for p in entries]
-    missing = [p for p in paths if not os.path.isfile(p)]
+    folders = [p for p in paths if hf.is_checkpoint_folder(p)]
+    for folder in folders:
+        problem = hf.folder_problem(folder)
+        if problem:
+            raise VoGError(problem)
+    if folders and len(folders) < len(paths):
+        raise VoGError(
+            f"the checkpoints mix Hugging Face checkpoint folders ({folders[0]}) with other files; list the "
+            "checkpoints of one training run, all saved the same way"
+        )
+    missing = [p for p in paths if not os.path.isfile(p) and p not in folders]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise VoGError(_not_a_file(missing[0]) + more)
     if len(paths) < 2:
         raise VoGError(f"VoG needs at least 2 checkpoints from training, got {len(paths)}; save one every few epochs")
     return [Path(p) for p in paths]
+
+
+def manifest_of(checkpoints) -> Manifest | None:
+    """The manifest of ``checkpoints`` when it is a folder that has one (see
+    :mod:`fiftyone_vog.inputs.manifest`), else None."""
+    if not isinstance(checkpoints, (str, os.PathLike)):
+        return None
+    spec = os.path.expanduser(str(checkpoints))
+    return read_manifest(spec) if os.path.isdir(spec) else None
+
+
+def manifest_model(manifest: Manifest | None) -> str | None:
+    """The architecture ``manifest`` names, when it names one without code (a timm, torchvision
+    or package name); a ``package.module:callable`` is refused: a file's word does not import code."""
+    if manifest is None or manifest.model is None:
+        return None
+    try:
+        model_factory(manifest.model, allow_import=False)
+    except VoGError as e:
+        if "would import Python code" not in str(e):
+            raise VoGError(f"{manifest.path}: {e}") from None
+        raise VoGError(
+            f"{manifest.path} names model {manifest.model!r}, Python code that is not imported on a file's "
+            f"word; pass model={manifest.model!r} yourself if you trust it, or save the architecture by name"
+        ) from None
+    return manifest.model
+
+
+def training_args(path: str | os.PathLike) -> dict | None:
+    """The training script's arguments a checkpoint carries (timm's ``train.py``: its ``args``,
+    see :func:`fiftyone_vog.inputs.kinds.timm_script_args`), else None; never raises (the file is
+    read again, and its problems reported, when the models load)."""
+    try:
+        if is_torchscript(path) or str(path).endswith(".safetensors"):
+            return None
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None
+    return timm_script_args(obj)
+
+
+def script_model(model: ModelSpec, first: str | os.PathLike) -> tuple[ModelSpec, dict | None]:
+    """``(model, training args)``: ``model``, else (None) the architecture a timm training
+    script's checkpoint ``first`` names; and that script's arguments (for its eval preprocessing),
+    or None."""
+    args = training_args(first)  # timm's train.py keeps its arguments in every checkpoint
+    if model is None and args is not None:
+        model = timm_script_model(args)
+    return model, args
+
+
+def _skipped(name: str) -> bool:
+    return name in FOLDER_SKIPS or name.startswith(_FOLDER_SKIP_PREFIXES)
 
 
 def _not_a_file(path: str) -> str:
@@ -122,7 +215,7 @@ def _not_a_file(path: str) -> str:
 def check_distinct(paths: Sequence[str | os.PathLike]) -> list[str]:
     """The checkpoints' sha256, refusing the same file twice (the same path, two links to one file,
     or two identical copies): the variance across identical weights is 0 for every sample."""
-    hashes = [sha256(p) for p in paths]
+    hashes = [hf.folder_sha256(p) if os.path.isdir(p) else sha256(p) for p in paths]
     _refuse_repeats(
         paths, hashes, "are the same file (identical sha256): VoG over identical weights is 0 for every sample"
     )
@@ -250,12 +343,26 @@ def _refuse_code(path: str, kind: str, allow_import: bool) -> VoGError:
     )
 
 
+def _torch_load_weights(path: str):
+    """``torch.load(weights_only=True)``, also allowing ``argparse.Namespace``: timm's training
+    script saves its arguments as one (plain values; rebuilding it runs no code, timm's own loader
+    allows it the same way)."""
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(
-    path: str | os.PathLike, allow_pickle: bool = False, allow_torchscript: bool = False, allow_import: bool = True
+    path: str | os.PathLike,
+    allow_pickle: bool = False,
+    allow_torchscript: bool = False,
+    allow_import: bool = True,
+    state_dict_key: str | None = None,
+    report: dict | None = None,
 ) -> dict[str, torch.Tensor] | nn.Module:
     """Read one checkpoint file: a ``state_dict`` (unwrapped) or, for TorchScript or
     whole pickled modules, an ``nn.Module``. ``allow_import=False`` (the App without the
-    server's switch) only changes the wording of a refusal."""
+    server's switch) only changes the wording of a refusal. ``state_dict_key`` and ``report``:
+    see :func:`unwrap_state_dict`."""
     path = str(path)
     try:
         if is_torchscript(path):  # by content, before any reader: whatever the name, also with model=
@@ -272,7 +379,7 @@ def load_checkpoint(
                     f"cannot read checkpoint {path}: not a valid .safetensors file (truncated or corrupt)"
                 ) from None
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = _torch_load_weights(path)
         except Exception as e:
             refused = "Weights only load failed" in str(e) and ("Unsupported global" in str(e) or _is_pickle(path))
             if not allow_pickle:
@@ -286,11 +393,36 @@ def load_checkpoint(
         raise _not_a_checkpoint(path) from None
     if isinstance(obj, nn.Module):
         return obj
-    return unwrap_state_dict(obj, path)
+    return unwrap_state_dict(obj, path, state_dict_key, report)
 
 
-def unwrap_state_dict(obj, path: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """Find the tensor mapping inside common training-checkpoint wrappers."""
+#: timm's training script keeps the EMA weights beside the trained ones under this key.
+EMA_KEYS = ("state_dict_ema", "model_ema")
+
+
+def unwrap_state_dict(
+    obj, path: str = "checkpoint", state_dict_key: str | None = None, report: dict | None = None
+) -> dict[str, torch.Tensor]:
+    """Find the tensor mapping inside common training-checkpoint wrappers.
+
+    ``state_dict_key``: the entry of the checkpoint that holds the weights (e.g. timm's
+    ``"state_dict_ema"``); None: the first of ``state_dict``, ``model_state_dict``, ``model``, …
+    (the trained weights, not an EMA copy). ``report``, when given, receives ``state_dict_key``
+    (the entry used, None for a bare state_dict) and ``ema`` (whether an EMA entry was there)."""
+    if report is not None:
+        report["state_dict_key"] = None
+        report["ema"] = isinstance(obj, dict) and any(isinstance(obj.get(k), dict) for k in EMA_KEYS)
+    if state_dict_key is not None:
+        entries = sorted(k for k, v in obj.items() if isinstance(v, dict)) if isinstance(obj, dict) else []
+        if state_dict_key not in entries:
+            raise VoGError(
+                f"{path} has no {state_dict_key!r} entry of weights"
+                + (f" (its entries: {', '.join(map(str, entries[:10]))})" if entries else "")
+                + "; pass another state_dict_key, or none for the trained weights"
+            )
+        obj = obj[state_dict_key]
+        if report is not None:
+            report["state_dict_key"] = state_dict_key
     for _ in range(3):
         if not isinstance(obj, dict):
             break
@@ -299,6 +431,8 @@ def unwrap_state_dict(obj, path: str = "checkpoint") -> dict[str, torch.Tensor]:
         for key in _WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], (dict, nn.Module)):
                 obj = obj[key]
+                if report is not None and report["state_dict_key"] is None:
+                    report["state_dict_key"] = key
                 break
         else:
             break
@@ -311,13 +445,17 @@ def unwrap_state_dict(obj, path: str = "checkpoint") -> dict[str, torch.Tensor]:
 
 
 def match_keys(state: dict[str, torch.Tensor], expected: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Strip wrapper prefixes (Lightning ``model.``, DDP ``module.``, compile's ``_orig_mod.``)
-    while doing so makes more of the architecture's keys match."""
+    """Strip wrapper prefixes (Lightning ``model.``, DDP ``module.``, compile's ``_orig_mod.``,
+    or a LightningModule's attribute of any other name, ``backbone.``) while doing so makes more
+    of the architecture's keys match; a prefix keeps only the keys under it (a LightningModule's
+    other modules, a loss with weights, are left out)."""
     expected = set(expected)
     for _ in range(3):
         if expected <= state.keys():
             break
-        for prefix in _KEY_PREFIXES:
+        # the known wrappers first, then each first component of the keys (a LightningModule's attributes)
+        firsts = sorted({k.split(".", 1)[0] + "." for k in state if "." in k} - set(_KEY_PREFIXES))
+        for prefix in (*_KEY_PREFIXES, *firsts):
             stripped = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             if len(stripped.keys() & expected) > len(state.keys() & expected):
                 state = stripped
@@ -415,15 +553,20 @@ def model_factory(
     """Return a function that builds one fresh instance of the architecture.
 
     ``model`` is a torchvision name (``"resnet18"``, built with ``weights=None`` and
-    ``num_classes``), ``"package.module:callable"``, an ``nn.Module`` (deep-copied), a
-    zero-argument factory, or ``None`` (checkpoints carry their own modules).
+    ``num_classes``), a name of another library's architecture (``"timm:resnet18"``, built with
+    ``pretrained=False``, see :mod:`fiftyone_vog.inputs.kinds`), ``"package.module:callable"``, an ``nn.Module`` (deep-copied), a
+    zero-argument factory, or ``None`` (checkpoints carry their own modules); ``"hf"`` (or
+    ``None``) for Hugging Face checkpoint folders, whose ``config.json`` names the architecture.
     """
-    if model is None:
+    if model is None or model == hf.MODEL:  # the architecture comes with the checkpoints
         return None
     if isinstance(model, nn.Module):
         return lambda: copy.deepcopy(model)
     if isinstance(model, str):
         model = PACKAGE_MODELS.get(model, model)
+        factory = kind_factory(model, num_classes)  # "timm:NAME": a library's registry, no user code
+        if factory is not None:
+            return factory
         if ":" in model:
             if not allow_import and model not in PACKAGE_MODELS.values():
                 raise VoGError(
@@ -456,8 +599,13 @@ def load_models(
     allow_pickle: bool = False,
     allow_import: bool = True,
     allow_torchscript: bool = False,
+    state_dict_key: str | None = None,
+    report: dict | None = None,
 ) -> list[nn.Module]:
     """Build one module per checkpoint and load its weights (strictly), on the CPU.
+
+    ``state_dict_key``: which entry of each checkpoint holds the weights (None: the trained
+    weights, see :func:`unwrap_state_dict`); ``report`` receives what the first checkpoint used.
 
     Every checkpoint is checked before any gradient is computed: a corrupt file or
     weights that do not fit the architecture raise :class:`VoGError` naming the file.
@@ -467,16 +615,31 @@ def load_models(
     factory = model_factory(model, num_classes, allow_import=allow_import)
     models = []
     for path in paths:
+        if hf.is_checkpoint_folder(path):  # config.json's architecture (or model='s), safetensors weights
+            models.append(hf.load_folder(path, factory, allow_pickle, allow_import, allow_torchscript))
+            continue
+        if model == hf.MODEL:
+            raise VoGError(
+                f"model='hf' builds the architecture of Hugging Face checkpoint folders (config.json + "
+                f"{hf.WEIGHTS[0]}), but {path} is a file; pass the Trainer's checkpoint-* folders, or name "
+                "the architecture of these files"
+            )
         obj = load_checkpoint(
-            path, allow_pickle=allow_pickle, allow_torchscript=allow_torchscript, allow_import=allow_import
+            path,
+            allow_pickle=allow_pickle,
+            allow_torchscript=allow_torchscript,
+            allow_import=allow_import,
+            state_dict_key=state_dict_key,
+            report=report if not models else None,
         )
         if isinstance(obj, nn.Module):
             models.append(obj)
             continue
         if factory is None:
             raise VoGError(
-                f"{path} holds weights only; pass model= (a torchvision name such as 'resnet18', "
-                "'package.module:callable' or an nn.Module) to say which architecture they belong to"
+                f"{path} holds weights only; pass model= (a torchvision name such as 'resnet18', a timm "
+                "name such as 'timm:resnet18', 'package.module:callable' or an nn.Module) to say which "
+                "architecture they belong to"
             )
         module = factory()
         state = match_keys(obj, module.state_dict().keys())

@@ -165,20 +165,58 @@ def _is_gif(path) -> bool:
         return f.read(6) in (b"GIF87a", b"GIF89a")
 
 
-def build_transform(transform: str | Callable | None) -> tuple[str | None, Callable]:
-    """Return ``(pil_mode, transform)`` for a preset name or a user callable.
+def resolve_transform(
+    transform, module=None, model=None, recorded=None, training_args: dict | None = None
+) -> tuple[str | dict | Callable, str]:
+    """The transform a run uses and where it came from: ``(transform, source)``.
 
-    Presets:
+    ``transform`` given (a preset, a ``{"kind": ...}`` description or a callable; not None or
+    ``"auto"``): it, ``"argument"``. Otherwise the transform ``recorded`` with the checkpoints (a
+    manifest's), ``"manifest"``; else the model's own preprocessing (``module``, built from the
+    name ``model``: a timm model's eval transform, see :func:`fiftyone_vog.inputs.kinds.own_preprocessing`)
+    as the checkpoints' ``training_args`` (timm's ``train.py``) refine it, ``"checkpoint"``, or
+    without them ``"model"``; else the ``"rgb"`` preset, ``"default"``.
+    """
+    if transform is not None and not (isinstance(transform, str) and transform == "auto"):
+        return transform, "argument"
+    if recorded is not None:
+        return recorded, "manifest"
+    if module is not None:
+        from .kinds import own_preprocessing
+
+        own = own_preprocessing(module, model, training_args)
+        if own is not None:
+            return own, "model" if training_args is None else "checkpoint"
+    return "rgb", "default"
+
+
+def transform_record(transform) -> str | dict:
+    """What a run config records of a transform: a preset's name or a ``{"kind": ...}``
+    description as they are, a callable by its ``repr``."""
+    return transform if isinstance(transform, (str, dict)) else f"callable:{transform!r}"
+
+
+def build_transform(transform: str | dict | Callable | None) -> tuple[str | None, Callable]:
+    """Return ``(pil_mode, transform)`` for a preset name, a transform description or a user callable.
+
+    Presets (``None`` and ``"auto"``, which :func:`resolve_transform` turns into the model's own
+    preprocessing before, mean ``rgb`` here):
         ``rgb`` (default): RGB, float in [0, 1], original size.
         ``gray``: one channel, float in [0, 1], original size.
         ``cifar``: RGB, resized to 32×32, CIFAR-10 mean/std normalization.
         ``imagenet``: RGB, resize 256, center crop 224, ImageNet mean/std normalization.
+    A description ``{"kind": "timm", "data_config": {...}}`` is that library's eval transform
+    (:func:`fiftyone_vog.inputs.kinds.kind_transform`), which receives an RGB ``PIL.Image``.
     A callable receives an RGB ``PIL.Image`` and must return a C×H×W float tensor.
     """
     from torchvision.transforms import v2 as T
 
     to_float = [T.ToImage(), T.ToDtype(torch.float32, scale=True)]
-    if transform is None or transform == "rgb":
+    if isinstance(transform, dict):  # {"kind": "timm", "data_config": {...}}: the library's eval transform
+        from .kinds import kind_transform
+
+        return "PIL", kind_transform(transform)
+    if transform is None or transform in ("rgb", "auto"):
         return "RGB", T.Compose(to_float)
     if transform == "gray":
         return "L", T.Compose(to_float)
@@ -365,8 +403,12 @@ def read_view(
     classes: Sequence[str] | None = None,
     require_labels: bool = True,
     check_files: bool = True,
+    classes_from: str | None = None,
 ) -> ViewData:
     """Read ids, file paths and label indices from a FiftyOne dataset or view.
+
+    ``classes_from``: the file ``classes`` were recorded in (a checkpoint manifest), named when a
+    label is not among them.
 
     Raises :class:`VoGError` for an empty view, a missing / non-Classification label
     field, labels not in ``classes``, missing labels when ``require_labels``, and
@@ -404,9 +446,16 @@ def read_view(
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted({n for n in names if n is not None and n not in index})
     if unknown:
+        shown = f"{classes[:10]}{'...' if len(classes) > 10 else ''}"
+        if classes_from is not None:  # the model's classes, as its training recorded them
+            raise VoGError(
+                f"labels {unknown[:5]} in {label_field!r} are not among the {len(classes)} classes the model "
+                f"was trained on, {shown} (recorded in {classes_from}); score a view without them, or check "
+                "that these checkpoints belong to this dataset"
+            )
         raise VoGError(
             f"labels {unknown[:5]} in {label_field!r} are not among the {len(classes)} classes "
-            f"{classes[:10]}{'...' if len(classes) > 10 else ''}; pass classes= listing every class in the model's output order"
+            f"{shown}; pass classes= listing every class in the model's output order"
         )
     labels = np.array([index[n] if n is not None else MISSING_LABEL for n in names], dtype=np.int64)
     if require_labels and (labels == MISSING_LABEL).any():

@@ -2,12 +2,15 @@
 
 VoG needs a handful of checkpoints saved while the model trains::
 
-    saver = CheckpointSaver("runs/exp1", every=1)
+    saver = CheckpointSaver("runs/exp1", every=1, model="resnet18", classes=dataset_classes)
     for epoch in range(1, epochs + 1):
         train_one_epoch(model, ...)
         saver.save(model, epoch)          # runs/exp1/epoch_1.pt, epoch_2.pt, ...
 
-then ``fov.compute_vog(ds, checkpoints="runs/exp1/epoch_*.pt", model=...)``.
+then ``fov.compute_vog(ds, checkpoints="runs/exp1")``: the saver keeps the folder's manifest
+(``vog_checkpoints.json``, :mod:`fiftyone_vog.inputs.manifest`) up to date with the files, their
+epochs, the architecture, the classes and the transform, so the folder needs no other argument.
+With PyTorch Lightning, :class:`fiftyone_vog.inputs.callbacks.VoGCheckpoint` does the same.
 """
 
 from __future__ import annotations
@@ -21,26 +24,70 @@ from torch import nn
 
 from ..errors import check_choice
 from ..options import DEFAULT_LR, OPTIMIZERS
+from .manifest import ManifestWriter
 
 
 class CheckpointSaver:
-    """Writes ``{directory}/{prefix}{epoch}.pt`` state_dicts, atomically.
+    """Writes ``{directory}/{prefix}{epoch}.pt`` state_dicts, atomically, and the folder's manifest.
 
     Args:
         directory: created if missing.
         every: save when ``epoch % every == 0`` (the last epoch: pass ``force=True``).
         prefix: file-name prefix; files sort naturally (``epoch_2`` before ``epoch_10``).
+        model: the architecture's name for the manifest (any string ``compute_vog(model=)`` takes:
+            ``"resnet18"``, ``"timm:resnet18"``, ``"SmallCNN"``); default: found for a timm model
+            built by name alone (:func:`fiftyone_vog.inputs.kinds.architecture_name`), else none
+            (then pass ``model=`` to ``compute_vog``).
+        classes: the class names in the model's output order (recorded; checked against the
+            dataset's labels when scored).
+        transform: the evaluation preprocessing to record (a preset name or a ``{"kind": ...}``
+            description); default: a timm model's own eval transform, else none (``compute_vog``'s
+            ``"auto"``).
+        num_classes: the output size, when it is not ``len(classes)``.
     """
 
-    def __init__(self, directory: str | os.PathLike, every: int = 1, prefix: str = "epoch_"):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        every: int = 1,
+        prefix: str = "epoch_",
+        model: str | None = None,
+        classes=None,
+        transform: str | dict | None = None,
+        num_classes: int | None = None,
+        writer: str = "fiftyone_vog:CheckpointSaver",
+    ):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.every, self.prefix = int(every), prefix
         self.paths: list[Path] = []
+        self._recorded = {"model": model, "classes": classes, "transform": transform, "num_classes": num_classes}
+        self._writer_name = writer
+        self.manifest: ManifestWriter | None = None  # made at the first save, when the module is known
 
-    def save(self, model: nn.Module, epoch: int, force: bool = False) -> Path | None:
+    def _manifest(self, model: nn.Module) -> ManifestWriter:
+        if self.manifest is None:
+            from .kinds import architecture_name, own_preprocessing
+
+            r = self._recorded
+            name = r["model"] if r["model"] is not None else architecture_name(model)
+            transform = r["transform"] if r["transform"] is not None else own_preprocessing(model, name)
+            self.manifest = ManifestWriter(
+                self.directory,
+                model=name,
+                num_classes=r["num_classes"],
+                classes=r["classes"],
+                transform=transform,
+                writer=self._writer_name,
+            )
+        return self.manifest
+
+    def save(self, model: nn.Module, epoch: int, force: bool = False, step: int | None = None) -> Path | None:
+        """Save ``model``'s weights as epoch ``epoch`` (``step``: the optimizer step, recorded) and
+        record the file in the manifest; None when this epoch is not one to save."""
         if not force and epoch % self.every:
             return None
+        manifest = self._manifest(model)  # before the file: a foreign vog_checkpoints.json refuses first
         path = self.directory / f"{self.prefix}{epoch}.pt"
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         # write to a temporary file then rename: an interrupted save never leaves a torn checkpoint
@@ -53,6 +100,7 @@ class CheckpointSaver:
             if os.path.exists(tmp):
                 os.remove(tmp)
         self.paths.append(path)
+        manifest.add(path, epoch, step)
         return path
 
 

@@ -214,7 +214,11 @@ def test_relative_paths_say_where_the_server_looked(dataset):
 def test_found_checkpoints_are_reported(dataset, checkpoint_dir):
     props, val = resolve_form(COMPUTE, dataset, {"checkpoints": checkpoint_dir, "model": "resnet18"})
     assert not props["checkpoints"].invalid
-    assert props["checkpoints_found"].view.label == "5 checkpoints: epoch_1.pt … epoch_5.pt"
+    # CheckpointSaver keeps the folder's manifest: the form says the order is the recorded one
+    assert (
+        props["checkpoints_found"].view.label
+        == "5 checkpoints (recorded in vog_checkpoints.json): epoch_1.pt … epoch_5.pt"
+    )
     assert val.invalid and "does not fit the architecture" in props["model"].error_message  # SmallCNN weights
 
 

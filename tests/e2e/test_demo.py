@@ -5,6 +5,7 @@ isolated FiftyOne database: 320 digits (32 per class), 6 epochs.
 """
 
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -204,7 +205,12 @@ def test_rerun_replaces_the_dataset_and_stale_checkpoints(demo_run, capsys):
     printed = capsys.readouterr().out
     ds = fo.load_dataset(NAME)
     assert len(ds) == 320 and ds.count_sample_tags()["train"] == 192
-    assert sorted(os.listdir(out / "checkpoints")) == sorted(f"epoch_{i}.pt" for i in range(1, 8))
+    # the stale epochs are gone; CheckpointSaver's manifest lists the new ones
+    assert sorted(os.listdir(out / "checkpoints")) == sorted(
+        [*(f"epoch_{i}.pt" for i in range(1, 8)), "vog_checkpoints.json"]
+    )
+    manifest = json.loads((out / "checkpoints" / "vog_checkpoints.json").read_text())
+    assert [c["epoch"] for c in manifest["checkpoints"]] == list(range(1, 8))
     assert len(again["checkpoints"]) == 7
     assert "fiftyone app launch vog-digits-test" in printed and "[9/9] done" in printed
 
