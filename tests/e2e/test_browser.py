@@ -4,7 +4,8 @@ headless Chromium opens the operator browser, runs Compute VoG with a checkpoint
 open), fixes the form and runs it, sorts the grid by the new field from the grid's own "Sort by"
 (the first tile is then the hardest sample), saves the VoG views from the operator browser and
 opens one from the saved-view selector (without a reload where FiftyOne lists it), clicks a bar of
-the VoG panel, and exports a saved view from the App (the files on disk, nothing else deleted).
+the VoG panel (its "Which score" line), exports a saved view from the App (the files on disk,
+nothing else deleted), and manages the run (its info, a rename, a delete after the confirmation).
 Two xfail tests record what FiftyOne 1.22 does not (yet) do: keep the reopened form open (a
 race: it passes some runs) and list a new saved view without a reload.
 
@@ -367,7 +368,9 @@ def test_saved_view_from_the_selector(app, page):
     modal = _operator(page, "Save VoG views", "save_vog_views")
     modal.get_by_text("Percentile", exact=True).wait_for()
     _execute(page, shot="app-save-views.png")
-    page.get_by_text("VoG views saved").wait_for()
+    page.get_by_text("VoG views saved", exact=True).wait_for(
+        timeout=TIMEOUT
+    )  # the result (the form says "... views saved (never ...")
     ds.reload()
     assert {"vog-high", "vog-low"} <= set(ds.list_saved_views())
     _close_dialogs(page)
@@ -484,3 +487,49 @@ def test_export_from_the_app(app, page, tmp_root):
     labels = dict(zip(high.values("filepath"), high.values("ground_truth.label")))
     assert sorted(os.path.basename(os.path.dirname(p)) for p in images) == sorted(labels.values())
     assert os.path.exists(os.path.join(export_dir, ".fiftyone-vog-export.json"))
+
+
+def test_manage_the_run_from_the_app(app, page):
+    """Day two (docs/app.md): see the run's options and what it owns, rename it (its fields
+    follow), then delete it after the confirmation that lists what goes (issue 18)."""
+    ds, url, session = app
+    page.keyboard.press("Escape")
+    _close_toasts(page)
+    # 1. Get VoG run info: the run's fields, indexes and configuration
+    modal = _operator(page, "Get VoG run info", "get_vog_run_info")
+    modal.get_by_text("What it owns", exact=True).wait_for(timeout=TIMEOUT)
+    modal.get_by_text("Configuration", exact=True).wait_for()
+    assert modal.get_by_text("vog_raw", exact=False).count() >= 1
+    _shot(page, "app-run-info.png")
+    page.get_by_role("button", name="Cancel").click()
+    modal.wait_for(state="detached")
+
+    # 2. Rename VoG run: the new names are previewed, then the fields follow
+    modal = _operator(page, "Rename VoG run", "rename_vog_run")
+    modal.get_by_text("New name", exact=True).wait_for(timeout=TIMEOUT)
+    _input(modal, "New name").fill("vog_first")
+    modal.get_by_text("vog_raw → vog_first_raw", exact=False).wait_for(timeout=TIMEOUT)
+    _execute(page, shot="app-run-rename.png")
+    page.get_by_text("VoG run renamed to 'vog_first'").wait_for(timeout=TIMEOUT)
+    _close_dialogs(page)
+    ds.reload()
+    assert "vog_first" in ds.list_runs() and "vog" not in ds.list_runs()
+    schema = ds.get_field_schema()
+    assert {"vog_first", "vog_first_raw"} <= set(schema) and "vog" not in schema
+
+    # 3. Delete VoG run: the form lists what goes; nothing runs until the box is ticked
+    modal = _operator(page, "Delete VoG run", "delete_vog_run")
+    modal.get_by_text("VoG run", exact=True).wait_for(timeout=TIMEOUT)
+    _select(page, modal, "VoG run", "vog_first")
+    modal.get_by_text("You are about to delete VoG run 'vog_first' and").wait_for(timeout=TIMEOUT)
+    assert modal.get_by_text("vog_first_raw", exact=False).count() >= 1
+    page.wait_for_timeout(1500)  # the form's validation (the App's debounce)
+    expect(page.get_by_role("button", name="Execute")).to_be_disabled()
+    modal.get_by_text("Delete what is listed", exact=True).click()
+    _execute(page, shot="app-run-delete.png")
+    page.get_by_text("VoG run 'vog_first' deleted").wait_for(timeout=TIMEOUT)
+    _close_dialogs(page)
+    ds.reload()
+    assert not [r for r in ds.list_runs() if r.startswith("vog")]
+    assert not [f for f in ds.get_field_schema() if f.startswith("vog")]
+    assert "ground_truth" in ds.get_field_schema()  # the user's fields stay
