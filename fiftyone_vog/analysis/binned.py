@@ -73,6 +73,8 @@ def error_by_bin(scores, correct, bins: int = 10) -> BinnedError:
     notes = [_tie_note(s)]
     if s.size < bins:
         notes.append(f"only {s.size} samples for {bins} bins: some bins are empty")
+    if s.size and not wrong.any():
+        notes.append(NO_ERRORS_NOTE)
     return BinnedError(
         bins=bins,
         labels=_percent_labels(bins),
@@ -86,6 +88,13 @@ def error_by_bin(scores, correct, bins: int = 10) -> BinnedError:
         n=int(s.size),
         note="; ".join(x for x in notes if x),
     )
+
+
+#: Why an error-by-decile chart is flat at zero (the panel's chart title and the report's note).
+NO_ERRORS_NOTE = (
+    "no sample here is misclassified, so every decile's error is 0: on training data the model fit "
+    "(or memorized) this is expected; the paper's chart is of held-out data, so open the test split"
+)
 
 
 # -- Welch t-test (Fig. 8) ---------------------------------------------------------

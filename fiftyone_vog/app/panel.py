@@ -14,6 +14,7 @@ import fiftyone.operators.types as types
 from fiftyone import ViewField as F
 
 # the numbers the panel draws are computed in fiftyone_vog.analysis (names kept here for callers)
+from ..analysis.binned import NO_ERRORS_NOTE
 from ..analysis.detectors import score_verdict
 from ..analysis.summary import (  # noqa: F401
     NUM_BINS,
@@ -293,6 +294,8 @@ class VoGPanel(foo.Panel):
             on_click=self.on_click_histogram,
         )
         panel.plot("deciles", data=_decile_traces(stats), layout=_decile_layout(stats), on_click=self.on_click_deciles)
+        if _no_errors(stats):
+            panel.md(f"*{NO_ERRORS_NOTE}*", name="deciles_note")
         # the same one line as the report's summary; a stable element the browser walk reads
         if stats.get("verdict"):
             panel.md(stats["verdict"], name="verdict")
@@ -399,6 +402,12 @@ def _decile_traces(stats):
             "hovertemplate": "%{x}: mean VoG %{y:.3g}<extra></extra>",
         }
     ]
+
+
+def _no_errors(stats) -> bool:
+    """The error-rate chart is flat at zero: labeled samples, none misclassified."""
+    rates = [r["error_rate"] for r in stats["deciles"] if r["error_rate"] is not None]
+    return bool(rates) and not any(rates)
 
 
 def _decile_layout(stats):

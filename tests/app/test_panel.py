@@ -136,3 +136,28 @@ def test_late_view_event_for_the_same_view_keeps_the_picked_field(panel_dataset)
         },
     )
     assert state_after(result)["stats"]["count"] == 10
+
+
+def test_a_flat_zero_error_chart_says_why_through_the_executor(panel_dataset):
+    """On data the model fit (every prediction right) the error-by-decile chart is flat at 0: the
+    panel says why in an element of its own (issue 18), and says nothing when there are errors."""
+    import json
+
+    from fiftyone_vog.analysis import error_by_bin
+    from fiftyone_vog.analysis.binned import NO_ERRORS_NOTE
+
+    install_plugin()
+
+    def shown(ds):
+        result = _run(ds, "on_load")
+        return json.dumps([r.params for r in result.executor._requests if r.operator_uri == "show_panel_output"])
+
+    labels = panel_dataset.values("ground_truth.label")
+    wrong = [fo.Classification(label=l if i % 3 else "not-" + l) for i, l in enumerate(labels)]
+    panel_dataset.set_values("predictions", wrong)
+    assert NO_ERRORS_NOTE not in shown(panel_dataset)  # a third of the predictions are wrong
+    panel_dataset.set_values("predictions", [fo.Classification(label=l) for l in labels])
+    assert "deciles_note" in shown(panel_dataset) and NO_ERRORS_NOTE in shown(panel_dataset)
+    # the report's error section carries the same note
+    assert NO_ERRORS_NOTE in error_by_bin(np.arange(20.0), np.ones(20, bool), 10).note
+    assert NO_ERRORS_NOTE not in error_by_bin(np.arange(20.0), np.arange(20) % 3 > 0, 10).note
