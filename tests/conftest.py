@@ -180,14 +180,19 @@ def checkpoint_dir(tmp_root):
 @pytest.fixture(scope="session")
 def image_dir(tmp_root):
     """40 generated PNGs in a folder, with their labels."""
+    return write_images(os.path.join(tmp_root, "images"), 40, seed=2)
+
+
+def write_images(folder, n, **kwargs):
+    """``n`` generated PNGs (:func:`make_images` with ``kwargs``) written to ``folder``:
+    ``(paths, labels)``."""
     from PIL import Image
 
-    d = os.path.join(tmp_root, "images")
-    os.makedirs(d, exist_ok=True)
-    imgs, labels = make_images(40, seed=2)
+    os.makedirs(folder, exist_ok=True)
+    imgs, labels = make_images(n, **kwargs)
     paths = []
     for i, img in enumerate(imgs):
-        p = os.path.join(d, f"img_{i:03d}.png")
+        p = os.path.join(folder, f"img_{i:03d}.png")
         Image.fromarray(img).save(p)
         paths.append(p)
     return paths, [CLASSES[l] for l in labels]

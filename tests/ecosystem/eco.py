@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CLASSES, build_dataset, make_images
+from conftest import CLASSES, build_dataset, write_images
 from naive import naive_vog
 
 timm = pytest.importorskip("timm")
@@ -33,15 +33,7 @@ def spec(name, kwargs):
 @pytest.fixture(scope="session")
 def images32(tmp_root):
     """12 generated 32×32 PNGs and their labels."""
-    d = os.path.join(tmp_root, "images32")
-    os.makedirs(d, exist_ok=True)
-    imgs, labels = make_images(12, seed=3, h=SIZE, w=SIZE)
-    paths = []
-    for i, img in enumerate(imgs):
-        p = os.path.join(d, f"img_{i:03d}.png")
-        Image.fromarray(img).save(p)
-        paths.append(p)
-    return paths, [CLASSES[l] for l in labels]
+    return write_images(os.path.join(tmp_root, "images32"), 12, seed=3, h=SIZE, w=SIZE)
 
 
 @pytest.fixture

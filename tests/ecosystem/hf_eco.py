@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CLASSES, build_dataset, make_images
+from conftest import CLASSES, build_dataset, write_images
 from naive import naive_vog
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -73,15 +73,7 @@ def save_checkpoints(directory, name, steps=(10, 20, 30), processor=True, **conf
 @pytest.fixture(scope="session")
 def images32(tmp_root):
     """16 generated 24×28 PNGs (the image processor resizes them to 32×32) and their labels."""
-    d = os.path.join(tmp_root, "hf_images")
-    os.makedirs(d, exist_ok=True)
-    imgs, labels = make_images(16, seed=4, h=24, w=28)
-    paths = []
-    for i, img in enumerate(imgs):
-        p = os.path.join(d, f"img_{i:03d}.png")
-        Image.fromarray(img).save(p)
-        paths.append(p)
-    return paths, [CLASSES[l] for l in labels]
+    return write_images(os.path.join(tmp_root, "hf_images"), 16, seed=4, h=24, w=28)
 
 
 @pytest.fixture
