@@ -32,7 +32,10 @@ def test_each_optimizer_trains_and_saves(tmp_path, optimizer):
         log=lambda e, loss, acc: losses.append(loss),
     )
     assert len(losses) == 8 and losses[-1] < losses[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"epoch_{e}.pt" for e in range(1, 9))
+    # every epoch's weights, and CheckpointSaver's manifest that lists them
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [*(f"epoch_{e}.pt" for e in range(1, 9)), "vog_checkpoints.json"]
+    )
 
 
 def test_default_learning_rate_is_the_optimizers():
