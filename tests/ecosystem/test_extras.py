@@ -65,43 +65,33 @@ def test_the_cli_without_timm_exits_2_with_one_line(tmp_path, named, checkpoint_
     assert "vog" not in named.get_field_schema()
 
 
-LIGHTNING_CODE = """
-import fiftyone_vog.inputs.callbacks as callbacks  # importing the module needs no lightning
+#: Importing a callback's module needs no extra; importing the callback names the extra it needs.
+CALLBACK_CODE = """
+import fiftyone_vog.inputs.{module} as module
 from fiftyone_vog.errors import VoGError
 try:
-    from fiftyone_vog.inputs.callbacks import VoGCheckpoint
+    from fiftyone_vog.inputs.{module} import {name}
 except VoGError as e:
     print(e)
 """
 
 
-def test_the_lightning_callback_without_lightning_names_the_extra(tmp_path):
-    r = _without(tmp_path, "lightning", "-c", LIGHTNING_CODE)
+@pytest.mark.parametrize(
+    "module, name, package, what",
+    [
+        ("callbacks", "VoGCheckpoint", "lightning", "the Lightning callback"),
+        ("hf_callback", "VoGTrainerCallback", "transformers", "the Trainer callback"),
+    ],
+)
+def test_a_callback_without_its_library_names_the_extra(tmp_path, module, name, package, what):
+    r = _without(tmp_path, package, "-c", CALLBACK_CODE.format(module=module, name=name))
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == (
-        "the Lightning callback VoGCheckpoint needs lightning, which is not installed; "
-        "pip install 'fiftyone-vog[lightning]'"
+        f"{what} {name} needs {package}, which is not installed; pip install 'fiftyone-vog[{package}]'"
     )
 
 
 # -- Hugging Face transformers (the [transformers] extra) ----------------------------------
-HF_CALLBACK_CODE = """
-import fiftyone_vog.inputs.hf_callback as hf_callback  # importing the module needs no transformers
-from fiftyone_vog.errors import VoGError
-try:
-    from fiftyone_vog.inputs.hf_callback import VoGTrainerCallback
-except VoGError as e:
-    print(e)
-"""
-
-
-def test_the_trainer_callback_without_transformers_names_the_extra(tmp_path):
-    r = _without(tmp_path, "transformers", "-c", HF_CALLBACK_CODE)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip() == (
-        "the Trainer callback VoGTrainerCallback needs transformers, which is not installed; "
-        "pip install 'fiftyone-vog[transformers]'"
-    )
 
 
 def test_the_cli_on_hf_folders_without_transformers_exits_2_with_one_line(tmp_path, named):
