@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -120,6 +121,16 @@ from fiftyone_vog.inputs.training import CheckpointSaver, train_classifier  # no
 from fiftyone_vog.models import SmallCNN  # noqa: E402
 
 CLASSES = ["circle", "square", "stripes", "dots"]
+
+
+def run_cli(*args, env=None, timeout=600):
+    """``python -m fiftyone_vog.cli ARGS`` in a subprocess (its env: this session's, so the same
+    isolated database, unless ``env`` is given)."""
+    return subprocess.run(
+        [sys.executable, "-m", "fiftyone_vog.cli", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
 IMG_H, IMG_W = 12, 10  # non-square on purpose
 
 

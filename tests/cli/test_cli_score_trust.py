@@ -3,9 +3,6 @@ the even-odds rule, vog-likely-ood), the report's detector tables and verdict; a
 field named like a companion is a skipped view, never a traceback (CLI and operator)."""
 
 import math
-import os
-import subprocess
-import sys
 
 import fiftyone as fo
 import fiftyone.operators as foo
@@ -16,15 +13,9 @@ import fiftyone_vog as fov
 from fiftyone_vog.analysis import detector_table_from_view
 from fiftyone_vog.app.install import install_plugin
 
-from conftest import small_model
+from conftest import run_cli, small_model
 
 DATASET_NAME = "cli-score-trust"  # the conftest fixture named_dataset
-CLI = [sys.executable, "-m", "fiftyone_vog.cli"]
-
-
-def _cli(*args):
-    env = os.environ.copy()  # conftest's FIFTYONE_* settings: the same isolated database
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, env=env)
 
 
 def _columns(stdout):
@@ -34,7 +25,7 @@ def _columns(stdout):
 def test_views_print_each_views_size_and_rule(named_dataset, checkpoint_dir):
     fov.compute_vog(named_dataset, checkpoint_dir, model=small_model)
     loss = np.array(named_dataset.values("vog_loss"))
-    r = _cli("views", DATASET_NAME)
+    r = run_cli("views", DATASET_NAME)
     assert r.returncode == 0, r.stderr
     rows = _columns(r.stdout)
     errors = int((loss > math.log(2)).sum())
@@ -43,11 +34,11 @@ def test_views_print_each_views_size_and_rule(named_dataset, checkpoint_dir):
     assert rows["vog-likely-ood"][0] == "40 samples"
     assert "vog_energy, highest first" in rows["vog-likely-ood"][1] and "no tag needed" in rows["vog-likely-ood"][1]
     assert rows["vog-ood"][0].startswith("skipped: no sample is tagged 'ood'")
-    r = _cli("views", DATASET_NAME, "--label-error-rule", "percentile", "--percentile", "10")
+    r = run_cli("views", DATASET_NAME, "--label-error-rule", "percentile", "--percentile", "10")
     assert r.returncode == 0, r.stderr
     rows = _columns(r.stdout)
     assert rows["vog-label-errors"][0] == "4 samples" and "top 10% by vog_loss" in rows["vog-label-errors"][1]
-    r = _cli("views", DATASET_NAME, "--label-error-rule", "half")
+    r = run_cli("views", DATASET_NAME, "--label-error-rule", "half")
     assert r.returncode == 2 and "invalid choice: 'half'" in r.stderr and r.stderr.count("\n") == 1
 
 
@@ -55,7 +46,7 @@ def test_a_text_field_named_like_a_companion_is_skipped_not_a_traceback(named_da
     fov.compute_vog(named_dataset, checkpoint_dir, model=small_model, companions=False)
     named_dataset.add_sample_field("vog_loss", fo.StringField)
     named_dataset.set_values("vog_loss", ["wrong?"] * len(named_dataset))
-    r = _cli("views", DATASET_NAME)
+    r = run_cli("views", DATASET_NAME)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     rows = _columns(r.stdout)
@@ -78,7 +69,7 @@ def test_report_prints_the_detector_tables_and_the_verdict(named_dataset, checkp
     if with_flags:
         named_dataset.set_values("label_shuffled", [i % 5 == 0 for i in range(len(named_dataset))])
         named_dataset.select(named_dataset.values("id")[::4]).tag_samples("ood")
-    r = _cli("report", DATASET_NAME, "--out-dir", str(tmp_path), "--no-per-class", "--grid-size", "2")
+    r = run_cli("report", DATASET_NAME, "--out-dir", str(tmp_path), "--no-per-class", "--grid-size", "2")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     verdict = [line.strip() for line in lines if line.strip().startswith("Which score:")]

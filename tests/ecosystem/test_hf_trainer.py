@@ -5,8 +5,6 @@ operator (FiftyOne's executor) — to the naive float64 reference built by trans
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import fiftyone.operators as foo
 import pytest
@@ -15,7 +13,7 @@ import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
 from fiftyone_vog.inputs.manifest import MANIFEST_NAME
 
-from conftest import TESTS_DIR, build_dataset
+from conftest import TESTS_DIR, build_dataset, run_cli
 from hf_eco import assert_close, hf_dataset, images32, reference, train  # noqa: F401  (fixtures)
 
 COMPUTE = "@fiftyone-vog/vog/compute_vog"
@@ -76,13 +74,7 @@ def test_the_cli_scores_the_output_folder(trained, images32):
     ds.persistent = True  # visible to the subprocess
     try:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")])}
-        r = subprocess.run(
-            [sys.executable, "-m", "fiftyone_vog.cli", "compute", "hf-cli", "--checkpoints", trained, "--quiet"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=env,
-        )
+        r = run_cli("compute", "hf-cli", "--checkpoints", trained, "--quiet", env=env)
         assert r.returncode == 0, r.stderr
         assert "image processor ViTImageProcessor" in r.stdout + r.stderr  # says which preprocessing it used
         ds.reload()

@@ -5,8 +5,6 @@ the API, the CLI and the operator; Lightning's own .ckpt files score the same.""
 
 import json
 import os
-import subprocess
-import sys
 
 import fiftyone.operators as foo
 import numpy as np
@@ -19,7 +17,7 @@ from fiftyone_vog.app.install import install_plugin
 from fiftyone_vog.engine import VoGOptions
 from fiftyone_vog.options import DEFAULT_TARGET
 
-from conftest import CLASSES, build_dataset
+from conftest import CLASSES, build_dataset, run_cli
 from eco import assert_close, dataset32, images32, train_lightning  # noqa: F401  (fixtures)
 from naive import naive_vog
 
@@ -135,12 +133,7 @@ def test_the_operator_and_the_cli_score_a_callback_folder_as_the_api(dataset32, 
     ds = build_dataset(*images32, name="fiftyone-vog-lightning-cli")
     ds.persistent = True
     try:
-        r = subprocess.run(
-            [sys.executable, "-m", "fiftyone_vog.cli", "compute", ds.name, "--checkpoints", folder, "--quiet"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        r = run_cli("compute", ds.name, "--checkpoints", folder, "--quiet")
         assert r.returncode == 0, r.stderr[-2000:]
         assert "(the checkpoints' manifest)" in r.stdout
         ds.reload()

@@ -16,7 +16,7 @@ import fiftyone_vog as fov
 from fiftyone_vog.app.install import install_plugin
 from fiftyone_vog.inputs.checkpoints import model_factory
 
-from conftest import build_dataset, resolve_form
+from conftest import build_dataset, resolve_form, run_cli
 from eco import (  # noqa: F401  (fixtures)
     TIMM_MODELS,
     assert_close,
@@ -162,23 +162,12 @@ def test_the_operator_and_the_cli_score_a_timm_folder_as_the_api(dataset32, scri
     ds = build_dataset(*images32, name="fiftyone-vog-timm-cli")
     ds.persistent = True
     try:
-        r = subprocess.run(
-            [sys.executable, "-m", "fiftyone_vog.cli", "compute", ds.name, "--checkpoints", folder, "--quiet"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        r = run_cli("compute", ds.name, "--checkpoints", folder, "--quiet")
         assert r.returncode == 0, r.stderr[-2000:]
         assert "preprocessing: timm's eval transform" in r.stdout and "timm's training arguments" in r.stdout
         ds.reload()
         assert np.array_equal(ds.values("vog_raw"), want)
-        r = subprocess.run(
-            [sys.executable, "-m", "fiftyone_vog.cli", "compute", ds.name, "--checkpoints", folder]
-            + ["--model", "timm:resnet81", "--vog-field", "typo"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        r = run_cli("compute", ds.name, "--checkpoints", folder, "--model", "timm:resnet81", "--vog-field", "typo")
         assert r.returncode == 2 and "did you mean resnet18" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     finally:
         ds.delete()
