@@ -8,12 +8,13 @@ On ``--n`` generated JPEGs of ``--size``² pixels (default 224², quality 90), w
 
 - ``data``: :class:`fiftyone_vog.inputs.images.ImageDataset` through ``make_loader`` — header
   check, decode, transform, collate — for each ``--workers`` count, images/s; and, in this
-  process, where one image's time goes (header check, decode, transform);
+  process, where one image's time goes (reading the file, header check, decode, transform);
 - ``model``: one checkpoint's forward + backward to the input on tensors already on the device
   (the autograd floor per checkpoint), images/s; a run over K checkpoints needs images at 1/K of it;
 - ``vog``: the engine over ``--k`` checkpoints fed by that loader (``score_batches``, as
   ``compute_vog`` does), images/s and the share of its time spent waiting for images
-  (``data_wait``), for each ``--workers`` count.
+  (``data_wait``), for each ``--workers`` count, on the first ``--vog-n`` images (default 512:
+  on a CPU the engine scores a few images a second).
 
     python benchmarks/data_path.py                                    # CPU, 512 JPEGs
     python benchmarks/data_path.py --n 5000 --arch resnet50 --device cuda --workers 0 4 8 16
@@ -100,17 +101,22 @@ def time_data(dataset, batch_size: int, workers: int, device) -> float:
 
 
 def time_stages(dataset, n: int) -> dict[str, float]:
-    """Seconds per image of the header check, the decode and the transform, in this process."""
-    out = {"check": 0.0, "decode": 0.0, "transform": 0.0}
+    """Seconds per image of reading the file, the header check, the decode and the transform, in
+    this process."""
+    out = {"read": 0.0, "check": 0.0, "decode": 0.0, "transform": 0.0}
     for i in range(n):
         path = dataset.filepaths[i]
+        tr = time.perf_counter()
+        with open(path, "rb") as f:
+            data = f.read()
         t0 = time.perf_counter()
-        dataset._check_size(path, path)
+        dataset._check_size(data, path)
         t1 = time.perf_counter()
-        img = dataset._read(path)
+        img = dataset._read(data, path)
         t2 = time.perf_counter()
         dataset.transform(img)
         t3 = time.perf_counter()
+        out["read"] += t0 - tr
         out["check"] += t1 - t0
         out["decode"] += t2 - t1
         out["transform"] += t3 - t2
@@ -134,11 +140,12 @@ def time_model(model, batch_size: int, n: int, num_classes: int, device) -> floa
     return (time.perf_counter() - t) * n / done
 
 
-def time_vog(engine, dataset, batch_size: int, workers: int, device) -> tuple[float, dict]:
-    loader = make_loader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+def time_vog(engine, data, batch_size: int, workers: int, device) -> tuple[float, dict]:
+    """Seconds of the engine fed by the loader over ``data`` (a ``Subset`` of the dataset), and its stats."""
+    loader = make_loader(data, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     sync(device)
     t = time.perf_counter()
-    raw = score_batches(engine, loader, dataset.ids)
+    raw = score_batches(engine, loader, [data.dataset.ids[i] for i in data.indices])
     sync(device)
     return time.perf_counter() - t, raw.stats
 
@@ -155,6 +162,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default torch's)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--model-n", type=int, default=None, help="images for the model row (default min(n, 256))")
+    p.add_argument("--vog-n", type=int, default=None, help="images for the engine rows (default min(n, 512))")
     p.add_argument("--no-vog", action="store_true", help="skip the engine rows")
     p.add_argument("--dir", default=None, help="folder for the JPEGs (default: a temporary one; reused if given)")
     p.add_argument("--out", default=RESULTS_DIR)
@@ -175,6 +183,7 @@ def main(argv=None):
     models = make_models(args.arch, max(2, args.k), num_classes, device)
     engine = VoGEngine(models[: args.k], {"all": list(range(args.k))}, device=device)
     model_n = args.model_n or min(args.n, 256)
+    vog_data = torch.utils.data.Subset(dataset, range(min(args.n, args.vog_n or 512)))
 
     stages = time_stages(dataset, min(args.n, 200))
     rows = {f"data, {w} workers": [] for w in args.workers}
@@ -188,8 +197,8 @@ def main(argv=None):
             model_n / time_model(models[0], args.batch_size, model_n, num_classes, device)
         )
         for w in vog:
-            s, stats = time_vog(engine, dataset, args.batch_size, w, device)
-            vog[w].append((args.n / s, stats["data_wait"] / max(1e-9, stats["data_wait"] + stats["compute"])))
+            s, stats = time_vog(engine, vog_data, args.batch_size, w, device)
+            vog[w].append((len(vog_data) / s, stats["data_wait"] / max(1e-9, stats["data_wait"] + stats["compute"])))
     table = {name: statistics.median(v) for name, v in rows.items()}
     for w, v in vog.items():
         table[f"vog, K={args.k}, {w} workers"] = statistics.median(a for a, _ in v)

@@ -7,17 +7,21 @@ taken from it leaves cores idle. In one process, per round:
 
 1. train a SmallCNN on generated 32×32 images for ``--train-seconds`` (torch's default threads);
 2. ``fov.compute_vog`` with its defaults (no ``num_threads``) on ``--n`` generated PNGs and
-   ``--k`` checkpoints, in a throw-away database: the scoring phase (decode + score,
+   ``--k`` checkpoints of ``--model`` (a SmallCNN, or a torchvision architecture such as
+   resnet18), in a throw-away database: the scoring phase (decode + score,
    ``timings["score"]``), the thread count it chose and why;
 3. the autograd floor (bench_vog.py's ``floor``: K × forward + backward to the input, on tensors
-   already in memory) with every core;
+   already in memory) with every core, right before and right after step 2 (their mean: the drift
+   of a shared machine within the round cancels);
 4. with ``--old-rule``: train again, then ``compute_vog`` with the count the old rule (cores − the
    1-minute load average) gives at that moment.
 
 Reported: scoring throughput ÷ the floor's (1.0 = as fast as the bare autograd loop with every
-core; end to end includes decoding the PNGs). ``OMP_NUM_THREADS`` must be unset.
+core; end to end includes decoding the PNGs), and the same for the engine's compute alone.
+``OMP_NUM_THREADS`` must be unset.
 
-    python benchmarks/threads_after_training.py --rounds 3 --old-rule
+    python benchmarks/threads_after_training.py --rounds 5 --old-rule --train-seconds 30
+    python benchmarks/threads_after_training.py --rounds 3 --train-seconds 30 --model resnet18 --n 500
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=2000, help="PNGs scored (default 2000)")
     p.add_argument("--k", type=int, default=5, help="checkpoints (default 5)")
     p.add_argument("--size", type=int, default=32, help="image side (default 32)")
+    p.add_argument(
+        "--model", default="smallcnn", help="the scored model: smallcnn (default) or a torchvision name, e.g. resnet18"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-seconds", type=float, default=40.0, help="training before each scoring (default 40)")
     p.add_argument("--rounds", type=int, default=1)
@@ -95,7 +102,7 @@ def main(argv=None):
     ds.add_samples(samples, progress=False)
     ds.classes["ground_truth"] = classes
     ds.save()
-    models = make_models("smallcnn", args.k, 10)
+    models = make_models(args.model, args.k, 10)
     ckpts = []
     for i, m in enumerate(models):
         ckpts.append(os.path.join(tmp, f"epoch_{i + 1}.pt"))
@@ -105,27 +112,37 @@ def main(argv=None):
 
     def score(key: str, num_threads=None) -> dict:
         res = fov.compute_vog(
-            ds, ckpts, model=lambda: build_model("smallcnn", 10), device="cpu", vog_field=key,
+            ds, ckpts, model=lambda: build_model(args.model, 10), device="cpu", vog_field=key,
             num_threads=num_threads, progress=False, overwrite=True, companions=False,
         )  # fmt: skip
         t = res.timings
         return {"threads": res.config["num_threads"], "why": res.config.get("num_threads_why"), **t}
 
-    rounds = []
-    for r in range(args.rounds):
-        row = {"trained_s": train_for(args.train_seconds, args.size, seed=r), "load_1min": os.getloadavg()[0]}
-        row["default"] = score("vog")
+    def floor() -> float:
+        """Seconds of the autograd floor with every core (torch's thread count restored after)."""
         before = torch.get_num_threads()
         torch.set_num_threads(cores)
         t = time.perf_counter()
         run_floor(models, batches)
-        row["floor_s"] = time.perf_counter() - t
+        seconds = time.perf_counter() - t
         torch.set_num_threads(before)
+        return seconds
+
+    rounds = []
+    for r in range(args.rounds):
+        row = {"trained_s": train_for(args.train_seconds, args.size, seed=r), "load_1min": os.getloadavg()[0]}
+        before_s = floor()  # the floor right before and right after the scoring: their mean, so that
+        row["default"] = score("vog")  # a shared machine's drift within the round cancels
+        row["floor_around_s"] = (before_s, floor())
+        row["floor_s"] = statistics.mean(row["floor_around_s"])
         row["ratio_default"] = row["floor_s"] / row["default"]["score"]
+        row["ratio_default_compute"] = row["floor_s"] / row["default"]["compute"]
         line = (
             f"round {r + 1}: trained {row['trained_s']:.0f}s (load {row['load_1min']:.2f}); default: "
-            f"{row['default']['threads']} threads ({row['default']['why']}), scoring {row['default']['score']:.2f}s; "
-            f"floor with {cores} threads {row['floor_s']:.2f}s; throughput ÷ floor {row['ratio_default']:.2f}"
+            f"{row['default']['threads']} threads ({row['default']['why']}), scoring {row['default']['score']:.2f}s "
+            f"(waiting for images {row['default']['data_wait']:.2f}s); floor with {cores} threads "
+            f"{row['floor_around_s'][0]:.2f}s before, {row['floor_around_s'][1]:.2f}s after; throughput ÷ floor "
+            f"{row['ratio_default']:.2f} (compute only {row['ratio_default_compute']:.2f})"
         )
         if args.old_rule:
             train_for(args.train_seconds, args.size, seed=r)
@@ -135,7 +152,10 @@ def main(argv=None):
             line += f"; old rule: {n_old} threads, ÷ floor {row['ratio_old_rule']:.2f}"
         print(line, flush=True)
         rounds.append(row)
-    summary = {"ratio_default_median": statistics.median(r["ratio_default"] for r in rounds)}
+    summary = {
+        "ratio_default_median": statistics.median(r["ratio_default"] for r in rounds),
+        "ratio_default_compute_median": statistics.median(r["ratio_default_compute"] for r in rounds),
+    }
     if args.old_rule:
         summary["ratio_old_rule_median"] = statistics.median(r["ratio_old_rule"] for r in rounds)
     print(

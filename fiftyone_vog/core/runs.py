@@ -88,7 +88,8 @@ class VoGResults(fors.RunResults):
     Attributes (on a run just computed, also the arrays, aligned with ``ids``):
         class_stats: ``{window: {class_name: {"mean", "std", "count"}}}`` of raw scores.
         summary: ``{window: {"mean", "std", "min", "max"}}`` of raw scores.
-        timings: seconds: ``load``, ``score`` (with ``compute`` and ``data_wait``), ``write``, ``total``.
+        timings: seconds: ``load`` (checks, checkpoints, and the idle-core measurement that picks
+            the CPU thread count), ``score`` (with ``compute`` and ``data_wait``), ``write``, ``total``.
         ids, raw, scores, used_labels, predicted, classes: only on the object ``compute_vog``
             returns (not stored: the scores are in the sample fields).
     """

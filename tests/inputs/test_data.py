@@ -87,3 +87,34 @@ def test_torchvision_decoding_equals_pil(tmp_path):
             else:
                 # same pixel values (the scaling may differ by one float ulp: x·(1/255) vs x/255)
                 assert (got - want).abs().max() < 1e-6, (name, mode)
+
+
+def test_batched_fetch_equals_torchvision_preset(tmp_path):
+    """The loader's batched fetch (one float conversion per batch under ``rgb``/``gray``) gives
+    bit for bit what torchvision's ``ToImage`` + ``ToDtype(scale=True)`` gives image by image, and
+    falls back to image by image when a batch mixes sizes or bit depths (a 16-bit PNG)."""
+    from torchvision.io import ImageReadMode, decode_image
+    from torchvision.transforms import v2 as T
+
+    rng = np.random.default_rng(2)
+    paths = [_write(tmp_path / f"{i}.png", (6, 5), "RGB") for i in range(3)]
+    Image.fromarray(rng.integers(0, 255, (5, 6, 3), dtype=np.uint8)).save(tmp_path / "3.jpg", quality=80)
+    paths.append(str(tmp_path / "3.jpg"))
+    reference = T.Compose([T.ToImage(), T.ToDtype(torch.float32, scale=True)])
+    for preset, mode in (("rgb", ImageReadMode.RGB), ("gray", ImageReadMode.GRAY)):
+        ds = ImageDataset(list("abcd"), paths, [0, 1, 2, 3], transform=preset)
+        items = ds.__getitems__([3, 1, 0])
+        assert [(label, sid) for _, label, sid in items] == [(3, "d"), (1, "b"), (0, "a")]
+        for (x, _, _), i in zip(items, [3, 1, 0]):
+            want = reference(decode_image(paths[i], mode=mode)).as_subclass(torch.Tensor)
+            assert x.dtype == torch.float32 and torch.equal(x, want), (preset, i)
+            assert torch.equal(x, ds[i][0])
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((5, 6), 65535, dtype=np.uint16)).save(deep)  # 16-bit grayscale: white
+    other = _write(tmp_path / "big.png", (8, 8), "RGB")
+    ds = ImageDataset(list("xyz"), [paths[0], str(deep), other], [0, 0, 0])
+    mixed = ds.__getitems__([0, 1, 2])
+    assert torch.equal(mixed[0][0], ds[0][0]) and torch.equal(mixed[2][0], ds[2][0])
+    assert mixed[1][0].shape == (3, 5, 6) and bool((mixed[1][0] == 1.0).all())
+    with pytest.raises(fov.VoGError, match="different sizes"):
+        collate(mixed)
