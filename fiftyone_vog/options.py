@@ -45,11 +45,13 @@ DEFAULT_LR = MappingProxyType({"sgd": 0.05, "adamw": 1e-3})
 #: A training recipe that memorizes shuffled labels on MNIST-sized images, chosen by measurement
 #: (docs/results.md, *Can the network memorize?*; ``examples/memorization_fit.py``): a ¼-width
 #: ``CifarResNet18`` trained with AdamW. ``optimizer``, ``lr``, ``batch_size`` and ``epochs`` are
-#: ``train_classifier``'s arguments; ``model`` and ``width`` build the network.
+#: ``train_classifier``'s arguments; ``model`` and ``width`` build the network, which ``name``
+#: builds without arguments (``CifarResNet18W16``: what ``compute_vog(model=)``, the CLI and the App take).
 MEMORIZING_RECIPE = MappingProxyType(
     {
         "model": "fiftyone_vog.models:CifarResNet18",
         "width": 16,
+        "name": "fiftyone_vog.models:CifarResNet18W16",
         "optimizer": "adamw",
         "lr": 1e-3,
         "batch_size": 64,

@@ -487,6 +487,7 @@ PACKAGE_MODELS = {
     "SmallCNN": "fiftyone_vog.models:SmallCNN",
     "MLP": "fiftyone_vog.models:MLP",
     "CifarResNet18": "fiftyone_vog.models:CifarResNet18",
+    "CifarResNet18W16": "fiftyone_vog.models:CifarResNet18W16",
 }
 
 

@@ -95,3 +95,17 @@ class CifarResNet18(nn.Module):
 
     def forward(self, x):
         return self.head(self.pool(self.layers(self.stem(x))).flatten(1))
+
+
+class CifarResNet18W16(CifarResNet18):
+    """:class:`CifarResNet18` at ¼ width (``width=16``), by a name that ``compute_vog(model=)``, the CLI
+    and the App build without arguments: the network of
+    :data:`fiftyone_vog.options.MEMORIZING_RECIPE`, which fits shuffled labels on MNIST-sized images.
+
+    Args:
+        num_classes: output size.
+        in_channels: 3 for RGB, 1 for grayscale.
+    """
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+        super().__init__(num_classes=num_classes, in_channels=in_channels, width=16)

@@ -218,3 +218,38 @@ def test_rerun_replaces_the_dataset_and_stale_checkpoints(demo_run, capsys):
 def test_rejects_a_single_epoch(tmp_path):
     with pytest.raises(SystemExit):
         load_demo().main(["--size", "small", "--out", str(tmp_path), "--epochs", "1", "--dataset-name", NAME + "-x"])
+
+
+def test_recipe_follows_the_image_size(tmp_path, capsys):
+    """At MNIST's 28×28 the demo trains the memorizing recipe (SmallCNN fits 7% of the shuffled
+    labels there, docs/results.md), names it so the App and the CLI can score again, and says
+    when the shuffled labels are not fitted (6 epochs of the small run do not fit them)."""
+    import fiftyone as fo
+
+    import fiftyone_vog as fov
+
+    demo = load_demo()
+    assert [demo.choose_recipe("auto", s) for s in (8, 16, 28)] == ["smallcnn", "memorizing", "memorizing"]
+    assert demo.choose_recipe("smallcnn", 28) == "smallcnn"
+    name = NAME + "-28"
+    threads = torch.get_num_threads()
+    try:
+        demo.main(["--size", "small", "--image-size", "28", "--out", str(tmp_path), "--dataset-name", name])
+        torch.set_num_threads(threads)
+        printed = capsys.readouterr().out
+        assert "training CifarResNet18W16 (adamw, lr 0.001) for 6 epochs" in printed
+        assert "note: under 90% of the shuffled labels are fitted" in printed
+        assert "Model         CifarResNet18W16" in printed
+        ds = fo.load_dataset(name)
+        assert fov.get_vog_run(ds, "vog").config.model == "fiftyone_vog.models:CifarResNet18W16"
+        assert ds.match_tags("train").count("vog") == 192
+    finally:
+        torch.set_num_threads(threads)
+        if fo.dataset_exists(name):
+            fo.delete_dataset(name)
+
+
+def test_the_default_run_names_its_recipe(demo_run):
+    res, _ = demo_run
+    assert "training SmallCNN (sgd, lr 0.05) for 6 epochs" in res["printed"]
+    assert "Model         SmallCNN" in res["printed"]

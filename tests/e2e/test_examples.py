@@ -200,6 +200,23 @@ def test_cifar_resnet18_runs_from_saved_state_dicts(tmp_path):
     torch.testing.assert_close(out, m(x))
 
 
+def test_the_memorizing_recipes_network_is_nameable():
+    """``MEMORIZING_RECIPE["name"]`` builds the recipe's network from no arguments (what the App,
+    the CLI and ``compute_vog(model=)`` do) and takes a ``CifarResNet18(width=16)``'s weights."""
+    from fiftyone_vog.inputs.checkpoints import import_callable, known_architectures
+    from fiftyone_vog.models import CifarResNet18W16
+    from fiftyone_vog.options import MEMORIZING_RECIPE
+
+    assert import_callable(MEMORIZING_RECIPE["name"]) is CifarResNet18W16
+    assert {"CifarResNet18W16", MEMORIZING_RECIPE["name"]} <= set(known_architectures())
+    torch.manual_seed(0)
+    recipe = import_callable(MEMORIZING_RECIPE["model"])(num_classes=8, width=MEMORIZING_RECIPE["width"]).eval()
+    named = CifarResNet18W16(num_classes=8)
+    named.load_state_dict(recipe.state_dict())  # strict: the same parameters, the same shapes
+    x = torch.rand(2, 3, 28, 28)
+    torch.testing.assert_close(named.eval()(x), recipe(x))
+
+
 def test_digits_ood_quick(tmp_path, capsys):
     res = load_example("digits_ood").main(["--quick", "--out", str(tmp_path)])
     out = capsys.readouterr().out
