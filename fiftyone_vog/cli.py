@@ -160,7 +160,8 @@ def add_compute(sub):
         "--strategy",
         default="auto",
         choices=options.STRATEGIES,
-        help="checkpoints one after another (loop) or all in one batched pass (vmap)",
+        help="checkpoints one after another (loop), the same on one part of each batch per CPU thread "
+        "(split: auto's choice on the CPU for images up to 3x128x128), or all in one batched pass (vmap)",
     )
     p.add_argument(
         "--autocast",

@@ -25,8 +25,9 @@ NORMALIZATIONS = ("zscore", "abs", "none")
 TRANSFORMS = ("auto", "rgb", "gray", "cifar", "imagenet")
 #: ``precision=``: the engine's floating point type.
 PRECISIONS = ("float32", "float64")
-#: ``strategy=``: checkpoints one after another (``loop``) or in one batched pass (``vmap``).
-STRATEGIES = ("auto", "loop", "vmap")
+#: ``strategy=``: checkpoints one after another (``loop``), the same with the batch cut into one
+#: part per CPU thread (``split``), or all checkpoints in one batched pass (``vmap``).
+STRATEGIES = ("auto", "loop", "split", "vmap")
 #: ``autocast=``: a half-precision dtype, or one with ``-all`` (the input layer in half precision
 #: too: faster, less precise ranks). ``None`` (the App's "none") is full precision.
 AUTOCASTS = ("bf16", "fp16", "bf16-all", "fp16-all")

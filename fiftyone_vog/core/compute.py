@@ -737,7 +737,7 @@ def compute_vog(
         resume: continue an interrupted run with the same configuration from its last
             flushed chunk of raw scores (see :mod:`fiftyone_vog.core.resume`); otherwise start over.
         strategy, autocast, channels_last: how the engine computes the gradients
-            (``"loop"``/``"vmap"``; ``"bf16"``/``"fp16"`` mixed precision with the model's input
+            (``"loop"``/``"split"``/``"vmap"``; ``"bf16"``/``"fp16"`` mixed precision with the model's input
             layer in float32, or ``"bf16-all"``/``"fp16-all"`` for every layer in half precision:
             faster, ranks less exact; NHWC layout); see
             :class:`fiftyone_vog.engine.VoGEngine` and docs/performance.md.

@@ -24,6 +24,12 @@ from .windows import normalize_windows
 #: Label value meaning "this sample has no label" (used by ``label_mode="auto"``).
 MISSING_LABEL = -1
 
+#: ``strategy="auto"`` on the CPU splits the batch across threads for images of at most this many
+#: values (channels × height × width: 3×128×128); larger ones run the loop with every operator
+#: split across the threads. Measured (docs/performance.md): splitting won at 32², 64² and 112²,
+#: and lost at 224², where two threads allocating large activations at once slowed each other.
+SPLIT_MAX_INPUT = 3 * 128 * 128
+
 
 @dataclass
 class VoGOptions:
@@ -104,10 +110,14 @@ class VoGEngine:
         dtype: float32 (default) or float64 for the model and gradients; the
             per-pixel statistics are always computed in float64.
         strategy: how the K input gradients of a batch are computed (same result):
-            ``"loop"`` runs the checkpoints one after another; ``"vmap"`` runs them all in
-            one batched pass over stacked weights (``torch.func``; needs K× the activation
-            memory of one checkpoint); ``"auto"`` (default) picks per device, see
-            :func:`default_settings`.
+            ``"loop"`` runs the checkpoints one after another; ``"split"`` (CPU only; what
+            ``"auto"`` picks there for images of at most :data:`SPLIT_MAX_INPUT` values) cuts the
+            batch into one part per torch thread (``torch.get_num_threads()`` when the batch
+            starts) and runs the loop over each part on its own thread, each with one
+            intra-op thread (the same memory as ``loop``; the model's ``forward`` must not
+            keep per-call state on the module); ``"vmap"`` runs them all in one batched pass
+            over stacked weights (``torch.func``; needs K× the activation memory of one
+            checkpoint); ``"auto"`` (default) picks per device, see :func:`default_settings`.
         autocast: ``None`` (default, exact) or ``"bf16"`` / ``"fp16"``: mixed-precision
             forward and backward; ranks agree with float32 (Spearman ≥ 0.999 in our tests) but
             values differ. See :mod:`fiftyone_vog.precision`. ``"bf16-all"`` / ``"fp16-all"``
@@ -163,14 +173,22 @@ class VoGEngine:
         self._slot = {k: i for i, k in enumerate(self._needed)}
         self._rows = {w: _rows([self._slot[k] for k in idx]) for w, idx in self.windows.items()}
         self._stacked = None
+        # "auto" on the CPU: "split" until the first batch shows images too large for it (SPLIT_MAX_INPUT)
+        self._auto_split = strategy == "auto" and defaults["strategy"] == "split"
         if strategy == "auto":
-            strategy = defaults["strategy"]  # "loop" on every device (see default_settings)
+            strategy = defaults["strategy"]  # "split" on the CPU, "loop" elsewhere (see default_settings)
+        elif strategy == "split" and self.device.type != "cpu":
+            raise VoGError(
+                f"strategy='split' cuts batches across CPU threads; on {self.device.type} use "
+                "strategy='loop' (or 'auto')"
+            )
         elif strategy == "vmap":
             # BatchNorm's batching rule rejects half-precision inputs with float32 statistics
             problem = "autocast is not supported with vmap" if autocast else stacking_problem(self.models)
             if problem is not None:
                 raise VoGError(f"strategy='vmap' cannot run these checkpoints: {problem}; use strategy='loop'")
         self.strategy = strategy
+        self._pool = None  # "split": (parts, the threads that take the other parts), made on first use
         self._workspace: dict = {}
         self.companions = bool(companions)
         self._logits: torch.Tensor | None = None  # (K', B, classes) float64 of the current batch
@@ -312,6 +330,25 @@ class VoGEngine:
             if self.companions:
                 self._logits = logits.detach().to(torch.float64)
             return maps, p, predicted
+        if self._auto_split:
+            self._auto_split = False
+            if x[0].numel() > SPLIT_MAX_INPUT:
+                self.strategy = "loop"
+        parts = min(torch.get_num_threads(), B) if self.strategy == "split" else 1
+        if parts > 1:
+            p, pred, logits = self._split(x, labels, p, maps, parts)
+        else:
+            p, pred, logits = self._loop(x, labels, p, maps)
+        predicted = pred if pred is not None else predicted
+        if logits is not None:
+            self._logits = torch.stack([logits[k].to(torch.float64) for k in self._needed])
+        return maps, p, predicted
+
+    def _loop(self, x: torch.Tensor, labels: torch.Tensor, p: torch.Tensor | None, maps: torch.Tensor):
+        """The needed checkpoints one after another on the batch ``x``: fills ``maps``
+        (K', b, H, W); returns ``(p, predicted or None, {k: class scores} or None)``."""
+        last = len(self.models) - 1
+        predicted = None
         order = list(self._needed)
         if p is None:  # fuse the prediction into the last checkpoint's own forward pass
             order.remove(last)
@@ -321,9 +358,47 @@ class VoGEngine:
             grad, p, pred = self._input_gradient(k, x, p, labels, logits)
             predicted = pred if pred is not None else predicted
             self._reduce_channels(grad, dim=1, out=maps[self._slot[k]])
-        if logits is not None:
-            self._logits = torch.stack([logits[k].to(torch.float64) for k in self._needed])
-        return maps, p, predicted
+        return p, predicted, logits
+
+    def _split(self, x: torch.Tensor, labels: torch.Tensor, p: torch.Tensor | None, maps: torch.Tensor, parts: int):
+        """:meth:`_loop` on ``parts`` slices of the batch at once, one per thread (this one takes
+        the first), each with one intra-op thread: on a CPU, for the models and batches measured in
+        docs/performance.md, faster than one loop whose every operator is split across the
+        threads. Samples do not interact (eval mode), so each part's maps are the batch's rows."""
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        if self.autocast is not None and self._kept_fp32 is None:
+            self._find_input_layer(x)  # once, before the threads share the models
+        if self._pool is None or self._pool[0] != parts:
+            if self._pool is not None:
+                self._pool[1].shutdown(wait=False)
+            self._pool = (
+                parts,
+                ThreadPoolExecutor(
+                    parts - 1, thread_name_prefix="vog-split", initializer=torch.set_num_threads, initargs=(1,)
+                ),
+            )
+        pool = self._pool[1]
+        edges = [round(i * x.shape[0] / parts) for i in range(parts + 1)]
+        spans = list(zip(edges[:-1], edges[1:]))
+
+        def part(lo: int, hi: int):
+            return self._loop(x[lo:hi], labels[lo:hi], None if p is None else p[lo:hi], maps[:, lo:hi])
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        futures = [pool.submit(part, lo, hi) for lo, hi in spans[1:]]
+        try:
+            results = [part(*spans[0])] + [f.result() for f in futures]
+        finally:
+            wait(futures)  # no part may still write into maps once this returns or raises
+            torch.set_num_threads(before)
+        ps, preds, logits = zip(*results)
+        return (
+            torch.cat(ps),
+            None if preds[0] is None else torch.cat(preds),
+            None if logits[0] is None else {k: torch.cat([d[k] for d in logits]) for k in logits[0]},
+        )
 
     def score_batch(self, x: torch.Tensor, labels: torch.Tensor) -> BatchScores:
         """Raw VoG of each sample in the batch for every window."""
@@ -423,11 +498,14 @@ def stack_models(models: Sequence[nn.Module]):
 def default_settings(device: torch.device, autocast: str | None = None) -> dict:
     """Default ``strategy`` and ``channels_last`` per device.
 
-    ``loop`` everywhere: on CPU ``vmap``'s grouped convolutions are slower than the loop, and on
-    a GPU a large model saturates the device one checkpoint at a time while ``vmap`` needs K×
-    the activation memory (opt in for small models). ``channels_last`` only with autocast on
-    CUDA, where NHWC is what the tensor-core kernels want. The measurements behind this are in
-    docs/performance.md, with the commands that produced them.
+    ``split`` on the CPU (``"auto"`` turns it into ``loop`` at the first batch when its images hold
+    more than :data:`SPLIT_MAX_INPUT` values): one part of the batch per thread beat one loop with
+    every operator split across the threads, and ``vmap``'s grouped convolutions are slower than
+    either. ``loop``
+    elsewhere: on a GPU a large model saturates the device one checkpoint at a time while
+    ``vmap`` needs K× the activation memory (opt in for small models). ``channels_last`` only
+    with autocast on CUDA, where NHWC is what the tensor-core kernels want. The measurements
+    behind this are in docs/performance.md, with the commands that produced them.
     """
     cuda = device.type == "cuda"
-    return {"strategy": "loop", "channels_last": cuda and autocast is not None}
+    return {"strategy": "split" if device.type == "cpu" else "loop", "channels_last": cuda and autocast is not None}

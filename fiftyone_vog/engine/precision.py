@@ -24,6 +24,7 @@ the input gradient is divided by it again: exact, because powers of two only mov
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -104,20 +105,26 @@ def mixed_precision(device: torch.device, autocast: str, keep_fp32: nn.Module | 
     """``torch.autocast`` to ``autocast``'s dtype, with module ``keep_fp32`` run in float32.
 
     The module keeps float32 through a pair of hooks that live only inside this block, so the
-    caller's model is never modified.
+    caller's model is never modified. The hooks act only in the thread that entered the block
+    (autocast's state is per thread): under ``strategy="split"`` several threads run the same
+    module at once, each inside its own block.
     """
     handles = []
     if keep_fp32 is not None:
         entered = []
+        owner = threading.get_ident()
 
         def enter(module, args):
+            if threading.get_ident() != owner:  # another thread's pass: its own hooks handle it
+                return None
             ctx = torch.autocast(device.type, enabled=False)
             ctx.__enter__()
             entered.append(ctx)
             return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
         def leave(module, args, out):
-            entered.pop().__exit__(None, None, None)
+            if threading.get_ident() == owner:
+                entered.pop().__exit__(None, None, None)
 
         handles = [keep_fp32.register_forward_pre_hook(enter), keep_fp32.register_forward_hook(leave)]
     try:

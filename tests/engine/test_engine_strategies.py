@@ -112,7 +112,7 @@ def test_autocast_keeps_the_ranking(trained, target, autocast, min_rho):
     windows = {"all": list(range(len(ms)))}
     fp32 = VoGEngine(ms, windows, opts, device="cpu").score_batch(x, y).raw["all"].numpy()
     eng = VoGEngine(ms, windows, opts, device="cpu", autocast=autocast)
-    assert eng.strategy == "loop"
+    assert eng.strategy == "split"  # the CPU's default, threads and all
     low = eng.score_batch(x, y).raw["all"].numpy()
     assert eng.settings["autocast"] == autocast and eng.settings["fp32_input_layer"] == "features.0"
     assert not np.array_equal(low, fp32)  # it really ran in low precision
@@ -228,14 +228,14 @@ def test_option_errors(models):
         VoGEngine([models[0], models[1], other], {"all": [0, 1, 2]}, device="cpu", strategy="vmap")
 
 
-def test_torchscript_checkpoints_fall_back_to_the_loop(models, batch):
+def test_torchscript_checkpoints_score_without_vmap(models, batch):
     x, y = batch
     y = y.clamp_min(0)
     scripted = [torch.jit.script(m) for m in models[:2]]
     with pytest.raises(VoGError, match="TorchScript"):
         VoGEngine(scripted, {"all": [0, 1]}, device="cpu", strategy="vmap")
     eng = VoGEngine(scripted, {"all": [0, 1]}, device="cpu", strategy="auto")
-    assert eng.strategy == "loop"
+    assert eng.strategy == "split"  # TorchScript modules may be called from several threads
     ref = naive_vog(models, x, y, VoGOptions(), [0, 1])
     np.testing.assert_allclose(eng.score_batch(x, y).raw["all"].numpy(), ref, rtol=1e-6)
 
@@ -263,3 +263,126 @@ def test_cuda_bf16_channels_last(models, batch):
     assert eng.channels_last  # the CUDA default with autocast
     out = eng.score_batch(x, y)
     assert all(torch.isfinite(v).all() for v in out.raw.values())
+
+
+class threads:
+    """``torch.set_num_threads(n)`` for a block."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
+
+
+@pytest.mark.parametrize("options", ALL_OPTIONS, ids=option_id)
+def test_split_equals_loop_and_reference(models, batch, options):
+    """The batch cut into one part per thread: parts of 3 (3 threads, 9 samples), uneven parts
+    (4 threads: 2, 2, 3, 2) and one sample per part (more threads than samples) give the loop's
+    scores, labels, predictions and companions, in the samples' order."""
+    x, y = batch
+    y = _labels(options, y)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+        loop = VoGEngine(models, WINDOWS, options, device="cpu", dtype=dtype, strategy="loop", companions=True)
+        want = loop.score_batch(x, y)
+        for n in (3, 4, 16):
+            eng = VoGEngine(models, WINDOWS, options, device="cpu", dtype=dtype, strategy="split", companions=True)
+            with threads(n):
+                got = eng.score_batch(x, y)
+                assert torch.get_num_threads() == n  # given back after the batch
+            assert torch.equal(got.used_labels, want.used_labels)
+            if options.label_mode != "true":
+                assert torch.equal(got.predicted, want.predicted)
+            for w, idx in WINDOWS.items():
+                ref = naive_vog(models, x, y, options, idx)
+                assert (np.abs(got.raw[w].numpy() - ref) / np.abs(ref)).max() < tol, (w, n, dtype)
+            for key in want.raw:  # the windows and every companion
+                np.testing.assert_allclose(got.raw[key].numpy(), want.raw[key].numpy(), rtol=tol, atol=1e-12)
+
+
+def test_split_is_the_cpu_default_and_repeats_exactly(models, batch):
+    x, y = batch
+    y = y.clamp_min(0)
+    eng = VoGEngine(models, WINDOWS, device="cpu")
+    assert eng.strategy == "split" and eng.settings["strategy"] == "split"
+    with threads(2):
+        first = eng.score_batch(x, y).raw["all"].clone()
+        again = VoGEngine(models, WINDOWS, device="cpu").score_batch(x, y).raw["all"]
+    assert torch.equal(first, again)  # identical inputs, identical scores
+
+
+def test_split_with_one_thread_is_the_loop(models, batch):
+    x, y = batch
+    y = y.clamp_min(0)
+    with threads(1):
+        split = VoGEngine(models, WINDOWS, device="cpu", strategy="split").score_batch(x, y)
+        loop = VoGEngine(models, WINDOWS, device="cpu", strategy="loop").score_batch(x, y)
+    for w in WINDOWS:
+        assert torch.equal(split.raw[w], loop.raw[w])
+
+
+def test_split_bf16_keeps_each_threads_input_layer_in_float32(trained):
+    """Each part's pass keeps the input layer in float32 through hooks that act only in their own
+    thread: the scores are those of each part scored alone, and no hook or autocast state is left."""
+    ms, x, y = trained
+    x, y = x[:40], y[:40]
+    windows = {"all": list(range(len(ms)))}
+    with threads(2):
+        got = VoGEngine(ms, windows, device="cpu", autocast="bf16", strategy="split").score_batch(x, y).raw["all"]
+    with threads(1):
+        alone = VoGEngine(ms, windows, device="cpu", autocast="bf16", strategy="loop")
+        parts = torch.cat([alone.score_batch(x[:20], y[:20]).raw["all"], alone.score_batch(x[20:], y[20:]).raw["all"]])
+    np.testing.assert_allclose(got.numpy(), parts.numpy(), rtol=1e-6)
+    assert not torch.is_autocast_enabled("cpu")
+    assert all(not mod._forward_pre_hooks and not mod._forward_hooks for m in ms for mod in m.modules())
+
+
+class _FailsOnSecondHalf(torch.nn.Module):
+    """A model whose forward raises when it gets the batch's later samples (a part on a worker thread)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        if bool((x[:, 0, 0, 0] > 100).any()):
+            raise RuntimeError("bad part")
+        return self.model(x)
+
+
+def test_an_error_in_a_worker_part_reaches_the_caller(models, batch):
+    x, y = batch
+    x, y = x.clone(), y.clamp_min(0)
+    x[6:, 0, 0, 0] = 1000.0  # in the second of two parts (samples 4 to 8)
+    eng = VoGEngine([_FailsOnSecondHalf(m) for m in models], WINDOWS, device="cpu", strategy="split")
+    with threads(2):
+        with pytest.raises(RuntimeError, match="bad part"):
+            eng.score_batch(x, y)
+        assert torch.get_num_threads() == 2
+        x[6:, 0, 0, 0] = 0.0
+        assert torch.isfinite(eng.score_batch(x, y).raw["all"]).all()  # the engine is still usable
+
+
+class _NaNOnMarked(torch.nn.Module):
+    """A diverged checkpoint, for the marked samples only: their scores are NaN."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        marked = x[:, 0, 0, 0:1] > 100
+        return self.model(x) * torch.where(marked, float("nan"), 1.0)
+
+
+def test_nan_in_a_worker_part_is_named(models, batch):
+    x, y = batch
+    x, y = x.clone(), y.clamp_min(0)
+    x[7, 0, 0, 0] = 1000.0  # in the second of two parts
+    ms = list(models[:2]) + [_NaNOnMarked(models[2])] + list(models[3:])
+    with threads(2), pytest.raises(VoGError, match="checkpoint #2 produced NaN/inf"):
+        VoGEngine(ms, WINDOWS, device="cpu", strategy="split").score_batch(x, y)
