@@ -10,7 +10,7 @@ Engine level (needs only torch, torchvision and numpy)::
 For each N, in one process and on the same random batches:
 
 - ``floor``: K × (forward + backward to the input, parameters frozen), nothing else;
-- ``ours[...]``: ``fiftyone_vog.engine`` (each ``--variants`` entry: loop, vmap, bf16, fp16, channels_last, ...);
+- ``ours[...]``: ``fiftyone_vog.engine`` (each ``--variants`` entry: loop, split, vmap, bf16, fp16, channels_last, ...);
 - ``naive``: the authors' released-code way — for each checkpoint compute and keep every
   sample's gradient map, then stack (K, N, H, W) and reduce.
 
@@ -58,6 +58,7 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 VARIANTS = {
     "default": {},
     "loop": {"strategy": "loop"},
+    "split": {"strategy": "split"},  # CPU: the batch in parts, one per torch thread, one intra-op thread each
     "vmap": {"strategy": "vmap"},
     "bf16": {"autocast": "bf16"},
     "fp16": {"autocast": "fp16"},
@@ -181,8 +182,8 @@ def _release_heap():
 class PeakMemory:
     """Context manager: peak RSS growth (sampled) and peak CUDA allocation growth, in bytes."""
 
-    def __init__(self, device: torch.device, interval: float = 0.002):
-        self.device, self.interval = device, interval
+    def __init__(self, device: torch.device, interval: float | None = 0.002):
+        self.device, self.interval = device, interval  # None: no sampling thread (start and end only)
 
     def __enter__(self):
         _release_heap()
@@ -193,8 +194,9 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.cuda_base = torch.cuda.memory_allocated(self.device)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._sample, daemon=True) if self.interval else None
+        if self._thread is not None:
+            self._thread.start()
         return self
 
     def _sample(self):
@@ -208,7 +210,8 @@ class PeakMemory:
 
     def __exit__(self, *exc):
         self._stop.set()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         self.poke()
         self.rss = self.peak - self.base
         self.heap = None if self.heap_base is None else self.heap_peak - self.heap_base
@@ -260,9 +263,9 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device, clock, *args):
+def timed(fn, device, clock, *args, sample_memory: bool = True):
     """(seconds on ``clock``, result, PeakMemory); ``clock`` is time.perf_counter or time.process_time."""
-    with PeakMemory(device) as mem:
+    with PeakMemory(device, 0.002 if sample_memory else None) as mem:
         _sync(device)
         t = clock()
         out = fn(*args, mem)
@@ -314,7 +317,7 @@ def bench_engine(args) -> dict:
         mems, outs = {}, {}
         for _ in range(args.rounds):
             for name, (fn, obj) in methods.items():
-                dt, out, mem = timed(fn, device, clock, obj, batches)
+                dt, out, mem = timed(fn, device, clock, obj, batches, sample_memory=not args.no_memory_sampling)
                 times[name].append(dt)
                 outs[name] = out
                 prev = mems.get(name)
@@ -504,6 +507,12 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", help="cpu | cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--no-memory-sampling",
+        action="store_true",
+        help="no thread sampling RSS every 2 ms (its wake-ups take the GIL from strategy=split's "
+        "threads; peak memory is then read at the start and end of each method only)",
+    )
     p.add_argument(
         "--clock",
         choices=["wall", "cpu"],

@@ -75,6 +75,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-seconds", type=float, default=40.0, help="training before each scoring (default 40)")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--strategy", default="auto", help="compute_vog's strategy (default auto: split on the CPU)")
     p.add_argument("--old-rule", action="store_true", help="also score with the old rule's count after training")
     p.add_argument("--out", default=RESULTS_DIR)
     args = p.parse_args(argv)
@@ -113,10 +114,16 @@ def main(argv=None):
     def score(key: str, num_threads=None) -> dict:
         res = fov.compute_vog(
             ds, ckpts, model=lambda: build_model(args.model, 10), device="cpu", vog_field=key,
-            num_threads=num_threads, progress=False, overwrite=True, companions=False,
+            num_threads=num_threads, progress=False, overwrite=True, companions=False, strategy=args.strategy,
         )  # fmt: skip
         t = res.timings
-        return {"threads": res.config["num_threads"], "why": res.config.get("num_threads_why"), **t}
+        cfg = res.config
+        return {
+            "threads": cfg["num_threads"],
+            "why": cfg.get("num_threads_why"),
+            "strategy": cfg["engine"]["strategy"],
+            **t,
+        }
 
     def floor() -> float:
         """Seconds of the autograd floor with every core (torch's thread count restored after)."""
@@ -139,7 +146,7 @@ def main(argv=None):
         row["ratio_default_compute"] = row["floor_s"] / row["default"]["compute"]
         line = (
             f"round {r + 1}: trained {row['trained_s']:.0f}s (load {row['load_1min']:.2f}); default: "
-            f"{row['default']['threads']} threads ({row['default']['why']}), scoring {row['default']['score']:.2f}s "
+            f"{row['default']['threads']} threads ({row['default']['why']}), strategy {row['default']['strategy']}, scoring {row['default']['score']:.2f}s "
             f"(waiting for images {row['default']['data_wait']:.2f}s); floor with {cores} threads "
             f"{row['floor_around_s'][0]:.2f}s before, {row['floor_around_s'][1]:.2f}s after; throughput ÷ floor "
             f"{row['ratio_default']:.2f} (compute only {row['ratio_default_compute']:.2f})"

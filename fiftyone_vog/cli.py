@@ -161,7 +161,7 @@ def add_compute(sub):
         default="auto",
         choices=options.STRATEGIES,
         help="checkpoints one after another (loop), the same on one part of each batch per CPU thread "
-        "(split: auto's choice on the CPU for images up to 3x128x128), or all in one batched pass (vmap)",
+        "(split: opt-in, faster at the engine level, see docs/performance.md), or all in one batched pass (vmap)",
     )
     p.add_argument(
         "--autocast",

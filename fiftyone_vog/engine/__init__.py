@@ -15,8 +15,8 @@ A batch's K maps are computed into one reused buffer (K, B, H, W) and reduced
 right away with an exact two-pass variance in float64, so no per-checkpoint
 gradient map outlives the batch it belongs to: memory is O(K × batch × pixels),
 independent of the dataset size. The K input gradients come from a loop over
-the checkpoints (on the CPU, ``strategy="split"``: one loop per thread, each over
-its part of the batch) or, with ``strategy="vmap"``, from one batched
+the checkpoints (on the CPU, with ``strategy="split"``, one loop per thread, each
+over its part of the batch) or, with ``strategy="vmap"``, from one batched
 ``torch.func`` pass over the stacked weights; either way each is one forward and
 one backward pass, the least the method allows.
 

@@ -24,11 +24,12 @@ from .windows import normalize_windows
 #: Label value meaning "this sample has no label" (used by ``label_mode="auto"``).
 MISSING_LABEL = -1
 
-#: ``strategy="auto"`` on the CPU splits the batch across threads for images of at most this many
-#: values (channels × height × width: 3×128×128); larger ones run the loop with every operator
-#: split across the threads. Measured (docs/performance.md): splitting won at 32², 64² and 112²,
-#: and lost at 224², where two threads allocating large activations at once slowed each other.
-SPLIT_MAX_INPUT = 3 * 128 * 128
+#: ``strategy="split"`` cuts no part smaller than this many samples: a part's every operator costs
+#: the same Python dispatch (under the GIL, shared by the parts' threads) whatever its size, so
+#: with many threads and a small batch the parts are fewer than the threads and each part's
+#: operators run on ``threads // parts`` threads (16 threads, batch 64: 4 parts × 4 threads; a
+#: batch under 32 samples runs the loop).
+SPLIT_MIN_PART = 16
 
 
 @dataclass
@@ -110,14 +111,14 @@ class VoGEngine:
         dtype: float32 (default) or float64 for the model and gradients; the
             per-pixel statistics are always computed in float64.
         strategy: how the K input gradients of a batch are computed (same result):
-            ``"loop"`` runs the checkpoints one after another; ``"split"`` (CPU only; what
-            ``"auto"`` picks there for images of at most :data:`SPLIT_MAX_INPUT` values) cuts the
-            batch into one part per torch thread (``torch.get_num_threads()`` when the batch
-            starts) and runs the loop over each part on its own thread, each with one
-            intra-op thread (the same memory as ``loop``; the model's ``forward`` must not
-            keep per-call state on the module); ``"vmap"`` runs them all in one batched pass
-            over stacked weights (``torch.func``; needs K× the activation memory of one
-            checkpoint); ``"auto"`` (default) picks per device, see :func:`default_settings`.
+            ``"loop"`` runs the checkpoints one after another; ``"split"`` (CPU only, opt-in)
+            cuts the batch into one part per torch thread (``torch.get_num_threads()`` when the batch
+            starts; parts of at least :data:`SPLIT_MIN_PART` samples, the threads shared out
+            among them) and runs the loop over each part on its own thread (the batch's
+            activations, as ``loop``, but each thread's allocator keeps its own free memory;
+            the model's ``forward`` must not keep per-call state on the module);
+            ``"vmap"`` runs them all in one batched pass over stacked weights (``torch.func``;
+            needs K× the activation memory of one checkpoint); ``"auto"`` (default) picks per device, see :func:`default_settings`.
         autocast: ``None`` (default, exact) or ``"bf16"`` / ``"fp16"``: mixed-precision
             forward and backward; ranks agree with float32 (Spearman ≥ 0.999 in our tests) but
             values differ. See :mod:`fiftyone_vog.precision`. ``"bf16-all"`` / ``"fp16-all"``
@@ -173,10 +174,8 @@ class VoGEngine:
         self._slot = {k: i for i, k in enumerate(self._needed)}
         self._rows = {w: _rows([self._slot[k] for k in idx]) for w, idx in self.windows.items()}
         self._stacked = None
-        # "auto" on the CPU: "split" until the first batch shows images too large for it (SPLIT_MAX_INPUT)
-        self._auto_split = strategy == "auto" and defaults["strategy"] == "split"
         if strategy == "auto":
-            strategy = defaults["strategy"]  # "split" on the CPU, "loop" elsewhere (see default_settings)
+            strategy = defaults["strategy"]  # "loop" on every device (see default_settings)
         elif strategy == "split" and self.device.type != "cpu":
             raise VoGError(
                 f"strategy='split' cuts batches across CPU threads; on {self.device.type} use "
@@ -330,13 +329,10 @@ class VoGEngine:
             if self.companions:
                 self._logits = logits.detach().to(torch.float64)
             return maps, p, predicted
-        if self._auto_split:
-            self._auto_split = False
-            if x[0].numel() > SPLIT_MAX_INPUT:
-                self.strategy = "loop"
-        parts = min(torch.get_num_threads(), B) if self.strategy == "split" else 1
+        threads = torch.get_num_threads()
+        parts = min(threads, B // SPLIT_MIN_PART) if self.strategy == "split" else 1
         if parts > 1:
-            p, pred, logits = self._split(x, labels, p, maps, parts)
+            p, pred, logits = self._split(x, labels, p, maps, parts, threads)
         else:
             p, pred, logits = self._loop(x, labels, p, maps)
         predicted = pred if pred is not None else predicted
@@ -360,10 +356,19 @@ class VoGEngine:
             self._reduce_channels(grad, dim=1, out=maps[self._slot[k]])
         return p, predicted, logits
 
-    def _split(self, x: torch.Tensor, labels: torch.Tensor, p: torch.Tensor | None, maps: torch.Tensor, parts: int):
+    def _split(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor,
+        p: torch.Tensor | None,
+        maps: torch.Tensor,
+        parts: int,
+        threads: int,
+    ):
         """:meth:`_loop` on ``parts`` slices of the batch at once, one per thread (this one takes
-        the first), each with one intra-op thread: on a CPU, for the models and batches measured in
-        docs/performance.md, faster than one loop whose every operator is split across the
+        the first), the ``threads`` intra-op threads shared out among them (one each when there
+        are as many parts as threads): on a CPU, for the models and batches measured in
+        docs/performance.md, faster than one loop whose every operator is split across all the
         threads. Samples do not interact (eval mode), so each part's maps are the batch's rows."""
         from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -374,25 +379,28 @@ class VoGEngine:
                 self._pool[1].shutdown(wait=False)
             self._pool = (
                 parts,
-                ThreadPoolExecutor(
-                    parts - 1, thread_name_prefix="vog-split", initializer=torch.set_num_threads, initargs=(1,)
-                ),
+                ThreadPoolExecutor(parts - 1, thread_name_prefix="vog-split"),
             )
         pool = self._pool[1]
         edges = [round(i * x.shape[0] / parts) for i in range(parts + 1)]
         spans = list(zip(edges[:-1], edges[1:]))
 
-        def part(lo: int, hi: int):
+        # intra-op threads per part: the remainder goes to the first parts (3 threads, 2 parts: 2 + 1)
+        share = [threads // parts + (i < threads % parts) for i in range(parts)]
+
+        def part(lo: int, hi: int, n: int):
+            # a thread's first torch call sets its count to the last one set in any thread:
+            # let that happen first, then set this part's own (0.4 µs)
+            torch.get_num_threads()
+            torch.set_num_threads(n)
             return self._loop(x[lo:hi], labels[lo:hi], None if p is None else p[lo:hi], maps[:, lo:hi])
 
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        futures = [pool.submit(part, lo, hi) for lo, hi in spans[1:]]
+        futures = [pool.submit(part, lo, hi, n) for (lo, hi), n in zip(spans[1:], share[1:])]
         try:
-            results = [part(*spans[0])] + [f.result() for f in futures]
+            results = [part(*spans[0], share[0])] + [f.result() for f in futures]
         finally:
             wait(futures)  # no part may still write into maps once this returns or raises
-            torch.set_num_threads(before)
+            torch.set_num_threads(threads)
         ps, preds, logits = zip(*results)
         return (
             torch.cat(ps),
@@ -498,14 +506,13 @@ def stack_models(models: Sequence[nn.Module]):
 def default_settings(device: torch.device, autocast: str | None = None) -> dict:
     """Default ``strategy`` and ``channels_last`` per device.
 
-    ``split`` on the CPU (``"auto"`` turns it into ``loop`` at the first batch when its images hold
-    more than :data:`SPLIT_MAX_INPUT` values): one part of the batch per thread beat one loop with
-    every operator split across the threads, and ``vmap``'s grouped convolutions are slower than
-    either. ``loop``
-    elsewhere: on a GPU a large model saturates the device one checkpoint at a time while
-    ``vmap`` needs K× the activation memory (opt in for small models). ``channels_last`` only
-    with autocast on CUDA, where NHWC is what the tensor-core kernels want. The measurements
-    behind this are in docs/performance.md, with the commands that produced them.
+    ``loop`` everywhere: on CPU ``vmap``'s grouped convolutions are slower than the loop, and
+    ``split`` (one part of the batch per thread), faster at the engine level, was slower than the
+    loop when scoring right after training in the same process (docs/performance.md); on a GPU a
+    large model saturates the device one checkpoint at a time while ``vmap`` needs K× the
+    activation memory (opt in for small models). ``channels_last`` only with autocast on CUDA,
+    where NHWC is what the tensor-core kernels want. The measurements behind this are in
+    docs/performance.md, with the commands that produced them.
     """
     cuda = device.type == "cuda"
-    return {"strategy": "split" if device.type == "cpu" else "loop", "channels_last": cuda and autocast is not None}
+    return {"strategy": "loop", "channels_last": cuda and autocast is not None}

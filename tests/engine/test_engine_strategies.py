@@ -1,11 +1,14 @@
 """The engine's speed options (vmap, channels_last, bf16 autocast) against the plain loop and the
 naive float64 reference; the options' errors; CUDA paths where a GPU exists."""
 
+import contextlib
+import threading
+
 import numpy as np
 import pytest
 import torch
 
-from fiftyone_vog.engine import VoGEngine, VoGError, VoGOptions, score_batches
+from fiftyone_vog.engine import VoGEngine, VoGError, VoGOptions, gradients, score_batches
 from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
 
 from conftest import make_images, small_model, to_tensor
@@ -112,7 +115,7 @@ def test_autocast_keeps_the_ranking(trained, target, autocast, min_rho):
     windows = {"all": list(range(len(ms)))}
     fp32 = VoGEngine(ms, windows, opts, device="cpu").score_batch(x, y).raw["all"].numpy()
     eng = VoGEngine(ms, windows, opts, device="cpu", autocast=autocast)
-    assert eng.strategy == "split"  # the CPU's default, threads and all
+    assert eng.strategy == "loop"  # the CPU's default
     low = eng.score_batch(x, y).raw["all"].numpy()
     assert eng.settings["autocast"] == autocast and eng.settings["fp32_input_layer"] == "features.0"
     assert not np.array_equal(low, fp32)  # it really ran in low precision
@@ -235,9 +238,12 @@ def test_torchscript_checkpoints_score_without_vmap(models, batch):
     with pytest.raises(VoGError, match="TorchScript"):
         VoGEngine(scripted, {"all": [0, 1]}, device="cpu", strategy="vmap")
     eng = VoGEngine(scripted, {"all": [0, 1]}, device="cpu", strategy="auto")
-    assert eng.strategy == "split"  # TorchScript modules may be called from several threads
+    assert eng.strategy == "loop"
     ref = naive_vog(models, x, y, VoGOptions(), [0, 1])
     np.testing.assert_allclose(eng.score_batch(x, y).raw["all"].numpy(), ref, rtol=1e-6)
+    split = VoGEngine(scripted, {"all": [0, 1]}, device="cpu", strategy="split")
+    with threads(3), monkeypatch_min_part(1):  # TorchScript modules called from three threads at once
+        np.testing.assert_allclose(split.score_batch(x, y).raw["all"].numpy(), ref, rtol=1e-6)
 
 
 @cuda
@@ -265,6 +271,17 @@ def test_cuda_bf16_channels_last(models, batch):
     assert all(torch.isfinite(v).all() for v in out.raw.values())
 
 
+@contextlib.contextmanager
+def monkeypatch_min_part(n):
+    """``SPLIT_MIN_PART = n`` for a block."""
+    before = gradients.SPLIT_MIN_PART
+    gradients.SPLIT_MIN_PART = n
+    try:
+        yield
+    finally:
+        gradients.SPLIT_MIN_PART = before
+
+
 class threads:
     """``torch.set_num_threads(n)`` for a block."""
 
@@ -279,6 +296,13 @@ class threads:
         torch.set_num_threads(self.before)
 
 
+@pytest.fixture
+def small_parts(monkeypatch):
+    """Parts of any size, so that the 9-sample batch is cut (by default no part is under 16)."""
+    monkeypatch.setattr(gradients, "SPLIT_MIN_PART", 1)
+
+
+@pytest.mark.usefixtures("small_parts")
 @pytest.mark.parametrize("options", ALL_OPTIONS, ids=option_id)
 def test_split_equals_loop_and_reference(models, batch, options):
     """The batch cut into one part per thread: parts of 3 (3 threads, 9 samples), uneven parts
@@ -304,17 +328,20 @@ def test_split_equals_loop_and_reference(models, batch, options):
                 np.testing.assert_allclose(got.raw[key].numpy(), want.raw[key].numpy(), rtol=tol, atol=1e-12)
 
 
-def test_split_is_the_cpu_default_and_repeats_exactly(models, batch):
+@pytest.mark.usefixtures("small_parts")
+def test_split_is_opt_in_and_repeats_exactly(models, batch):
     x, y = batch
     y = y.clamp_min(0)
-    eng = VoGEngine(models, WINDOWS, device="cpu")
-    assert eng.strategy == "split" and eng.settings["strategy"] == "split"
+    assert VoGEngine(models, WINDOWS, device="cpu").strategy == "loop"
+    eng = VoGEngine(models, WINDOWS, device="cpu", strategy="split")
+    assert eng.settings["strategy"] == "split"  # in the run's record
     with threads(2):
         first = eng.score_batch(x, y).raw["all"].clone()
-        again = VoGEngine(models, WINDOWS, device="cpu").score_batch(x, y).raw["all"]
+        again = VoGEngine(models, WINDOWS, device="cpu", strategy="split").score_batch(x, y).raw["all"]
     assert torch.equal(first, again)  # identical inputs, identical scores
 
 
+@pytest.mark.usefixtures("small_parts")
 def test_split_with_one_thread_is_the_loop(models, batch):
     x, y = batch
     y = y.clamp_min(0)
@@ -323,6 +350,45 @@ def test_split_with_one_thread_is_the_loop(models, batch):
         loop = VoGEngine(models, WINDOWS, device="cpu", strategy="loop").score_batch(x, y)
     for w in WINDOWS:
         assert torch.equal(split.raw[w], loop.raw[w])
+
+
+class _Records(torch.nn.Module):
+    """Records, per forward pass, the thread, its torch thread count and the part's size."""
+
+    def __init__(self, model, calls):
+        super().__init__()
+        self.model, self.calls = model, calls
+
+    def forward(self, x):
+        self.calls.append((threading.get_ident(), torch.get_num_threads(), x.shape[0]))
+        return self.model(x)
+
+
+@pytest.mark.parametrize(
+    ("n_threads", "n", "want"),
+    [
+        (2, 40, [(20, 1), (20, 1)]),  # one part per thread, one intra-op thread each
+        (3, 40, [(20, 2), (20, 1)]),  # parts of ≥ 16 samples: 2 parts, the threads shared 2 + 1
+        (4, 40, [(20, 2), (20, 2)]),
+        (16, 64, [(16, 4)] * 4),  # a 16-core box, batch 64: 4 parts × 4 threads
+        (4, 31, [(31, 4)]),  # no two parts of 16: the loop, on every thread
+    ],
+)
+def test_split_shares_the_threads_among_parts_of_at_least_16(models, n_threads, n, want):
+    calls = []
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, 4, (n,), generator=g)
+    eng = VoGEngine([_Records(m, calls) for m in models], WINDOWS, device="cpu", strategy="split")
+    with threads(n_threads):
+        eng.score_batch(x, y)
+        assert torch.get_num_threads() == n_threads
+    per_part = {}
+    for ident, count, size in calls:
+        per_part.setdefault(ident, set()).add((size, count))
+    assert all(len(v) == 1 for v in per_part.values())  # each thread: one part, one count
+    assert sorted(v.pop() for v in per_part.values()) == sorted(want)
+    assert threading.get_ident() in per_part  # the caller's thread takes a part
+    assert len(calls) == len(want) * len(models)  # every part runs every checkpoint once
 
 
 def test_split_bf16_keeps_each_threads_input_layer_in_float32(trained):
@@ -354,6 +420,7 @@ class _FailsOnSecondHalf(torch.nn.Module):
         return self.model(x)
 
 
+@pytest.mark.usefixtures("small_parts")
 def test_an_error_in_a_worker_part_reaches_the_caller(models, batch):
     x, y = batch
     x, y = x.clone(), y.clamp_min(0)
@@ -379,6 +446,7 @@ class _NaNOnMarked(torch.nn.Module):
         return self.model(x) * torch.where(marked, float("nan"), 1.0)
 
 
+@pytest.mark.usefixtures("small_parts")
 def test_nan_in_a_worker_part_is_named(models, batch):
     x, y = batch
     x, y = x.clone(), y.clamp_min(0)
