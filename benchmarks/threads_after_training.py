@@ -12,12 +12,15 @@ taken from it leaves cores idle. In one process, per round:
    ``timings["score"]``), the thread count it chose and why;
 3. the autograd floor (bench_vog.py's ``floor``: K × forward + backward to the input, on tensors
    already in memory) with every core, right before and right after step 2 (their mean: the drift
-   of a shared machine within the round cancels);
+   of a shared machine within the round cancels); and the same floor fed by the loader that
+   ``compute_vog`` uses, over the same PNGs (the least an end-to-end job does: read, decode,
+   K × forward + backward), also before and after;
 4. with ``--old-rule``: train again, then ``compute_vog`` with the count the old rule (cores − the
    1-minute load average) gives at that moment.
 
 Reported: scoring throughput ÷ the floor's (1.0 = as fast as the bare autograd loop with every
-core; end to end includes decoding the PNGs), and the same for the engine's compute alone.
+core; end to end includes decoding the PNGs), the same for the engine's compute alone, and the
+scoring throughput ÷ the fed floor's (both decode the same images).
 ``OMP_NUM_THREADS`` must be unset.
 
     python benchmarks/threads_after_training.py --rounds 5 --old-rule --train-seconds 30
@@ -109,6 +112,9 @@ def main(argv=None):
         ckpts.append(os.path.join(tmp, f"epoch_{i + 1}.pt"))
         torch.save(m.state_dict(), ckpts[-1])
     batches = Batches(args.n, args.batch_size, args.size, 10, torch.device("cpu"))
+    from fiftyone_vog.inputs.images import ImageDataset, make_loader
+
+    pngs = ImageDataset([s.id for s in ds], [s.filepath for s in ds], [i % 10 for i in range(args.n)], transform="rgb")
     work = args.n * args.k  # sample-checkpoints
 
     def score(key: str, num_threads=None) -> dict:
@@ -135,12 +141,25 @@ def main(argv=None):
         torch.set_num_threads(before)
         return seconds
 
+    def fed_floor() -> float:
+        """Seconds of the floor fed by the loader over the PNGs, every core."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(cores)
+        t = time.perf_counter()
+        run_floor(models, make_loader(pngs, batch_size=args.batch_size))
+        seconds = time.perf_counter() - t
+        torch.set_num_threads(before)
+        return seconds
+
     rounds = []
     for r in range(args.rounds):
         row = {"trained_s": train_for(args.train_seconds, args.size, seed=r), "load_1min": os.getloadavg()[0]}
-        before_s = floor()  # the floor right before and right after the scoring: their mean, so that
-        row["default"] = score("vog")  # a shared machine's drift within the round cancels
+        before_s, fed_before_s = floor(), fed_floor()  # the floors right before and right after the
+        row["default"] = score("vog")  # scoring: their mean, so that a shared machine's drift within the round cancels
         row["floor_around_s"] = (before_s, floor())
+        row["fed_floor_around_s"] = (fed_before_s, fed_floor())
+        row["fed_floor_s"] = statistics.mean(row["fed_floor_around_s"])
+        row["ratio_default_fed"] = row["fed_floor_s"] / row["default"]["score"]
         row["floor_s"] = statistics.mean(row["floor_around_s"])
         row["ratio_default"] = row["floor_s"] / row["default"]["score"]
         row["ratio_default_compute"] = row["floor_s"] / row["default"]["compute"]
@@ -149,7 +168,8 @@ def main(argv=None):
             f"{row['default']['threads']} threads ({row['default']['why']}), strategy {row['default']['strategy']}, scoring {row['default']['score']:.2f}s "
             f"(waiting for images {row['default']['data_wait']:.2f}s); floor with {cores} threads "
             f"{row['floor_around_s'][0]:.2f}s before, {row['floor_around_s'][1]:.2f}s after; throughput ÷ floor "
-            f"{row['ratio_default']:.2f} (compute only {row['ratio_default_compute']:.2f})"
+            f"{row['ratio_default']:.2f} (compute only {row['ratio_default_compute']:.2f}); fed floor "
+            f"{row['fed_floor_around_s'][0]:.2f}s, {row['fed_floor_around_s'][1]:.2f}s: ÷ fed floor {row['ratio_default_fed']:.2f}"
         )
         if args.old_rule:
             train_for(args.train_seconds, args.size, seed=r)
@@ -162,6 +182,7 @@ def main(argv=None):
     summary = {
         "ratio_default_median": statistics.median(r["ratio_default"] for r in rounds),
         "ratio_default_compute_median": statistics.median(r["ratio_default_compute"] for r in rounds),
+        "ratio_default_fed_median": statistics.median(r["ratio_default_fed"] for r in rounds),
     }
     if args.old_rule:
         summary["ratio_old_rule_median"] = statistics.median(r["ratio_old_rule"] for r in rounds)
