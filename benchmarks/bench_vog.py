@@ -58,7 +58,7 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 VARIANTS = {
     "default": {},
     "loop": {"strategy": "loop"},
-    "split": {"strategy": "split"},  # CPU: the batch in parts, one per torch thread, one intra-op thread each
+    "split": {"strategy": "split"},  # CPU: the batch in parts, one per torch thread, the threads shared out
     "vmap": {"strategy": "vmap"},
     "bf16": {"autocast": "bf16"},
     "fp16": {"autocast": "fp16"},

@@ -46,7 +46,7 @@ sys.path.insert(0, HERE)
 
 from bench_vog import RESULTS_DIR, Batches, build_model, make_models, run_floor  # noqa: E402
 
-from fiftyone_vog.core.threads import cpu_cores  # noqa: E402
+from fiftyone_vog.core.threads import cpu_cores, torch_threads  # noqa: E402
 from fiftyone_vog.inputs.training import train_classifier  # noqa: E402
 
 
@@ -78,7 +78,7 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--train-seconds", type=float, default=40.0, help="training before each scoring (default 40)")
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--strategy", default="auto", help="compute_vog's strategy (default auto: split on the CPU)")
+    p.add_argument("--strategy", default="auto", help="compute_vog's strategy (default auto: the loop)")
     p.add_argument("--old-rule", action="store_true", help="also score with the old rule's count after training")
     p.add_argument("--out", default=RESULTS_DIR)
     args = p.parse_args(argv)
@@ -131,33 +131,21 @@ def main(argv=None):
             **t,
         }
 
-    def floor() -> float:
-        """Seconds of the autograd floor with every core (torch's thread count restored after)."""
-        before = torch.get_num_threads()
-        torch.set_num_threads(cores)
-        t = time.perf_counter()
-        run_floor(models, batches)
-        seconds = time.perf_counter() - t
-        torch.set_num_threads(before)
-        return seconds
-
-    def fed_floor() -> float:
-        """Seconds of the floor fed by the loader over the PNGs, every core."""
-        before = torch.get_num_threads()
-        torch.set_num_threads(cores)
-        t = time.perf_counter()
-        run_floor(models, make_loader(pngs, batch_size=args.batch_size))
-        seconds = time.perf_counter() - t
-        torch.set_num_threads(before)
-        return seconds
+    def floor(fed: bool = False) -> float:
+        """Seconds of the autograd floor with every core (torch's thread count restored after), on
+        the tensors in memory or, ``fed``, on the batches of the loader over the PNGs."""
+        with torch_threads(cores):
+            t = time.perf_counter()
+            run_floor(models, make_loader(pngs, batch_size=args.batch_size) if fed else batches)
+            return time.perf_counter() - t
 
     rounds = []
     for r in range(args.rounds):
         row = {"trained_s": train_for(args.train_seconds, args.size, seed=r), "load_1min": os.getloadavg()[0]}
-        before_s, fed_before_s = floor(), fed_floor()  # the floors right before and right after the
+        before_s, fed_before_s = floor(), floor(fed=True)  # the floors right before and right after the
         row["default"] = score("vog")  # scoring: their mean, so that a shared machine's drift within the round cancels
         row["floor_around_s"] = (before_s, floor())
-        row["fed_floor_around_s"] = (fed_before_s, fed_floor())
+        row["fed_floor_around_s"] = (fed_before_s, floor(fed=True))
         row["fed_floor_s"] = statistics.mean(row["fed_floor_around_s"])
         row["ratio_default_fed"] = row["fed_floor_s"] / row["default"]["score"]
         row["floor_s"] = statistics.mean(row["floor_around_s"])

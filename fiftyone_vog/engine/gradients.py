@@ -112,13 +112,14 @@ class VoGEngine:
             per-pixel statistics are always computed in float64.
         strategy: how the K input gradients of a batch are computed (same result):
             ``"loop"`` runs the checkpoints one after another; ``"split"`` (CPU only, opt-in)
-            cuts the batch into one part per torch thread (``torch.get_num_threads()`` when the batch
-            starts; parts of at least :data:`SPLIT_MIN_PART` samples, the threads shared out
-            among them) and runs the loop over each part on its own thread (the batch's
-            activations, as ``loop``, but each thread's allocator keeps its own free memory;
-            the model's ``forward`` must not keep per-call state on the module);
+            cuts the batch into one part per torch thread (``torch.get_num_threads()`` when
+            the batch starts; parts of at least :data:`SPLIT_MIN_PART` samples, the threads
+            shared out among them) and runs the loop over each part on its own thread (the
+            batch's activations, as ``loop``, but each thread's allocator keeps its own free
+            memory; the model's ``forward`` must not keep per-call state on the module);
             ``"vmap"`` runs them all in one batched pass over stacked weights (``torch.func``;
-            needs K× the activation memory of one checkpoint); ``"auto"`` (default) picks per device, see :func:`default_settings`.
+            needs K× the activation memory of one checkpoint); ``"auto"`` (default) picks per
+            device, see :func:`default_settings`.
         autocast: ``None`` (default, exact) or ``"bf16"`` / ``"fp16"``: mixed-precision
             forward and backward; ranks agree with float32 (Spearman ≥ 0.999 in our tests) but
             values differ. See :mod:`fiftyone_vog.precision`. ``"bf16-all"`` / ``"fp16-all"``
@@ -329,8 +330,8 @@ class VoGEngine:
             if self.companions:
                 self._logits = logits.detach().to(torch.float64)
             return maps, p, predicted
-        threads = torch.get_num_threads()
-        parts = min(threads, B // SPLIT_MIN_PART) if self.strategy == "split" else 1
+        threads = torch.get_num_threads() if self.strategy == "split" else 1
+        parts = min(threads, B // SPLIT_MIN_PART)
         if parts > 1:
             p, pred, logits = self._split(x, labels, p, maps, parts, threads)
         else:

@@ -1,13 +1,13 @@
 """The engine's speed options (vmap, channels_last, bf16 autocast) against the plain loop and the
 naive float64 reference; the options' errors; CUDA paths where a GPU exists."""
 
-import contextlib
 import threading
 
 import numpy as np
 import pytest
 import torch
 
+from fiftyone_vog.core.threads import torch_threads
 from fiftyone_vog.engine import VoGEngine, VoGError, VoGOptions, gradients, score_batches
 from fiftyone_vog.inputs.checkpoints import load_models, resolve_checkpoints
 
@@ -231,6 +231,7 @@ def test_option_errors(models):
         VoGEngine([models[0], models[1], other], {"all": [0, 1, 2]}, device="cpu", strategy="vmap")
 
 
+@pytest.mark.usefixtures("small_parts")
 def test_torchscript_checkpoints_score_without_vmap(models, batch):
     x, y = batch
     y = y.clamp_min(0)
@@ -242,7 +243,7 @@ def test_torchscript_checkpoints_score_without_vmap(models, batch):
     ref = naive_vog(models, x, y, VoGOptions(), [0, 1])
     np.testing.assert_allclose(eng.score_batch(x, y).raw["all"].numpy(), ref, rtol=1e-6)
     split = VoGEngine(scripted, {"all": [0, 1]}, device="cpu", strategy="split")
-    with threads(3), monkeypatch_min_part(1):  # TorchScript modules called from three threads at once
+    with torch_threads(3):  # TorchScript modules called from three threads at once
         np.testing.assert_allclose(split.score_batch(x, y).raw["all"].numpy(), ref, rtol=1e-6)
 
 
@@ -271,31 +272,6 @@ def test_cuda_bf16_channels_last(models, batch):
     assert all(torch.isfinite(v).all() for v in out.raw.values())
 
 
-@contextlib.contextmanager
-def monkeypatch_min_part(n):
-    """``SPLIT_MIN_PART = n`` for a block."""
-    before = gradients.SPLIT_MIN_PART
-    gradients.SPLIT_MIN_PART = n
-    try:
-        yield
-    finally:
-        gradients.SPLIT_MIN_PART = before
-
-
-class threads:
-    """``torch.set_num_threads(n)`` for a block."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
-
-
 @pytest.fixture
 def small_parts(monkeypatch):
     """Parts of any size, so that the 9-sample batch is cut (by default no part is under 16)."""
@@ -315,7 +291,7 @@ def test_split_equals_loop_and_reference(models, batch, options):
         want = loop.score_batch(x, y)
         for n in (3, 4, 16):
             eng = VoGEngine(models, WINDOWS, options, device="cpu", dtype=dtype, strategy="split", companions=True)
-            with threads(n):
+            with torch_threads(n):
                 got = eng.score_batch(x, y)
                 assert torch.get_num_threads() == n  # given back after the batch
             assert torch.equal(got.used_labels, want.used_labels)
@@ -335,7 +311,7 @@ def test_split_is_opt_in_and_repeats_exactly(models, batch):
     assert VoGEngine(models, WINDOWS, device="cpu").strategy == "loop"
     eng = VoGEngine(models, WINDOWS, device="cpu", strategy="split")
     assert eng.settings["strategy"] == "split"  # in the run's record
-    with threads(2):
+    with torch_threads(2):
         first = eng.score_batch(x, y).raw["all"].clone()
         again = VoGEngine(models, WINDOWS, device="cpu", strategy="split").score_batch(x, y).raw["all"]
     assert torch.equal(first, again)  # identical inputs, identical scores
@@ -345,7 +321,7 @@ def test_split_is_opt_in_and_repeats_exactly(models, batch):
 def test_split_with_one_thread_is_the_loop(models, batch):
     x, y = batch
     y = y.clamp_min(0)
-    with threads(1):
+    with torch_threads(1):
         split = VoGEngine(models, WINDOWS, device="cpu", strategy="split").score_batch(x, y)
         loop = VoGEngine(models, WINDOWS, device="cpu", strategy="loop").score_batch(x, y)
     for w in WINDOWS:
@@ -379,7 +355,7 @@ def test_split_shares_the_threads_among_parts_of_at_least_16(models, n_threads, 
     g = torch.Generator().manual_seed(3)
     x, y = torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, 4, (n,), generator=g)
     eng = VoGEngine([_Records(m, calls) for m in models], WINDOWS, device="cpu", strategy="split")
-    with threads(n_threads):
+    with torch_threads(n_threads):
         eng.score_batch(x, y)
         assert torch.get_num_threads() == n_threads
     per_part = {}
@@ -397,9 +373,9 @@ def test_split_bf16_keeps_each_threads_input_layer_in_float32(trained):
     ms, x, y = trained
     x, y = x[:40], y[:40]
     windows = {"all": list(range(len(ms)))}
-    with threads(2):
+    with torch_threads(2):
         got = VoGEngine(ms, windows, device="cpu", autocast="bf16", strategy="split").score_batch(x, y).raw["all"]
-    with threads(1):
+    with torch_threads(1):
         alone = VoGEngine(ms, windows, device="cpu", autocast="bf16", strategy="loop")
         parts = torch.cat([alone.score_batch(x[:20], y[:20]).raw["all"], alone.score_batch(x[20:], y[20:]).raw["all"]])
     np.testing.assert_allclose(got.numpy(), parts.numpy(), rtol=1e-6)
@@ -426,7 +402,7 @@ def test_an_error_in_a_worker_part_reaches_the_caller(models, batch):
     x, y = x.clone(), y.clamp_min(0)
     x[6:, 0, 0, 0] = 1000.0  # in the second of two parts (samples 4 to 8)
     eng = VoGEngine([_FailsOnSecondHalf(m) for m in models], WINDOWS, device="cpu", strategy="split")
-    with threads(2):
+    with torch_threads(2):
         with pytest.raises(RuntimeError, match="bad part"):
             eng.score_batch(x, y)
         assert torch.get_num_threads() == 2
@@ -452,5 +428,5 @@ def test_nan_in_a_worker_part_is_named(models, batch):
     x, y = x.clone(), y.clamp_min(0)
     x[7, 0, 0, 0] = 1000.0  # in the second of two parts
     ms = list(models[:2]) + [_NaNOnMarked(models[2])] + list(models[3:])
-    with threads(2), pytest.raises(VoGError, match="checkpoint #2 produced NaN/inf"):
+    with torch_threads(2), pytest.raises(VoGError, match="checkpoint #2 produced NaN/inf"):
         VoGEngine(ms, WINDOWS, device="cpu", strategy="split").score_batch(x, y)
