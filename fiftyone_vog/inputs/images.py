@@ -8,6 +8,7 @@ with every batch, so the engine places scores by id whatever the loader order.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -159,6 +160,16 @@ def pil_tensor(img: Image.Image, mode: str, where: str = "") -> torch.Tensor:
     return t.expand(3 if mode == "RGB" else 1, -1, -1).contiguous()
 
 
+@functools.cache
+def _tv_decode():
+    """torchvision's image decoder op, ``torch.ops.image.decode_image(data, mode, apply_exif)``:
+    what ``torchvision.io.decode_image`` calls after its per-call deprecation warning and usage
+    logging, which cost as much as decoding a 32×32 PNG (docs/performance.md, "CPU threads")."""
+    import torchvision.io  # noqa: F401  (registers the op)
+
+    return torch.ops.image.decode_image
+
+
 def _is_gif(head: bytes) -> bool:
     return head[:6] in (b"GIF87a", b"GIF89a")
 
@@ -253,6 +264,10 @@ class ImageDataset(torch.utils.data.Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.mode, self.transform = build_transform(transform)
         self.max_pixels = image_pixel_limit(max_image_pixels)
+        if self.mode in ("RGB", "L"):
+            from torchvision.io import ImageReadMode
+
+            self._tv_mode = (ImageReadMode.RGB if self.mode == "RGB" else ImageReadMode.GRAY).value
 
     def __len__(self):
         return len(self.ids)
@@ -289,12 +304,9 @@ class ImageDataset(torch.utils.data.Dataset):
         if self.mode == "PIL":
             with _pil_allows(self.max_pixels), Image.open(io.BytesIO(data)) as img:
                 return pil_rgb(img, where)
-        from torchvision.io import ImageReadMode, decode_image
-
         if not _is_gif(data[:6]):
             try:
-                encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-                return decode_image(encoded, mode=ImageReadMode.RGB if self.mode == "RGB" else ImageReadMode.GRAY)
+                return _tv_decode()(torch.frombuffer(bytearray(data), dtype=torch.uint8), self._tv_mode, False)
             except Exception:  # a format torchvision does not decode: PIL below
                 pass
         with _pil_allows(self.max_pixels), Image.open(io.BytesIO(data)) as img:
@@ -306,8 +318,8 @@ class ImageDataset(torch.utils.data.Dataset):
         where = f"{path} (sample {self.ids[i]})"
         # LoaderError, not VoGError: raised in a loader worker it must stay one line
         try:
-            with open(path, "rb") as f:  # one read: the header checks and the decoder share it
-                data = f.read()
+            with open(path, "rb", buffering=0) as f:  # one read: the header checks and the decoder share it
+                data = f.readall()
             self._check_size(data, where)
             return self._read(data, where), where
         except VoGError:
@@ -339,13 +351,24 @@ class ImageDataset(torch.utils.data.Dataset):
             return [self[i] for i in indices]
         imgs = [self._decoded(i)[0] for i in indices]
         if len({(x.dtype, x.shape) for x in imgs}) == 1:
-            xs = _to_float(torch.stack(imgs)).unbind(0)
-        else:  # sizes or bit depths differ: collate names the sizes
-            xs = [_to_float(x) for x in imgs]
-        return [(x, int(self.labels[i]), self.ids[i]) for i, x in zip(indices, xs)]
+            stacked = _to_float(torch.stack(imgs))
+            items = _Items((x, int(self.labels[i]), self.ids[i]) for i, x in zip(indices, stacked.unbind(0)))
+            items.stacked = stacked  # collate takes the batch as it is, instead of stacking its rows again
+            return items
+        # sizes or bit depths differ: image by image, and collate names the sizes
+        return [(_to_float(x), int(self.labels[i]), self.ids[i]) for i, x in zip(indices, imgs)]
+
+
+class _Items(list):
+    """A batch's items that also hold their images already stacked (``stacked``)."""
+
+    stacked: torch.Tensor | None = None
 
 
 def collate(items):
+    if getattr(items, "stacked", None) is not None:
+        _, labels, ids = zip(*items)
+        return items.stacked, torch.as_tensor(labels, dtype=torch.long), list(ids)
     xs, labels, ids = zip(*items)
     shapes = {tuple(x.shape) for x in xs}
     if len(shapes) > 1:

@@ -109,6 +109,9 @@ def test_batched_fetch_equals_torchvision_preset(tmp_path):
             want = reference(decode_image(paths[i], mode=mode)).as_subclass(torch.Tensor)
             assert x.dtype == torch.float32 and torch.equal(x, want), (preset, i)
             assert torch.equal(x, ds[i][0])
+        xs, labels, ids = collate(items)  # the batch stacked once, in __getitems__
+        assert items.stacked is xs and ids == ["d", "b", "a"] and labels.tolist() == [3, 1, 0]
+        assert torch.equal(xs, torch.stack([ds[i][0] for i in (3, 1, 0)]))
     deep = tmp_path / "deep.png"
     Image.fromarray(np.full((5, 6), 65535, dtype=np.uint16)).save(deep)  # 16-bit grayscale: white
     other = _write(tmp_path / "big.png", (8, 8), "RGB")
@@ -118,3 +121,22 @@ def test_batched_fetch_equals_torchvision_preset(tmp_path):
     assert mixed[1][0].shape == (3, 5, 6) and bool((mixed[1][0] == 1.0).all())
     with pytest.raises(fov.VoGError, match="different sizes"):
         collate(mixed)
+
+
+def test_png_and_jpeg_decode_without_pil(tmp_path, monkeypatch):
+    """The presets decode PNG and JPEG with torchvision's op directly (no per-call deprecation
+    warning and usage logging, which cost as much as a small PNG's decode); PIL is only the fallback."""
+    from fiftyone_vog.inputs import images
+
+    png = _write(tmp_path / "a.png", (6, 5), "RGB")
+    Image.open(png).save(tmp_path / "b.jpg", quality=90)
+    want = [ImageDataset(["a", "b"], [png, str(tmp_path / "b.jpg")], [0, 1])[i][0] for i in (0, 1)]
+
+    def no_pil(*a, **k):
+        raise AssertionError("PIL decoded an image the op decodes")
+
+    monkeypatch.setattr(images, "pil_tensor", no_pil)
+    assert images._tv_decode() is torch.ops.image.decode_image
+    ds = ImageDataset(["a", "b"], [png, str(tmp_path / "b.jpg")], [0, 1])
+    for i in (0, 1):
+        assert torch.equal(ds[i][0], want[i])
