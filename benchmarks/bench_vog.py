@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import copy
 import ctypes
 import gc
 import inspect
@@ -59,6 +60,8 @@ VARIANTS = {
     "default": {},
     "loop": {"strategy": "loop"},
     "split": {"strategy": "split"},  # CPU: the batch in parts, one per torch thread, the threads shared out
+    "fold": {"fold_batchnorm": True},  # BatchNorm folded into the conv before it (compute_vog's default)
+    "split+fold": {"strategy": "split", "fold_batchnorm": True},
     "vmap": {"strategy": "vmap"},
     "bf16": {"autocast": "bf16"},
     "fp16": {"autocast": "fp16"},
@@ -299,7 +302,9 @@ def bench_engine(args) -> dict:
         if kw is None:
             print(f"(variant {v!r} skipped: this engine has no {list(VARIANTS[v])})", file=sys.stderr)
             continue
-        engines[v] = VoGEngine(models, {"all": list(range(args.k))}, device=device, **kw)
+        # folding changes the modules in place: that variant gets its own copies
+        own = copy.deepcopy(models) if kw.get("fold_batchnorm") else models
+        engines[v] = VoGEngine(own, {"all": list(range(args.k))}, device=device, **kw)
     reference = next(iter(engines))
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     rows = []

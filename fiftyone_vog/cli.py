@@ -170,6 +170,13 @@ def add_compute(sub):
         "float32; -all: every layer in half precision, faster still, ranks less exact)",
     )
     p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for convolutions")
+    p.add_argument(
+        "--no-fold-batchnorm",
+        dest="fold_batchnorm",
+        action="store_false",
+        help="score the model as built, without folding eval-mode BatchNorm into the convolution before it "
+        "(folding is the same function, checked on the first batch, and faster)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run / fields of the same name")
     p.add_argument(
         "--allow-pickle",
@@ -235,6 +242,7 @@ def run_compute(args):
         strategy=args.strategy,
         autocast=args.autocast,
         channels_last=args.channels_last,
+        fold_batchnorm=args.fold_batchnorm,
         state_dict_key=args.state_dict_key,
     )
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports

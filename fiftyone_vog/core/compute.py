@@ -237,6 +237,7 @@ class Args:
     strategy: str
     autocast: str | None
     channels_last: bool | None
+    fold_batchnorm: bool
     allow_torchscript: bool
     max_image_pixels: int | None
     num_threads: int | None
@@ -476,6 +477,7 @@ def _load(plan: Plan) -> Loaded:
         autocast=a.autocast,
         channels_last=a.channels_last,
         companions=a.companions,
+        fold_batchnorm=a.fold_batchnorm,  # the modules are this run's own (built or deep-copied above)
     )
     engine.check_output_size(dataset[0][0][None], len(data.classes))
     return Loaded(models, dataset, engine, t_load, model, transform, source, weights)
@@ -498,6 +500,7 @@ def _resume_config(plan: Plan, loaded: Loaded) -> dict:
         "precision": a.precision,
         "autocast": a.autocast,
         "companions": bool(a.companions),
+        "fold_batchnorm": bool(a.fold_batchnorm),
     }
 
 
@@ -668,6 +671,7 @@ def compute_vog(
     strategy: str = "auto",
     autocast: str | None = None,
     channels_last: bool | None = None,
+    fold_batchnorm: bool = True,
     allow_torchscript: bool = False,
     max_image_pixels: int | None = None,
     num_threads: int | None = None,
@@ -741,6 +745,12 @@ def compute_vog(
             layer in float32, or ``"bf16-all"``/``"fp16-all"`` for every layer in half precision:
             faster, ranks less exact; NHWC layout); see
             :class:`fiftyone_vog.engine.VoGEngine` and docs/performance.md.
+        fold_batchnorm: fold each eval-mode BatchNorm into the convolution before it where the
+            model's ``nn.Sequential`` containers provably pass one into the other (the same
+            function: scores equal the unfolded model's up to float rounding, checked on the first
+            batch; 1.3–1.4× faster on a SmallCNN on the CPU). ``False`` scores the modules as built.
+            The run's config records what was folded (``engine.batchnorm_folded``); see
+            :mod:`fiftyone_vog.engine.folding`.
 
         companions: also write, from the class scores of the same forward passes (no extra
             backward pass), ``{vog_field}_loss`` (mean cross-entropy of the used label over the

@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import VoGError, check_choice
 from ..options import CHANNEL_REDUCTIONS, LABEL_MODES, STATISTICS, STRATEGIES, TARGETS  # noqa: F401  (one table)
 from .companions import COMPANIONS, companion_key, window_companions
+from .folding import fold_checked
 from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 from .windows import normalize_windows
 
@@ -133,6 +134,12 @@ class VoGEngine:
             layer's name is in :attr:`settings`. ``False`` runs everything in half precision.
         channels_last: run convolutions in NHWC memory layout (same result up to float
             rounding); ``None`` picks per device.
+        fold_batchnorm: on the first batch, fold each eval-mode BatchNorm into the convolution
+            before it (same function, same scores up to float rounding, one operator fewer each
+            way; :mod:`fiftyone_vog.engine.folding`), when the folded model's class scores on that
+            batch equal the original's. **Changes the given modules in place**, so off by default
+            here; :func:`fiftyone_vog.compute_vog`, which builds its own modules, turns it on.
+            What was done is in :attr:`settings` (``batchnorm_folded``).
     """
 
     def __init__(
@@ -147,6 +154,7 @@ class VoGEngine:
         channels_last: bool | None = None,
         fp32_input_layer: bool = True,
         companions: bool = False,
+        fold_batchnorm: bool = False,
     ):
         if len(models) < 2:
             raise VoGError(f"VoG needs at least 2 checkpoints, got {len(models)}")
@@ -192,6 +200,8 @@ class VoGEngine:
         self._workspace: dict = {}
         self.companions = bool(companions)
         self._logits: torch.Tensor | None = None  # (K', B, classes) float64 of the current batch
+        self.fold_batchnorm = bool(fold_batchnorm)
+        self._folded: dict | None = None  # fold_checked's report, once the first batch has run
 
     @property
     def outputs(self) -> list[str]:
@@ -212,7 +222,15 @@ class VoGEngine:
         }
         if self.autocast is not None:
             settings["fp32_input_layer"] = self._input_layer if self.fp32_input_layer else None
+        if self.fold_batchnorm:
+            settings["batchnorm_folded"] = self._folded
         return settings
+
+    def _fold(self, x: torch.Tensor) -> None:
+        """Fold the BatchNorms (``fold_batchnorm``), once, checked on the batch ``x``."""
+        if self.fold_batchnorm and self._folded is None:
+            with exact_fp32(self.device):  # the check compares IEEE float32 (no TF32) class scores
+                self._folded = fold_checked(list(self.models), x)
 
     # -- per-checkpoint pieces ------------------------------------------------
     def _score(self, out: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -314,6 +332,7 @@ class VoGEngine:
         if self.options.label_mode == "true" and (labels < 0).any():
             raise VoGError("label_mode='true' needs a label for every sample; use label_mode='auto'")
         x = self._input(x)
+        self._fold(x)
         labels = labels.to(self.device, torch.long, non_blocking=True)
         B, _, H, W = x.shape
         maps = self._buffer("maps", (len(self._needed), B, H, W), self.dtype)
