@@ -101,17 +101,15 @@ def _fold(conv: nn.Module, bn: _BatchNorm) -> None:
     shift = -bn.running_mean.to(torch.float64) * scale
     if bn.bias is not None:
         shift = shift + bn.bias.detach().to(torch.float64)
-    dtype = conv.weight.dtype
-    new_w = (w * scale.view(-1, *([1] * (w.ndim - 1)))).to(dtype)
-    new_b = (b * scale + shift).to(dtype)
-    conv.weight = nn.Parameter(new_w, requires_grad=conv.weight.requires_grad)
-    conv.bias = nn.Parameter(new_b, requires_grad=conv.weight.requires_grad)
+    dtype, trainable = conv.weight.dtype, conv.weight.requires_grad
+    conv.weight = nn.Parameter((w * scale.view(-1, *([1] * (w.ndim - 1)))).to(dtype), requires_grad=trainable)
+    conv.bias = nn.Parameter((b * scale + shift).to(dtype), requires_grad=trainable)
 
 
-def _fold_all(model: nn.Module) -> list[tuple]:
-    """Fold every foldable pair of ``model`` in place; returns how to undo it (:func:`_undo`)."""
+def _fold_pairs(pairs: list[tuple[nn.Sequential, int, str]]) -> list[tuple]:
+    """Fold the pairs :func:`foldable_pairs` found, in place; returns how to undo it (:func:`_undo`)."""
     done = []
-    for seq, i, bn_name in foldable_pairs(model):
+    for seq, i, bn_name in pairs:
         conv, bn = seq[i], seq[i + 1]
         done.append((seq, i, conv.weight, conv.bias, bn, bn_name))
         _fold(conv, bn)
@@ -129,7 +127,7 @@ def fold_batchnorm(model: nn.Module) -> list[str]:
     """Fold every foldable BatchNorm of ``model`` into its convolution, in place (the BatchNorm's
     slot in its ``nn.Sequential`` becomes ``nn.Identity``, so child indices and names stay).
     Returns the folded BatchNorms' names. The model must be in eval mode."""
-    return [name for *_, name in _fold_all(model)]
+    return [name for *_, name in _fold_pairs(foldable_pairs(model))]
 
 
 def fold_checked(models: list[nn.Module], x: torch.Tensor) -> dict:
@@ -138,7 +136,8 @@ def fold_checked(models: list[nn.Module], x: torch.Tensor) -> dict:
     leave every model as it was; the checkpoints share one architecture, so one check covers them.
     Returns what was done, for the run's record: ``{"folded": n per model, "max_diff": relative
     difference}`` or ``{"folded": 0, "why": ...}``."""
-    names = [[bn for _, _, bn in foldable_pairs(m)] for m in models]
+    pairs = [foldable_pairs(m) for m in models]
+    names = [[bn for _, _, bn in p] for p in pairs]
     if not names[-1]:
         return {"folded": 0, "why": "no Conv→BatchNorm pair in an nn.Sequential"}
     if any(n != names[-1] for n in names):  # never expected of checkpoints of one architecture
@@ -146,7 +145,7 @@ def fold_checked(models: list[nn.Module], x: torch.Tensor) -> dict:
     last, x = models[-1], x[: min(len(x), 8)]
     with torch.no_grad():
         ref = last(x)
-        done = _fold_all(last)  # in place, undone below if the scores change: no copy of the model
+        done = _fold_pairs(pairs[-1])  # in place, undone below if the scores change: no copy of the model
         got = last(x)
     if not (isinstance(ref, torch.Tensor) and isinstance(got, torch.Tensor) and ref.shape == got.shape):
         _undo(done)
@@ -160,6 +159,6 @@ def fold_checked(models: list[nn.Module], x: torch.Tensor) -> dict:
             "why": f"folded, the class scores changed by {diff:.2g} (the model's forward reads a folded "
             "layer's output): kept as it is",
         }
-    for m in models[:-1]:
-        _fold_all(m)
+    for p in pairs[:-1]:
+        _fold_pairs(p)
     return {"folded": len(names[-1]), "max_diff": diff}

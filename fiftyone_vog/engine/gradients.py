@@ -230,7 +230,7 @@ class VoGEngine:
         """Fold the BatchNorms (``fold_batchnorm``), once, checked on the batch ``x``."""
         if self.fold_batchnorm and self._folded is None:
             with exact_fp32(self.device):  # the check compares IEEE float32 (no TF32) class scores
-                self._folded = fold_checked(list(self.models), x)
+                self._folded = fold_checked(self.models, x)
 
     # -- per-checkpoint pieces ------------------------------------------------
     def _score(self, out: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
