@@ -56,13 +56,15 @@ from fiftyone_vog.models import SmallCNN  # noqa: E402
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 #: Engine configurations ``--variants`` may name; keys the engine does not accept are skipped.
+NCHW = {"channels_last": False}  # the layout the variants below were first measured in (the CPU's default checks NHWC)
 VARIANTS = {
-    "default": {},
-    "loop": {"strategy": "loop"},
-    "split": {"strategy": "split"},  # CPU: the batch in parts, one per torch thread, the threads shared out
-    "fold": {"fold_batchnorm": True},  # BatchNorm folded into the conv before it (compute_vog's default)
-    "split+fold": {"strategy": "split", "fold_batchnorm": True},
-    "vmap": {"strategy": "vmap"},
+    "default": {},  # the engine's own defaults (on the CPU: NHWC when the first batch's check passes)
+    "compute_vog": {"fold_batchnorm": True},  # what compute_vog asks of the engine by default
+    "loop": {"strategy": "loop", **NCHW},
+    "split": {"strategy": "split", **NCHW},  # CPU: the batch in parts, one per torch thread, the threads shared out
+    "fold": {"fold_batchnorm": True, **NCHW},  # BatchNorm folded into the conv before it
+    "split+fold": {"strategy": "split", "fold_batchnorm": True, **NCHW},
+    "vmap": {"strategy": "vmap", **NCHW},
     "bf16": {"autocast": "bf16"},
     "fp16": {"autocast": "fp16"},
     "bf16-all": {"autocast": "bf16", "fp32_input_layer": False},  # input layer in half precision too
@@ -70,9 +72,11 @@ VARIANTS = {
     "bf16+channels_last": {"autocast": "bf16", "channels_last": True},
     "fp16+channels_last": {"autocast": "fp16", "channels_last": True},
     "channels_last": {"channels_last": True},
+    "fold+channels_last": {"fold_batchnorm": True, "channels_last": True},
+    "split+fold+channels_last": {"strategy": "split", "fold_batchnorm": True, "channels_last": True},
     "vmap+channels_last": {"strategy": "vmap", "channels_last": True},
-    "companions": {"companions": True},  # + loss, margin, maxprob, energy from the same forward passes
-    "vmap+companions": {"strategy": "vmap", "companions": True},
+    "companions": {"companions": True, **NCHW},  # + loss, margin, maxprob, energy from the same forward passes
+    "vmap+companions": {"strategy": "vmap", "companions": True, **NCHW},
 }
 
 
@@ -302,8 +306,9 @@ def bench_engine(args) -> dict:
         if kw is None:
             print(f"(variant {v!r} skipped: this engine has no {list(VARIANTS[v])})", file=sys.stderr)
             continue
-        # folding changes the modules in place: that variant gets its own copies
-        own = copy.deepcopy(models) if kw.get("fold_batchnorm") else models
+        # folding and the NHWC layout change the modules in place (the floor's too, were they shared):
+        # those variants get their own copies
+        own = copy.deepcopy(models) if kw.get("fold_batchnorm") or kw.get("channels_last", None) is not False else models
         engines[v] = VoGEngine(own, {"all": list(range(args.k))}, device=device, **kw)
     reference = next(iter(engines))
     clock = time.process_time if args.clock == "cpu" else time.perf_counter

@@ -26,6 +26,7 @@ torchvision and PIL, no FiftyOne.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -181,7 +182,8 @@ def main(argv=None):
     labels = [i % num_classes for i in range(args.n)]
     dataset = ImageDataset([str(i) for i in range(args.n)], paths, labels, transform="imagenet")
     models = make_models(args.arch, max(2, args.k), num_classes, device)
-    engine = VoGEngine(models[: args.k], {"all": list(range(args.k))}, device=device)
+    # the engine may switch its modules to NHWC in place (the CPU's default): the model row keeps its own
+    engine = VoGEngine(copy.deepcopy(models[: args.k]), {"all": list(range(args.k))}, device=device)
     model_n = args.model_n or min(args.n, 256)
     vog_data = torch.utils.data.Subset(dataset, range(min(args.n, args.vog_n or 512)))
 

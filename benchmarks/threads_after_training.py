@@ -129,6 +129,7 @@ def main(argv=None):
             "why": cfg.get("num_threads_why"),
             "strategy": cfg["engine"]["strategy"],
             "batchnorm_folded": cfg["engine"].get("batchnorm_folded"),
+            "channels_last": cfg["engine"].get("channels_last"),
             **t,
         }
 
@@ -154,7 +155,7 @@ def main(argv=None):
         row["ratio_default_compute"] = row["floor_s"] / row["default"]["compute"]
         line = (
             f"round {r + 1}: trained {row['trained_s']:.0f}s (load {row['load_1min']:.2f}); default: "
-            f"{row['default']['threads']} threads ({row['default']['why']}), strategy {row['default']['strategy']}, BatchNorm folded {row['default']['batchnorm_folded']}, scoring {row['default']['score']:.2f}s "
+            f"{row['default']['threads']} threads ({row['default']['why']}), strategy {row['default']['strategy']}, BatchNorm folded {row['default']['batchnorm_folded']}, NHWC {row['default']['channels_last']}, scoring {row['default']['score']:.2f}s "
             f"(waiting for images {row['default']['data_wait']:.2f}s); floor with {cores} threads "
             f"{row['floor_around_s'][0]:.2f}s before, {row['floor_around_s'][1]:.2f}s after; throughput ÷ floor "
             f"{row['ratio_default']:.2f} (compute only {row['ratio_default_compute']:.2f}); fed floor "

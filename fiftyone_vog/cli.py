@@ -169,7 +169,13 @@ def add_compute(sub):
         help="mixed precision: faster, ranks kept, values not exact (the model's input layer stays "
         "float32; -all: every layer in half precision, faster still, ranks less exact)",
     )
-    p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory layout for convolutions")
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="NHWC memory layout for convolutions (default: on the CPU when the model's class scores on the "
+        "first batch are the same in NHWC; on CUDA with --autocast)",
+    )
     p.add_argument(
         "--no-fold-batchnorm",
         dest="fold_batchnorm",

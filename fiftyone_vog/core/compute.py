@@ -501,6 +501,7 @@ def _resume_config(plan: Plan, loaded: Loaded) -> dict:
         "autocast": a.autocast,
         "companions": bool(a.companions),
         "fold_batchnorm": bool(a.fold_batchnorm),
+        "channels_last": a.channels_last,  # as asked (None: the engine checks it on the first batch)
     }
 
 
@@ -743,7 +744,8 @@ def compute_vog(
         strategy, autocast, channels_last: how the engine computes the gradients
             (``"loop"``/``"split"``/``"vmap"``; ``"bf16"``/``"fp16"`` mixed precision with the model's input
             layer in float32, or ``"bf16-all"``/``"fp16-all"`` for every layer in half precision:
-            faster, ranks less exact; NHWC layout); see
+            faster, ranks less exact; NHWC layout: ``None``, the default, uses it on the CPU when the
+            model's class scores on the first batch are the same in NHWC, ``False`` never); see
             :class:`fiftyone_vog.engine.VoGEngine` and docs/performance.md.
         fold_batchnorm: fold each eval-mode BatchNorm into the convolution before it where the
             model's ``nn.Sequential`` containers provably pass one into the other (the same

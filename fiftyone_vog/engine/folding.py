@@ -130,6 +130,15 @@ def fold_batchnorm(model: nn.Module) -> list[str]:
     return [name for *_, name in _fold_pairs(foldable_pairs(model))]
 
 
+def score_difference(ref, got) -> float | None:
+    """The largest difference between two outputs of a model, relative to the largest of ``ref``
+    (at least 1); None when they are not tensors of one shape."""
+    if not (isinstance(ref, torch.Tensor) and isinstance(got, torch.Tensor) and ref.shape == got.shape):
+        return None
+    scale = ref.abs().max().clamp_min(1.0)
+    return float(((got - ref).abs().max() / scale).item())
+
+
 def fold_checked(models: list[nn.Module], x: torch.Tensor) -> dict:
     """Fold every model's BatchNorms in place when folding the last one leaves its class scores on
     ``x`` (a real batch, in the engine's device and dtype) the same (:data:`FOLD_TOLERANCE`), else
@@ -147,11 +156,10 @@ def fold_checked(models: list[nn.Module], x: torch.Tensor) -> dict:
         ref = last(x)
         done = _fold_pairs(pairs[-1])  # in place, undone below if the scores change: no copy of the model
         got = last(x)
-    if not (isinstance(ref, torch.Tensor) and isinstance(got, torch.Tensor) and ref.shape == got.shape):
+    diff = score_difference(ref, got)
+    if diff is None:
         _undo(done)
         return {"folded": 0, "why": "the model's output is not one tensor"}
-    scale = ref.abs().max().clamp_min(1.0)
-    diff = float(((got - ref).abs().max() / scale).item())
     if not diff <= FOLD_TOLERANCE:  # NaN too
         _undo(done)
         return {

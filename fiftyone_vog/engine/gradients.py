@@ -19,6 +19,7 @@ from ..errors import VoGError, check_choice
 from ..options import CHANNEL_REDUCTIONS, LABEL_MODES, STATISTICS, STRATEGIES, TARGETS  # noqa: F401  (one table)
 from .companions import COMPANIONS, companion_key, window_companions
 from .folding import fold_checked
+from .layout import channels_last_checked
 from .precision import AUTOCAST_CHOICES, exact_fp32, find_input_layer, fp16_scaled_probability, mixed_precision
 from .windows import normalize_windows
 
@@ -133,7 +134,11 @@ class VoGEngine:
             convolution or linear layer) in float32 — the default, and what keeps the ranks; the
             layer's name is in :attr:`settings`. ``False`` runs everything in half precision.
         channels_last: run convolutions in NHWC memory layout (same result up to float
-            rounding); ``None`` picks per device.
+            rounding); ``None`` picks per device: on the CPU in float32 without autocast, NHWC
+            when the model has a 2-d convolution and its class scores on the first batch are the
+            same in NHWC (:mod:`fiftyone_vog.engine.layout`; **changes the given modules' layout
+            in place**, as ``True`` does); on CUDA only with autocast. What was done is in
+            :attr:`settings` (``channels_last``, and ``channels_last_check`` after the check).
         fold_batchnorm: on the first batch, fold each eval-mode BatchNorm into the convolution
             before it (same function, same scores up to float rounding, one operator fewer each
             way; :mod:`fiftyone_vog.engine.folding`), when the folded model's class scores on that
@@ -173,7 +178,11 @@ class VoGEngine:
         self._input_layer: str | None = None  # found on the first batch (needs an input)
         self._kept_fp32: list | None = None
         defaults = default_settings(self.device, autocast)
-        self.channels_last = defaults["channels_last"] if channels_last is None else bool(channels_last)
+        layout = defaults["channels_last"] if channels_last is None else bool(channels_last)
+        # "check": decided on the first batch (_first_batch), float32 only (the measured case)
+        self._layout_check = layout == "check" and dtype == torch.float32
+        self._layout: dict | None = None  # channels_last_checked's report, once the first batch has run
+        self.channels_last = layout is True
         self.models = prepare_models(models, self.device, dtype, self.channels_last)
         self.windows = normalize_windows(windows, len(self.models))
         if not self.windows:
@@ -224,13 +233,23 @@ class VoGEngine:
             settings["fp32_input_layer"] = self._input_layer if self.fp32_input_layer else None
         if self.fold_batchnorm:
             settings["batchnorm_folded"] = self._folded
+        if self._layout_check:
+            settings["channels_last_check"] = self._layout
         return settings
 
-    def _fold(self, x: torch.Tensor) -> None:
-        """Fold the BatchNorms (``fold_batchnorm``), once, checked on the batch ``x``."""
+    def _first_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Once, on the first batch ``x`` (as :meth:`_input` made it): fold the BatchNorms
+        (``fold_batchnorm``), then choose the memory layout (``channels_last=None`` on the CPU),
+        each checked on ``x``; returns ``x`` in the layout chosen."""
         if self.fold_batchnorm and self._folded is None:
             with exact_fp32(self.device):  # the check compares IEEE float32 (no TF32) class scores
                 self._folded = fold_checked(self.models, x)
+        if self._layout_check and self._layout is None:
+            with exact_fp32(self.device):
+                self._layout = channels_last_checked(self.models, x)
+            self.channels_last = self._layout["channels_last"]
+            x = self._input(x)
+        return x
 
     # -- per-checkpoint pieces ------------------------------------------------
     def _score(self, out: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -331,8 +350,7 @@ class VoGEngine:
         """
         if self.options.label_mode == "true" and (labels < 0).any():
             raise VoGError("label_mode='true' needs a label for every sample; use label_mode='auto'")
-        x = self._input(x)
-        self._fold(x)
+        x = self._first_batch(self._input(x))
         labels = labels.to(self.device, torch.long, non_blocking=True)
         B, _, H, W = x.shape
         maps = self._buffer("maps", (len(self._needed), B, H, W), self.dtype)
@@ -530,9 +548,12 @@ def default_settings(device: torch.device, autocast: str | None = None) -> dict:
     ``split`` (one part of the batch per thread), faster at the engine level, was slower than the
     loop when scoring right after training in the same process (docs/performance.md); on a GPU a
     large model saturates the device one checkpoint at a time while ``vmap`` needs K× the
-    activation memory (opt in for small models). ``channels_last`` only with autocast on CUDA,
-    where NHWC is what the tensor-core kernels want. The measurements behind this are in
-    docs/performance.md, with the commands that produced them.
+    activation memory (opt in for small models). ``channels_last``: with autocast on CUDA, where
+    NHWC is what the tensor-core kernels want; ``"check"`` on the CPU without autocast, where
+    oneDNN's convolutions and max-pooling are faster in NHWC (decided on the first batch,
+    :mod:`fiftyone_vog.engine.layout`). The measurements behind this are in docs/performance.md,
+    with the commands that produced them.
     """
-    cuda = device.type == "cuda"
-    return {"strategy": "loop", "channels_last": cuda and autocast is not None}
+    if device.type == "cuda":
+        return {"strategy": "loop", "channels_last": autocast is not None}
+    return {"strategy": "loop", "channels_last": "check" if device.type == "cpu" and autocast is None else False}
