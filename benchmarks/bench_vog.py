@@ -308,7 +308,9 @@ def bench_engine(args) -> dict:
             continue
         # folding and the NHWC layout change the modules in place (the floor's too, were they shared):
         # those variants get their own copies
-        own = copy.deepcopy(models) if kw.get("fold_batchnorm") or kw.get("channels_last", None) is not False else models
+        own = (
+            copy.deepcopy(models) if kw.get("fold_batchnorm") or kw.get("channels_last", None) is not False else models
+        )
         engines[v] = VoGEngine(own, {"all": list(range(args.k))}, device=device, **kw)
     reference = next(iter(engines))
     clock = time.process_time if args.clock == "cpu" else time.perf_counter

@@ -34,7 +34,10 @@ def channels_last_checked(models: list[nn.Module], x: torch.Tensor) -> dict:
     check covers them. Returns ``{"channels_last": True, "max_diff": relative difference}`` or
     ``{"channels_last": False, "why": ...}``."""
     if x.ndim != 4:
-        return {"channels_last": False, "why": f"the inputs are {x.ndim}-d, not images (batch, channels, height, width)"}
+        return {
+            "channels_last": False,
+            "why": f"the inputs are {x.ndim}-d, not images (batch, channels, height, width)",
+        }
     last = models[-1]
     if not _has_conv2d(last):
         return {"channels_last": False, "why": "the model has no 2-d convolution"}
@@ -47,7 +50,10 @@ def channels_last_checked(models: list[nn.Module], x: torch.Tensor) -> dict:
         except Exception as e:  # the NCHW pass just ran: the layout is what failed (e.g. .view on NHWC strides)
             _to(last, torch.contiguous_format)
             first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-            return {"channels_last": False, "why": f"the model's forward fails on NHWC inputs ({type(e).__name__}: {first})"}
+            return {
+                "channels_last": False,
+                "why": f"the model's forward fails on NHWC inputs ({type(e).__name__}: {first})",
+            }
     diff = score_difference(ref, got)
     if diff is None or not diff <= FOLD_TOLERANCE:  # NaN too
         _to(last, torch.contiguous_format)
