@@ -43,25 +43,24 @@ def test_the_cpu_default_is_nhwc_and_equals_the_reference(batch, options, strate
         assert rel.max() < 1e-6, (w, rel.max())
 
 
-class ViewsTheFeatures(nn.Module):
-    """``.view(len(x), -1)`` after the convolutions: raises on NHWC strides."""
+class _ConvHead(nn.Module):
+    """A convolution and a linear head; the subclasses differ in how the head reads the features."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.head = nn.LazyLinear(4)
+
+
+class ViewsTheFeatures(_ConvHead):
+    """``.view(len(x), -1)`` after the convolutions: raises on NHWC strides."""
 
     def forward(self, x):
         return self.head(torch.relu(self.conv(x)).view(len(x), -1))
 
 
-class ReadsTheMemory(nn.Module):
+class ReadsTheMemory(_ConvHead):
     """Reads the activations in their memory order: another function of the input in NHWC."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.head = nn.LazyLinear(4)
 
     def forward(self, x):
         h = torch.relu(self.conv(x))
